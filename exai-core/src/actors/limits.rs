@@ -1,0 +1,221 @@
+//! The semaphore manager: global, per-provider and per-session limits on requests in flight.
+//!
+//! Deliberately not an actor: an acquire is a lock-free `tokio::sync::Semaphore` operation, and
+//! routing every acquire through one mailbox would serialise the hottest path of the gateway.
+//! A request waits — bounded by the queue timeout, one budget for all its permits — instead of
+//! failing at once; when it must fail, [`Error::OverCapacity`] says which limit and when to retry.
+//!
+//! Permits are `OwnedSemaphorePermit`s held in guards, so they are released by drop on every path:
+//! success, error, panic and cancellation (the future holding them is dropped).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// A per-session limit, owned by the session.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionLimit {
+    pub permits: Arc<Semaphore>,
+    pub max: usize,
+}
+
+impl SessionLimit {
+    pub fn new(max: usize) -> Self {
+        Self { permits: Arc::new(Semaphore::new(max)), max }
+    }
+
+    /// Requests of this session in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.max.saturating_sub(self.permits.available_permits())
+    }
+}
+
+/// The gateway's shared limits.
+pub(crate) struct Limits {
+    global: SessionLimit,
+    providers: HashMap<String, SessionLimit>,
+    queue_timeout: Duration,
+}
+
+/// Permits for one request (session + global), released on drop.
+#[derive(Debug)]
+pub(crate) struct RequestPermits {
+    _session: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+    _gauge: Gauge,
+}
+
+/// A provider permit, released on drop.
+#[derive(Debug)]
+pub(crate) struct ProviderPermit {
+    _permit: OwnedSemaphorePermit,
+    _gauge: Gauge,
+}
+
+/// Keeps the in-flight gauge honest on every exit path.
+#[derive(Debug)]
+struct Gauge(&'static str, String);
+
+impl Gauge {
+    fn new(scope: &'static str, name: &str) -> Self {
+        metrics::gauge!("exai_inflight", "scope" => scope, "name" => name.to_string()).increment(1.0);
+        Self(scope, name.to_string())
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        metrics::gauge!("exai_inflight", "scope" => self.0, "name" => self.1.clone()).decrement(1.0);
+    }
+}
+
+/// Usage of one limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitUsage {
+    /// Which limit (`global`, a provider's name).
+    pub scope: String,
+    /// Permits held.
+    pub in_flight: usize,
+    /// The limit.
+    pub max: usize,
+}
+
+impl Limits {
+    pub fn new(config: &Config) -> Self {
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| (p.name.clone(), SessionLimit::new(p.max_inflight)))
+            .collect();
+        Self {
+            global: SessionLimit::new(config.limits.global_max_inflight),
+            providers,
+            queue_timeout: config.limits.queue_timeout,
+        }
+    }
+
+    /// The deadline for a request arriving now.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.queue_timeout
+    }
+
+    /// Session permit first (a busy client waits on itself, not on everyone), then global.
+    pub async fn request(&self, session: &SessionLimit, deadline: Instant) -> Result<RequestPermits, Error> {
+        let started = Instant::now();
+        let session_permit = acquire(session, "session", started, deadline).await?;
+        let global = acquire(&self.global, "global", started, deadline).await?;
+        metrics::histogram!("exai_queue_wait_seconds", "scope" => "request").record(started.elapsed().as_secs_f64());
+        Ok(RequestPermits { _session: session_permit, _global: global, _gauge: Gauge::new("global", "global") })
+    }
+
+    /// A permit at `provider`.
+    pub async fn provider(&self, provider: &str, deadline: Instant) -> Result<ProviderPermit, Error> {
+        let limit = self
+            .providers
+            .get(provider)
+            .ok_or_else(|| Error::Internal(format!("no limit for provider {provider}")))?;
+        let started = Instant::now();
+        let permit = acquire(limit, &format!("provider {provider}"), started, deadline).await?;
+        metrics::histogram!("exai_queue_wait_seconds", "scope" => "provider").record(started.elapsed().as_secs_f64());
+        Ok(ProviderPermit { _permit: permit, _gauge: Gauge::new("provider", provider) })
+    }
+
+    /// Current usage of every limit.
+    pub fn usage(&self) -> Vec<LimitUsage> {
+        let mut out = vec![LimitUsage { scope: "global".into(), in_flight: self.global.in_flight(), max: self.global.max }];
+        let mut providers: Vec<_> = self.providers.iter().collect();
+        providers.sort_by(|a, b| a.0.cmp(b.0));
+        out.extend(providers.into_iter().map(|(name, l)| LimitUsage {
+            scope: name.clone(),
+            in_flight: l.in_flight(),
+            max: l.max,
+        }));
+        out
+    }
+
+    /// Stops handing out permits; waiters fail with `ShuttingDown`.
+    pub fn close(&self) {
+        self.global.permits.close();
+        for l in self.providers.values() {
+            l.permits.close();
+        }
+    }
+}
+
+async fn acquire(
+    limit: &SessionLimit,
+    scope: &str,
+    started: Instant,
+    deadline: Instant,
+) -> Result<OwnedSemaphorePermit, Error> {
+    if let Ok(permit) = limit.permits.clone().try_acquire_owned() {
+        return Ok(permit);
+    }
+    match tokio::time::timeout_at(deadline, limit.permits.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_closed)) => Err(Error::ShuttingDown),
+        Err(_elapsed) => {
+            metrics::counter!("exai_over_capacity_total", "scope" => scope.to_string()).increment(1);
+            Err(Error::OverCapacity {
+                scope: scope.to_string(),
+                limit: limit.max,
+                waited: started.elapsed(),
+                retry_after: Duration::from_secs(1),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap as Map;
+
+    fn limits(toml: &str) -> Limits {
+        let c = Config::from_parts(&Map::new(), Some((std::path::Path::new("t"), toml)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Limits::new(&c)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_limit_waits_then_fails_with_scope_and_retry_hint() {
+        let l = limits("[limits]\nglobal_max_inflight = 1\nqueue_timeout_ms = 500");
+        let s = SessionLimit::new(4);
+        let held = l.request(&s, l.deadline()).await;
+        assert!(held.is_ok());
+        let err = l.request(&s, l.deadline()).await.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("global limit of 1") && err.contains("retry after 1 s"), "{err}");
+        assert_eq!(s.in_flight(), 1, "the failed request gave its session permit back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gets_the_permit_when_the_holder_finishes() {
+        let l = Arc::new(limits("[limits]\nglobal_max_inflight = 1"));
+        let s = SessionLimit::new(4);
+        let first = l.request(&s, l.deadline()).await;
+        let (l2, s2) = (l.clone(), s.clone());
+        let waiter = tokio::spawn(async move { l2.request(&s2, l2.deadline()).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(first);
+        assert!(waiter.await.unwrap_or(false));
+    }
+
+    #[tokio::test]
+    async fn closing_fails_waiters_with_shutting_down() {
+        let l = Arc::new(limits("[limits]\nglobal_max_inflight = 1"));
+        let s = SessionLimit::new(4);
+        let _held = l.request(&s, l.deadline()).await;
+        let (l2, s2) = (l.clone(), s.clone());
+        let waiter = tokio::spawn(async move { l2.request(&s2, l2.deadline()).await.err() });
+        tokio::task::yield_now().await;
+        l.close();
+        assert!(matches!(waiter.await.ok().flatten(), Some(Error::ShuttingDown)));
+    }
+}

@@ -1,0 +1,323 @@
+//! The library's error types.
+//!
+//! Everything `exai-core` can fail with is a variant of [`Error`]. Provider failures carry a
+//! [`ProviderError`] that names the provider, the model, the HTTP status when there was one, and
+//! what kind of failure it was ([`ProviderErrorKind`]) — which decides whether a retry or a
+//! fallback makes sense. Frontends turn these into their own wire errors (MCP tool results,
+//! WebSocket error frames, OpenAI-shaped JSON) at the edge; nothing here knows about them.
+//!
+//! Messages say what happened and what to do, and never contain a secret: upstream error bodies
+//! are shortened and scrubbed of anything that looks like a key before they land here.
+
+use std::time::Duration;
+
+use crate::config::ConfigError;
+use crate::memory::MemoryError;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a gateway call can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid; the message names the key and where it came from.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A provider failed (after retries, and after fallback when fallback applied).
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The model name is neither a known model, an alias, `auto`, nor `provider/model`.
+    #[error("unknown model '{model}'; known models and aliases: {known}")]
+    UnknownModel {
+        /// What the caller asked for.
+        model: String,
+        /// A comma-separated list of what would have worked.
+        known: String,
+    },
+    /// The model is known but its provider has no key (or is disabled).
+    #[error("model '{model}' belongs to provider {provider}, which is not configured: {hint}")]
+    ProviderNotConfigured {
+        /// The requested model.
+        model: String,
+        /// Its provider.
+        provider: String,
+        /// What to set to configure it.
+        hint: String,
+    },
+    /// No provider at all can take requests.
+    #[error(
+        "no provider configured: set GLM_API_KEY, KIMI_API_KEY or MINIMAX_API_KEY, \
+         or declare an OpenAI-compatible provider in exai.toml"
+    )]
+    NoProviderConfigured,
+    /// The request itself is malformed or asks for something the model cannot do.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A concurrency limit stayed full for longer than the queue timeout.
+    #[error(
+        "over capacity: the {scope} limit of {limit} concurrent requests stayed full for {} ms; \
+         retry after {} s",
+        waited.as_millis(),
+        retry_after.as_secs().max(1)
+    )]
+    OverCapacity {
+        /// Which limit: `global`, `session`, or `provider <name>`.
+        scope: String,
+        /// The configured size of that limit.
+        limit: usize,
+        /// How long the request waited before giving up.
+        waited: Duration,
+        /// A suggested delay before retrying.
+        retry_after: Duration,
+    },
+    /// The continuation id names no stored conversation.
+    #[error(
+        "conversation '{0}' not found (it may have expired); start a new one without a continuation id"
+    )]
+    ThreadNotFound(String),
+    /// The caller went away, or the request was cancelled explicitly.
+    #[error("request cancelled")]
+    Cancelled,
+    /// The gateway is draining and takes no new work.
+    #[error("the gateway is shutting down; retry against a running instance")]
+    ShuttingDown,
+    /// The session was closed or expired after being idle.
+    #[error("session {0} is closed (closed by its client or expired after being idle)")]
+    SessionClosed(String),
+    /// The memory store failed in a way that could not be absorbed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// A bug or an actor that died; the message says which.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Provider(e) => e.is_retryable(),
+            Error::OverCapacity { .. } | Error::ShuttingDown => true,
+            _ => false,
+        }
+    }
+
+    /// A suggested delay before retrying, when the failure says so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::OverCapacity { retry_after, .. } => Some(*retry_after),
+            Error::Provider(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// A failure at one provider, for one model.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{provider} ({model}): {kind}")]
+pub struct ProviderError {
+    /// The provider's configured name (`glm`, `kimi`, `minimax`, or a custom name).
+    pub provider: String,
+    /// The upstream model id.
+    pub model: String,
+    /// What went wrong.
+    pub kind: ProviderErrorKind,
+}
+
+/// The failure taxonomy that decides retries, fallback and circuit breaking.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderErrorKind {
+    /// The provider has no API key configured.
+    #[error("no API key: set {env}")]
+    MissingKey {
+        /// The environment variable(s) to set.
+        env: String,
+    },
+    /// The key was rejected (401/403). Never retried.
+    #[error("rejected the key from {key_source} ({status}): {message}")]
+    Auth {
+        /// HTTP status.
+        status: u16,
+        /// Where the key came from (`GLM_API_KEY (env)`), never the key.
+        key_source: String,
+        /// The provider's message, shortened and scrubbed.
+        message: String,
+    },
+    /// 429 after the allowed retries.
+    #[error("rate limited (429){}: {message}", retry_after.map(|d| format!(", retry after {} s", d.as_secs().max(1))).unwrap_or_default())]
+    RateLimited {
+        /// The provider's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+        /// The provider's message.
+        message: String,
+    },
+    /// 5xx, connection failures and timeouts, after the allowed retries.
+    #[error("unavailable{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
+    Transient {
+        /// HTTP status, when the provider answered at all.
+        status: Option<u16>,
+        /// What happened.
+        message: String,
+    },
+    /// The provider refused the request as malformed (400, 404, 422). Never retried.
+    #[error("rejected the request ({status}): {message}")]
+    InvalidRequest {
+        /// HTTP status.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
+    /// A streamed reply stopped before it was complete.
+    #[error("the stream was interrupted after part of the reply: {message}")]
+    StreamInterrupted {
+        /// What happened.
+        message: String,
+    },
+    /// The circuit breaker is open after repeated failures.
+    #[error("temporarily disabled after repeated failures; retry after {} s", retry_after.as_secs().max(1))]
+    CircuitOpen {
+        /// Time until the breaker lets a trial request through.
+        retry_after: Duration,
+    },
+}
+
+impl ProviderError {
+    /// Builds an error for `provider`/`model`.
+    pub fn new(provider: &str, model: &str, kind: ProviderErrorKind) -> Self {
+        Self {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            kind,
+        }
+    }
+
+    /// Whether the same request may succeed if retried later at this provider.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ProviderErrorKind::RateLimited { .. }
+                | ProviderErrorKind::Transient { .. }
+                | ProviderErrorKind::CircuitOpen { .. }
+        )
+    }
+
+    /// Whether another provider should be tried (when nothing has been streamed yet).
+    pub fn allows_fallback(&self) -> bool {
+        self.is_retryable() || matches!(self.kind, ProviderErrorKind::MissingKey { .. })
+    }
+
+    /// Whether this failure counts against the provider's health (circuit breaker).
+    pub fn counts_against_provider(&self) -> bool {
+        matches!(
+            self.kind,
+            ProviderErrorKind::Transient { .. } | ProviderErrorKind::StreamInterrupted { .. }
+        )
+    }
+
+    /// The HTTP status the provider answered with, if any.
+    pub fn status(&self) -> Option<u16> {
+        match &self.kind {
+            ProviderErrorKind::Auth { status, .. }
+            | ProviderErrorKind::InvalidRequest { status, .. } => Some(*status),
+            ProviderErrorKind::RateLimited { .. } => Some(429),
+            ProviderErrorKind::Transient { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    /// A suggested delay before retrying.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match &self.kind {
+            ProviderErrorKind::RateLimited { retry_after, .. } => *retry_after,
+            ProviderErrorKind::CircuitOpen { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// A short, stable label for metrics and logs (`auth`, `rate_limited`, …).
+    pub fn label(&self) -> &'static str {
+        match self.kind {
+            ProviderErrorKind::MissingKey { .. } => "missing_key",
+            ProviderErrorKind::Auth { .. } => "auth",
+            ProviderErrorKind::RateLimited { .. } => "rate_limited",
+            ProviderErrorKind::Transient { .. } => "transient",
+            ProviderErrorKind::InvalidRequest { .. } => "invalid_request",
+            ProviderErrorKind::StreamInterrupted { .. } => "stream_interrupted",
+            ProviderErrorKind::CircuitOpen { .. } => "circuit_open",
+        }
+    }
+}
+
+/// Shortens an upstream message and removes anything that looks like a credential, so that
+/// provider error bodies can be shown to users and logged.
+pub(crate) fn scrub(message: &str) -> String {
+    const MAX: usize = 300;
+    let mut out: String = message
+        .split_whitespace()
+        .map(|word| {
+            let bare = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+            let looks_secret = bare.len() >= 24
+                && bare.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && bare.chars().any(|c| c.is_ascii_digit())
+                && bare.chars().any(|c| c.is_ascii_alphabetic());
+            if looks_secret || bare.starts_with("sk-") {
+                "[redacted]"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if out.len() > MAX {
+        let cut = (0..=MAX).rev().find(|i| out.is_char_boundary(*i)).unwrap_or(0);
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_key_like_tokens_and_keeps_words() {
+        let s = scrub("invalid api key sk-abc123 provided: 9f8e7d6c5b4a39281706f5e4d3c2b1a0.xyz end");
+        assert!(!s.contains("sk-abc123"));
+        assert!(!s.contains("9f8e7d6c5b4a"));
+        assert!(s.starts_with("invalid api key [redacted] provided:"));
+        assert!(s.ends_with("end"));
+    }
+
+    #[test]
+    fn scrub_cuts_long_messages_on_a_char_boundary() {
+        let s = scrub(&"é".repeat(400));
+        assert!(s.ends_with('…'));
+        assert!(s.len() <= 304);
+    }
+
+    #[test]
+    fn retryability_follows_the_taxonomy() {
+        let e = |kind| ProviderError::new("glm", "glm-4.6", kind);
+        assert!(
+            e(ProviderErrorKind::Transient {
+                status: Some(503),
+                message: String::new()
+            })
+            .is_retryable()
+        );
+        assert!(
+            !e(ProviderErrorKind::Auth {
+                status: 401,
+                key_source: "GLM_API_KEY (env)".into(),
+                message: String::new()
+            })
+            .allows_fallback()
+        );
+        assert!(
+            e(ProviderErrorKind::MissingKey { env: "X".into() }).allows_fallback()
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! The front door: [`Gateway`], [`GatewayBuilder`], [`Session`] and [`ChatStream`].
+//!
+//! A `Gateway` owns the actors (provider workers, conversation queue, session registry), the
+//! limits, memory and the usage ledger, behind an `Arc`: clone it freely. Frontends open one
+//! [`Session`] per client; `Gateway::chat` and `Gateway::chat_stream` use a built-in session for
+//! embedders that have no notion of clients.
+//!
+//! - `gateway/turn.rs`: the path one turn takes.
+//! - `gateway/context.rs`: fitting history into a context window.
+//! - `gateway/status.rs`: health and status reports.
+//!
+//! Cancellation: each request gets a child of its session's token, which is a child of the
+//! gateway's. Dropping a `chat` future or a `ChatStream` cancels the request (a drop guard), which
+//! aborts the upstream HTTP request and releases its permits. `shutdown` stops new work, waits for
+//! in-flight work up to the grace period, then cancels what is left.
+
+mod context;
+mod status;
+mod turn;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+pub use status::{GatewayStatus, MemoryStatus, ModelEntry};
+
+use crate::actors::conversation::ConversationQueue;
+use crate::actors::limits::Limits;
+use crate::actors::session::{SessionCore, Sessions};
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::error::Error;
+use crate::memory::{LocalStore, MemoryStore, RedisStore, Thread, ThreadSummary};
+use crate::providers::{ProviderClient, ProviderHandle, spawn_worker};
+use crate::request::{ChatEvent, ChatRequest, ChatResponse};
+use crate::usage::{UsageLedger, UsageReport};
+
+/// Events buffered between a streaming turn and its consumer.
+const STREAM_BUFFER: usize = 64;
+
+/// Shared state behind every `Gateway` clone.
+pub(crate) struct Inner {
+    pub config: Config,
+    pub catalog: Catalog,
+    pub limits: Limits,
+    pub providers: HashMap<String, ProviderHandle>,
+    pub queue: ConversationQueue,
+    pub sessions: Sessions,
+    pub memory: Arc<dyn MemoryStore>,
+    pub usage: UsageLedger,
+    root: CancellationToken,
+    tracker: TaskTracker,
+    closing: AtomicBool,
+    default_session: Arc<SessionCore>,
+}
+
+/// The gateway. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`Gateway`].
+#[derive(Default)]
+pub struct GatewayBuilder {
+    config: Option<Config>,
+    memory: Option<Arc<dyn MemoryStore>>,
+    http: Option<reqwest::Client>,
+}
+
+impl GatewayBuilder {
+    /// Uses this configuration (default: [`Config::from_env`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Uses this memory store instead of the one the configuration selects.
+    pub fn memory(mut self, store: Arc<dyn MemoryStore>) -> Self {
+        self.memory = Some(store);
+        self
+    }
+
+    /// Uses this HTTP client for providers (default: a pooled rustls client).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// Starts the actors and returns the gateway.
+    pub async fn build(self) -> Result<Gateway, Error> {
+        let config = match self.config {
+            Some(c) => c,
+            None => Config::from_env()?,
+        };
+        let http = match self.http {
+            Some(c) => c,
+            None => reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(90))
+                .user_agent(concat!("exai/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?,
+        };
+        let (memory, redis): (Arc<dyn MemoryStore>, Option<_>) = match (self.memory, &config.memory.redis_url) {
+            (Some(store), _) => (store, None),
+            (None, Some(url)) => {
+                let store = Arc::new(RedisStore::new(url, &config.memory)?);
+                let shared = (store.connection(), store.prefix().to_string());
+                if let Err(e) = store.ping().await {
+                    tracing::warn!(error = %e, "redis is not reachable at start; memory runs in process until it is");
+                }
+                (store, Some(shared))
+            }
+            (None, None) => (Arc::new(LocalStore::new(config.memory.ttl)), None),
+        };
+        let mut providers = HashMap::new();
+        for p in &config.providers {
+            let client = ProviderClient::new(p.clone(), http.clone(), config.retry.clone());
+            providers.insert(p.name.clone(), spawn_worker(client, config.retry.clone()).await?);
+        }
+        let root = CancellationToken::new();
+        let sessions = Sessions::spawn(config.sessions.idle_timeout, config.limits.session_max_inflight).await?;
+        let default_session = sessions.open("embedded", &root, false);
+        let inner = Inner {
+            catalog: Catalog::from_config(&config),
+            limits: Limits::new(&config),
+            providers,
+            queue: ConversationQueue::spawn(config.sessions.conversation_idle).await?,
+            sessions,
+            memory,
+            usage: UsageLedger::new(redis),
+            root,
+            tracker: TaskTracker::new(),
+            closing: AtomicBool::new(false),
+            default_session,
+            config,
+        };
+        Ok(Gateway { inner: Arc::new(inner) })
+    }
+}
+
+impl Gateway {
+    /// A builder.
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder::default()
+    }
+
+    /// A gateway configured from the environment and config file.
+    pub async fn from_env() -> Result<Self, Error> {
+        Self::builder().build().await
+    }
+
+    /// A gateway with this configuration.
+    pub async fn new(config: Config) -> Result<Self, Error> {
+        Self::builder().config(config).build().await
+    }
+
+    /// Opens a session for one client. Dropping every clone of it closes it and cancels
+    /// whatever it still has in flight.
+    pub fn session(&self, kind: &str) -> Session {
+        Session { core: self.inner.sessions.open(kind, &self.inner.root, true), gateway: self.clone() }
+    }
+
+    /// One reply, through the built-in session.
+    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        self.chat_in(&self.inner.default_session, request).await
+    }
+
+    /// A streamed reply, through the built-in session.
+    pub fn chat_stream(&self, request: ChatRequest) -> ChatStream {
+        self.stream_in(&self.inner.default_session, request)
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The model catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// The usage ledger.
+    pub async fn usage(&self) -> UsageReport {
+        self.inner.usage.report().await
+    }
+
+    /// A stored conversation.
+    pub async fn thread(&self, id: &str) -> Result<Option<Thread>, Error> {
+        Ok(self.inner.memory.load(id).await?)
+    }
+
+    /// The most recent conversations, newest first.
+    pub async fn threads(&self, limit: usize) -> Result<Vec<ThreadSummary>, Error> {
+        Ok(self.inner.memory.list(limit).await?)
+    }
+
+    /// Stops taking work, lets in-flight requests finish within the grace period, cancels the
+    /// rest, and stops the actors. Safe to call more than once.
+    pub async fn shutdown(&self) {
+        if self.inner.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let grace = self.inner.config.sessions.shutdown_grace;
+        self.inner.tracker.close();
+        if tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_err() {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the grace period; cancelling them");
+        }
+        self.inner.root.cancel();
+        self.inner.limits.close();
+        self.inner.queue.stop();
+        self.inner.sessions.stop();
+        for p in self.inner.providers.values() {
+            p.stop();
+        }
+    }
+
+    fn admit(&self, core: &SessionCore) -> Result<(), Error> {
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        if core.cancel.is_cancelled() {
+            return Err(Error::SessionClosed(core.id.clone()));
+        }
+        core.touch();
+        Ok(())
+    }
+
+    async fn chat_in(&self, core: &SessionCore, request: ChatRequest) -> Result<ChatResponse, Error> {
+        self.admit(core)?;
+        let cancel = core.cancel.child_token();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let _tracked = self.inner.tracker.token();
+        let (limit, session_id) = (core.limit.clone(), core.id.clone());
+        match request.continuation_id.clone() {
+            None => turn::run(self.inner.clone(), limit, session_id, request, None, cancel).await,
+            Some(conversation) => {
+                let (tx, rx) = oneshot::channel();
+                let inner = self.inner.clone();
+                self.inner.queue.submit(&conversation, Box::pin(async move {
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    let _ = tx.send(turn::run(inner, limit, session_id, request, None, cancel).await);
+                }))?;
+                rx.await.unwrap_or(Err(Error::Cancelled))
+            }
+        }
+    }
+
+    fn stream_in(&self, core: &SessionCore, request: ChatRequest) -> ChatStream {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let cancel = core.cancel.child_token();
+        let guard = cancel.clone().drop_guard();
+        if let Err(e) = self.admit(core) {
+            let _ = tx.try_send(Err(e));
+            return ChatStream { events: rx, _cancel_on_drop: guard };
+        }
+        let tracked = self.inner.tracker.token();
+        let (inner, limit, session_id) = (self.inner.clone(), core.limit.clone(), core.id.clone());
+        let conversation = request.continuation_id.clone();
+        let job = async move {
+            let _tracked = tracked;
+            if !cancel.is_cancelled() {
+                let _ = turn::run(inner, limit, session_id, request, Some(tx), cancel).await;
+            }
+        };
+        match conversation {
+            None => {
+                tokio::spawn(job);
+            }
+            Some(conversation) => {
+                if let Err(e) = self.inner.queue.submit(&conversation, Box::pin(job)) {
+                    let (tx, rx) = mpsc::channel(1);
+                    let _ = tx.try_send(Err(e));
+                    return ChatStream { events: rx, _cancel_on_drop: guard };
+                }
+            }
+        }
+        ChatStream { events: rx, _cancel_on_drop: guard }
+    }
+}
+
+/// A client's session: its own id, in-flight limit and cancellation scope.
+#[derive(Clone)]
+pub struct Session {
+    core: Arc<SessionCore>,
+    gateway: Gateway,
+}
+
+impl Session {
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.core.id
+    }
+
+    /// One reply.
+    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        self.gateway.chat_in(&self.core, request).await
+    }
+
+    /// A streamed reply.
+    pub fn chat_stream(&self, request: ChatRequest) -> ChatStream {
+        self.gateway.stream_in(&self.core, request)
+    }
+
+    /// The gateway this session belongs to.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+}
+
+/// A streamed reply: text and reasoning deltas, then [`ChatEvent::Done`] with usage — or one
+/// error. Dropping it cancels the request upstream.
+pub struct ChatStream {
+    events: mpsc::Receiver<Result<ChatEvent, Error>>,
+    _cancel_on_drop: DropGuard,
+}
+
+impl ChatStream {
+    /// Drains the stream into the final response (convenient in tests and simple callers).
+    pub async fn collect_response(mut self) -> Result<ChatResponse, Error> {
+        while let Some(event) = self.events.recv().await {
+            if let ChatEvent::Done(response) = event? {
+                return Ok(response);
+            }
+        }
+        Err(Error::Cancelled)
+    }
+}
+
+impl Stream for ChatStream {
+    type Item = Result<ChatEvent, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_recv(cx)
+    }
+}

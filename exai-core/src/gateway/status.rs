@@ -1,0 +1,106 @@
+//! What the gateway can say about itself: models, provider health, memory, limits, queue,
+//! sessions and usage. This is what `status` tools, `/readyz` and `exai doctor` show, so that
+//! nobody has to guess whether requests (and credits) are really flowing.
+
+use serde::Serialize;
+
+use super::Gateway;
+use crate::actors::conversation::QueueStats;
+use crate::actors::limits::LimitUsage;
+use crate::actors::session::SessionInfo;
+use crate::catalog::ModelInfo;
+use crate::error::Error;
+use crate::providers::ProviderHealth;
+use crate::usage::UsageReport;
+
+/// A model and whether its provider can take requests.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelEntry {
+    /// The model.
+    #[serde(flatten)]
+    pub model: ModelInfo,
+    /// Its provider is enabled and has a key.
+    pub configured: bool,
+}
+
+/// The memory backend's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryStatus {
+    /// `redis` or `local`.
+    pub backend: &'static str,
+    /// It answered a ping just now.
+    pub reachable: bool,
+    /// Why not, if not.
+    pub error: Option<String>,
+}
+
+/// Everything at once.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayStatus {
+    /// exai-core's version.
+    pub version: &'static str,
+    /// Each provider's health.
+    pub providers: Vec<ProviderHealth>,
+    /// Memory.
+    pub memory: MemoryStatus,
+    /// Each limit's use.
+    pub limits: Vec<LimitUsage>,
+    /// The conversation queue.
+    pub queue: QueueStats,
+    /// Open sessions.
+    pub sessions: Vec<SessionInfo>,
+    /// Usage and cost so far.
+    pub usage: UsageReport,
+}
+
+impl Gateway {
+    /// Every model in the catalog, with whether it can be used now.
+    pub fn models(&self) -> Vec<ModelEntry> {
+        let config = &self.inner.config;
+        self.inner
+            .catalog
+            .models()
+            .iter()
+            .map(|m| ModelEntry {
+                configured: config.provider(&m.provider).is_some_and(|p| p.is_ready()),
+                model: m.clone(),
+            })
+            .collect()
+    }
+
+    /// Each provider's health, in configuration order.
+    pub async fn provider_health(&self) -> Result<Vec<ProviderHealth>, Error> {
+        let mut out = Vec::new();
+        for p in &self.inner.config.providers {
+            if let Some(handle) = self.inner.providers.get(&p.name) {
+                out.push(handle.health().await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The memory backend's state (pings Redis).
+    pub async fn memory_status(&self) -> MemoryStatus {
+        let memory = &self.inner.memory;
+        let ping = memory.ping().await;
+        MemoryStatus { backend: memory.backend(), reachable: ping.is_ok(), error: ping.err().map(|e| e.to_string()) }
+    }
+
+    /// Open sessions.
+    pub async fn sessions(&self) -> Result<Vec<SessionInfo>, Error> {
+        self.inner.sessions.list().await
+    }
+
+    /// The whole picture.
+    pub async fn status(&self) -> Result<GatewayStatus, Error> {
+        Ok(GatewayStatus {
+            version: env!("CARGO_PKG_VERSION"),
+            providers: self.provider_health().await?,
+            memory: self.memory_status().await,
+            limits: self.inner.limits.usage(),
+            queue: self.inner.queue.stats().await?,
+            sessions: self.sessions().await?,
+            usage: self.usage().await,
+        })
+    }
+}

@@ -1,0 +1,272 @@
+//! One turn, start to finish: the path every request takes once a frontend hands it over.
+//!
+//! permits (session, global) → history from memory → routing plan → for each planned model:
+//! provider permit → provider worker → events to the caller → on a fallback-worthy failure before
+//! anything was streamed, the next model → usage ledger → the turn stored in memory → the reply.
+//!
+//! Everything that waits also watches the request's cancellation token, so a caller that goes
+//! away frees its permits and aborts its upstream request at once.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::Inner;
+use super::context;
+use crate::actors::limits::SessionLimit;
+use crate::actors::session::now_ms;
+use crate::catalog::ModelInfo;
+use crate::error::{Error, ProviderError};
+use crate::memory::{Thread, Turn};
+use crate::providers::{Completed, ProviderCall, ProviderEvent};
+use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role};
+use crate::routing::{self, Needs};
+
+/// Where streamed events go (`None` for a plain `chat`).
+pub(crate) type Sink = Option<mpsc::Sender<Result<ChatEvent, Error>>>;
+
+/// Runs `fut` unless `cancel` fires first.
+async fn or_cancel<T>(cancel: &CancellationToken, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Error::Cancelled),
+        r = fut => r,
+    }
+}
+
+/// Runs one turn for a session.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    limit: SessionLimit,
+    session_id: String,
+    request: ChatRequest,
+    sink: Sink,
+    cancel: CancellationToken,
+) -> Result<ChatResponse, Error> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "chat",
+        request_id = %request_id,
+        session = %session_id,
+        conversation = request.continuation_id.as_deref().unwrap_or("new"),
+        provider = tracing::field::Empty,
+        model = tracing::field::Empty,
+    );
+    let result = run_in_span(&inner, &limit, request, &sink, &cancel, request_id)
+        .instrument(span)
+        .await;
+    if let (Some(sink), Err(e)) = (&sink, &result) {
+        let _ = sink.send(Err(e.clone())).await;
+    }
+    result
+}
+
+async fn run_in_span(
+    inner: &Inner,
+    limit: &SessionLimit,
+    request: ChatRequest,
+    sink: &Sink,
+    cancel: &CancellationToken,
+    request_id: String,
+) -> Result<ChatResponse, Error> {
+    let started = Instant::now();
+    let deadline = inner.limits.deadline();
+    let _permits = or_cancel(cancel, inner.limits.request(limit, deadline)).await?;
+
+    if request.messages.is_empty() {
+        return Err(Error::InvalidRequest("the request has no message; send at least one user message".into()));
+    }
+    let thread = match &request.continuation_id {
+        Some(id) => Some(inner.memory.load(id).await?.ok_or_else(|| Error::ThreadNotFound(id.clone()))?),
+        None => None,
+    };
+    let history: Vec<Message> = thread
+        .iter()
+        .flat_map(|t| &t.turns)
+        .map(|t| Message { role: t.role, content: t.content.clone(), images: Vec::new() })
+        .collect();
+    let turn: Vec<Message> = request.messages.iter().filter(|m| m.role != Role::System).cloned().collect();
+    let system = system_prompt(&request);
+    let needs = Needs {
+        tokens: context::estimate_messages(history.iter().chain(&turn)) + system.as_deref().map_or(0, context::estimate),
+        files: !request.files.is_empty(),
+        web_search: request.web_search,
+        vision: turn.iter().any(|m| !m.images.is_empty()),
+    };
+    let plan = routing::plan(&inner.config, &inner.catalog, request.model.as_deref(), needs)?;
+
+    let mut fallbacks = Vec::new();
+    let mut last_error = None;
+    for (index, model) in plan.iter().enumerate() {
+        let messages = match context::fit(system.as_deref(), &history, &turn, model, request.max_tokens) {
+            Ok(m) => m,
+            Err(e) if index + 1 < plan.len() => {
+                fallbacks.push(note(model, &e.to_string()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let call = ProviderCall {
+            model: model.clone(),
+            messages,
+            stream: sink.is_some(),
+            temperature: request.temperature,
+            max_tokens: request.max_tokens,
+            thinking: request.thinking,
+            web_search: request.web_search,
+        };
+        let (result, emitted) = attempt(inner, call, sink, cancel, deadline).await?;
+        let err = match result {
+            Ok(done) => {
+                let span = tracing::Span::current();
+                span.record("provider", model.provider.as_str());
+                span.record("model", model.id.as_str());
+                let response = finish(inner, &request, thread, turn, model, done, fallbacks, request_id).await;
+                record_request(model, "ok", started);
+                if let Some(sink) = sink {
+                    let _ = sink.send(Ok(ChatEvent::Done(response.clone()))).await;
+                }
+                return Ok(response);
+            }
+            Err(e) => e,
+        };
+        inner.usage.error(&model.provider, &model.id);
+        record_request(model, err.label(), started);
+        tracing::warn!(provider = %model.provider, model = %model.id, error = %err, "provider call failed");
+        if emitted || !err.allows_fallback() || index + 1 == plan.len() {
+            return Err(err.into());
+        }
+        fallbacks.push(note(model, &err.to_string()));
+        last_error = Some(err);
+    }
+    Err(last_error.map(Error::from).unwrap_or_else(|| Error::Internal("empty routing plan".into())))
+}
+
+fn system_prompt(request: &ChatRequest) -> Option<String> {
+    let inline = request.messages.iter().filter(|m| m.role == Role::System).map(|m| m.content.as_str());
+    let parts: Vec<&str> = request.system.as_deref().into_iter().chain(inline).collect();
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
+}
+
+fn note(model: &ModelInfo, error: &str) -> FallbackNote {
+    FallbackNote { provider: model.provider.clone(), model: model.id.clone(), error: error.to_string() }
+}
+
+fn record_request(model: &ModelInfo, status: &'static str, started: Instant) {
+    metrics::counter!("exai_requests_total", "provider" => model.provider.clone(), "model" => model.id.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("exai_request_duration_seconds", "provider" => model.provider.clone())
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// One provider attempt. Returns the provider's result and whether anything reached the caller.
+async fn attempt(
+    inner: &Inner,
+    call: ProviderCall,
+    sink: &Sink,
+    cancel: &CancellationToken,
+    deadline: Instant,
+) -> Result<(Result<Completed, ProviderError>, bool), Error> {
+    let provider = call.model.provider.clone();
+    let _permit = or_cancel(cancel, inner.limits.provider(&provider, deadline)).await?;
+    let handle = inner
+        .providers
+        .get(&provider)
+        .ok_or_else(|| Error::Internal(format!("no worker for provider {provider}")))?;
+    // The child token stops the worker's task when this turn is cancelled or dropped.
+    let call_cancel = cancel.child_token();
+    let _stop_on_drop = call_cancel.clone().drop_guard();
+    let mut events = handle.call(call, call_cancel)?;
+    let mut emitted = false;
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(Error::Cancelled),
+            e = events.recv() => e,
+        };
+        match event {
+            Some(ProviderEvent::Done(result)) => return Ok((result, emitted)),
+            Some(ProviderEvent::Text(t)) => forward(sink, ChatEvent::Text(t), &mut emitted).await?,
+            Some(ProviderEvent::Reasoning(r)) => forward(sink, ChatEvent::Reasoning(r), &mut emitted).await?,
+            None => return Err(Error::Cancelled),
+        }
+    }
+}
+
+async fn forward(sink: &Sink, event: ChatEvent, emitted: &mut bool) -> Result<(), Error> {
+    if let Some(sink) = sink {
+        *emitted = true;
+        sink.send(Ok(event)).await.map_err(|_| Error::Cancelled)?;
+    }
+    Ok(())
+}
+
+/// Usage, memory, and the response.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    inner: &Inner,
+    request: &ChatRequest,
+    thread: Option<Thread>,
+    turn: Vec<Message>,
+    model: &ModelInfo,
+    done: Completed,
+    fallbacks: Vec<FallbackNote>,
+    request_id: String,
+) -> ChatResponse {
+    let cost = model.price.cost(done.usage.input_tokens, done.usage.output_tokens);
+    inner.usage.success(&model.provider, &model.id, done.usage, cost);
+    let now = now_ms();
+    let mut thread = thread.unwrap_or_else(|| Thread {
+        id: uuid::Uuid::new_v4().to_string(),
+        parent: None,
+        tool: request.tool.clone(),
+        created_ms: now,
+        updated_ms: now,
+        turns: Vec::new(),
+    });
+    let mut files = request.files.clone();
+    for m in turn {
+        thread.turns.push(Turn {
+            role: m.role,
+            content: m.content,
+            provider: None,
+            model: None,
+            files: std::mem::take(&mut files),
+            images: m.images,
+            usage: None,
+            tool: request.tool.clone(),
+            timestamp_ms: now,
+        });
+    }
+    thread.turns.push(Turn {
+        role: Role::Assistant,
+        content: done.text.clone(),
+        provider: Some(model.provider.clone()),
+        model: Some(model.id.clone()),
+        files: Vec::new(),
+        images: Vec::new(),
+        usage: Some(done.usage),
+        tool: request.tool.clone(),
+        timestamp_ms: now,
+    });
+    thread.trim(inner.config.memory.max_turns);
+    thread.updated_ms = now;
+    if let Err(e) = inner.memory.save(&thread).await {
+        tracing::error!(error = %e, conversation = %thread.id, "could not store the turn; the reply is still returned");
+    }
+    ChatResponse {
+        text: done.text,
+        reasoning: (!done.reasoning.is_empty()).then_some(done.reasoning),
+        provider: model.provider.clone(),
+        model: model.id.clone(),
+        usage: done.usage,
+        cost_usd: cost,
+        continuation_id: thread.id,
+        request_id,
+        finish_reason: done.finish_reason,
+        fallbacks,
+    }
+}

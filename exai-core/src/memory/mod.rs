@@ -1,0 +1,155 @@
+//! Conversation memory: threads of turns, stored in Redis when configured, in-process otherwise.
+//!
+//! - [`MemoryStore`]: the trait both stores implement, with the same semantics (TTL refreshed on
+//!   every save, listing newest first).
+//! - `local.rs`: the in-process store (moka), the embedded default.
+//! - `redis.rs`: the Redis store (connection manager, JSON threads under the `exai:` prefix). It
+//!   mirrors every thread in a local store, so when Redis goes away mid-run requests keep working
+//!   (the failure is logged and counted) and the connection manager reconnects in the background.
+//!
+//! Trimming to `max_turns` happens in [`Thread::trim`], called by the gateway before each save, so
+//! both stores hold exactly the same thing.
+
+mod local;
+mod redis;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use local::LocalStore;
+pub use redis::RedisStore;
+
+use crate::request::{Role, Usage};
+
+/// Why a memory operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemoryError {
+    /// Redis could not be reached or answered with an error.
+    #[error("redis {op} failed: {message}")]
+    Redis {
+        /// The operation (`get`, `set`, …).
+        op: &'static str,
+        /// What happened (no URL, no password).
+        message: String,
+    },
+    /// A stored thread could not be read back.
+    #[error("stored conversation {id} is unreadable: {message}")]
+    Corrupt {
+        /// Thread id.
+        id: String,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// One turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// `user` or `assistant`.
+    pub role: Role,
+    /// What was said.
+    pub content: String,
+    /// The provider that answered (assistant turns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The model that answered (assistant turns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Files the caller embedded with this turn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// Images attached to this turn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+    /// Tokens the call cost (assistant turns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// The tool that issued the turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// When (unix ms).
+    pub timestamp_ms: u64,
+}
+
+/// A conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thread {
+    /// The continuation id.
+    pub id: String,
+    /// The thread this one was branched from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The tool that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Created at (unix ms).
+    pub created_ms: u64,
+    /// Last saved at (unix ms).
+    pub updated_ms: u64,
+    /// Turns, oldest first.
+    pub turns: Vec<Turn>,
+}
+
+impl Thread {
+    /// Drops the oldest turns beyond `max`.
+    pub fn trim(&mut self, max: usize) {
+        if self.turns.len() > max {
+            let excess = self.turns.len() - max;
+            self.turns.drain(..excess);
+        }
+    }
+
+    /// A short description for listings.
+    pub fn summary(&self) -> ThreadSummary {
+        let preview = self
+            .turns
+            .iter()
+            .find(|t| t.role == Role::User)
+            .map(|t| t.content.chars().take(80).collect())
+            .unwrap_or_default();
+        ThreadSummary {
+            id: self.id.clone(),
+            tool: self.tool.clone(),
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            turns: self.turns.len(),
+            last_model: self.turns.iter().rev().find_map(|t| t.model.clone()),
+            preview,
+        }
+    }
+}
+
+/// A conversation as listings show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadSummary {
+    /// The continuation id.
+    pub id: String,
+    /// The tool that started it.
+    pub tool: Option<String>,
+    /// Created at (unix ms).
+    pub created_ms: u64,
+    /// Last saved at (unix ms).
+    pub updated_ms: u64,
+    /// Number of turns.
+    pub turns: usize,
+    /// The model that answered last.
+    pub last_model: Option<String>,
+    /// The start of the first user message.
+    pub preview: String,
+}
+
+/// Where conversations live.
+#[async_trait]
+pub trait MemoryStore: Send + Sync + 'static {
+    /// `redis` or `local`.
+    fn backend(&self) -> &'static str;
+    /// A thread by id, if it exists and has not expired.
+    async fn load(&self, id: &str) -> Result<Option<Thread>, MemoryError>;
+    /// Stores a thread and refreshes its TTL.
+    async fn save(&self, thread: &Thread) -> Result<(), MemoryError>;
+    /// The most recently updated threads, newest first.
+    async fn list(&self, limit: usize) -> Result<Vec<ThreadSummary>, MemoryError>;
+    /// Whether the store answers now (`Ok` for the in-process store).
+    async fn ping(&self) -> Result<(), MemoryError>;
+}

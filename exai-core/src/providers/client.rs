@@ -1,0 +1,338 @@
+//! One provider's HTTP side: a round trip (plain or SSE), and the retry loop around it.
+//!
+//! Failures are classified into the [`ProviderErrorKind`] taxonomy here, once: 401/403 → auth
+//! (never retried), 429 → rate limited (the `Retry-After` is honoured up to a cap), 408/5xx and
+//! connection failures → transient (exponential backoff with jitter, from `backon`), other 4xx →
+//! invalid request. A stream that ends early is retried only if nothing was sent to the caller
+//! yet; afterwards it surfaces as `StreamInterrupted`. The governor limiter paces requests to the
+//! configured requests-per-minute before they leave.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::openai_wire::{self, Accumulator, ChatBody, Completion, Piece, RoundOutput, StreamChunk};
+use super::think_tags::ThinkSplitter;
+use super::{Completed, ProviderCall, ProviderEvent, Quirks, quirks_for, shaped_body};
+use crate::config::{ProviderConfig, ProviderKind, RetryConfig};
+use crate::error::{ProviderError, ProviderErrorKind, scrub};
+
+/// Rounds allowed for follow-ups such as Kimi's web search echo.
+const MAX_ROUNDS: usize = 4;
+
+/// A provider's HTTP client, quirks, rate limiter and retry policy.
+pub(crate) struct ProviderClient {
+    pub config: ProviderConfig,
+    http: reqwest::Client,
+    quirks: Box<dyn Quirks>,
+    limiter: Option<DefaultDirectRateLimiter>,
+    retry: RetryConfig,
+}
+
+impl ProviderClient {
+    pub fn new(config: ProviderConfig, http: reqwest::Client, retry: RetryConfig) -> Self {
+        let limiter = config
+            .rpm
+            .and_then(NonZeroU32::new)
+            .map(|rpm| RateLimiter::direct(Quota::per_minute(rpm)));
+        Self { quirks: quirks_for(config.kind), config, http, limiter, retry }
+    }
+
+    fn error(&self, call: &ProviderCall, kind: ProviderErrorKind) -> ProviderError {
+        ProviderError::new(&self.config.name, &call.model.id, kind)
+    }
+
+    /// Runs a whole call: rounds (with retries) until the provider has nothing to follow up.
+    pub async fn execute(
+        &self,
+        call: &ProviderCall,
+        events: &mpsc::Sender<ProviderEvent>,
+    ) -> Result<Completed, ProviderError> {
+        if self.config.api_key.is_none() && self.config.kind != ProviderKind::OpenaiCompat {
+            let env = self.config.key_env.join(" or ");
+            return Err(self.error(call, ProviderErrorKind::MissingKey { env }));
+        }
+        let mut body = shaped_body(self.quirks.as_ref(), call);
+        let mut done = Completed::default();
+        for round in 1..=MAX_ROUNDS {
+            let out = self.round_with_retries(call, &body, events).await?;
+            if let Some(u) = out.usage {
+                done.usage.add(u);
+            }
+            done.text.push_str(&out.text);
+            done.reasoning.push_str(&out.reasoning);
+            done.finish_reason = out.finish_reason.clone();
+            match self.quirks.follow_up(&out) {
+                Some(messages) if round < MAX_ROUNDS => body.messages.extend(messages),
+                _ => break,
+            }
+        }
+        Ok(done)
+    }
+
+    async fn round_with_retries(
+        &self,
+        call: &ProviderCall,
+        body: &ChatBody,
+        events: &mpsc::Sender<ProviderEvent>,
+    ) -> Result<RoundOutput, ProviderError> {
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.base_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_max_times(self.retry.max_retries as usize)
+            .with_jitter()
+            .build();
+        loop {
+            if let Some(limiter) = &self.limiter {
+                limiter.until_ready().await;
+            }
+            let mut emitted = false;
+            let err = match self.round(call, body, events, &mut emitted).await {
+                Ok(out) => return Ok(out),
+                Err(e) => e,
+            };
+            if emitted || !err.is_retryable() {
+                return Err(err);
+            }
+            let Some(backoff_delay) = backoff.next() else { return Err(err) };
+            let delay = match err.retry_after() {
+                Some(wait) if wait > self.retry.max_retry_after => return Err(err),
+                Some(wait) => wait,
+                None => backoff_delay,
+            };
+            metrics::counter!("exai_provider_retries_total", "provider" => self.config.name.clone(), "reason" => err.label()).increment(1);
+            tracing::warn!(provider = %self.config.name, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One HTTP round trip.
+    async fn round(
+        &self,
+        call: &ProviderCall,
+        body: &ChatBody,
+        events: &mpsc::Sender<ProviderEvent>,
+        emitted: &mut bool,
+    ) -> Result<RoundOutput, ProviderError> {
+        let url = format!("{}/chat/completions", self.config.base_url);
+        let mut request = self.http.post(&url).timeout(self.config.timeout).json(body);
+        if let Some(key) = &self.config.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        let response = request.send().await.map_err(|e| self.error(call, transport_error(&e, &self.config)))?;
+        let status = response.status().as_u16();
+        if !response.status().is_success() {
+            let retry_after = retry_after(response.headers());
+            let text = response.text().await.unwrap_or_default();
+            let kind = self.quirks.classify(status, &text).unwrap_or_else(|| self.classify(status, retry_after, &text));
+            return Err(self.error(call, kind));
+        }
+        if body.stream {
+            self.read_stream(call, response, events, emitted).await
+        } else {
+            let bytes = response.bytes().await.map_err(|e| self.error(call, transport_error(&e, &self.config)))?;
+            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                self.error(call, ProviderErrorKind::Transient { status: Some(status), message: format!("unreadable reply: {e}") })
+            })?;
+            if let Some(kind) = self.quirks.error_in_body(&value) {
+                return Err(self.error(call, kind));
+            }
+            let completion: Completion = serde_json::from_value(value).map_err(|e| {
+                self.error(call, ProviderErrorKind::Transient { status: Some(status), message: format!("unexpected reply shape: {e}") })
+            })?;
+            let mut acc = Accumulator::default();
+            let pieces = acc.take_completion(completion);
+            let mut out = acc.out;
+            if self.quirks.splits_think_tags() {
+                let mut splitter = ThinkSplitter::default();
+                let mut split = splitter.feed(&out.text);
+                split.extend(splitter.finish());
+                out.text.clear();
+                out.reasoning.clear();
+                for piece in pieces.into_iter().filter(|p| matches!(p, Piece::Reasoning(_))).chain(split) {
+                    match piece {
+                        Piece::Text(t) => out.text.push_str(&t),
+                        Piece::Reasoning(r) => out.reasoning.push_str(&r),
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        call: &ProviderCall,
+        response: reqwest::Response,
+        events: &mpsc::Sender<ProviderEvent>,
+        emitted: &mut bool,
+    ) -> Result<RoundOutput, ProviderError> {
+        let mut stream = response.bytes_stream().eventsource();
+        let mut acc = Accumulator::default();
+        let mut splitter = self.quirks.splits_think_tags().then(ThinkSplitter::default);
+        let (mut text, mut reasoning) = (String::new(), String::new());
+        let mut saw_done = false;
+        let mut failure: Option<String> = None;
+        while let Some(item) = stream.next().await {
+            let event = match item {
+                Ok(event) => event,
+                Err(e) => {
+                    failure = Some(format!("stream broke: {e}"));
+                    break;
+                }
+            };
+            let data = event.data.trim();
+            if data == "[DONE]" {
+                saw_done = true;
+                break;
+            }
+            if data.is_empty() {
+                continue;
+            }
+            let value: Value = match serde_json::from_str(data) {
+                Ok(v) => v,
+                Err(e) => {
+                    failure = Some(format!("unreadable stream chunk: {e}"));
+                    break;
+                }
+            };
+            if let Some(kind) = self.quirks.error_in_body(&value).or_else(|| stream_error(&value)) {
+                return Err(self.error(call, kind));
+            }
+            let Ok(chunk) = serde_json::from_value::<StreamChunk>(value) else { continue };
+            let mut pieces = acc.take_chunk(chunk);
+            if let Some(s) = splitter.as_mut() {
+                pieces = split_pieces(s, pieces);
+            }
+            for piece in pieces {
+                *emitted = true;
+                let event = match piece {
+                    Piece::Text(t) => {
+                        text.push_str(&t);
+                        ProviderEvent::Text(t)
+                    }
+                    Piece::Reasoning(r) => {
+                        reasoning.push_str(&r);
+                        ProviderEvent::Reasoning(r)
+                    }
+                };
+                // A closed receiver means the caller left; cancellation stops this task.
+                let _ = events.send(event).await;
+            }
+        }
+        let complete = saw_done || (failure.is_none() && acc.out.finish_reason.is_some());
+        if !complete {
+            let message = failure.unwrap_or_else(|| "the stream ended before [DONE]".into());
+            let kind = if *emitted {
+                ProviderErrorKind::StreamInterrupted { message }
+            } else {
+                ProviderErrorKind::Transient { status: None, message }
+            };
+            return Err(self.error(call, kind));
+        }
+        if let Some(s) = splitter.as_mut() {
+            for piece in s.finish() {
+                let event = match piece {
+                    Piece::Text(t) => {
+                        text.push_str(&t);
+                        ProviderEvent::Text(t)
+                    }
+                    Piece::Reasoning(r) => {
+                        reasoning.push_str(&r);
+                        ProviderEvent::Reasoning(r)
+                    }
+                };
+                let _ = events.send(event).await;
+            }
+        }
+        let mut out = acc.out;
+        out.text = text;
+        out.reasoning = reasoning;
+        Ok(out)
+    }
+
+    fn classify(&self, status: u16, retry_after: Option<Duration>, body: &str) -> ProviderErrorKind {
+        let message = scrub(&openai_wire::error_message(body));
+        match status {
+            401 | 403 => ProviderErrorKind::Auth {
+                status,
+                key_source: self.config.key_source.clone().unwrap_or_else(|| "no key".into()),
+                message,
+            },
+            429 => ProviderErrorKind::RateLimited { retry_after, message },
+            408 | 425 | 500..=599 => ProviderErrorKind::Transient { status: Some(status), message },
+            _ => ProviderErrorKind::InvalidRequest { status, message },
+        }
+    }
+}
+
+fn split_pieces(splitter: &mut ThinkSplitter, pieces: Vec<Piece>) -> Vec<Piece> {
+    let mut out = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.extend(splitter.feed(&t)),
+            reasoning => out.push(reasoning),
+        }
+    }
+    out
+}
+
+/// An `{"error": …}` object sent inside a stream.
+fn stream_error(value: &Value) -> Option<ProviderErrorKind> {
+    let error = value.get("error")?;
+    let message = scrub(&openai_wire::error_message(&value.to_string()));
+    let code = error.get("code").and_then(Value::as_u64).map(|c| c as u16);
+    Some(match code {
+        Some(429) => ProviderErrorKind::RateLimited { retry_after: None, message },
+        Some(s @ 400..=499) => ProviderErrorKind::InvalidRequest { status: s, message },
+        status => ProviderErrorKind::Transient { status, message },
+    })
+}
+
+fn transport_error(e: &reqwest::Error, config: &ProviderConfig) -> ProviderErrorKind {
+    let message = if e.is_timeout() {
+        format!("no complete reply within {} s", config.timeout.as_secs())
+    } else if e.is_connect() {
+        format!("cannot connect to {}", config.base_url)
+    } else {
+        format!("connection failed: {}", scrub(&e.to_string()))
+    };
+    ProviderErrorKind::Transient { status: None, message }
+}
+
+/// `Retry-After` as seconds (the HTTP-date form is rare from APIs and treated as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    raw.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_reads_seconds_and_ignores_garbage() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn errors_inside_a_stream_are_classified() {
+        let v: Value = serde_json::json!({"error": {"code": 429, "message": "slow down"}});
+        assert!(matches!(stream_error(&v), Some(ProviderErrorKind::RateLimited { .. })));
+        let v: Value = serde_json::json!({"error": {"message": "overloaded"}});
+        assert!(matches!(stream_error(&v), Some(ProviderErrorKind::Transient { .. })));
+        assert!(stream_error(&serde_json::json!({"choices": []})).is_none());
+    }
+}

@@ -1,0 +1,78 @@
+//! MiniMax M2 quirks.
+//!
+//! - M2 always reasons. With `reasoning_split: true` the reasoning comes in
+//!   `reasoning_details`; servers that ignore the flag inline it in `<think>` tags, which the
+//!   shared think-tag splitter separates.
+//! - Temperature must lie in (0, 1]: 0 is rejected, so it is raised to 0.01.
+//! - Errors can arrive with HTTP 200 in `base_resp.status_code` (1004 bad key, 1002/1039 rate
+//!   limit, 1008 no balance).
+
+use serde_json::{json, Value};
+
+use super::openai_wire::ChatBody;
+use super::{ProviderCall, Quirks};
+use crate::error::ProviderErrorKind;
+
+const TEMPERATURE: (f32, f32) = (0.01, 1.0);
+
+/// MiniMax's adjustments.
+pub(crate) struct Minimax;
+
+impl Quirks for Minimax {
+    fn shape(&self, _call: &ProviderCall, body: &mut ChatBody) {
+        body.temperature = body.temperature.map(|t| t.clamp(TEMPERATURE.0, TEMPERATURE.1));
+        body.extra.insert("reasoning_split".into(), json!(true));
+    }
+
+    fn splits_think_tags(&self) -> bool {
+        true
+    }
+
+    fn error_in_body(&self, body: &Value) -> Option<ProviderErrorKind> {
+        let code = body.pointer("/base_resp/status_code")?.as_i64()?;
+        let message = body
+            .pointer("/base_resp/status_msg")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        match code {
+            0 => None,
+            1004 | 2049 => Some(ProviderErrorKind::Auth {
+                status: 401,
+                key_source: "MINIMAX_API_KEY".into(),
+                message,
+            }),
+            1002 | 1039 => Some(ProviderErrorKind::RateLimited { retry_after: None, message }),
+            1008 => Some(ProviderErrorKind::InvalidRequest {
+                status: 402,
+                message: format!("the MiniMax account has no balance left: {message}"),
+            }),
+            1000 | 1001 | 1013 => Some(ProviderErrorKind::Transient { status: None, message }),
+            _ => Some(ProviderErrorKind::InvalidRequest { status: 400, message: format!("code {code}: {message}") }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::tests::call_for;
+
+    #[test]
+    fn zero_temperature_is_raised_and_reasoning_is_split() {
+        let mut call = call_for("MiniMax-M2", true);
+        call.temperature = Some(0.0);
+        let v = serde_json::to_value(super::super::shaped_body(&Minimax, &call)).unwrap_or_default();
+        assert!((v["temperature"].as_f64().unwrap_or_default() - 0.01).abs() < 1e-6);
+        assert_eq!(v["reasoning_split"], true);
+    }
+
+    #[test]
+    fn base_resp_codes_map_to_the_taxonomy() {
+        let e = |code: i64| Minimax.error_in_body(&json!({"base_resp": {"status_code": code, "status_msg": "x"}}));
+        assert!(e(0).is_none());
+        assert!(matches!(e(1004), Some(ProviderErrorKind::Auth { .. })));
+        assert!(matches!(e(1002), Some(ProviderErrorKind::RateLimited { .. })));
+        assert!(matches!(e(1008), Some(ProviderErrorKind::InvalidRequest { .. })));
+    }
+}

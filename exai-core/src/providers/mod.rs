@@ -1,0 +1,135 @@
+//! Providers: one worker actor per provider, one file per provider's quirks.
+//!
+//! - `openai_wire.rs`: the chat-completions wire format every provider speaks, and the folding of
+//!   plain and streamed replies.
+//! - `client.rs`: one HTTP round trip and the retry loop around it (taxonomy, backoff,
+//!   `Retry-After`, governor rate limit).
+//! - `circuit.rs`: the per-provider circuit breaker.
+//! - `worker.rs`: the actor that owns a provider's client and circuit, and runs calls as tasks.
+//! - `glm.rs`, `kimi.rs`, `minimax.rs`, `openai_compat.rs`: each provider's [`Quirks`], and
+//!   nothing else.
+//! - `think_tags.rs`: splitting `<think>` reasoning out of streamed text.
+
+mod circuit;
+mod client;
+mod glm;
+mod kimi;
+mod minimax;
+pub(crate) mod openai_wire;
+mod openai_compat;
+mod think_tags;
+mod worker;
+
+use serde_json::Value;
+
+pub(crate) use client::ProviderClient;
+pub use worker::ProviderHealth;
+pub(crate) use worker::{ProviderHandle, spawn_worker};
+
+use crate::catalog::ModelInfo;
+use crate::config::ProviderKind;
+use crate::error::{ProviderError, ProviderErrorKind};
+use crate::request::{Message, ThinkingMode, Usage};
+use openai_wire::{ChatBody, RoundOutput, WireMessage};
+
+/// Everything a provider needs for one call, already routed and with history attached.
+#[derive(Debug, Clone)]
+pub(crate) struct ProviderCall {
+    pub model: ModelInfo,
+    /// System prompt, history and this turn, in order.
+    pub messages: Vec<Message>,
+    pub stream: bool,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub thinking: Option<ThinkingMode>,
+    pub web_search: bool,
+}
+
+/// What a worker sends back while a call runs; `Done` is always last.
+#[derive(Debug)]
+pub(crate) enum ProviderEvent {
+    Text(String),
+    Reasoning(String),
+    Done(Result<Completed, ProviderError>),
+}
+
+/// A finished call.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Completed {
+    pub text: String,
+    pub reasoning: String,
+    pub usage: Usage,
+    pub finish_reason: Option<String>,
+}
+
+/// A provider's deviations from the plain OpenAI wire format. Each provider file implements
+/// this and holds every quirk of that provider; nothing else in the crate knows about them.
+pub(crate) trait Quirks: Send + Sync + 'static {
+    /// Adjusts the request body: thinking switch, web search, parameter ranges.
+    fn shape(&self, call: &ProviderCall, body: &mut ChatBody);
+
+    /// Classifies an error status differently from the generic taxonomy, when the provider's
+    /// body says more (a 429 that is really "no balance").
+    fn classify(&self, _status: u16, _body: &str) -> Option<ProviderErrorKind> {
+        None
+    }
+
+    /// Finds an error reported inside a successful (HTTP 200) JSON body.
+    fn error_in_body(&self, _body: &Value) -> Option<ProviderErrorKind> {
+        None
+    }
+
+    /// Whether reply text may carry `<think>…</think>` reasoning inline.
+    fn splits_think_tags(&self) -> bool {
+        false
+    }
+
+    /// Messages for another round after this one (Kimi's `$web_search` echo), if needed.
+    fn follow_up(&self, _out: &RoundOutput) -> Option<Vec<WireMessage>> {
+        None
+    }
+}
+
+/// The quirks of a provider kind.
+pub(crate) fn quirks_for(kind: ProviderKind) -> Box<dyn Quirks> {
+    match kind {
+        ProviderKind::Glm => Box::new(glm::Glm),
+        ProviderKind::Kimi => Box::new(kimi::Kimi),
+        ProviderKind::Minimax => Box::new(minimax::Minimax),
+        ProviderKind::OpenaiCompat => Box::new(openai_compat::OpenaiCompat),
+    }
+}
+
+/// The body for `call` at a provider with `quirks`.
+pub(crate) fn shaped_body(quirks: &dyn Quirks, call: &ProviderCall) -> ChatBody {
+    let mut body = openai_wire::build_body(call);
+    quirks.shape(call, &mut body);
+    body
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::catalog::{Capabilities, Price};
+
+    /// A call to `model` with one user message.
+    pub(crate) fn call_for(model: &str, thinking: bool) -> ProviderCall {
+        ProviderCall {
+            model: ModelInfo {
+                id: model.into(),
+                provider: "test".into(),
+                context_window: 100_000,
+                max_output: 8_000,
+                capabilities: Capabilities { thinking, vision: false, web_search: true },
+                price: Price::default(),
+                aliases: vec![],
+            },
+            messages: vec![Message::user("hi")],
+            stream: false,
+            temperature: None,
+            max_tokens: None,
+            thinking: None,
+            web_search: false,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! What callers send and get back: [`ChatRequest`], [`ChatResponse`], [`ChatEvent`], [`Usage`].
+//!
+//! These are the gateway's own types, independent of any provider's wire format (that lives in
+//! `providers/openai_wire.rs`) and of any frontend's protocol.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Instructions.
+    System,
+    /// The person or client agent.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Who said it.
+    pub role: Role,
+    /// Its text.
+    pub content: String,
+    /// Images attached (data URLs or http(s) URLs), for vision models.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
+}
+
+impl Message {
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self { role: Role::User, content: content.into(), images: Vec::new() }
+    }
+    /// A system message.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self { role: Role::System, content: content.into(), images: Vec::new() }
+    }
+    /// An assistant message.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self { role: Role::Assistant, content: content.into(), images: Vec::new() }
+    }
+}
+
+/// How hard the model should think; mapped to each provider's own switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkingMode {
+    /// As little as the model allows (GLM: thinking disabled).
+    Minimal,
+    /// Light reasoning.
+    Low,
+    /// The default depth.
+    Medium,
+    /// Deep reasoning.
+    High,
+    /// The most the model offers.
+    Max,
+}
+
+impl FromStr for ThinkingMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "minimal" | "off" | "none" => Ok(Self::Minimal),
+            "low" => Ok(Self::Low),
+            "medium" => Ok(Self::Medium),
+            "high" => Ok(Self::High),
+            "max" => Ok(Self::Max),
+            other => Err(format!("unknown thinking mode '{other}'; expected minimal, low, medium, high or max")),
+        }
+    }
+}
+
+impl fmt::Display for ThinkingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Minimal => "minimal",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Max => "max",
+        })
+    }
+}
+
+/// One turn sent to the gateway.
+///
+/// `messages` are this turn's new messages. With a `continuation_id`, the conversation's earlier
+/// turns are loaded from memory and sent first, as native messages, trimmed to the model's
+/// context window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// `auto`, an alias, a model id or `provider/model`; `None` uses the configured default.
+    pub model: Option<String>,
+    /// A system prompt for this turn (not stored in the conversation).
+    pub system: Option<String>,
+    /// This turn's messages (usually one user message).
+    pub messages: Vec<Message>,
+    /// Continue this conversation.
+    pub continuation_id: Option<String>,
+    /// Sampling temperature; clamped to the model's range.
+    pub temperature: Option<f32>,
+    /// Largest reply, in tokens.
+    pub max_tokens: Option<u32>,
+    /// Thinking depth.
+    pub thinking: Option<ThinkingMode>,
+    /// Use provider-native web search.
+    pub web_search: bool,
+    /// Paths of files whose contents the caller embedded (recorded with the turn).
+    pub files: Vec<String>,
+    /// The tool that issued this turn (recorded with the conversation).
+    pub tool: Option<String>,
+}
+
+impl ChatRequest {
+    /// A one-message request.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        Self { messages: vec![Message::user(prompt)], ..Self::default() }
+    }
+    /// Sets the model.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+    /// Continues a conversation.
+    pub fn continuation(mut self, id: impl Into<String>) -> Self {
+        self.continuation_id = Some(id.into());
+        self
+    }
+    /// Sets the system prompt.
+    pub fn system(mut self, system: impl Into<String>) -> Self {
+        self.system = Some(system.into());
+        self
+    }
+}
+
+/// Token counts of one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens (including reasoning).
+    pub output_tokens: u64,
+    /// Of which reasoning, when the provider says.
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Adds another call's counts (a multi-round call such as Kimi's web search).
+    pub fn add(&mut self, other: Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
+    }
+}
+
+/// A provider that was tried and failed before the one that answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FallbackNote {
+    /// Provider tried.
+    pub provider: String,
+    /// Model tried.
+    pub model: String,
+    /// Why it was left.
+    pub error: String,
+}
+
+/// The complete answer to one turn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// The reply.
+    pub text: String,
+    /// The model's reasoning, when it exposed any.
+    pub reasoning: Option<String>,
+    /// The provider that actually answered.
+    pub provider: String,
+    /// The model that actually answered.
+    pub model: String,
+    /// Token counts.
+    pub usage: Usage,
+    /// Cost in USD, from the catalog's prices.
+    pub cost_usd: f64,
+    /// Pass this to continue the conversation.
+    pub continuation_id: String,
+    /// This request's id (also in logs and the tracing span).
+    pub request_id: String,
+    /// Why the model stopped (`stop`, `length`, …).
+    pub finish_reason: Option<String>,
+    /// Providers tried before this one, and why they were left.
+    pub fallbacks: Vec<FallbackNote>,
+}
+
+/// One item of a streamed reply.
+#[derive(Debug, Clone)]
+pub enum ChatEvent {
+    /// A piece of the reply.
+    Text(String),
+    /// A piece of the model's reasoning.
+    Reasoning(String),
+    /// The end: the whole reply with usage.
+    Done(ChatResponse),
+}

@@ -1,0 +1,221 @@
+//! The usage ledger: requests, errors, tokens and cost per provider and model.
+//!
+//! This is what answers "are my credits actually being used?". Every finished call is recorded
+//! in process (since this process started, and per UTC day) and, when Redis is configured, added
+//! to shared counters so that every exai process on the machine — stdio servers, the daemon, the
+//! CLI — contributes to one ledger: `exai:usage:all` and `exai:usage:day:YYYY-MM-DD` hashes whose
+//! fields are `provider|model|counter`. Redis writes happen off the request path; a failure is
+//! counted and the in-process figures remain.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+
+use crate::request::Usage;
+
+/// Day keys are kept this long in Redis.
+const DAY_TTL_SECS: i64 = 40 * 24 * 3600;
+
+/// Counters for one provider and model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsageRow {
+    /// Provider name.
+    pub provider: String,
+    /// Model id.
+    pub model: String,
+    /// Calls that completed.
+    pub requests: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Of which reasoning.
+    pub reasoning_tokens: u64,
+    /// USD, from the catalog's prices.
+    pub cost_usd: f64,
+}
+
+/// The ledger as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageReport {
+    /// `redis` (shared by every process) or `local` (this process only).
+    pub backend: &'static str,
+    /// Since this process started.
+    pub since_start: Vec<UsageRow>,
+    /// Today (UTC).
+    pub today: Vec<UsageRow>,
+    /// All time (`redis`), or since start (`local`).
+    pub all_time: Vec<UsageRow>,
+}
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Local {
+    since_start: BTreeMap<Key, UsageRow>,
+    days: BTreeMap<String, BTreeMap<Key, UsageRow>>,
+}
+
+/// The ledger.
+pub(crate) struct UsageLedger {
+    local: Mutex<Local>,
+    redis: Option<(ConnectionManager, String)>,
+}
+
+fn today() -> String {
+    time::OffsetDateTime::now_utc().date().to_string()
+}
+
+fn row<'a>(map: &'a mut BTreeMap<Key, UsageRow>, provider: &str, model: &str) -> &'a mut UsageRow {
+    map.entry((provider.to_string(), model.to_string())).or_insert_with(|| UsageRow {
+        provider: provider.to_string(),
+        model: model.to_string(),
+        ..UsageRow::default()
+    })
+}
+
+impl UsageLedger {
+    pub fn new(redis: Option<(ConnectionManager, String)>) -> Self {
+        Self { local: Mutex::new(Local::default()), redis }
+    }
+
+    /// Records a completed call.
+    pub fn success(&self, provider: &str, model: &str, usage: Usage, cost: f64) {
+        let labels = [("provider", provider.to_string()), ("model", model.to_string())];
+        metrics::counter!("exai_tokens_total", &[&labels[..], &[("direction", "input".to_string())]].concat())
+            .increment(usage.input_tokens);
+        metrics::counter!("exai_tokens_total", &[&labels[..], &[("direction", "output".to_string())]].concat())
+            .increment(usage.output_tokens);
+        metrics::gauge!("exai_cost_usd_total", &labels).increment(cost);
+        self.apply(provider, model, |r| {
+            r.requests += 1;
+            r.input_tokens += usage.input_tokens;
+            r.output_tokens += usage.output_tokens;
+            r.reasoning_tokens += usage.reasoning_tokens;
+            r.cost_usd += cost;
+        });
+        self.persist(provider, model, &[
+            ("requests", 1),
+            ("input_tokens", usage.input_tokens as i64),
+            ("output_tokens", usage.output_tokens as i64),
+            ("reasoning_tokens", usage.reasoning_tokens as i64),
+        ], cost);
+    }
+
+    /// Records a failed call.
+    pub fn error(&self, provider: &str, model: &str) {
+        self.apply(provider, model, |r| r.errors += 1);
+        self.persist(provider, model, &[("errors", 1)], 0.0);
+    }
+
+    fn apply(&self, provider: &str, model: &str, f: impl Fn(&mut UsageRow)) {
+        let Ok(mut local) = self.local.lock() else { return };
+        f(row(&mut local.since_start, provider, model));
+        let day = local.days.entry(today()).or_default();
+        f(row(day, provider, model));
+    }
+
+    fn persist(&self, provider: &str, model: &str, counters: &[(&str, i64)], cost: f64) {
+        let Some((conn, prefix)) = &self.redis else { return };
+        let mut conn = conn.clone();
+        let all = format!("{prefix}usage:all");
+        let day = format!("{prefix}usage:day:{}", today());
+        let mut pipe = redis::pipe();
+        for key in [&all, &day] {
+            for (name, n) in counters {
+                pipe.hincr(key, format!("{provider}|{model}|{name}"), *n).ignore();
+            }
+            if cost > 0.0 {
+                pipe.cmd("HINCRBYFLOAT").arg(key).arg(format!("{provider}|{model}|cost_usd")).arg(cost).ignore();
+            }
+        }
+        pipe.expire(&day, DAY_TTL_SECS).ignore();
+        tokio::spawn(async move {
+            let sent = tokio::time::timeout(std::time::Duration::from_secs(2), pipe.query_async::<()>(&mut conn)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                metrics::counter!("exai_memory_errors_total", "op" => "usage").increment(1);
+            }
+        });
+    }
+
+    /// The ledger now.
+    pub async fn report(&self) -> UsageReport {
+        let (since_start, today_local) = match self.local.lock() {
+            Ok(l) => (
+                l.since_start.values().cloned().collect::<Vec<_>>(),
+                l.days.get(&today()).map(|d| d.values().cloned().collect()).unwrap_or_default(),
+            ),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        if let Some((conn, prefix)) = &self.redis {
+            let mut conn = conn.clone();
+            let mut pipe = redis::pipe();
+            pipe.hgetall(format!("{prefix}usage:all")).hgetall(format!("{prefix}usage:day:{}", today()));
+            let read = tokio::time::timeout(std::time::Duration::from_secs(2), pipe.query_async(&mut conn)).await;
+            if let Ok(Ok((all, day))) = read {
+                let (all, day): (BTreeMap<String, String>, BTreeMap<String, String>) = (all, day);
+                return UsageReport { backend: "redis", since_start, today: parse_rows(&day), all_time: parse_rows(&all) };
+            }
+        }
+        UsageReport { backend: "local", all_time: since_start.clone(), since_start, today: today_local }
+    }
+}
+
+/// Rebuilds rows from `provider|model|counter` hash fields.
+fn parse_rows(fields: &BTreeMap<String, String>) -> Vec<UsageRow> {
+    let mut rows: BTreeMap<Key, UsageRow> = BTreeMap::new();
+    for (field, value) in fields {
+        // Provider names have no `|`; model ids might.
+        let Some((provider, rest)) = field.split_once('|') else { continue };
+        let Some((model, counter)) = rest.rsplit_once('|') else { continue };
+        let r = row(&mut rows, provider, model);
+        let n = value.parse::<u64>().unwrap_or(0);
+        match counter {
+            "requests" => r.requests = n,
+            "errors" => r.errors = n,
+            "input_tokens" => r.input_tokens = n,
+            "output_tokens" => r.output_tokens = n,
+            "reasoning_tokens" => r.reasoning_tokens = n,
+            "cost_usd" => r.cost_usd = value.parse().unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    rows.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_ledger_adds_up_per_provider_and_model() {
+        let l = UsageLedger::new(None);
+        let u = Usage { input_tokens: 10, output_tokens: 5, reasoning_tokens: 1 };
+        l.success("glm", "glm-4.6", u, 0.5);
+        l.success("glm", "glm-4.6", u, 0.25);
+        l.error("kimi", "kimi-k2-0905-preview");
+        let r = l.report().await;
+        assert_eq!(r.backend, "local");
+        let glm = r.today.iter().find(|r| r.provider == "glm").cloned().unwrap_or_default();
+        assert_eq!((glm.requests, glm.input_tokens, glm.output_tokens), (2, 20, 10));
+        assert!((glm.cost_usd - 0.75).abs() < 1e-9);
+        assert_eq!(r.since_start.iter().find(|r| r.provider == "kimi").map(|r| r.errors), Some(1));
+    }
+
+    #[test]
+    fn rows_are_rebuilt_from_hash_fields_even_with_pipes_in_model_names() {
+        let fields = BTreeMap::from([
+            ("glm|glm-4.6|requests".to_string(), "3".to_string()),
+            ("glm|glm-4.6|cost_usd".to_string(), "0.125".to_string()),
+            ("local|org|model|errors".to_string(), "2".to_string()),
+        ]);
+        let rows = parse_rows(&fields);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].requests, rows[0].cost_usd), (3, 0.125));
+        assert_eq!((rows[1].provider.as_str(), rows[1].model.as_str(), rows[1].errors), ("local", "org|model", 2));
+    }
+}
