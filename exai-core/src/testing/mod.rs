@@ -1,1 +1,164 @@
-//! t
+//! A fake upstream: a real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions wire
+//! format, plain and SSE, and can be scripted to fail.
+//!
+//! Every test of exai — and the offline quickstart — points a provider's `base_url` at one of
+//! these instead of a real vendor. It records every request it receives (path, `Authorization`
+//! header, JSON body), answers from a queue of [`FakeReply`]s (echoing the last user message when
+//! the queue is empty), and counts replies that were cut short because the client went away — the
+//! evidence that cancelling a request really aborts it upstream.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use exai_core::testing::{FakeReply, FakeUpstream};
+//! let fake = FakeUpstream::start().await?;
+//! fake.push(FakeReply::status(429).with_retry_after(1));
+//! fake.push(FakeReply::text("hello"));
+//! // GLM_BASE_URL = fake.base_url(), GLM_API_KEY = anything
+//! # Ok(()) }
+//! ```
+
+mod reply;
+mod server;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot};
+
+pub use reply::FakeReply;
+
+/// A request the fake received.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Request path (`/v1/chat/completions`).
+    pub path: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The JSON body (`Null` for GETs).
+    pub body: Value,
+}
+
+impl RecordedRequest {
+    /// The `messages` array.
+    pub fn messages(&self) -> Vec<Value> {
+        self.body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default()
+    }
+
+    /// The `model` field.
+    pub fn model(&self) -> &str {
+        self.body.get("model").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// Whether the request asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.body.get("stream").and_then(Value::as_bool).unwrap_or(false)
+    }
+}
+
+/// State shared by the server's handlers and the test.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub script: Mutex<VecDeque<FakeReply>>,
+    pub requests: Mutex<Vec<RecordedRequest>>,
+    pub api_key: Mutex<Option<String>>,
+    pub completed: AtomicUsize,
+    pub cut_short: AtomicUsize,
+    pub changed: Notify,
+}
+
+/// The fake upstream. Dropping it stops the server.
+pub struct FakeUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl FakeUpstream {
+    /// Starts a server on 127.0.0.1 with a free port.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = server::router(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Self { addr, shared, _stop: stop })
+    }
+
+    /// The base URL to configure as a provider's `base_url` (`http://127.0.0.1:PORT/v1`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Environment entries that point the named built-in providers (`GLM`, `KIMI`, `MINIMAX`, or
+    /// any custom name) at this fake, with a dummy key.
+    pub fn env_for(&self, providers: &[&str]) -> HashMap<String, String> {
+        let mut env = HashMap::new();
+        for p in providers {
+            let p = p.to_ascii_uppercase();
+            env.insert(format!("{p}_API_KEY"), "test-key".to_string());
+            env.insert(format!("{p}_BASE_URL"), self.base_url());
+        }
+        env
+    }
+
+    /// Queues a reply for the next request.
+    pub fn push(&self, reply: FakeReply) {
+        if let Ok(mut s) = self.shared.script.lock() {
+            s.push_back(reply);
+        }
+    }
+
+    /// Requires `Authorization: Bearer <key>`; others get 401.
+    pub fn require_key(&self, key: &str) {
+        if let Ok(mut k) = self.shared.api_key.lock() {
+            *k = Some(key.to_string());
+        }
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Replies delivered in full.
+    pub fn completed(&self) -> usize {
+        self.shared.completed.load(Ordering::SeqCst)
+    }
+
+    /// Replies abandoned because the client went away before the end.
+    pub fn cut_short(&self) -> usize {
+        self.shared.cut_short.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `check` holds (re-checked on every request and reply), or `timeout` passes.
+    pub async fn wait_until(&self, timeout: Duration, check: impl Fn(&Self) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if check(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return check(self);
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Scripted replies for the fake upstream.
+
+use std::time::Duration;
+
+/// What the fake upstream answers to one request. Build with the constructors, adjust with the
+/// `with_*` methods, and queue with [`super::FakeUpstream::push`].
+#[derive(Debug, Clone)]
+pub struct FakeReply {
+    pub(crate) kind: ReplyKind,
+    /// Wait before answering at all.
+    pub(crate) delay: Duration,
+    /// Wait between stream chunks.
+    pub(crate) chunk_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ReplyKind {
+    /// "echo (N messages): <last user message>".
+    Echo,
+    /// A fixed reply.
+    Text { content: String, reasoning: Option<String>, usage: Option<(u64, u64)>, finish: String },
+    /// An HTTP error.
+    Status { status: u16, body: String, retry_after: Option<String> },
+    /// A stream that breaks after `chunks` content chunks (a plain request gets a cut body).
+    DropAfter { chunks: usize },
+    /// Never answers.
+    Hang,
+    /// A raw 200 JSON body (for provider-specific shapes).
+    Json(serde_json::Value),
+}
+
+impl FakeReply {
+    fn of(kind: ReplyKind) -> Self {
+        Self { kind, delay: Duration::ZERO, chunk_delay: Duration::ZERO }
+    }
+
+    /// Echoes the last user message, saying how many messages arrived (so history is visible).
+    pub fn echo() -> Self {
+        Self::of(ReplyKind::Echo)
+    }
+
+    /// Answers `content`.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self::of(ReplyKind::Text { content: content.into(), reasoning: None, usage: None, finish: "stop".into() })
+    }
+
+    /// Answers with HTTP `status` and an OpenAI-shaped error body.
+    pub fn status(status: u16) -> Self {
+        let body = serde_json::json!({"error": {"message": format!("fake upstream says {status}"), "type": "fake"}});
+        Self::of(ReplyKind::Status { status, body: body.to_string(), retry_after: None })
+    }
+
+    /// A stream that breaks after `chunks` content chunks.
+    pub fn drop_after(chunks: usize) -> Self {
+        Self::of(ReplyKind::DropAfter { chunks })
+    }
+
+    /// Never answers (until the client goes away).
+    pub fn hang() -> Self {
+        Self::of(ReplyKind::Hang)
+    }
+
+    /// A raw 200 JSON body.
+    pub fn json(body: serde_json::Value) -> Self {
+        Self::of(ReplyKind::Json(body))
+    }
+
+    /// Adds reasoning (sent as `reasoning_content`).
+    pub fn with_reasoning(mut self, reasoning: impl Into<String>) -> Self {
+        if let ReplyKind::Text { reasoning: r, .. } = &mut self.kind {
+            *r = Some(reasoning.into());
+        }
+        self
+    }
+
+    /// Sets the reported usage (input, output tokens).
+    pub fn with_usage(mut self, input: u64, output: u64) -> Self {
+        if let ReplyKind::Text { usage, .. } = &mut self.kind {
+            *usage = Some((input, output));
+        }
+        self
+    }
+
+    /// Sets the finish reason.
+    pub fn with_finish(mut self, reason: impl Into<String>) -> Self {
+        if let ReplyKind::Text { finish, .. } = &mut self.kind {
+            *finish = reason.into();
+        }
+        self
+    }
+
+    /// Sets a `Retry-After` header (seconds) on an error.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        if let ReplyKind::Status { retry_after, .. } = &mut self.kind {
+            *retry_after = Some(seconds.to_string());
+        }
+        self
+    }
+
+    /// Replaces the error body.
+    pub fn with_body(mut self, new_body: impl Into<String>) -> Self {
+        if let ReplyKind::Status { body, .. } = &mut self.kind {
+            *body = new_body.into();
+        }
+        self
+    }
+
+    /// Waits before answering.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Waits between stream chunks.
+    pub fn with_chunk_delay(mut self, delay: Duration) -> Self {
+        self.chunk_delay = delay;
+        self
+    }
+}
