@@ -1,1 +1,58 @@
-fn main(){}
+//! Gateway overhead: the same chat call through `Gateway` and directly with reqwest, both against
+//! the fake upstream on 127.0.0.1. The difference of the two medians is what exai adds per call
+//! (session and global permits, routing, the provider worker actor, the usage ledger, storing the
+//! turn in memory).
+//!
+//! ```sh
+//! cargo bench -p exai-benches --bench gateway_overhead
+//! ```
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use exai_core::testing::FakeUpstream;
+use exai_core::{ChatRequest, Config, Gateway};
+use serde_json::json;
+
+fn overhead(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("runtime: {e}"));
+    let (fake, gateway) = rt.block_on(async {
+        let fake = FakeUpstream::start().await.unwrap_or_else(|e| panic!("fake upstream: {e}"));
+        fake.stop_recording();
+        let config = Config::from_parts(&fake.env_for(&["GLM"]), None).unwrap_or_else(|e| panic!("config: {e}"));
+        let gateway = Gateway::new(config).await.unwrap_or_else(|e| panic!("gateway: {e}"));
+        (fake, gateway)
+    });
+    let client = reqwest::Client::new();
+    let url = format!("{}/chat/completions", fake.base_url());
+    let body = json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "ping"}], "stream": false});
+
+    let mut group = c.benchmark_group("chat_call");
+    group.measurement_time(Duration::from_secs(8)).sample_size(60);
+    group.bench_function("direct_reqwest", |b| {
+        b.to_async(&rt).iter(|| async {
+            let reply: serde_json::Value = client
+                .post(&url)
+                .bearer_auth("test-key")
+                .json(&body)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .unwrap_or_else(|e| panic!("direct call: {e}"))
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("direct body: {e}"));
+            assert!(reply["choices"][0]["message"]["content"].is_string());
+        })
+    });
+    group.bench_function("through_gateway", |b| {
+        b.to_async(&rt).iter(|| async {
+            let reply = gateway.chat(ChatRequest::new("ping").model("glm-4.6")).await.unwrap_or_else(|e| panic!("gateway call: {e}"));
+            assert!(!reply.text.is_empty());
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, overhead);
+criterion_main!(benches);

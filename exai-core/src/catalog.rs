@@ -164,10 +164,10 @@ impl Catalog {
         if let Some(idx) = self.models.iter().position(|m| m.id == name) {
             return Some(idx);
         }
-        if let Some((provider, id)) = name.split_once('/') {
-            if let Some(idx) = self.models.iter().position(|m| m.provider == provider && m.id == id) {
-                return Some(idx);
-            }
+        if let Some((provider, id)) = name.split_once('/')
+            && let Some(idx) = self.models.iter().position(|m| m.provider == provider && m.id == id)
+        {
+            return Some(idx);
         }
         self.models.iter().position(|m| m.id.eq_ignore_ascii_case(name))
     }

@@ -50,6 +50,8 @@ pub(crate) struct SessionCore {
     pub kind: String,
     pub limit: SessionLimit,
     pub cancel: CancellationToken,
+    /// Opening order, for stable listings (many sessions open within one millisecond).
+    seq: u64,
     created_ms: u64,
     last_active_ms: AtomicU64,
     registry: Option<ActorRef<SessionMsg>>,
@@ -138,9 +140,10 @@ impl Actor for SessionRegistry {
                 });
             }
             SessionMsg::List(reply) => {
-                let mut list: Vec<_> = state.sessions.values().filter_map(|w| w.upgrade()).map(|c| c.info()).collect();
-                list.sort_by(|a, b| a.created_ms.cmp(&b.created_ms));
-                let _ = reply.send(list);
+                let mut list: Vec<_> =
+                    state.sessions.values().filter_map(|w| w.upgrade()).map(|c| (c.seq, c.info())).collect();
+                list.sort_by_key(|(seq, _)| *seq);
+                let _ = reply.send(list.into_iter().map(|(_, info)| info).collect());
             }
         }
         Ok(())
@@ -152,6 +155,7 @@ impl Actor for SessionRegistry {
 pub(crate) struct Sessions {
     actor: ActorRef<SessionMsg>,
     max_inflight: usize,
+    opened: Arc<AtomicU64>,
 }
 
 impl Sessions {
@@ -159,7 +163,7 @@ impl Sessions {
         let (actor, _) = Actor::spawn(None, SessionRegistry, idle)
             .await
             .map_err(|e| Error::Internal(format!("cannot start the session registry: {e}")))?;
-        Ok(Self { actor, max_inflight })
+        Ok(Self { actor, max_inflight, opened: Arc::new(AtomicU64::new(0)) })
     }
 
     /// Opens a session; `tracked` sessions are listed and can expire when idle.
@@ -170,6 +174,7 @@ impl Sessions {
             kind: kind.to_string(),
             limit: SessionLimit::new(self.max_inflight),
             cancel: parent.child_token(),
+            seq: self.opened.fetch_add(1, Ordering::Relaxed),
             created_ms: now,
             last_active_ms: AtomicU64::new(now),
             registry: tracked.then(|| self.actor.clone()),

@@ -145,13 +145,11 @@ impl<'a> Resolver<'a> {
         T: FromStr + fmt::Display,
         T::Err: fmt::Display,
     {
-        Ok(self
-            .value(key, env, file, Some(default))?
-            .ok_or_else(|| ConfigError::Invalid {
-                key: key.to_string(),
-                origin: Source::Default,
-                message: "missing".into(),
-            })?)
+        self.value(key, env, file, Some(default))?.ok_or_else(|| ConfigError::Invalid {
+            key: key.to_string(),
+            origin: Source::Default,
+            message: "missing".into(),
+        })
     }
 
     /// Resolves a secret: env, then file. Returns the secret and a description of its source

@@ -25,6 +25,9 @@ use crate::providers::{Completed, ProviderCall, ProviderEvent};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role};
 use crate::routing::{self, Needs};
 
+/// Pieces buffered between a provider call and the caller's stream.
+const PIECE_BUFFER: usize = 64;
+
 /// Where streamed events go (`None` for a plain `chat`).
 pub(crate) type Sink = Option<mpsc::Sender<Result<ChatEvent, Error>>>;
 
@@ -163,6 +166,9 @@ fn record_request(model: &ModelInfo, status: &'static str, started: Instant) {
 }
 
 /// One provider attempt. Returns the provider's result and whether anything reached the caller.
+///
+/// The call and the forwarding of its pieces run as two futures of this one task: no spawn, no
+/// thread hop, and dropping this future (cancellation) aborts the HTTP request.
 async fn attempt(
     inner: &Inner,
     call: ProviderCall,
@@ -176,24 +182,25 @@ async fn attempt(
         .providers
         .get(&provider)
         .ok_or_else(|| Error::Internal(format!("no worker for provider {provider}")))?;
-    // The child token stops the worker's task when this turn is cancelled or dropped.
-    let call_cancel = cancel.child_token();
-    let _stop_on_drop = call_cancel.clone().drop_guard();
-    let mut events = handle.call(call, call_cancel)?;
-    let mut emitted = false;
-    loop {
-        let event = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(Error::Cancelled),
-            e = events.recv() => e,
-        };
-        match event {
-            Some(ProviderEvent::Done(result)) => return Ok((result, emitted)),
-            Some(ProviderEvent::Text(t)) => forward(sink, ChatEvent::Text(t), &mut emitted).await?,
-            Some(ProviderEvent::Reasoning(r)) => forward(sink, ChatEvent::Reasoning(r), &mut emitted).await?,
-            None => return Err(Error::Cancelled),
+    let (events, mut pieces) = mpsc::channel(PIECE_BUFFER);
+    let run = async move {
+        let result = handle.call(&call, &events).await;
+        drop(events);
+        result
+    };
+    let relay = async {
+        let mut emitted = false;
+        while let Some(piece) = pieces.recv().await {
+            let event = match piece {
+                ProviderEvent::Text(t) => ChatEvent::Text(t),
+                ProviderEvent::Reasoning(r) => ChatEvent::Reasoning(r),
+            };
+            forward(sink, event, &mut emitted).await?;
         }
-    }
+        Ok::<bool, Error>(emitted)
+    };
+    let (result, emitted) = or_cancel(cancel, async { Ok(tokio::join!(run, relay)) }).await?;
+    Ok((result?, emitted?))
 }
 
 async fn forward(sink: &Sink, event: ChatEvent, emitted: &mut bool) -> Result<(), Error> {

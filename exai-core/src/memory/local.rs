@@ -42,7 +42,7 @@ impl MemoryStore for LocalStore {
 
     async fn list(&self, limit: usize) -> Result<Vec<ThreadSummary>, MemoryError> {
         let mut all: Vec<ThreadSummary> = self.threads.iter().map(|(_, t)| t.summary()).collect();
-        all.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms));
+        all.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
         all.truncate(limit);
         Ok(all)
     }

@@ -86,6 +86,14 @@ impl Circuit {
         }
     }
 
+    /// When an open circuit will let a trial through.
+    pub fn open_until(&self) -> Option<Instant> {
+        match self.state {
+            State::Open { until } => Some(until),
+            _ => None,
+        }
+    }
+
     /// Consecutive failures so far.
     pub fn failures(&self) -> u32 {
         self.consecutive_failures

@@ -148,15 +148,13 @@ impl ProviderClient {
                 self.error(call, ProviderErrorKind::Transient { status: Some(status), message: format!("unexpected reply shape: {e}") })
             })?;
             let mut acc = Accumulator::default();
-            let pieces = acc.take_completion(completion);
+            acc.take_completion(completion);
             let mut out = acc.out;
             if self.quirks.splits_think_tags() {
                 let mut splitter = ThinkSplitter::default();
-                let mut split = splitter.feed(&out.text);
-                split.extend(splitter.finish());
-                out.text.clear();
-                out.reasoning.clear();
-                for piece in pieces.into_iter().filter(|p| matches!(p, Piece::Reasoning(_))).chain(split) {
+                let mut pieces = splitter.feed(&std::mem::take(&mut out.text));
+                pieces.extend(splitter.finish());
+                for piece in pieces {
                     match piece {
                         Piece::Text(t) => out.text.push_str(&t),
                         Piece::Reasoning(r) => out.reasoning.push_str(&r),
@@ -213,18 +211,7 @@ impl ProviderClient {
             }
             for piece in pieces {
                 *emitted = true;
-                let event = match piece {
-                    Piece::Text(t) => {
-                        text.push_str(&t);
-                        ProviderEvent::Text(t)
-                    }
-                    Piece::Reasoning(r) => {
-                        reasoning.push_str(&r);
-                        ProviderEvent::Reasoning(r)
-                    }
-                };
-                // A closed receiver means the caller left; cancellation stops this task.
-                let _ = events.send(event).await;
+                deliver(piece, &mut text, &mut reasoning, events).await;
             }
         }
         let complete = saw_done || (failure.is_none() && acc.out.finish_reason.is_some());
@@ -239,17 +226,7 @@ impl ProviderClient {
         }
         if let Some(s) = splitter.as_mut() {
             for piece in s.finish() {
-                let event = match piece {
-                    Piece::Text(t) => {
-                        text.push_str(&t);
-                        ProviderEvent::Text(t)
-                    }
-                    Piece::Reasoning(r) => {
-                        reasoning.push_str(&r);
-                        ProviderEvent::Reasoning(r)
-                    }
-                };
-                let _ = events.send(event).await;
+                deliver(piece, &mut text, &mut reasoning, events).await;
             }
         }
         let mut out = acc.out;
@@ -271,6 +248,22 @@ impl ProviderClient {
             _ => ProviderErrorKind::InvalidRequest { status, message },
         }
     }
+}
+
+/// Records a piece in the round's totals and sends it to the caller. A closed receiver means the
+/// caller left; its cancellation token stops this task.
+async fn deliver(piece: Piece, text: &mut String, reasoning: &mut String, events: &mpsc::Sender<ProviderEvent>) {
+    let event = match piece {
+        Piece::Text(t) => {
+            text.push_str(&t);
+            ProviderEvent::Text(t)
+        }
+        Piece::Reasoning(r) => {
+            reasoning.push_str(&r);
+            ProviderEvent::Reasoning(r)
+        }
+    };
+    let _ = events.send(event).await;
 }
 
 fn split_pieces(splitter: &mut ThinkSplitter, pieces: Vec<Piece>) -> Vec<Piece> {

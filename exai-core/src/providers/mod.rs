@@ -5,7 +5,8 @@
 //! - `client.rs`: one HTTP round trip and the retry loop around it (taxonomy, backoff,
 //!   `Retry-After`, governor rate limit).
 //! - `circuit.rs`: the per-provider circuit breaker.
-//! - `worker.rs`: the actor that owns a provider's client and circuit, and runs calls as tasks.
+//! - `worker.rs`: the actor that owns a provider's health and circuit breaker, and the handle
+//!   whose calls run in the caller's task.
 //! - `glm.rs`, `kimi.rs`, `minimax.rs`, `openai_compat.rs`: each provider's [`Quirks`], and
 //!   nothing else.
 //! - `think_tags.rs`: splitting `<think>` reasoning out of streamed text.
@@ -28,7 +29,7 @@ pub(crate) use worker::{ProviderHandle, spawn_worker};
 
 use crate::catalog::ModelInfo;
 use crate::config::ProviderKind;
-use crate::error::{ProviderError, ProviderErrorKind};
+use crate::error::ProviderErrorKind;
 use crate::request::{Message, ThinkingMode, Usage};
 use openai_wire::{ChatBody, RoundOutput, WireMessage};
 
@@ -45,12 +46,11 @@ pub(crate) struct ProviderCall {
     pub web_search: bool,
 }
 
-/// What a worker sends back while a call runs; `Done` is always last.
+/// A piece of a streamed reply, as it arrives.
 #[derive(Debug)]
 pub(crate) enum ProviderEvent {
     Text(String),
     Reasoning(String),
-    Done(Result<Completed, ProviderError>),
 }
 
 /// A finished call.

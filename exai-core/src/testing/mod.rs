@@ -65,6 +65,7 @@ pub(crate) struct Shared {
     pub script: Mutex<VecDeque<FakeReply>>,
     pub requests: Mutex<Vec<RecordedRequest>>,
     pub api_key: Mutex<Option<String>>,
+    pub not_recording: std::sync::atomic::AtomicBool,
     pub completed: AtomicUsize,
     pub cut_short: AtomicUsize,
     pub changed: Notify,
@@ -85,6 +86,10 @@ impl FakeUpstream {
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let app = server::router(shared.clone());
+        // Replies go out in several writes; without NODELAY, Nagle and delayed ACKs add ~40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -129,6 +134,11 @@ impl FakeUpstream {
         if let Ok(mut k) = self.shared.api_key.lock() {
             *k = Some(key.to_string());
         }
+    }
+
+    /// Stops recording requests (benchmarks send millions).
+    pub fn stop_recording(&self) {
+        self.shared.not_recording.store(true, Ordering::SeqCst);
     }
 
     /// Every request received so far.

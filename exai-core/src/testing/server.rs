@@ -30,7 +30,8 @@ fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Value) -> Optio
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
     let expected = shared.api_key.lock().ok().and_then(|k| k.clone());
     let denied = expected.is_some_and(|k| authorization.as_deref() != Some(&format!("Bearer {k}")));
-    if let Ok(mut r) = shared.requests.lock() {
+    let recording = !shared.not_recording.load(std::sync::atomic::Ordering::Relaxed);
+    if let (true, Ok(mut r)) = (recording, shared.requests.lock()) {
         r.push(RecordedRequest { path: uri.path().to_string(), authorization, body });
     }
     shared.changed.notify_waiters();
@@ -166,6 +167,15 @@ enum End {
 
 /// Sends `parts` (each after its delay) as the body; notices the client leaving.
 fn produce(shared: Arc<Shared>, parts: Vec<(Duration, Bytes)>, end: End, stream: bool) -> Response {
+    let content_type = if stream { "text/event-stream" } else { "application/json" };
+    if let ([(delay, bytes)], End::Complete, false) = (parts.as_slice(), &end, stream)
+        && delay.is_zero()
+    {
+        // An immediate plain reply: one write, nothing to watch.
+        shared.completed.fetch_add(1, Ordering::SeqCst);
+        shared.changed.notify_waiters();
+        return ([(header::CONTENT_TYPE, content_type)], bytes.clone()).into_response();
+    }
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         let mut left = false;
@@ -199,6 +209,5 @@ fn produce(shared: Arc<Shared>, parts: Vec<(Duration, Bytes)>, end: End, stream:
         shared.changed.notify_waiters();
     });
     let body = Body::from_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
-    let content_type = if stream { "text/event-stream" } else { "application/json" };
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
