@@ -15,9 +15,14 @@ use exai_core::{ChatRequest, Config, Gateway};
 use serde_json::json;
 
 fn overhead(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| panic!("runtime: {e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
     let (fake, gateway) = rt.block_on(async {
-        let fake = FakeUpstream::start().await.unwrap_or_else(|e| panic!("fake upstream: {e}"));
+        let fake = FakeUpstream::start()
+            .await
+            .unwrap_or_else(|e| panic!("fake upstream: {e}"));
         fake.stop_recording();
         let config = Config::from_parts(&fake.env_for(&["GLM"]), None).unwrap_or_else(|e| panic!("config: {e}"));
         let gateway = Gateway::new(config).await.unwrap_or_else(|e| panic!("gateway: {e}"));
@@ -47,7 +52,10 @@ fn overhead(c: &mut Criterion) {
     });
     group.bench_function("through_gateway", |b| {
         b.to_async(&rt).iter(|| async {
-            let reply = gateway.chat(ChatRequest::new("ping").model("glm-4.6")).await.unwrap_or_else(|e| panic!("gateway call: {e}"));
+            let reply = gateway
+                .chat(ChatRequest::new("ping").model("glm-4.6"))
+                .await
+                .unwrap_or_else(|e| panic!("gateway call: {e}"));
             assert!(!reply.text.is_empty());
         })
     });

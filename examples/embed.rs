@@ -12,14 +12,19 @@ use futures::StreamExt;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let prompt = std::env::args().nth(1).unwrap_or_else(|| "Say hello in five words.".into());
+    let prompt = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "Say hello in five words.".into());
     let gateway = Gateway::from_env().await?;
     let mut stream = gateway.chat_stream(ChatRequest::new(prompt).model("auto"));
     while let Some(event) = stream.next().await {
         match event? {
             ChatEvent::Text(text) => print!("{text}"),
             ChatEvent::Reasoning(_) => {}
-            ChatEvent::Done(r) => println!("\n[{} / {}: {} tokens in, {} out, ${:.6}]", r.provider, r.model, r.usage.input_tokens, r.usage.output_tokens, r.cost_usd),
+            ChatEvent::Done(r) => println!(
+                "\n[{} / {}: {} tokens in, {} out, ${:.6}]",
+                r.provider, r.model, r.usage.input_tokens, r.usage.output_tokens, r.cost_usd
+            ),
         }
         std::io::stdout().flush()?;
     }

@@ -34,14 +34,22 @@ async fn main() -> anyhow::Result<()> {
         (Config::from_parts(&env, None)?, true)
     };
     if offline {
-        println!("No provider key set: using the built-in fake provider at {}.", fake.base_url());
+        println!(
+            "No provider key set: using the built-in fake provider at {}.",
+            fake.base_url()
+        );
         println!("Set GLM_API_KEY, KIMI_API_KEY or MINIMAX_API_KEY (and optionally REDIS_URL) to reach a real one.\n");
     }
     let gateway = Gateway::new(config).await?;
 
     println!("1. A reply");
-    let first = gateway.chat(ChatRequest::new("What is ownership in Rust? One sentence.").system("Be brief.")).await?;
-    println!("   {}\n   — answered by {} / {}, continuation {}\n", first.text, first.provider, first.model, first.continuation_id);
+    let first = gateway
+        .chat(ChatRequest::new("What is ownership in Rust? One sentence.").system("Be brief."))
+        .await?;
+    println!(
+        "   {}\n   — answered by {} / {}, continuation {}\n",
+        first.text, first.provider, first.model, first.continuation_id
+    );
 
     println!("2. A streamed reply, continuing the conversation");
     let mut stream = gateway.chat_stream(ChatRequest::new("And borrowing?").continuation(&first.continuation_id));
@@ -50,16 +58,28 @@ async fn main() -> anyhow::Result<()> {
         match event? {
             ChatEvent::Reasoning(r) => print!("[thinking: {r}] "),
             ChatEvent::Text(t) => print!("{t}"),
-            ChatEvent::Done(r) => println!("\n   — {} tokens in, {} out\n", r.usage.input_tokens, r.usage.output_tokens),
+            ChatEvent::Done(r) => println!(
+                "\n   — {} tokens in, {} out\n",
+                r.usage.input_tokens, r.usage.output_tokens
+            ),
         }
         std::io::stdout().flush()?;
     }
 
     println!("3. A third turn: the provider receives the whole conversation as native messages");
-    let third = gateway.chat(ChatRequest::new("Summarise what we covered.").continuation(&first.continuation_id)).await?;
+    let third = gateway
+        .chat(ChatRequest::new("Summarise what we covered.").continuation(&first.continuation_id))
+        .await?;
     println!("   {}\n", third.text);
-    let thread = gateway.thread(&first.continuation_id).await?.map(|t| t.turns.len()).unwrap_or(0);
-    println!("   The conversation now holds {thread} turns ({} memory).\n", gateway.memory_status().await.backend);
+    let thread = gateway
+        .thread(&first.continuation_id)
+        .await?
+        .map(|t| t.turns.len())
+        .unwrap_or(0);
+    println!(
+        "   The conversation now holds {thread} turns ({} memory).\n",
+        gateway.memory_status().await.backend
+    );
 
     println!("4. What it cost (the usage ledger)");
     for row in gateway.usage().await.since_start {

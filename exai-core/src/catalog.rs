@@ -61,18 +61,117 @@ pub struct ModelInfo {
 }
 
 /// (id, provider, context, max output, thinking, vision, web search, $in, $out, aliases)
-type Row = (&'static str, &'static str, u32, u32, bool, bool, bool, f64, f64, &'static [&'static str]);
+type Row = (
+    &'static str,
+    &'static str,
+    u32,
+    u32,
+    bool,
+    bool,
+    bool,
+    f64,
+    f64,
+    &'static [&'static str],
+);
 
 const BUILTIN: &[Row] = &[
-    ("glm-4.6", "glm", 200_000, 128_000, true, false, true, 0.60, 2.20, &["glm"]),
+    (
+        "glm-4.6",
+        "glm",
+        200_000,
+        128_000,
+        true,
+        false,
+        true,
+        0.60,
+        2.20,
+        &["glm"],
+    ),
     ("glm-4.5", "glm", 128_000, 96_000, true, false, true, 0.60, 2.20, &[]),
-    ("glm-4.5-air", "glm", 128_000, 96_000, true, false, true, 0.20, 1.10, &[]),
-    ("glm-4.5-flash", "glm", 128_000, 96_000, true, false, true, 0.0, 0.0, &["flash"]),
-    ("glm-4.5v", "glm", 64_000, 16_000, true, true, false, 0.60, 1.80, &["glm-vision"]),
-    ("kimi-k2-0905-preview", "kimi", 262_144, 65_536, false, false, true, 0.60, 2.50, &["kimi"]),
-    ("kimi-k2-turbo-preview", "kimi", 262_144, 65_536, false, false, true, 1.15, 8.00, &[]),
-    ("kimi-k2-thinking", "kimi", 262_144, 65_536, true, false, true, 0.60, 2.50, &[]),
-    ("MiniMax-M2", "minimax", 204_800, 131_072, true, false, false, 0.30, 1.20, &["minimax"]),
+    (
+        "glm-4.5-air",
+        "glm",
+        128_000,
+        96_000,
+        true,
+        false,
+        true,
+        0.20,
+        1.10,
+        &[],
+    ),
+    (
+        "glm-4.5-flash",
+        "glm",
+        128_000,
+        96_000,
+        true,
+        false,
+        true,
+        0.0,
+        0.0,
+        &["flash"],
+    ),
+    (
+        "glm-4.5v",
+        "glm",
+        64_000,
+        16_000,
+        true,
+        true,
+        false,
+        0.60,
+        1.80,
+        &["glm-vision"],
+    ),
+    (
+        "kimi-k2-0905-preview",
+        "kimi",
+        262_144,
+        65_536,
+        false,
+        false,
+        true,
+        0.60,
+        2.50,
+        &["kimi"],
+    ),
+    (
+        "kimi-k2-turbo-preview",
+        "kimi",
+        262_144,
+        65_536,
+        false,
+        false,
+        true,
+        1.15,
+        8.00,
+        &[],
+    ),
+    (
+        "kimi-k2-thinking",
+        "kimi",
+        262_144,
+        65_536,
+        true,
+        false,
+        true,
+        0.60,
+        2.50,
+        &[],
+    ),
+    (
+        "MiniMax-M2",
+        "minimax",
+        204_800,
+        131_072,
+        true,
+        false,
+        false,
+        0.30,
+        1.20,
+        &["minimax"],
+    ),
 ];
 
 /// Fallback figures for models the catalog does not know (`provider/anything`).
@@ -100,8 +199,15 @@ impl Catalog {
                 provider: provider.into(),
                 context_window: ctx,
                 max_output: out,
-                capabilities: Capabilities { thinking, vision, web_search: web },
-                price: Price { input_per_m: pin, output_per_m: pout },
+                capabilities: Capabilities {
+                    thinking,
+                    vision,
+                    web_search: web,
+                },
+                price: Price {
+                    input_per_m: pin,
+                    output_per_m: pout,
+                },
                 aliases: aliases.iter().map(|a| a.to_string()).collect(),
             });
         }
@@ -121,7 +227,11 @@ impl Catalog {
     }
 
     fn declare(&mut self, provider: &str, decl: &ModelDecl) {
-        let idx = match self.models.iter().position(|m| m.provider == provider && m.id == decl.id) {
+        let idx = match self
+            .models
+            .iter()
+            .position(|m| m.provider == provider && m.id == decl.id)
+        {
             Some(idx) => idx,
             None => {
                 self.models.push(ModelInfo {
@@ -212,8 +322,7 @@ mod tests {
     use super::*;
 
     fn config(toml: &str) -> Config {
-        Config::from_parts(&HashMap::new(), Some((Path::new("t.toml"), toml)))
-            .unwrap_or_else(|e| panic!("{e}"))
+        Config::from_parts(&HashMap::new(), Some((Path::new("t.toml"), toml))).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -250,7 +359,10 @@ mod tests {
         let glm = cat.resolve("glm", &c).map(|m| m.price.input_per_m);
         assert_eq!(glm, Some(1.0));
         let llama = cat.resolve("llama", &c);
-        assert_eq!(llama.as_ref().map(|m| (m.provider.as_str(), m.context_window)), Some(("local", 8192)));
+        assert_eq!(
+            llama.as_ref().map(|m| (m.provider.as_str(), m.context_window)),
+            Some(("local", 8192))
+        );
         assert_eq!(cat.resolve("cheap", &c).map(|m| m.id).as_deref(), Some("glm-4.5-air"));
         let unknown = cat.resolve("local/qwen3", &c);
         assert_eq!(unknown.map(|m| m.id).as_deref(), Some("qwen3"));
@@ -259,7 +371,10 @@ mod tests {
 
     #[test]
     fn cost_is_per_million_tokens() {
-        let p = Price { input_per_m: 0.6, output_per_m: 2.2 };
+        let p = Price {
+            input_per_m: 0.6,
+            output_per_m: 2.2,
+        };
         assert!((p.cost(1_000_000, 500_000) - 1.7).abs() < 1e-9);
     }
 }

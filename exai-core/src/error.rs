@@ -72,9 +72,7 @@ pub enum Error {
         retry_after: Duration,
     },
     /// The continuation id names no stored conversation.
-    #[error(
-        "conversation '{0}' not found (it may have expired); start a new one without a continuation id"
-    )]
+    #[error("conversation '{0}' not found (it may have expired); start a new one without a continuation id")]
     ThreadNotFound(String),
     /// The caller went away, or the request was cancelled explicitly.
     #[error("request cancelled")]
@@ -219,8 +217,7 @@ impl ProviderError {
     /// The HTTP status the provider answered with, if any.
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
-            ProviderErrorKind::Auth { status, .. }
-            | ProviderErrorKind::InvalidRequest { status, .. } => Some(*status),
+            ProviderErrorKind::Auth { status, .. } | ProviderErrorKind::InvalidRequest { status, .. } => Some(*status),
             ProviderErrorKind::RateLimited { .. } => Some(429),
             ProviderErrorKind::Transient { status, .. } => *status,
             _ => None,
@@ -316,8 +313,6 @@ mod tests {
             })
             .allows_fallback()
         );
-        assert!(
-            e(ProviderErrorKind::MissingKey { env: "X".into() }).allows_fallback()
-        );
+        assert!(e(ProviderErrorKind::MissingKey { env: "X".into() }).allows_fallback());
     }
 }

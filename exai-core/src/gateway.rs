@@ -167,7 +167,10 @@ impl Gateway {
     /// Opens a session for one client. Dropping every clone of it closes it and cancels
     /// whatever it still has in flight.
     pub fn session(&self, kind: &str) -> Session {
-        Session { core: self.inner.sessions.open(kind, &self.inner.root, true), gateway: self.clone() }
+        Session {
+            core: self.inner.sessions.open(kind, &self.inner.root, true),
+            gateway: self.clone(),
+        }
     }
 
     /// One reply, through the built-in session.
@@ -214,7 +217,10 @@ impl Gateway {
         let grace = self.inner.config.sessions.shutdown_grace;
         self.inner.tracker.close();
         if tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_err() {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the grace period; cancelling them");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "in-flight requests outlived the grace period; cancelling them"
+            );
         }
         self.inner.root.cancel();
         self.inner.limits.close();
@@ -247,12 +253,15 @@ impl Gateway {
             Some(conversation) => {
                 let (tx, rx) = oneshot::channel();
                 let inner = self.inner.clone();
-                self.inner.queue.submit(&conversation, Box::pin(async move {
-                    if cancel.is_cancelled() {
-                        return;
-                    }
-                    let _ = tx.send(turn::run(inner, limit, session_id, request, None, cancel).await);
-                }))?;
+                self.inner.queue.submit(
+                    &conversation,
+                    Box::pin(async move {
+                        if cancel.is_cancelled() {
+                            return;
+                        }
+                        let _ = tx.send(turn::run(inner, limit, session_id, request, None, cancel).await);
+                    }),
+                )?;
                 rx.await.unwrap_or(Err(Error::Cancelled))
             }
         }
@@ -264,7 +273,10 @@ impl Gateway {
         let guard = cancel.clone().drop_guard();
         if let Err(e) = self.admit(core) {
             let _ = tx.try_send(Err(e));
-            return ChatStream { events: rx, _cancel_on_drop: guard };
+            return ChatStream {
+                events: rx,
+                _cancel_on_drop: guard,
+            };
         }
         let tracked = self.inner.tracker.token();
         let (inner, limit, session_id) = (self.inner.clone(), core.limit.clone(), core.id.clone());
@@ -283,11 +295,17 @@ impl Gateway {
                 if let Err(e) = self.inner.queue.submit(&conversation, Box::pin(job)) {
                     let (tx, rx) = mpsc::channel(1);
                     let _ = tx.try_send(Err(e));
-                    return ChatStream { events: rx, _cancel_on_drop: guard };
+                    return ChatStream {
+                        events: rx,
+                        _cancel_on_drop: guard,
+                    };
                 }
             }
         }
-        ChatStream { events: rx, _cancel_on_drop: guard }
+        ChatStream {
+            events: rx,
+            _cancel_on_drop: guard,
+        }
     }
 }
 

@@ -35,15 +35,27 @@ pub struct Message {
 impl Message {
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: Role::User, content: content.into(), images: Vec::new() }
+        Self {
+            role: Role::User,
+            content: content.into(),
+            images: Vec::new(),
+        }
     }
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Self { role: Role::System, content: content.into(), images: Vec::new() }
+        Self {
+            role: Role::System,
+            content: content.into(),
+            images: Vec::new(),
+        }
     }
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Self { role: Role::Assistant, content: content.into(), images: Vec::new() }
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+            images: Vec::new(),
+        }
     }
 }
 
@@ -72,7 +84,9 @@ impl FromStr for ThinkingMode {
             "medium" => Ok(Self::Medium),
             "high" => Ok(Self::High),
             "max" => Ok(Self::Max),
-            other => Err(format!("unknown thinking mode '{other}'; expected minimal, low, medium, high or max")),
+            other => Err(format!(
+                "unknown thinking mode '{other}'; expected minimal, low, medium, high or max"
+            )),
         }
     }
 }
@@ -121,7 +135,10 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// A one-message request.
     pub fn new(prompt: impl Into<String>) -> Self {
-        Self { messages: vec![Message::user(prompt)], ..Self::default() }
+        Self {
+            messages: vec![Message::user(prompt)],
+            ..Self::default()
+        }
     }
     /// Sets the model.
     pub fn model(mut self, model: impl Into<String>) -> Self {

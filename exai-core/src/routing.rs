@@ -29,14 +29,25 @@ pub(crate) struct Needs {
 }
 
 /// Plans the models to try, in order.
-pub(crate) fn plan(config: &Config, catalog: &Catalog, requested: Option<&str>, needs: Needs) -> Result<Vec<ModelInfo>, Error> {
-    let name = requested.filter(|m| !m.trim().is_empty()).unwrap_or(&config.default_model).trim();
+pub(crate) fn plan(
+    config: &Config,
+    catalog: &Catalog,
+    requested: Option<&str>,
+    needs: Needs,
+) -> Result<Vec<ModelInfo>, Error> {
+    let name = requested
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or(&config.default_model)
+        .trim();
     if name.eq_ignore_ascii_case("auto") {
         return auto(config, catalog, needs);
     }
     let model = catalog.resolve(name, config).ok_or_else(|| Error::UnknownModel {
         model: name.to_string(),
-        known: std::iter::once("auto".to_string()).chain(catalog.names()).collect::<Vec<_>>().join(", "),
+        known: std::iter::once("auto".to_string())
+            .chain(catalog.names())
+            .collect::<Vec<_>>()
+            .join(", "),
     })?;
     let provider = config
         .provider(&model.provider)
@@ -66,15 +77,24 @@ pub(crate) fn plan(config: &Config, catalog: &Catalog, requested: Option<&str>, 
 fn auto(config: &Config, catalog: &Catalog, needs: Needs) -> Result<Vec<ModelInfo>, Error> {
     let mut chain: Vec<(usize, ModelInfo)> = Vec::new();
     for (order, name) in config.routing.fallback.iter().enumerate() {
-        let Some(provider) = config.provider(name).filter(|p| p.is_ready()) else { continue };
+        let Some(provider) = config.provider(name).filter(|p| p.is_ready()) else {
+            continue;
+        };
         let fits = |m: &ModelInfo| {
             (!needs.web_search || m.capabilities.web_search)
                 && (!needs.vision || m.capabilities.vision)
                 && u64::from(m.context_window) > needs.tokens
         };
-        let default = catalog.resolve(&provider.default_model, config).filter(|m| m.provider == provider.name);
+        let default = catalog
+            .resolve(&provider.default_model, config)
+            .filter(|m| m.provider == provider.name);
         let chosen = default.filter(|m| fits(m)).or_else(|| {
-            catalog.models().iter().filter(|m| m.provider == provider.name && fits(m)).max_by_key(|m| m.context_window).cloned()
+            catalog
+                .models()
+                .iter()
+                .filter(|m| m.provider == provider.name && fits(m))
+                .max_by_key(|m| m.context_window)
+                .cloned()
         });
         if let Some(model) = chosen {
             chain.push((order, model));
@@ -122,7 +142,8 @@ mod tests {
     }
 
     fn ids(r: Result<Vec<ModelInfo>, Error>) -> Vec<String> {
-        r.map(|v| v.into_iter().map(|m| m.id).collect()).unwrap_or_else(|e| vec![e.to_string()])
+        r.map(|v| v.into_iter().map(|m| m.id).collect())
+            .unwrap_or_else(|e| vec![e.to_string()])
     }
 
     const ALL: [&str; 3] = ["GLM_API_KEY", "KIMI_API_KEY", "MINIMAX_API_KEY"];
@@ -130,18 +151,33 @@ mod tests {
     #[test]
     fn auto_prefers_the_fast_default_then_falls_back_in_order() {
         let (c, cat) = setup(&ALL);
-        assert_eq!(ids(plan(&c, &cat, None, Needs::default())), ["glm-4.6", "kimi-k2-0905-preview", "MiniMax-M2"]);
+        assert_eq!(
+            ids(plan(&c, &cat, None, Needs::default())),
+            ["glm-4.6", "kimi-k2-0905-preview", "MiniMax-M2"]
+        );
     }
 
     #[test]
     fn auto_sends_long_context_and_files_to_kimi_and_web_search_to_glm() {
         let (c, cat) = setup(&ALL);
-        let long = Needs { tokens: 150_000, ..Needs::default() };
+        let long = Needs {
+            tokens: 150_000,
+            ..Needs::default()
+        };
         assert_eq!(ids(plan(&c, &cat, Some("auto"), long))[0], "kimi-k2-0905-preview");
-        let files = Needs { files: true, ..Needs::default() };
+        let files = Needs {
+            files: true,
+            ..Needs::default()
+        };
         assert_eq!(ids(plan(&c, &cat, Some("auto"), files))[0], "kimi-k2-0905-preview");
-        let web = Needs { web_search: true, ..Needs::default() };
-        assert_eq!(ids(plan(&c, &cat, Some("auto"), web)), ["glm-4.6", "kimi-k2-0905-preview"]);
+        let web = Needs {
+            web_search: true,
+            ..Needs::default()
+        };
+        assert_eq!(
+            ids(plan(&c, &cat, Some("auto"), web)),
+            ["glm-4.6", "kimi-k2-0905-preview"]
+        );
     }
 
     #[test]
@@ -149,17 +185,32 @@ mod tests {
         let (c, cat) = setup(&["MINIMAX_API_KEY"]);
         assert_eq!(ids(plan(&c, &cat, None, Needs::default())), ["MiniMax-M2"]);
         let (c, cat) = setup(&[]);
-        assert!(matches!(plan(&c, &cat, None, Needs::default()), Err(Error::NoProviderConfigured)));
+        assert!(matches!(
+            plan(&c, &cat, None, Needs::default()),
+            Err(Error::NoProviderConfigured)
+        ));
     }
 
     #[test]
     fn explicit_models_go_only_to_their_provider_with_clear_errors() {
         let (c, cat) = setup(&["GLM_API_KEY"]);
         assert_eq!(ids(plan(&c, &cat, Some("flash"), Needs::default())), ["glm-4.5-flash"]);
-        assert!(matches!(plan(&c, &cat, Some("kimi"), Needs::default()), Err(Error::ProviderNotConfigured { .. })));
-        assert!(matches!(plan(&c, &cat, Some("gpt-9"), Needs::default()), Err(Error::UnknownModel { .. })));
-        let vision = Needs { vision: true, ..Needs::default() };
-        assert!(matches!(plan(&c, &cat, Some("glm"), vision), Err(Error::InvalidRequest(_))));
+        assert!(matches!(
+            plan(&c, &cat, Some("kimi"), Needs::default()),
+            Err(Error::ProviderNotConfigured { .. })
+        ));
+        assert!(matches!(
+            plan(&c, &cat, Some("gpt-9"), Needs::default()),
+            Err(Error::UnknownModel { .. })
+        ));
+        let vision = Needs {
+            vision: true,
+            ..Needs::default()
+        };
+        assert!(matches!(
+            plan(&c, &cat, Some("glm"), vision),
+            Err(Error::InvalidRequest(_))
+        ));
         assert_eq!(ids(plan(&c, &cat, Some("auto"), vision)), ["glm-4.5v"]);
     }
 }

@@ -71,25 +71,35 @@ fn today() -> String {
 }
 
 fn row<'a>(map: &'a mut BTreeMap<Key, UsageRow>, provider: &str, model: &str) -> &'a mut UsageRow {
-    map.entry((provider.to_string(), model.to_string())).or_insert_with(|| UsageRow {
-        provider: provider.to_string(),
-        model: model.to_string(),
-        ..UsageRow::default()
-    })
+    map.entry((provider.to_string(), model.to_string()))
+        .or_insert_with(|| UsageRow {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            ..UsageRow::default()
+        })
 }
 
 impl UsageLedger {
     pub fn new(redis: Option<(ConnectionManager, String)>) -> Self {
-        Self { local: Mutex::new(Local::default()), redis }
+        Self {
+            local: Mutex::new(Local::default()),
+            redis,
+        }
     }
 
     /// Records a completed call.
     pub fn success(&self, provider: &str, model: &str, usage: Usage, cost: f64) {
         let labels = [("provider", provider.to_string()), ("model", model.to_string())];
-        metrics::counter!("exai_tokens_total", &[&labels[..], &[("direction", "input".to_string())]].concat())
-            .increment(usage.input_tokens);
-        metrics::counter!("exai_tokens_total", &[&labels[..], &[("direction", "output".to_string())]].concat())
-            .increment(usage.output_tokens);
+        metrics::counter!(
+            "exai_tokens_total",
+            &[&labels[..], &[("direction", "input".to_string())]].concat()
+        )
+        .increment(usage.input_tokens);
+        metrics::counter!(
+            "exai_tokens_total",
+            &[&labels[..], &[("direction", "output".to_string())]].concat()
+        )
+        .increment(usage.output_tokens);
         metrics::gauge!("exai_cost_usd_total", &labels).increment(cost);
         self.apply(provider, model, |r| {
             r.requests += 1;
@@ -98,12 +108,17 @@ impl UsageLedger {
             r.reasoning_tokens += usage.reasoning_tokens;
             r.cost_usd += cost;
         });
-        self.persist(provider, model, &[
-            ("requests", 1),
-            ("input_tokens", usage.input_tokens as i64),
-            ("output_tokens", usage.output_tokens as i64),
-            ("reasoning_tokens", usage.reasoning_tokens as i64),
-        ], cost);
+        self.persist(
+            provider,
+            model,
+            &[
+                ("requests", 1),
+                ("input_tokens", usage.input_tokens as i64),
+                ("output_tokens", usage.output_tokens as i64),
+                ("reasoning_tokens", usage.reasoning_tokens as i64),
+            ],
+            cost,
+        );
     }
 
     /// Records a failed call.
@@ -130,7 +145,11 @@ impl UsageLedger {
                 pipe.hincr(key, format!("{provider}|{model}|{name}"), *n).ignore();
             }
             if cost > 0.0 {
-                pipe.cmd("HINCRBYFLOAT").arg(key).arg(format!("{provider}|{model}|cost_usd")).arg(cost).ignore();
+                pipe.cmd("HINCRBYFLOAT")
+                    .arg(key)
+                    .arg(format!("{provider}|{model}|cost_usd"))
+                    .arg(cost)
+                    .ignore();
             }
         }
         pipe.expire(&day, DAY_TTL_SECS).ignore();
@@ -147,21 +166,35 @@ impl UsageLedger {
         let (since_start, today_local) = match self.local.lock() {
             Ok(l) => (
                 l.since_start.values().cloned().collect::<Vec<_>>(),
-                l.days.get(&today()).map(|d| d.values().cloned().collect()).unwrap_or_default(),
+                l.days
+                    .get(&today())
+                    .map(|d| d.values().cloned().collect())
+                    .unwrap_or_default(),
             ),
             Err(_) => (Vec::new(), Vec::new()),
         };
         if let Some((conn, prefix)) = &self.redis {
             let mut conn = conn.clone();
             let mut pipe = redis::pipe();
-            pipe.hgetall(format!("{prefix}usage:all")).hgetall(format!("{prefix}usage:day:{}", today()));
+            pipe.hgetall(format!("{prefix}usage:all"))
+                .hgetall(format!("{prefix}usage:day:{}", today()));
             let read = tokio::time::timeout(std::time::Duration::from_secs(2), pipe.query_async(&mut conn)).await;
             if let Ok(Ok((all, day))) = read {
                 let (all, day): (BTreeMap<String, String>, BTreeMap<String, String>) = (all, day);
-                return UsageReport { backend: "redis", since_start, today: parse_rows(&day), all_time: parse_rows(&all) };
+                return UsageReport {
+                    backend: "redis",
+                    since_start,
+                    today: parse_rows(&day),
+                    all_time: parse_rows(&all),
+                };
             }
         }
-        UsageReport { backend: "local", all_time: since_start.clone(), since_start, today: today_local }
+        UsageReport {
+            backend: "local",
+            all_time: since_start.clone(),
+            since_start,
+            today: today_local,
+        }
     }
 }
 
@@ -170,8 +203,12 @@ fn parse_rows(fields: &BTreeMap<String, String>) -> Vec<UsageRow> {
     let mut rows: BTreeMap<Key, UsageRow> = BTreeMap::new();
     for (field, value) in fields {
         // Provider names have no `|`; model ids might.
-        let Some((provider, rest)) = field.split_once('|') else { continue };
-        let Some((model, counter)) = rest.rsplit_once('|') else { continue };
+        let Some((provider, rest)) = field.split_once('|') else {
+            continue;
+        };
+        let Some((model, counter)) = rest.rsplit_once('|') else {
+            continue;
+        };
         let r = row(&mut rows, provider, model);
         let n = value.parse::<u64>().unwrap_or(0);
         match counter {
@@ -194,16 +231,28 @@ mod tests {
     #[tokio::test]
     async fn local_ledger_adds_up_per_provider_and_model() {
         let l = UsageLedger::new(None);
-        let u = Usage { input_tokens: 10, output_tokens: 5, reasoning_tokens: 1 };
+        let u = Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            reasoning_tokens: 1,
+        };
         l.success("glm", "glm-4.6", u, 0.5);
         l.success("glm", "glm-4.6", u, 0.25);
         l.error("kimi", "kimi-k2-0905-preview");
         let r = l.report().await;
         assert_eq!(r.backend, "local");
-        let glm = r.today.iter().find(|r| r.provider == "glm").cloned().unwrap_or_default();
+        let glm = r
+            .today
+            .iter()
+            .find(|r| r.provider == "glm")
+            .cloned()
+            .unwrap_or_default();
         assert_eq!((glm.requests, glm.input_tokens, glm.output_tokens), (2, 20, 10));
         assert!((glm.cost_usd - 0.75).abs() < 1e-9);
-        assert_eq!(r.since_start.iter().find(|r| r.provider == "kimi").map(|r| r.errors), Some(1));
+        assert_eq!(
+            r.since_start.iter().find(|r| r.provider == "kimi").map(|r| r.errors),
+            Some(1)
+        );
     }
 
     #[test]
@@ -216,6 +265,9 @@ mod tests {
         let rows = parse_rows(&fields);
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].requests, rows[0].cost_usd), (3, 0.125));
-        assert_eq!((rows[1].provider.as_str(), rows[1].model.as_str(), rows[1].errors), ("local", "org|model", 2));
+        assert_eq!(
+            (rows[1].provider.as_str(), rows[1].model.as_str(), rows[1].errors),
+            ("local", "org|model", 2)
+        );
     }
 }

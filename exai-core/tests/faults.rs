@@ -18,7 +18,10 @@ async fn a_429_is_retried_after_its_retry_after_and_then_succeeds() -> anyhow::R
     let started = std::time::Instant::now();
     let reply = gw.chat(ChatRequest::new("hi")).await?;
     assert_eq!(reply.text, "made it");
-    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After was honoured");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After was honoured"
+    );
     assert_eq!(fake.requests().len(), 2);
     assert!(reply.fallbacks.is_empty());
     Ok(())
@@ -53,9 +56,17 @@ async fn a_5xx_falls_back_to_the_next_provider_and_says_so() -> anyhow::Result<(
     assert_eq!(reply.fallbacks.len(), 1);
     assert_eq!(reply.fallbacks[0].provider, "glm");
     assert!(reply.fallbacks[0].error.contains("503"), "{}", reply.fallbacks[0].error);
-    assert_eq!(glm.requests().len(), 3, "1 try + 2 retries with backoff before falling back");
+    assert_eq!(
+        glm.requests().len(),
+        3,
+        "1 try + 2 retries with backoff before falling back"
+    );
     let usage = gw.usage().await;
-    let glm_row = usage.since_start.iter().find(|r| r.provider == "glm").map(|r| (r.errors, r.requests));
+    let glm_row = usage
+        .since_start
+        .iter()
+        .find(|r| r.provider == "glm")
+        .map(|r| (r.errors, r.requests));
     assert_eq!(glm_row, Some((1, 0)));
     Ok(())
 }
@@ -81,7 +92,11 @@ async fn a_dropped_stream_surfaces_as_an_interrupted_error_after_the_partial_tex
         other => anyhow::bail!("expected a provider error, got {other:?}"),
     };
     assert!(matches!(kind, ProviderErrorKind::StreamInterrupted { .. }), "{kind:?}");
-    assert_eq!(fake.requests().len(), 1, "no retry and no fallback once text was streamed");
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "no retry and no fallback once text was streamed"
+    );
     Ok(())
 }
 
@@ -102,7 +117,12 @@ async fn a_rejected_key_is_neither_retried_nor_fallen_back_and_names_its_variabl
     let fake = FakeUpstream::start().await?;
     fake.require_key("the-right-key");
     let gw = common::gateway(&fake, &["GLM", "KIMI"], &[]).await;
-    let err = gw.chat(ChatRequest::new("hi")).await.err().map(|e| e.to_string()).unwrap_or_default();
+    let err = gw
+        .chat(ChatRequest::new("hi"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("rejected the key from GLM_API_KEY (env) (401)"), "{err}");
     assert!(!err.contains("test-key"), "the key itself never appears: {err}");
     assert_eq!(fake.requests().len(), 1);
@@ -115,7 +135,11 @@ async fn the_circuit_opens_after_repeated_failures_and_stops_calling_the_provide
     for _ in 0..2 {
         fake.push(FakeReply::status(500));
     }
-    let extra = [("EXAI_MAX_RETRIES", "0"), ("EXAI_CIRCUIT_FAILURE_THRESHOLD", "2"), ("EXAI_CIRCUIT_COOLDOWN_SECS", "60")];
+    let extra = [
+        ("EXAI_MAX_RETRIES", "0"),
+        ("EXAI_CIRCUIT_FAILURE_THRESHOLD", "2"),
+        ("EXAI_CIRCUIT_COOLDOWN_SECS", "60"),
+    ];
     let gw = common::gateway(&fake, &["GLM"], &extra).await;
     for _ in 0..2 {
         assert!(gw.chat(ChatRequest::new("hi")).await.is_err());
@@ -127,7 +151,10 @@ async fn the_circuit_opens_after_repeated_failures_and_stops_calling_the_provide
     );
     assert_eq!(fake.requests().len(), 2, "the open circuit kept the third call away");
     let health = gw.provider_health().await?;
-    let glm = health.iter().find(|h| h.provider == "glm").map(|h| (h.circuit, h.last_error.is_some()));
+    let glm = health
+        .iter()
+        .find(|h| h.provider == "glm")
+        .map(|h| (h.circuit, h.last_error.is_some()));
     assert_eq!(glm, Some(("open", true)));
     Ok(())
 }
@@ -136,14 +163,25 @@ async fn the_circuit_opens_after_repeated_failures_and_stops_calling_the_provide
 async fn a_full_limit_waits_then_fails_with_over_capacity_and_a_retry_hint() -> anyhow::Result<()> {
     let fake = FakeUpstream::start().await?;
     fake.push(FakeReply::hang());
-    let gw = common::gateway(&fake, &["GLM"], &[("EXAI_GLOBAL_MAX_INFLIGHT", "1"), ("EXAI_QUEUE_TIMEOUT_MS", "200")]).await;
+    let gw = common::gateway(
+        &fake,
+        &["GLM"],
+        &[("EXAI_GLOBAL_MAX_INFLIGHT", "1"), ("EXAI_QUEUE_TIMEOUT_MS", "200")],
+    )
+    .await;
     let first = tokio::spawn({
         let gw = gw.clone();
         async move { gw.chat(ChatRequest::new("hang")).await }
     });
-    assert!(fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1).await);
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1)
+            .await
+    );
     let err = gw.chat(ChatRequest::new("second")).await.err();
-    assert!(matches!(&err, Some(Error::OverCapacity { scope, .. }) if scope == "global"), "{err:?}");
+    assert!(
+        matches!(&err, Some(Error::OverCapacity { scope, .. }) if scope == "global"),
+        "{err:?}"
+    );
     assert_eq!(err.as_ref().and_then(Error::retry_after), Some(Duration::from_secs(1)));
     first.abort();
     Ok(())
@@ -154,7 +192,11 @@ async fn a_cancelled_caller_aborts_the_upstream_request_and_releases_every_permi
     let fake = FakeUpstream::start().await?;
     fake.push(FakeReply::hang());
     fake.push(FakeReply::text("slow stream ".repeat(50)).with_chunk_delay(Duration::from_millis(20)));
-    let extra = [("EXAI_GLOBAL_MAX_INFLIGHT", "1"), ("GLM_MAX_INFLIGHT", "1"), ("EXAI_QUEUE_TIMEOUT_MS", "2000")];
+    let extra = [
+        ("EXAI_GLOBAL_MAX_INFLIGHT", "1"),
+        ("GLM_MAX_INFLIGHT", "1"),
+        ("EXAI_QUEUE_TIMEOUT_MS", "2000"),
+    ];
     let gw = common::gateway(&fake, &["GLM"], &extra).await;
 
     // A plain call, dropped while the provider has not answered.
@@ -162,15 +204,24 @@ async fn a_cancelled_caller_aborts_the_upstream_request_and_releases_every_permi
         let gw = gw.clone();
         async move { gw.chat(ChatRequest::new("hang")).await }
     });
-    assert!(fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1).await);
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1)
+            .await
+    );
     call.abort();
-    assert!(fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 1).await, "upstream request aborted");
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 1).await,
+        "upstream request aborted"
+    );
 
     // A stream, dropped after its first delta.
     let mut stream = gw.chat_stream(ChatRequest::new("stream"));
     assert!(matches!(stream.next().await, Some(Ok(ChatEvent::Text(_)))));
     drop(stream);
-    assert!(fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 2).await, "upstream stream aborted");
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 2).await,
+        "upstream stream aborted"
+    );
 
     // With limits of 1, this only works if both cancelled calls gave their permits back.
     let reply = tokio::time::timeout(Duration::from_secs(5), gw.chat(ChatRequest::new("after"))).await??;
@@ -184,7 +235,12 @@ async fn a_cancelled_caller_aborts_the_upstream_request_and_releases_every_permi
 async fn a_panicking_caller_releases_its_permits_too() -> anyhow::Result<()> {
     let fake = FakeUpstream::start().await?;
     fake.push(FakeReply::text("ok").with_delay(Duration::from_millis(50)));
-    let gw = common::gateway(&fake, &["GLM"], &[("EXAI_GLOBAL_MAX_INFLIGHT", "1"), ("EXAI_QUEUE_TIMEOUT_MS", "2000")]).await;
+    let gw = common::gateway(
+        &fake,
+        &["GLM"],
+        &[("EXAI_GLOBAL_MAX_INFLIGHT", "1"), ("EXAI_QUEUE_TIMEOUT_MS", "2000")],
+    )
+    .await;
     let task = tokio::spawn({
         let gw = gw.clone();
         async move {

@@ -14,18 +14,37 @@ async fn chat_reports_the_provider_and_model_that_answered_with_usage_and_cost()
     fake.push(FakeReply::text("four").with_usage(1_000_000, 500_000));
     let gw = common::gateway(&fake, &["GLM"], &[]).await;
     let reply = gw.chat(ChatRequest::new("2+2?").system("be brief")).await?;
-    assert_eq!((reply.text.as_str(), reply.provider.as_str(), reply.model.as_str()), ("four", "glm", "glm-4.6"));
-    assert_eq!((reply.usage.input_tokens, reply.usage.output_tokens), (1_000_000, 500_000));
-    assert!((reply.cost_usd - (0.60 + 1.10)).abs() < 1e-9, "glm-4.6 prices: {}", reply.cost_usd);
+    assert_eq!(
+        (reply.text.as_str(), reply.provider.as_str(), reply.model.as_str()),
+        ("four", "glm", "glm-4.6")
+    );
+    assert_eq!(
+        (reply.usage.input_tokens, reply.usage.output_tokens),
+        (1_000_000, 500_000)
+    );
+    assert!(
+        (reply.cost_usd - (0.60 + 1.10)).abs() < 1e-9,
+        "glm-4.6 prices: {}",
+        reply.cost_usd
+    );
     let sent = &fake.requests()[0];
     assert_eq!(sent.path, "/v1/chat/completions");
     assert_eq!(sent.authorization.as_deref(), Some("Bearer test-key"));
     assert_eq!(sent.model(), "glm-4.6");
     assert!(!sent.is_stream());
-    let roles: Vec<_> = sent.messages().iter().map(|m| m["role"].as_str().unwrap_or("").to_string()).collect();
+    let roles: Vec<_> = sent
+        .messages()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap_or("").to_string())
+        .collect();
     assert_eq!(roles, ["system", "user"]);
     let usage = gw.usage().await;
-    let row = usage.since_start.iter().find(|r| r.model == "glm-4.6").cloned().unwrap_or_default();
+    let row = usage
+        .since_start
+        .iter()
+        .find(|r| r.model == "glm-4.6")
+        .cloned()
+        .unwrap_or_default();
     assert_eq!((row.requests, row.input_tokens), (1, 1_000_000));
     Ok(())
 }
@@ -33,7 +52,11 @@ async fn chat_reports_the_provider_and_model_that_answered_with_usage_and_cost()
 #[tokio::test]
 async fn chat_stream_yields_reasoning_and_text_deltas_then_done_with_usage() -> anyhow::Result<()> {
     let fake = FakeUpstream::start().await?;
-    fake.push(FakeReply::text("the answer is four").with_reasoning("2+2=4").with_usage(7, 5));
+    fake.push(
+        FakeReply::text("the answer is four")
+            .with_reasoning("2+2=4")
+            .with_usage(7, 5),
+    );
     let gw = common::gateway(&fake, &["KIMI"], &[]).await;
     let mut stream = gw.chat_stream(ChatRequest::new("2+2?"));
     let (mut text, mut reasoning, mut deltas, mut done) = (String::new(), String::new(), 0, None);
@@ -50,8 +73,18 @@ async fn chat_stream_yields_reasoning_and_text_deltas_then_done_with_usage() -> 
     let done = done.ok_or_else(|| anyhow::anyhow!("no Done event"))?;
     assert_eq!((text.as_str(), reasoning.as_str()), ("the answer is four", "2+2=4"));
     assert!(deltas >= 4, "text came in pieces: {deltas}");
-    assert_eq!((done.text.as_str(), done.reasoning.as_deref()), ("the answer is four", Some("2+2=4")));
-    assert_eq!((done.usage.input_tokens, done.usage.output_tokens, done.provider.as_str()), (7, 5, "kimi"));
+    assert_eq!(
+        (done.text.as_str(), done.reasoning.as_deref()),
+        ("the answer is four", Some("2+2=4"))
+    );
+    assert_eq!(
+        (
+            done.usage.input_tokens,
+            done.usage.output_tokens,
+            done.provider.as_str()
+        ),
+        (7, 5, "kimi")
+    );
     let sent = &fake.requests()[0];
     assert!(sent.is_stream());
     assert_eq!(sent.body["stream_options"]["include_usage"], true);
@@ -63,24 +96,40 @@ async fn a_continued_turn_sends_earlier_turns_as_native_messages() -> anyhow::Re
     let fake = FakeUpstream::start().await?;
     let gw = common::gateway(&fake, &["MINIMAX"], &[]).await;
     let first = gw.chat(ChatRequest::new("my name is Ada")).await?;
-    let second = gw.chat(ChatRequest::new("what is my name?").continuation(&first.continuation_id)).await?;
+    let second = gw
+        .chat(ChatRequest::new("what is my name?").continuation(&first.continuation_id))
+        .await?;
     assert_eq!(second.continuation_id, first.continuation_id);
     let sent = fake.requests()[1].messages();
     let pairs: Vec<(String, String)> = sent
         .iter()
-        .map(|m| (m["role"].as_str().unwrap_or("").into(), m["content"].as_str().unwrap_or("").into()))
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or("").into(),
+                m["content"].as_str().unwrap_or("").into(),
+            )
+        })
         .collect();
-    assert_eq!(pairs, [
-        ("user".into(), "my name is Ada".into()),
-        ("assistant".into(), first.text.clone()),
-        ("user".into(), "what is my name?".into()),
-    ]);
-    let thread = gw.thread(&first.continuation_id).await?.ok_or_else(|| anyhow::anyhow!("no thread"))?;
+    assert_eq!(
+        pairs,
+        [
+            ("user".into(), "my name is Ada".into()),
+            ("assistant".into(), first.text.clone()),
+            ("user".into(), "what is my name?".into()),
+        ]
+    );
+    let thread = gw
+        .thread(&first.continuation_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no thread"))?;
     assert_eq!(thread.turns.len(), 4);
     assert_eq!(thread.turns[3].role, Role::Assistant);
     assert_eq!(thread.turns[3].model.as_deref(), Some("MiniMax-M2"));
     let listed = gw.threads(10).await?;
-    assert_eq!(listed.first().map(|t| (t.id.clone(), t.turns)), Some((first.continuation_id.clone(), 4)));
+    assert_eq!(
+        listed.first().map(|t| (t.id.clone(), t.turns)),
+        Some((first.continuation_id.clone(), 4))
+    );
     Ok(())
 }
 
@@ -118,10 +167,15 @@ async fn different_conversations_run_in_parallel() -> anyhow::Result<()> {
     fake.push(FakeReply::text("slow b").with_delay(Duration::from_millis(400)));
     let calls = [a, b].map(|first| {
         let gw = gw.clone();
-        tokio::spawn(async move { gw.chat(ChatRequest::new("again").continuation(first.continuation_id)).await })
+        tokio::spawn(async move {
+            gw.chat(ChatRequest::new("again").continuation(first.continuation_id))
+                .await
+        })
     });
     // Both second turns reach the upstream before either is answered.
-    let both_in_flight = fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 4).await;
+    let both_in_flight = fake
+        .wait_until(Duration::from_secs(5), |f| f.requests().len() == 4)
+        .await;
     assert!(both_in_flight);
     assert_eq!(fake.completed(), 2);
     for call in calls {
@@ -135,12 +189,31 @@ async fn bad_requests_get_clear_errors() -> anyhow::Result<()> {
     let fake = FakeUpstream::start().await?;
     let gw = common::gateway(&fake, &["GLM"], &[]).await;
     let unknown = gw.chat(ChatRequest::new("hi").model("gpt-17")).await.err();
-    assert!(matches!(&unknown, Some(Error::UnknownModel { known, .. }) if known.contains("glm-4.6")), "{unknown:?}");
-    let unconfigured = gw.chat(ChatRequest::new("hi").model("kimi")).await.err().map(|e| e.to_string());
-    assert!(unconfigured.as_deref().is_some_and(|m| m.contains("KIMI_API_KEY")), "{unconfigured:?}");
-    let missing = gw.chat(ChatRequest::new("hi").continuation("no-such-thread")).await.err();
+    assert!(
+        matches!(&unknown, Some(Error::UnknownModel { known, .. }) if known.contains("glm-4.6")),
+        "{unknown:?}"
+    );
+    let unconfigured = gw
+        .chat(ChatRequest::new("hi").model("kimi"))
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        unconfigured.as_deref().is_some_and(|m| m.contains("KIMI_API_KEY")),
+        "{unconfigured:?}"
+    );
+    let missing = gw
+        .chat(ChatRequest::new("hi").continuation("no-such-thread"))
+        .await
+        .err();
     assert!(matches!(missing, Some(Error::ThreadNotFound(_))));
-    let empty = gw.chat(ChatRequest { messages: vec![], ..ChatRequest::default() }).await.err();
+    let empty = gw
+        .chat(ChatRequest {
+            messages: vec![],
+            ..ChatRequest::default()
+        })
+        .await
+        .err();
     assert!(matches!(empty, Some(Error::InvalidRequest(_))));
     let huge = ChatRequest::new("x".repeat(1_000_000)).model("glm-4.5v");
     assert!(matches!(gw.chat(huge).await.err(), Some(Error::InvalidRequest(m)) if m.contains("context window")));
@@ -152,8 +225,16 @@ async fn bad_requests_get_clear_errors() -> anyhow::Result<()> {
 async fn no_provider_configured_says_which_variables_to_set() -> anyhow::Result<()> {
     let config = exai_core::Config::from_parts(&Default::default(), None)?;
     let gw = exai_core::Gateway::new(config).await?;
-    let err = gw.chat(ChatRequest::new("hi")).await.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains("GLM_API_KEY") && err.contains("KIMI_API_KEY") && err.contains("MINIMAX_API_KEY"), "{err}");
+    let err = gw
+        .chat(ChatRequest::new("hi"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("GLM_API_KEY") && err.contains("KIMI_API_KEY") && err.contains("MINIMAX_API_KEY"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -163,7 +244,12 @@ async fn images_go_to_a_vision_model_as_content_parts() -> anyhow::Result<()> {
     let gw = common::gateway(&fake, &["GLM"], &[]).await;
     let mut msg = Message::user("what is this?");
     msg.images.push("data:image/png;base64,iVBORw0KGgo=".into());
-    let reply = gw.chat(ChatRequest { messages: vec![msg], ..ChatRequest::default() }).await?;
+    let reply = gw
+        .chat(ChatRequest {
+            messages: vec![msg],
+            ..ChatRequest::default()
+        })
+        .await?;
     assert_eq!(reply.model, "glm-4.5v");
     let sent = fake.requests()[0].messages();
     assert_eq!(sent[0]["content"][1]["type"], "image_url");

@@ -19,12 +19,21 @@ async fn sessions_are_listed_while_open_and_closing_one_cancels_its_calls() -> a
     assert_eq!(kinds, ["ws", "stdio"]);
 
     let stream = session.chat_stream(ChatRequest::new("hang"));
-    assert!(fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1).await);
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1)
+            .await
+    );
     let listed = gw.sessions().await?;
-    assert_eq!(listed.iter().find(|s| s.id == session.id()).map(|s| s.in_flight), Some(1));
+    assert_eq!(
+        listed.iter().find(|s| s.id == session.id()).map(|s| s.in_flight),
+        Some(1)
+    );
     // The client disconnects: the frontend drops its session (the stream was handed elsewhere).
     drop(session);
-    assert!(fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 1).await, "upstream aborted");
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 1).await,
+        "upstream aborted"
+    );
     let reply = stream.collect_response().await;
     assert!(matches!(reply, Err(Error::Cancelled)), "{reply:?}");
     let kinds: Vec<_> = gw.sessions().await?.into_iter().map(|s| s.kind).collect();
@@ -54,9 +63,15 @@ async fn per_session_limits_keep_one_busy_client_from_starving_others() -> anyho
     let gw = common::gateway(&fake, &["GLM"], &extra).await;
     let busy = gw.session("busy");
     let _hanging = busy.chat_stream(ChatRequest::new("hang"));
-    assert!(fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1).await);
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1)
+            .await
+    );
     let err = busy.chat(ChatRequest::new("more")).await.err();
-    assert!(matches!(&err, Some(Error::OverCapacity { scope, .. }) if scope == "session"), "{err:?}");
+    assert!(
+        matches!(&err, Some(Error::OverCapacity { scope, .. }) if scope == "session"),
+        "{err:?}"
+    );
     assert!(gw.session("calm").chat(ChatRequest::new("hi")).await.is_ok());
     Ok(())
 }
@@ -70,10 +85,16 @@ async fn shutdown_lets_in_flight_calls_finish_and_refuses_new_ones() -> anyhow::
         let gw = gw.clone();
         async move { gw.chat(ChatRequest::new("slow")).await }
     });
-    assert!(fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1).await);
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1)
+            .await
+    );
     gw.shutdown().await;
     assert_eq!(in_flight.await??.text, "finished");
-    assert!(matches!(gw.chat(ChatRequest::new("late")).await, Err(Error::ShuttingDown)));
+    assert!(matches!(
+        gw.chat(ChatRequest::new("late")).await,
+        Err(Error::ShuttingDown)
+    ));
     Ok(())
 }
 
@@ -86,7 +107,10 @@ async fn shutdown_cancels_what_outlives_the_grace_period() -> anyhow::Result<()>
         let gw = gw.clone();
         async move { gw.chat(ChatRequest::new("hang")).await }
     });
-    assert!(fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1).await);
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1)
+            .await
+    );
     tokio::time::timeout(Duration::from_secs(5), gw.shutdown()).await?;
     assert!(matches!(stuck.await?, Err(Error::Cancelled)));
     assert!(fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 1).await);

@@ -11,7 +11,12 @@ use exai_core::{ChatRequest, Gateway};
 
 async fn redis_gateway(fake: &FakeUpstream, redis: &RedisServer, prefix: &str) -> Gateway {
     let url = redis.url();
-    common::gateway(fake, &["GLM"], &[("REDIS_URL", url.as_str()), ("EXAI_REDIS_PREFIX", prefix)]).await
+    common::gateway(
+        fake,
+        &["GLM"],
+        &[("REDIS_URL", url.as_str()), ("EXAI_REDIS_PREFIX", prefix)],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -25,7 +30,9 @@ async fn a_conversation_continues_in_another_process_sharing_redis() -> anyhow::
 
     let second_process = redis_gateway(&fake, &redis, "exai:").await;
     assert_eq!(second_process.memory_status().await.backend, "redis");
-    let reply = second_process.chat(ChatRequest::new("what colour?").continuation(&first.continuation_id)).await?;
+    let reply = second_process
+        .chat(ChatRequest::new("what colour?").continuation(&first.continuation_id))
+        .await?;
     assert!(reply.text.starts_with("echo (3 messages)"), "{}", reply.text);
     let listed = second_process.threads(5).await?;
     assert_eq!(listed.first().map(|t| t.turns), Some(4));
@@ -69,8 +76,14 @@ async fn requests_keep_working_when_redis_dies_mid_run_and_memory_recovers_when_
     let first = gw.chat(ChatRequest::new("before the crash")).await?;
 
     redis.kill();
-    let during = gw.chat(ChatRequest::new("during the outage").continuation(&first.continuation_id)).await?;
-    assert!(during.text.starts_with("echo (3 messages)"), "history still there: {}", during.text);
+    let during = gw
+        .chat(ChatRequest::new("during the outage").continuation(&first.continuation_id))
+        .await?;
+    assert!(
+        during.text.starts_with("echo (3 messages)"),
+        "history still there: {}",
+        during.text
+    );
     let fresh = gw.chat(ChatRequest::new("a new conversation")).await?;
     assert!(fresh.text.starts_with("echo (1 messages)"));
     let status = gw.memory_status().await;
@@ -86,11 +99,16 @@ async fn requests_keep_working_when_redis_dies_mid_run_and_memory_recovers_when_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(back, "reconnected to the restarted redis");
-    let after = gw.chat(ChatRequest::new("after").continuation(&first.continuation_id)).await?;
+    let after = gw
+        .chat(ChatRequest::new("after").continuation(&first.continuation_id))
+        .await?;
     assert!(after.text.starts_with("echo (5 messages)"), "{}", after.text);
     // The whole thread, including the outage's turns, is in Redis again: a new process sees it.
     let other = redis_gateway(&fake, &redis, "exai:").await;
-    let thread = other.thread(&first.continuation_id).await?.ok_or_else(|| anyhow::anyhow!("not in redis"))?;
+    let thread = other
+        .thread(&first.continuation_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("not in redis"))?;
     assert_eq!(thread.turns.len(), 6);
     Ok(())
 }
@@ -100,7 +118,12 @@ async fn conversations_expire_with_their_ttl() -> anyhow::Result<()> {
     let redis = RedisServer::start();
     let fake = FakeUpstream::start().await?;
     let url = redis.url();
-    let gw = common::gateway(&fake, &["GLM"], &[("REDIS_URL", url.as_str()), ("EXAI_MEMORY_TTL_SECS", "1")]).await;
+    let gw = common::gateway(
+        &fake,
+        &["GLM"],
+        &[("REDIS_URL", url.as_str()), ("EXAI_MEMORY_TTL_SECS", "1")],
+    )
+    .await;
     let first = gw.chat(ChatRequest::new("short-lived")).await?;
     let other = common::gateway(&fake, &["GLM"], &[("REDIS_URL", url.as_str())]).await;
     assert!(other.thread(&first.continuation_id).await?.is_some());
@@ -116,10 +139,18 @@ async fn the_in_process_store_keeps_at_most_max_turns() -> anyhow::Result<()> {
     let gw = common::gateway(&fake, &["GLM"], &[("EXAI_MAX_TURNS", "4")]).await;
     let first = gw.chat(ChatRequest::new("1")).await?;
     for i in 2..=4 {
-        gw.chat(ChatRequest::new(i.to_string()).continuation(&first.continuation_id)).await?;
+        gw.chat(ChatRequest::new(i.to_string()).continuation(&first.continuation_id))
+            .await?;
     }
-    let thread = gw.thread(&first.continuation_id).await?.ok_or_else(|| anyhow::anyhow!("gone"))?;
-    let contents: Vec<_> = thread.turns.iter().map(|t| t.content.chars().take(8).collect::<String>()).collect();
+    let thread = gw
+        .thread(&first.continuation_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    let contents: Vec<_> = thread
+        .turns
+        .iter()
+        .map(|t| t.content.chars().take(8).collect::<String>())
+        .collect();
     assert_eq!(thread.turns.len(), 4);
     assert_eq!(contents[0], "3");
     assert_eq!(gw.memory_status().await.backend, "local");

@@ -38,22 +38,39 @@ fn requests_tokens_errors_and_waits_are_recorded() -> anyhow::Result<()> {
         .into_iter()
         .map(|(key, _, _, value)| {
             let key = key.key();
-            let labels = key.labels().map(|l| (l.key().to_string(), l.value().to_string())).collect();
+            let labels = key
+                .labels()
+                .map(|l| (l.key().to_string(), l.value().to_string()))
+                .collect();
             (key.name().to_string(), labels, value)
         })
         .collect();
     assert_eq!(counter(&snapshot, "exai_requests_total", ("status", "ok")), 1);
-    assert_eq!(counter(&snapshot, "exai_requests_total", ("status", "invalid_request")), 1);
+    assert_eq!(
+        counter(&snapshot, "exai_requests_total", ("status", "invalid_request")),
+        1
+    );
     assert_eq!(counter(&snapshot, "exai_tokens_total", ("direction", "input")), 11);
     assert_eq!(counter(&snapshot, "exai_tokens_total", ("direction", "output")), 3);
     let names: Vec<&str> = snapshot.iter().map(|(n, _, _)| n.as_str()).collect();
-    for expected in ["exai_request_duration_seconds", "exai_queue_wait_seconds", "exai_inflight", "exai_cost_usd_total"] {
+    for expected in [
+        "exai_request_duration_seconds",
+        "exai_queue_wait_seconds",
+        "exai_inflight",
+        "exai_cost_usd_total",
+    ] {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
     let inflight: f64 = snapshot
         .iter()
         .filter(|(n, _, _)| n == "exai_inflight")
-        .map(|(_, _, v)| if let DebugValue::Gauge(g) = v { g.into_inner() } else { 0.0 })
+        .map(|(_, _, v)| {
+            if let DebugValue::Gauge(g) = v {
+                g.into_inner()
+            } else {
+                0.0
+            }
+        })
         .sum();
     assert_eq!(inflight, 0.0, "every in-flight gauge went back to zero");
     Ok(())

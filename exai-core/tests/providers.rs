@@ -48,13 +48,20 @@ async fn kimi_web_search_echoes_the_builtin_call_and_returns_the_final_answer() 
     request.web_search = true;
     let reply = gw.chat(request).await?;
     assert_eq!(reply.text, "Rust 1.95 is out");
-    assert_eq!((reply.usage.input_tokens, reply.usage.output_tokens), (310, 10), "both rounds are billed");
+    assert_eq!(
+        (reply.usage.input_tokens, reply.usage.output_tokens),
+        (310, 10),
+        "both rounds are billed"
+    );
     let sent = fake.requests();
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0].body["tools"][0]["function"]["name"], "$web_search");
     let echoed = sent[1].messages();
     let tool = echoed.last().cloned().unwrap_or_default();
-    assert_eq!((tool["role"].as_str(), tool["tool_call_id"].as_str()), (Some("tool"), Some("search-1")));
+    assert_eq!(
+        (tool["role"].as_str(), tool["tool_call_id"].as_str()),
+        (Some("tool"), Some("search-1"))
+    );
     assert_eq!(tool["content"], "{\"search_result\":{\"search_id\":\"s1\"}}");
     Ok(())
 }
@@ -68,9 +75,15 @@ async fn minimax_reasoning_in_think_tags_is_split_from_the_reply() -> anyhow::Re
     let mut request = ChatRequest::new("2+2?");
     request.temperature = Some(0.0);
     let plain = gw.chat(request).await?;
-    assert_eq!((plain.text.as_str(), plain.reasoning.as_deref()), ("\n\nIt is 4.", Some("the user wants 4")));
+    assert_eq!(
+        (plain.text.as_str(), plain.reasoning.as_deref()),
+        ("\n\nIt is 4.", Some("the user wants 4"))
+    );
     let streamed = gw.chat_stream(ChatRequest::new("2+2?")).collect_response().await?;
-    assert_eq!((streamed.text.as_str(), streamed.reasoning.as_deref()), ("Still 4.", Some("again 4")));
+    assert_eq!(
+        (streamed.text.as_str(), streamed.reasoning.as_deref()),
+        ("Still 4.", Some("again 4"))
+    );
     let sent = &fake.requests()[0];
     assert_eq!(sent.body["reasoning_split"], true);
     assert!((sent.body["temperature"].as_f64().unwrap_or(0.0) - 0.01).abs() < 1e-6);
@@ -80,10 +93,15 @@ async fn minimax_reasoning_in_think_tags_is_split_from_the_reply() -> anyhow::Re
 #[tokio::test]
 async fn minimax_errors_inside_a_200_are_errors() -> anyhow::Result<()> {
     let fake = FakeUpstream::start().await?;
-    fake.push(FakeReply::json(json!({"base_resp": {"status_code": 1004, "status_msg": "login fail"}})));
+    fake.push(FakeReply::json(
+        json!({"base_resp": {"status_code": 1004, "status_msg": "login fail"}}),
+    ));
     let gw = common::gateway(&fake, &["MINIMAX"], &[]).await;
     let err = gw.chat(ChatRequest::new("hi")).await.err();
-    assert!(matches!(&err, Some(Error::Provider(e)) if matches!(e.kind, ProviderErrorKind::Auth { .. })), "{err:?}");
+    assert!(
+        matches!(&err, Some(Error::Provider(e)) if matches!(e.kind, ProviderErrorKind::Auth { .. })),
+        "{err:?}"
+    );
     Ok(())
 }
 
@@ -92,7 +110,12 @@ async fn glm_no_balance_429_is_not_retried() -> anyhow::Result<()> {
     let fake = FakeUpstream::start().await?;
     fake.push(FakeReply::status(429).with_body(r#"{"error":{"code":"1113","message":"insufficient balance"}}"#));
     let gw = common::gateway(&fake, &["GLM"], &[]).await;
-    let err = gw.chat(ChatRequest::new("hi").model("glm")).await.err().map(|e| e.to_string()).unwrap_or_default();
+    let err = gw
+        .chat(ChatRequest::new("hi").model("glm"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("no balance"), "{err}");
     assert_eq!(fake.requests().len(), 1);
     Ok(())
@@ -120,7 +143,10 @@ async fn an_openai_compatible_provider_from_the_file_works_keyless_with_its_own_
     request.thinking = Some(ThinkingMode::Low);
     let reply = gw.chat(request).await?;
     assert_eq!((reply.provider.as_str(), reply.model.as_str()), ("local", "qwen3"));
-    assert_eq!((reply.text.as_str(), reply.reasoning.as_deref()), ("hello", Some("hmm")));
+    assert_eq!(
+        (reply.text.as_str(), reply.reasoning.as_deref()),
+        ("hello", Some("hmm"))
+    );
     let sent = &fake.requests()[0];
     assert_eq!(sent.authorization, None, "no key configured, none sent");
     assert_eq!(sent.body["reasoning_effort"], "low");

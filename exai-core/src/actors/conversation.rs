@@ -71,7 +71,11 @@ impl Actor for QueueActor {
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, idle: Duration) -> Result<Self::State, ActorProcessingErr> {
         let period = (idle / 2).clamp(Duration::from_millis(10), Duration::from_secs(30));
         let ticker = myself.send_interval(period, || QueueMsg::Evict);
-        Ok(QueueState { children: HashMap::new(), idle, ticker: Some(ticker) })
+        Ok(QueueState {
+            children: HashMap::new(),
+            idle,
+            ticker: Some(ticker),
+        })
     }
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -81,7 +85,12 @@ impl Actor for QueueActor {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             QueueMsg::Submit { conversation, job } => {
                 let mut job = job;
@@ -91,10 +100,16 @@ impl Actor for QueueActor {
                     if !state.children.contains_key(&conversation) {
                         let args = (conversation.clone(), myself.clone());
                         let (actor, _) = Actor::spawn_linked(None, TurnActor, args, myself.get_cell()).await?;
-                        let child = Child { actor, pending: 0, last_active: Instant::now() };
+                        let child = Child {
+                            actor,
+                            pending: 0,
+                            last_active: Instant::now(),
+                        };
                         state.children.insert(conversation.clone(), child);
                     }
-                    let Some(child) = state.children.get_mut(&conversation) else { break };
+                    let Some(child) = state.children.get_mut(&conversation) else {
+                        break;
+                    };
                     match child.actor.cast(TurnMsg::Run(job)) {
                         Ok(()) => {
                             child.pending += 1;
@@ -138,7 +153,12 @@ impl Actor for QueueActor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, _myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, err) = event {
             tracing::error!(error = %err, "a conversation turn panicked; the conversation gets a fresh actor");
             state.children.retain(|_, c| c.actor.get_id() != cell.get_id());
@@ -160,13 +180,24 @@ impl Actor for TurnActor {
     type State = (String, ActorRef<QueueMsg>);
     type Arguments = (String, ActorRef<QueueMsg>);
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(args)
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, TurnMsg::Run(job): Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        TurnMsg::Run(job): Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         job.await;
-        let _ = state.1.cast(QueueMsg::Finished { conversation: state.0.clone() });
+        let _ = state.1.cast(QueueMsg::Finished {
+            conversation: state.0.clone(),
+        });
         Ok(())
     }
 }
@@ -188,7 +219,10 @@ impl ConversationQueue {
     /// Queues `job` behind the conversation's earlier turns.
     pub fn submit(&self, conversation: &str, job: Job) -> Result<(), Error> {
         self.actor
-            .cast(QueueMsg::Submit { conversation: conversation.to_string(), job })
+            .cast(QueueMsg::Submit {
+                conversation: conversation.to_string(),
+                job,
+            })
             .map_err(|_| Error::ShuttingDown)
     }
 
@@ -215,19 +249,25 @@ mod tests {
         let gate = Arc::new(tokio::sync::Notify::new());
         for i in 0..3 {
             let (log, done, gate) = (log.clone(), done_tx.clone(), gate.clone());
-            q.submit("a", Box::pin(async move {
-                if i == 0 {
-                    gate.notified().await;
-                }
-                log.lock().map(|mut l| l.push(format!("a{i}"))).ok();
-                done.send(()).ok();
-            }))?;
+            q.submit(
+                "a",
+                Box::pin(async move {
+                    if i == 0 {
+                        gate.notified().await;
+                    }
+                    log.lock().map(|mut l| l.push(format!("a{i}"))).ok();
+                    done.send(()).ok();
+                }),
+            )?;
         }
         let (log_b, done_b) = (log.clone(), done_tx.clone());
-        q.submit("b", Box::pin(async move {
-            log_b.lock().map(|mut l| l.push("b".to_string())).ok();
-            done_b.send(()).ok();
-        }))?;
+        q.submit(
+            "b",
+            Box::pin(async move {
+                log_b.lock().map(|mut l| l.push("b".to_string())).ok();
+                done_b.send(()).ok();
+            }),
+        )?;
         // b finishes while a's first turn is still blocked.
         done_rx.recv().await;
         assert_eq!(log.lock().map(|l| l.clone()).unwrap_or_default(), ["b"]);
@@ -237,7 +277,10 @@ mod tests {
         for _ in 0..3 {
             done_rx.recv().await;
         }
-        assert_eq!(log.lock().map(|l| l.clone()).unwrap_or_default(), ["b", "a0", "a1", "a2"]);
+        assert_eq!(
+            log.lock().map(|l| l.clone()).unwrap_or_default(),
+            ["b", "a0", "a1", "a2"]
+        );
         Ok(())
     }
 
@@ -246,11 +289,21 @@ mod tests {
         let q = ConversationQueue::spawn(Duration::from_millis(40)).await?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let t = tx.clone();
-        q.submit("c", Box::pin(async move { t.send(1).ok(); }))?;
+        q.submit(
+            "c",
+            Box::pin(async move {
+                t.send(1).ok();
+            }),
+        )?;
         rx.recv().await;
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(q.stats().await?.conversations, 0);
-        q.submit("c", Box::pin(async move { tx.send(2).ok(); }))?;
+        q.submit(
+            "c",
+            Box::pin(async move {
+                tx.send(2).ok();
+            }),
+        )?;
         assert_eq!(rx.recv().await, Some(2));
         Ok(())
     }
@@ -261,8 +314,16 @@ mod tests {
         q.submit("p", Box::pin(async { panic!("boom") }))?;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        q.submit("p", Box::pin(async move { tx.send(()).ok(); }))?;
-        assert!(matches!(tokio::time::timeout(Duration::from_secs(2), rx).await, Ok(Ok(()))));
+        q.submit(
+            "p",
+            Box::pin(async move {
+                tx.send(()).ok();
+            }),
+        )?;
+        assert!(matches!(
+            tokio::time::timeout(Duration::from_secs(2), rx).await,
+            Ok(Ok(()))
+        ));
         Ok(())
     }
 }

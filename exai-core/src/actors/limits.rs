@@ -28,7 +28,10 @@ pub(crate) struct SessionLimit {
 
 impl SessionLimit {
     pub fn new(max: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(max)), max }
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
     }
 
     /// Requests of this session in flight now.
@@ -112,7 +115,11 @@ impl Limits {
         let session_permit = acquire(session, "session", started, deadline).await?;
         let global = acquire(&self.global, "global", started, deadline).await?;
         metrics::histogram!("exai_queue_wait_seconds", "scope" => "request").record(started.elapsed().as_secs_f64());
-        Ok(RequestPermits { _session: session_permit, _global: global, _gauge: Gauge::new("global", "global") })
+        Ok(RequestPermits {
+            _session: session_permit,
+            _global: global,
+            _gauge: Gauge::new("global", "global"),
+        })
     }
 
     /// A permit at `provider`.
@@ -124,12 +131,19 @@ impl Limits {
         let started = Instant::now();
         let permit = acquire(limit, &format!("provider {provider}"), started, deadline).await?;
         metrics::histogram!("exai_queue_wait_seconds", "scope" => "provider").record(started.elapsed().as_secs_f64());
-        Ok(ProviderPermit { _permit: permit, _gauge: Gauge::new("provider", provider) })
+        Ok(ProviderPermit {
+            _permit: permit,
+            _gauge: Gauge::new("provider", provider),
+        })
     }
 
     /// Current usage of every limit.
     pub fn usage(&self) -> Vec<LimitUsage> {
-        let mut out = vec![LimitUsage { scope: "global".into(), in_flight: self.global.in_flight(), max: self.global.max }];
+        let mut out = vec![LimitUsage {
+            scope: "global".into(),
+            in_flight: self.global.in_flight(),
+            max: self.global.max,
+        }];
         let mut providers: Vec<_> = self.providers.iter().collect();
         providers.sort_by(|a, b| a.0.cmp(b.0));
         out.extend(providers.into_iter().map(|(name, l)| LimitUsage {
@@ -179,8 +193,8 @@ mod tests {
     use std::collections::HashMap as Map;
 
     fn limits(toml: &str) -> Limits {
-        let c = Config::from_parts(&Map::new(), Some((std::path::Path::new("t"), toml)))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let c =
+            Config::from_parts(&Map::new(), Some((std::path::Path::new("t"), toml))).unwrap_or_else(|e| panic!("{e}"));
         Limits::new(&c)
     }
 
@@ -190,8 +204,16 @@ mod tests {
         let s = SessionLimit::new(4);
         let held = l.request(&s, l.deadline()).await;
         assert!(held.is_ok());
-        let err = l.request(&s, l.deadline()).await.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("global limit of 1") && err.contains("retry after 1 s"), "{err}");
+        let err = l
+            .request(&s, l.deadline())
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("global limit of 1") && err.contains("retry after 1 s"),
+            "{err}"
+        );
         assert_eq!(s.in_flight(), 1, "the failed request gave its session permit back");
     }
 

@@ -84,7 +84,9 @@ impl Drop for SessionCore {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The registry actor.
@@ -105,7 +107,11 @@ impl Actor for SessionRegistry {
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, idle: Duration) -> Result<Self::State, ActorProcessingErr> {
         let period = (idle / 2).clamp(Duration::from_millis(10), Duration::from_secs(30));
         let ticker = myself.send_interval(period, || SessionMsg::Sweep);
-        Ok(RegistryState { sessions: HashMap::new(), idle, ticker: Some(ticker) })
+        Ok(RegistryState {
+            sessions: HashMap::new(),
+            idle,
+            ticker: Some(ticker),
+        })
     }
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -115,7 +121,12 @@ impl Actor for SessionRegistry {
         Ok(())
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             SessionMsg::Open(core) => {
                 metrics::gauge!("exai_sessions").increment(1.0);
@@ -140,8 +151,12 @@ impl Actor for SessionRegistry {
                 });
             }
             SessionMsg::List(reply) => {
-                let mut list: Vec<_> =
-                    state.sessions.values().filter_map(|w| w.upgrade()).map(|c| (c.seq, c.info())).collect();
+                let mut list: Vec<_> = state
+                    .sessions
+                    .values()
+                    .filter_map(|w| w.upgrade())
+                    .map(|c| (c.seq, c.info()))
+                    .collect();
                 list.sort_by_key(|(seq, _)| *seq);
                 let _ = reply.send(list.into_iter().map(|(_, info)| info).collect());
             }
@@ -163,7 +178,11 @@ impl Sessions {
         let (actor, _) = Actor::spawn(None, SessionRegistry, idle)
             .await
             .map_err(|e| Error::Internal(format!("cannot start the session registry: {e}")))?;
-        Ok(Self { actor, max_inflight, opened: Arc::new(AtomicU64::new(0)) })
+        Ok(Self {
+            actor,
+            max_inflight,
+            opened: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// Opens a session; `tracked` sessions are listed and can expire when idle.

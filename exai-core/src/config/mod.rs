@@ -162,10 +162,7 @@ impl Config {
     }
 
     /// Loads from `env` and, optionally, a file's path and text.
-    pub fn from_parts(
-        env: &HashMap<String, String>,
-        file: Option<(&Path, &str)>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_parts(env: &HashMap<String, String>, file: Option<(&Path, &str)>) -> Result<Self, ConfigError> {
         let parsed: FileConfig = match file {
             Some((path, text)) => toml::from_str(text).map_err(|e| ConfigError::Parse {
                 path: path.display().to_string(),
@@ -181,18 +178,24 @@ impl Config {
             "auto".to_string(),
         )?;
         let limits = LimitsConfig {
-            global_max_inflight: positive(r.required(
+            global_max_inflight: positive(
+                r.required(
+                    "limits.global_max_inflight",
+                    &["EXAI_GLOBAL_MAX_INFLIGHT"],
+                    parsed.limits.global_max_inflight,
+                    24,
+                )?,
                 "limits.global_max_inflight",
-                &["EXAI_GLOBAL_MAX_INFLIGHT"],
-                parsed.limits.global_max_inflight,
-                24,
-            )?, "limits.global_max_inflight")?,
-            session_max_inflight: positive(r.required(
+            )?,
+            session_max_inflight: positive(
+                r.required(
+                    "limits.session_max_inflight",
+                    &["EXAI_SESSION_MAX_INFLIGHT"],
+                    parsed.limits.session_max_inflight,
+                    8,
+                )?,
                 "limits.session_max_inflight",
-                &["EXAI_SESSION_MAX_INFLIGHT"],
-                parsed.limits.session_max_inflight,
-                8,
-            )?, "limits.session_max_inflight")?,
+            )?,
             queue_timeout: Duration::from_millis(r.required(
                 "limits.queue_timeout_ms",
                 &["EXAI_QUEUE_TIMEOUT_MS"],
@@ -209,12 +212,10 @@ impl Config {
                 parsed.memory.ttl_secs,
                 3 * 24 * 3600,
             )?),
-            max_turns: positive(r.required(
+            max_turns: positive(
+                r.required("memory.max_turns", &["EXAI_MAX_TURNS"], parsed.memory.max_turns, 50)?,
                 "memory.max_turns",
-                &["EXAI_MAX_TURNS"],
-                parsed.memory.max_turns,
-                50,
-            )?, "memory.max_turns")?,
+            )?,
             key_prefix: r.required(
                 "memory.key_prefix",
                 &["EXAI_REDIS_PREFIX"],

@@ -10,9 +10,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::ConfigError;
 use super::file::{FileModel, FileProvider};
 use super::source::{Resolver, Secret, Source};
-use super::ConfigError;
 
 /// Which wire dialect a provider speaks (all are OpenAI chat-completions with quirks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -221,7 +221,15 @@ fn one(
         (None, Some(b)) => b.kind,
         (None, None) => ProviderKind::OpenaiCompat,
     };
-    r.record(&key("kind"), Some(kind.to_string()), if entry.kind.is_some() { Source::File } else { Source::Default });
+    r.record(
+        &key("kind"),
+        Some(kind.to_string()),
+        if entry.kind.is_some() {
+            Source::File
+        } else {
+            Source::Default
+        },
+    );
     let enabled = entry.enabled.unwrap_or(true);
     let env_names: Vec<&str> = key_env.iter().map(String::as_str).collect();
     let (api_key, key_source) = r.secret(&key("api_key"), &env_names, entry.api_key);
@@ -233,11 +241,13 @@ fn one(
         builtin.map(|b| b.base_url.to_string()),
     )?;
     let base_url = match base_url {
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-            url.trim_end_matches('/').to_string()
-        }
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.trim_end_matches('/').to_string(),
         Some(url) => {
-            return Err(invalid("base_url", Source::File, format!("'{url}' is not an http(s) URL")));
+            return Err(invalid(
+                "base_url",
+                Source::File,
+                format!("'{url}' is not an http(s) URL"),
+            ));
         }
         None => {
             return Err(invalid(
@@ -258,7 +268,11 @@ fn one(
     }
     let rpm = r.value(&key("rpm"), &[&format!("{prefix}_RPM")], entry.rpm, None)?;
     if rpm == Some(0) {
-        return Err(invalid("rpm", Source::Default, "must be at least 1 (omit it for no limit)".into()));
+        return Err(invalid(
+            "rpm",
+            Source::Default,
+            "must be at least 1 (omit it for no limit)".into(),
+        ));
     }
     let timeout = Duration::from_secs(r.required(
         &key("timeout_secs"),
@@ -271,7 +285,12 @@ fn one(
         .map(|b| b.default_model.to_string())
         .or_else(|| models.first().map(|m| m.id.clone()));
     let default_model = r
-        .value(&key("default_model"), &[&format!("{prefix}_DEFAULT_MODEL")], entry.default_model, fallback_model)?
+        .value(
+            &key("default_model"),
+            &[&format!("{prefix}_DEFAULT_MODEL")],
+            entry.default_model,
+            fallback_model,
+        )?
         .ok_or_else(|| {
             invalid(
                 "default_model",

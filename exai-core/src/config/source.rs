@@ -134,32 +134,22 @@ impl<'a> Resolver<'a> {
     }
 
     /// Resolves a value that must be present (it has a default).
-    pub(crate) fn required<T>(
-        &mut self,
-        key: &str,
-        env: &[&str],
-        file: Option<T>,
-        default: T,
-    ) -> Result<T, ConfigError>
+    pub(crate) fn required<T>(&mut self, key: &str, env: &[&str], file: Option<T>, default: T) -> Result<T, ConfigError>
     where
         T: FromStr + fmt::Display,
         T::Err: fmt::Display,
     {
-        self.value(key, env, file, Some(default))?.ok_or_else(|| ConfigError::Invalid {
-            key: key.to_string(),
-            origin: Source::Default,
-            message: "missing".into(),
-        })
+        self.value(key, env, file, Some(default))?
+            .ok_or_else(|| ConfigError::Invalid {
+                key: key.to_string(),
+                origin: Source::Default,
+                message: "missing".into(),
+            })
     }
 
     /// Resolves a secret: env, then file. Returns the secret and a description of its source
     /// that is safe to print (`GLM_API_KEY (env)`).
-    pub(crate) fn secret(
-        &mut self,
-        key: &str,
-        env: &[&str],
-        file: Option<String>,
-    ) -> (Option<Secret>, Option<String>) {
+    pub(crate) fn secret(&mut self, key: &str, env: &[&str], file: Option<String>) -> (Option<Secret>, Option<String>) {
         let (value, source, label) = if let Some((name, raw)) = self.env_var(env) {
             let label = format!("{name} (env)");
             (Some(Secret::new(raw)), Source::Env(name), Some(label))
@@ -211,7 +201,10 @@ mod tests {
         let mut r = Resolver::new(&env);
         let err = r.required("limits.n", &["N"], None, 1u32).err();
         let msg = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains("limits.n") && msg.contains("env N") && msg.contains("lots"), "{msg}");
+        assert!(
+            msg.contains("limits.n") && msg.contains("env N") && msg.contains("lots"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -24,9 +24,18 @@ fn defaults_match_the_documented_values() -> Result<(), ConfigError> {
     assert_eq!((c.limits.global_max_inflight, c.limits.session_max_inflight), (24, 8));
     let inflight: Vec<_> = c.providers.iter().map(|p| (p.name.as_str(), p.max_inflight)).collect();
     assert_eq!(inflight, [("glm", 4), ("kimi", 6), ("minimax", 4)]);
-    assert_eq!(c.provider("glm").map(|p| p.base_url.as_str()), Some("https://api.z.ai/api/paas/v4"));
-    assert_eq!(c.provider("kimi").map(|p| p.base_url.as_str()), Some("https://api.moonshot.ai/v1"));
-    assert_eq!(c.provider("minimax").map(|p| p.base_url.as_str()), Some("https://api.minimax.io/v1"));
+    assert_eq!(
+        c.provider("glm").map(|p| p.base_url.as_str()),
+        Some("https://api.z.ai/api/paas/v4")
+    );
+    assert_eq!(
+        c.provider("kimi").map(|p| p.base_url.as_str()),
+        Some("https://api.moonshot.ai/v1")
+    );
+    assert_eq!(
+        c.provider("minimax").map(|p| p.base_url.as_str()),
+        Some("https://api.minimax.io/v1")
+    );
     assert!(c.ready_providers().next().is_none());
     assert!(c.memory.redis_url.is_none());
     Ok(())
@@ -42,17 +51,43 @@ fn env_overlays_the_file_and_every_value_knows_its_source() -> Result<(), Config
         [providers.glm]
         rpm = 30
     "#;
-    let c = load(&[("EXAI_GLOBAL_MAX_INFLIGHT", "12"), ("ZHIPUAI_API_KEY", "zk-secret-value")], Some(toml))?;
+    let c = load(
+        &[
+            ("EXAI_GLOBAL_MAX_INFLIGHT", "12"),
+            ("ZHIPUAI_API_KEY", "zk-secret-value"),
+        ],
+        Some(toml),
+    )?;
     assert_eq!((c.limits.global_max_inflight, c.limits.session_max_inflight), (12, 3));
-    assert_eq!(entry(&c, "limits.global_max_inflight").map(|e| e.source.to_string()).as_deref(), Some("env EXAI_GLOBAL_MAX_INFLIGHT"));
-    assert_eq!(entry(&c, "limits.session_max_inflight").map(|e| e.source.clone()), Some(Source::File));
-    assert_eq!(entry(&c, "limits.queue_timeout_ms").map(|e| e.source.clone()), Some(Source::Default));
+    assert_eq!(
+        entry(&c, "limits.global_max_inflight")
+            .map(|e| e.source.to_string())
+            .as_deref(),
+        Some("env EXAI_GLOBAL_MAX_INFLIGHT")
+    );
+    assert_eq!(
+        entry(&c, "limits.session_max_inflight").map(|e| e.source.clone()),
+        Some(Source::File)
+    );
+    assert_eq!(
+        entry(&c, "limits.queue_timeout_ms").map(|e| e.source.clone()),
+        Some(Source::Default)
+    );
     assert_eq!(c.default_model, "kimi");
-    let glm = c.provider("glm").ok_or_else(|| ConfigError::Read { path: "".into(), message: "no glm".into() })?;
-    assert_eq!((glm.rpm, glm.key_source.as_deref()), (Some(30), Some("ZHIPUAI_API_KEY (env)")));
+    let glm = c.provider("glm").ok_or_else(|| ConfigError::Read {
+        path: "".into(),
+        message: "no glm".into(),
+    })?;
+    assert_eq!(
+        (glm.rpm, glm.key_source.as_deref()),
+        (Some(30), Some("ZHIPUAI_API_KEY (env)"))
+    );
     assert!(glm.is_ready());
     let key = entry(&c, "providers.glm.api_key").cloned();
-    assert!(key.as_ref().is_some_and(|e| e.secret && e.source == Source::Env("ZHIPUAI_API_KEY".into())));
+    assert!(
+        key.as_ref()
+            .is_some_and(|e| e.secret && e.source == Source::Env("ZHIPUAI_API_KEY".into()))
+    );
     let printed = format!("{:?} {:?}", c.entries(), c);
     assert!(!printed.contains("zk-secret-value"), "secrets never print");
     Ok(())
@@ -60,9 +95,22 @@ fn env_overlays_the_file_and_every_value_knows_its_source() -> Result<(), Config
 
 #[test]
 fn the_primary_key_variable_wins_over_its_alias() -> Result<(), ConfigError> {
-    let c = load(&[("KIMI_API_KEY", "a"), ("MOONSHOT_API_KEY", "b"), ("MINIMAX_M2_KEY", "c")], None)?;
-    assert_eq!(c.provider("kimi").and_then(|p| p.key_source.clone()).as_deref(), Some("KIMI_API_KEY (env)"));
-    assert_eq!(c.provider("minimax").and_then(|p| p.key_source.clone()).as_deref(), Some("MINIMAX_M2_KEY (env)"));
+    let c = load(
+        &[
+            ("KIMI_API_KEY", "a"),
+            ("MOONSHOT_API_KEY", "b"),
+            ("MINIMAX_M2_KEY", "c"),
+        ],
+        None,
+    )?;
+    assert_eq!(
+        c.provider("kimi").and_then(|p| p.key_source.clone()).as_deref(),
+        Some("KIMI_API_KEY (env)")
+    );
+    assert_eq!(
+        c.provider("minimax").and_then(|p| p.key_source.clone()).as_deref(),
+        Some("MINIMAX_M2_KEY (env)")
+    );
     Ok(())
 }
 
@@ -70,25 +118,57 @@ fn the_primary_key_variable_wins_over_its_alias() -> Result<(), ConfigError> {
 fn invalid_values_name_the_key_and_where_they_came_from() {
     let msg = |r: Result<Config, ConfigError>| r.err().map(|e| e.to_string()).unwrap_or_default();
     let bad_env = msg(load(&[("EXAI_SESSION_MAX_INFLIGHT", "eight")], None));
-    assert!(bad_env.contains("limits.session_max_inflight") && bad_env.contains("env EXAI_SESSION_MAX_INFLIGHT") && bad_env.contains("eight"), "{bad_env}");
+    assert!(
+        bad_env.contains("limits.session_max_inflight")
+            && bad_env.contains("env EXAI_SESSION_MAX_INFLIGHT")
+            && bad_env.contains("eight"),
+        "{bad_env}"
+    );
     let typo = msg(load(&[], Some("[limits]\nglobal_max_inflght = 3")));
-    assert!(typo.contains("exai.toml") && typo.contains("global_max_inflght"), "{typo}");
+    assert!(
+        typo.contains("exai.toml") && typo.contains("global_max_inflght"),
+        "{typo}"
+    );
     let zero = msg(load(&[("EXAI_GLOBAL_MAX_INFLIGHT", "0")], None));
-    assert!(zero.contains("limits.global_max_inflight") && zero.contains("at least 1"), "{zero}");
+    assert!(
+        zero.contains("limits.global_max_inflight") && zero.contains("at least 1"),
+        "{zero}"
+    );
     let no_url = msg(load(&[], Some("[providers.ollama]\nkind = \"openai_compat\"")));
-    assert!(no_url.contains("providers.ollama.base_url") && no_url.contains("OLLAMA_BASE_URL"), "{no_url}");
-    let bad_kind = msg(load(&[], Some("[providers.x]\nkind = \"claude\"\nbase_url = \"http://h\"")));
-    assert!(bad_kind.contains("providers.x.kind") && bad_kind.contains("openai_compat"), "{bad_kind}");
+    assert!(
+        no_url.contains("providers.ollama.base_url") && no_url.contains("OLLAMA_BASE_URL"),
+        "{no_url}"
+    );
+    let bad_kind = msg(load(
+        &[],
+        Some("[providers.x]\nkind = \"claude\"\nbase_url = \"http://h\""),
+    ));
+    assert!(
+        bad_kind.contains("providers.x.kind") && bad_kind.contains("openai_compat"),
+        "{bad_kind}"
+    );
     let bad_fallback = msg(load(&[("EXAI_FALLBACK", "glm,openai")], None));
-    assert!(bad_fallback.contains("routing.fallback") && bad_fallback.contains("'openai'"), "{bad_fallback}");
+    assert!(
+        bad_fallback.contains("routing.fallback") && bad_fallback.contains("'openai'"),
+        "{bad_fallback}"
+    );
 }
 
 #[test]
 fn custom_providers_take_their_settings_from_prefixed_variables() -> Result<(), ConfigError> {
     let toml = "[providers.open-router]\nbase_url = \"https://openrouter.ai/api/v1/\"\ndefault_model = \"x/y\"";
-    let c = load(&[("OPEN_ROUTER_API_KEY", "k"), ("OPEN_ROUTER_MAX_INFLIGHT", "2")], Some(toml))?;
-    let p = c.provider("open-router").ok_or_else(|| ConfigError::Read { path: "".into(), message: "missing".into() })?;
-    assert_eq!((p.kind, p.max_inflight, p.base_url.as_str()), (ProviderKind::OpenaiCompat, 2, "https://openrouter.ai/api/v1"));
+    let c = load(
+        &[("OPEN_ROUTER_API_KEY", "k"), ("OPEN_ROUTER_MAX_INFLIGHT", "2")],
+        Some(toml),
+    )?;
+    let p = c.provider("open-router").ok_or_else(|| ConfigError::Read {
+        path: "".into(),
+        message: "missing".into(),
+    })?;
+    assert_eq!(
+        (p.kind, p.max_inflight, p.base_url.as_str()),
+        (ProviderKind::OpenaiCompat, 2, "https://openrouter.ai/api/v1")
+    );
     assert_eq!(p.key_source.as_deref(), Some("OPEN_ROUTER_API_KEY (env)"));
     assert_eq!(c.routing.fallback, ["glm", "kimi", "minimax", "open-router"]);
     Ok(())
@@ -96,6 +176,8 @@ fn custom_providers_take_their_settings_from_prefixed_variables() -> Result<(), 
 
 #[test]
 fn exai_config_must_point_at_a_file_that_exists() {
-    let err = Config::load(&env(&[("EXAI_CONFIG", "/nonexistent/exai.toml")])).err().map(|e| e.to_string());
+    let err = Config::load(&env(&[("EXAI_CONFIG", "/nonexistent/exai.toml")]))
+        .err()
+        .map(|e| e.to_string());
     assert!(err.is_some_and(|m| m.contains("/nonexistent/exai.toml") && m.contains("EXAI_CONFIG")));
 }

@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn a_turn_larger_than_the_window_is_refused_with_advice() {
         let turn = [Message::user("x".repeat(4_000))];
-        let err = fit(None, &[], &turn, &model(500), None).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = fit(None, &[], &turn, &model(500), None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("about 1004 tokens") && err.contains("files"), "{err}");
     }
 }

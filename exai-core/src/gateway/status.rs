@@ -83,7 +83,11 @@ impl Gateway {
     pub async fn memory_status(&self) -> MemoryStatus {
         let memory = &self.inner.memory;
         let ping = memory.ping().await;
-        MemoryStatus { backend: memory.backend(), reachable: ping.is_ok(), error: ping.err().map(|e| e.to_string()) }
+        MemoryStatus {
+            backend: memory.backend(),
+            reachable: ping.is_ok(),
+            error: ping.err().map(|e| e.to_string()),
+        }
     }
 
     /// Open sessions.

@@ -80,21 +80,39 @@ async fn run_in_span(
     let _permits = or_cancel(cancel, inner.limits.request(limit, deadline)).await?;
 
     if request.messages.is_empty() {
-        return Err(Error::InvalidRequest("the request has no message; send at least one user message".into()));
+        return Err(Error::InvalidRequest(
+            "the request has no message; send at least one user message".into(),
+        ));
     }
     let thread = match &request.continuation_id {
-        Some(id) => Some(inner.memory.load(id).await?.ok_or_else(|| Error::ThreadNotFound(id.clone()))?),
+        Some(id) => Some(
+            inner
+                .memory
+                .load(id)
+                .await?
+                .ok_or_else(|| Error::ThreadNotFound(id.clone()))?,
+        ),
         None => None,
     };
     let history: Vec<Message> = thread
         .iter()
         .flat_map(|t| &t.turns)
-        .map(|t| Message { role: t.role, content: t.content.clone(), images: Vec::new() })
+        .map(|t| Message {
+            role: t.role,
+            content: t.content.clone(),
+            images: Vec::new(),
+        })
         .collect();
-    let turn: Vec<Message> = request.messages.iter().filter(|m| m.role != Role::System).cloned().collect();
+    let turn: Vec<Message> = request
+        .messages
+        .iter()
+        .filter(|m| m.role != Role::System)
+        .cloned()
+        .collect();
     let system = system_prompt(&request);
     let needs = Needs {
-        tokens: context::estimate_messages(history.iter().chain(&turn)) + system.as_deref().map_or(0, context::estimate),
+        tokens: context::estimate_messages(history.iter().chain(&turn))
+            + system.as_deref().map_or(0, context::estimate),
         files: !request.files.is_empty(),
         web_search: request.web_search,
         vision: turn.iter().any(|m| !m.images.is_empty()),
@@ -145,17 +163,27 @@ async fn run_in_span(
         fallbacks.push(note(model, &err.to_string()));
         last_error = Some(err);
     }
-    Err(last_error.map(Error::from).unwrap_or_else(|| Error::Internal("empty routing plan".into())))
+    Err(last_error
+        .map(Error::from)
+        .unwrap_or_else(|| Error::Internal("empty routing plan".into())))
 }
 
 fn system_prompt(request: &ChatRequest) -> Option<String> {
-    let inline = request.messages.iter().filter(|m| m.role == Role::System).map(|m| m.content.as_str());
+    let inline = request
+        .messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(|m| m.content.as_str());
     let parts: Vec<&str> = request.system.as_deref().into_iter().chain(inline).collect();
     (!parts.is_empty()).then(|| parts.join("\n\n"))
 }
 
 fn note(model: &ModelInfo, error: &str) -> FallbackNote {
-    FallbackNote { provider: model.provider.clone(), model: model.id.clone(), error: error.to_string() }
+    FallbackNote {
+        provider: model.provider.clone(),
+        model: model.id.clone(),
+        error: error.to_string(),
+    }
 }
 
 fn record_request(model: &ModelInfo, status: &'static str, started: Instant) {

@@ -21,7 +21,9 @@ pub struct LocalStore {
 impl LocalStore {
     /// A store whose threads expire `ttl` after their last save.
     pub fn new(ttl: Duration) -> Self {
-        Self { threads: Cache::builder().max_capacity(CAPACITY).time_to_live(ttl).build() }
+        Self {
+            threads: Cache::builder().max_capacity(CAPACITY).time_to_live(ttl).build(),
+        }
     }
 }
 

@@ -44,8 +44,10 @@ impl RedisStore {
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| MemoryError::Redis { op: "connect", message: e.to_string() })?;
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|e| MemoryError::Redis {
+            op: "connect",
+            message: e.to_string(),
+        })?;
         Ok(Self {
             conn,
             prefix: config.key_prefix.clone(),
@@ -82,8 +84,14 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let result = match tokio::time::timeout(OP_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(MemoryError::Redis { op, message: e.to_string() }),
-            Err(_) => Err(MemoryError::Redis { op, message: format!("no answer within {OP_TIMEOUT:?}") }),
+            Ok(Err(e)) => Err(MemoryError::Redis {
+                op,
+                message: e.to_string(),
+            }),
+            Err(_) => Err(MemoryError::Redis {
+                op,
+                message: format!("no answer within {OP_TIMEOUT:?}"),
+            }),
         };
         match &result {
             Ok(_) => {

@@ -39,7 +39,12 @@ pub(crate) struct Circuit {
 
 impl Circuit {
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
-        Self { threshold: threshold.max(1), cooldown, consecutive_failures: 0, state: State::Closed }
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            consecutive_failures: 0,
+            state: State::Closed,
+        }
     }
 
     /// Decides whether a request may go now.
@@ -66,7 +71,9 @@ impl Circuit {
         self.consecutive_failures += 1;
         let trial_failed = matches!(self.state, State::HalfOpen { .. });
         if trial_failed || self.consecutive_failures >= self.threshold {
-            self.state = State::Open { until: now + self.cooldown };
+            self.state = State::Open {
+                until: now + self.cooldown,
+            };
         }
     }
 
@@ -113,7 +120,10 @@ mod tests {
         }
         assert_eq!(c.admit(t0), Admission::Allowed);
         c.failure(t0);
-        assert_eq!(c.admit(t0 + Duration::from_secs(4)), Admission::Refused(Duration::from_secs(6)));
+        assert_eq!(
+            c.admit(t0 + Duration::from_secs(4)),
+            Admission::Refused(Duration::from_secs(6))
+        );
         let later = t0 + Duration::from_secs(11);
         assert_eq!(c.admit(later), Admission::Trial);
         assert!(matches!(c.admit(later), Admission::Refused(_)));

@@ -42,7 +42,13 @@ impl ProviderClient {
             .rpm
             .and_then(NonZeroU32::new)
             .map(|rpm| RateLimiter::direct(Quota::per_minute(rpm)));
-        Self { quirks: quirks_for(config.kind), config, http, limiter, retry }
+        Self {
+            quirks: quirks_for(config.kind),
+            config,
+            http,
+            limiter,
+            retry,
+        }
     }
 
     fn error(&self, call: &ProviderCall, kind: ProviderErrorKind) -> ProviderError {
@@ -101,7 +107,9 @@ impl ProviderClient {
             if emitted || !err.is_retryable() {
                 return Err(err);
             }
-            let Some(backoff_delay) = backoff.next() else { return Err(err) };
+            let Some(backoff_delay) = backoff.next() else {
+                return Err(err);
+            };
             let delay = match err.retry_after() {
                 Some(wait) if wait > self.retry.max_retry_after => return Err(err),
                 Some(wait) => wait,
@@ -126,26 +134,47 @@ impl ProviderClient {
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key.expose());
         }
-        let response = request.send().await.map_err(|e| self.error(call, transport_error(&e, &self.config)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.error(call, transport_error(&e, &self.config)))?;
         let status = response.status().as_u16();
         if !response.status().is_success() {
             let retry_after = retry_after(response.headers());
             let text = response.text().await.unwrap_or_default();
-            let kind = self.quirks.classify(status, &text).unwrap_or_else(|| self.classify(status, retry_after, &text));
+            let kind = self
+                .quirks
+                .classify(status, &text)
+                .unwrap_or_else(|| self.classify(status, retry_after, &text));
             return Err(self.error(call, kind));
         }
         if body.stream {
             self.read_stream(call, response, events, emitted).await
         } else {
-            let bytes = response.bytes().await.map_err(|e| self.error(call, transport_error(&e, &self.config)))?;
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| self.error(call, transport_error(&e, &self.config)))?;
             let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                self.error(call, ProviderErrorKind::Transient { status: Some(status), message: format!("unreadable reply: {e}") })
+                self.error(
+                    call,
+                    ProviderErrorKind::Transient {
+                        status: Some(status),
+                        message: format!("unreadable reply: {e}"),
+                    },
+                )
             })?;
             if let Some(kind) = self.quirks.error_in_body(&value) {
                 return Err(self.error(call, kind));
             }
             let completion: Completion = serde_json::from_value(value).map_err(|e| {
-                self.error(call, ProviderErrorKind::Transient { status: Some(status), message: format!("unexpected reply shape: {e}") })
+                self.error(
+                    call,
+                    ProviderErrorKind::Transient {
+                        status: Some(status),
+                        message: format!("unexpected reply shape: {e}"),
+                    },
+                )
             })?;
             let mut acc = Accumulator::default();
             acc.take_completion(completion);
@@ -204,7 +233,9 @@ impl ProviderClient {
             if let Some(kind) = self.quirks.error_in_body(&value).or_else(|| stream_error(&value)) {
                 return Err(self.error(call, kind));
             }
-            let Ok(chunk) = serde_json::from_value::<StreamChunk>(value) else { continue };
+            let Ok(chunk) = serde_json::from_value::<StreamChunk>(value) else {
+                continue;
+            };
             let mut pieces = acc.take_chunk(chunk);
             if let Some(s) = splitter.as_mut() {
                 pieces = split_pieces(s, pieces);
@@ -244,7 +275,10 @@ impl ProviderClient {
                 message,
             },
             429 => ProviderErrorKind::RateLimited { retry_after, message },
-            408 | 425 | 500..=599 => ProviderErrorKind::Transient { status: Some(status), message },
+            408 | 425 | 500..=599 => ProviderErrorKind::Transient {
+                status: Some(status),
+                message,
+            },
             _ => ProviderErrorKind::InvalidRequest { status, message },
         }
     }
@@ -283,7 +317,10 @@ fn stream_error(value: &Value) -> Option<ProviderErrorKind> {
     let message = scrub(&openai_wire::error_message(&value.to_string()));
     let code = error.get("code").and_then(Value::as_u64).map(|c| c as u16);
     Some(match code {
-        Some(429) => ProviderErrorKind::RateLimited { retry_after: None, message },
+        Some(429) => ProviderErrorKind::RateLimited {
+            retry_after: None,
+            message,
+        },
         Some(s @ 400..=499) => ProviderErrorKind::InvalidRequest { status: s, message },
         status => ProviderErrorKind::Transient { status, message },
     })
@@ -303,7 +340,10 @@ fn transport_error(e: &reqwest::Error, config: &ProviderConfig) -> ProviderError
 /// `Retry-After` as seconds (the HTTP-date form is rare from APIs and treated as absent).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    raw.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    raw.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 #[cfg(test)]

@@ -22,7 +22,11 @@ impl Quirks for Glm {
     fn shape(&self, call: &ProviderCall, body: &mut ChatBody) {
         body.temperature = body.temperature.map(|t| t.clamp(TEMPERATURE.0, TEMPERATURE.1));
         if let (Some(mode), true) = (call.thinking, call.model.capabilities.thinking) {
-            let kind = if mode == ThinkingMode::Minimal { "disabled" } else { "enabled" };
+            let kind = if mode == ThinkingMode::Minimal {
+                "disabled"
+            } else {
+                "enabled"
+            };
             body.extra.insert("thinking".into(), json!({ "type": kind }));
         }
         if call.web_search {
@@ -69,6 +73,9 @@ mod tests {
     fn no_balance_is_not_a_rate_limit() {
         let kind = Glm.classify(429, r#"{"error":{"code":"1113","message":"余额不足"}}"#);
         assert!(matches!(kind, Some(ProviderErrorKind::InvalidRequest { .. })));
-        assert!(Glm.classify(429, r#"{"error":{"code":"1302","message":"busy"}}"#).is_none());
+        assert!(
+            Glm.classify(429, r#"{"error":{"code":"1302","message":"busy"}}"#)
+                .is_none()
+        );
     }
 }

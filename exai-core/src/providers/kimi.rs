@@ -6,7 +6,7 @@
 //!   the search folded in. [`Quirks::follow_up`] performs that echo.
 //! - Temperature must lie in [0, 1].
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::openai_wire::{ChatBody, RoundOutput, WireMessage};
 use super::{ProviderCall, Quirks};
@@ -29,8 +29,12 @@ impl Quirks for Kimi {
     }
 
     fn follow_up(&self, out: &RoundOutput) -> Option<Vec<WireMessage>> {
-        let searches: Vec<_> =
-            out.tool_calls.iter().filter(|c| c.function.name == WEB_SEARCH).cloned().collect();
+        let searches: Vec<_> = out
+            .tool_calls
+            .iter()
+            .filter(|c| c.function.name == WEB_SEARCH)
+            .cloned()
+            .collect();
         if out.finish_reason.as_deref() != Some("tool_calls") || searches.is_empty() {
             return None;
         }
@@ -73,7 +77,10 @@ mod tests {
             tool_calls: vec![ToolCall {
                 id: "call_1".into(),
                 kind: "builtin_function".into(),
-                function: FunctionCall { name: WEB_SEARCH.into(), arguments: "{\"q\":\"rust\"}".into() },
+                function: FunctionCall {
+                    name: WEB_SEARCH.into(),
+                    arguments: "{\"q\":\"rust\"}".into(),
+                },
             }],
             ..RoundOutput::default()
         };
@@ -82,7 +89,10 @@ mod tests {
         assert_eq!(msgs[1].role, "tool");
         assert_eq!(msgs[1].tool_call_id.as_deref(), Some("call_1"));
         assert_eq!(msgs[1].content, Value::String("{\"q\":\"rust\"}".into()));
-        let done = RoundOutput { finish_reason: Some("stop".into()), ..RoundOutput::default() };
+        let done = RoundOutput {
+            finish_reason: Some("stop".into()),
+            ..RoundOutput::default()
+        };
         assert!(Kimi.follow_up(&done).is_none());
     }
 }

@@ -7,7 +7,7 @@
 //! - Errors can arrive with HTTP 200 in `base_resp.status_code` (1004 bad key, 1002/1039 rate
 //!   limit, 1008 no balance).
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::openai_wire::ChatBody;
 use super::{ProviderCall, Quirks};
@@ -42,13 +42,19 @@ impl Quirks for Minimax {
                 key_source: "MINIMAX_API_KEY".into(),
                 message,
             }),
-            1002 | 1039 => Some(ProviderErrorKind::RateLimited { retry_after: None, message }),
+            1002 | 1039 => Some(ProviderErrorKind::RateLimited {
+                retry_after: None,
+                message,
+            }),
             1008 => Some(ProviderErrorKind::InvalidRequest {
                 status: 402,
                 message: format!("the MiniMax account has no balance left: {message}"),
             }),
             1000 | 1001 | 1013 => Some(ProviderErrorKind::Transient { status: None, message }),
-            _ => Some(ProviderErrorKind::InvalidRequest { status: 400, message: format!("code {code}: {message}") }),
+            _ => Some(ProviderErrorKind::InvalidRequest {
+                status: 400,
+                message: format!("code {code}: {message}"),
+            }),
         }
     }
 }

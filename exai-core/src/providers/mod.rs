@@ -16,8 +16,8 @@ mod client;
 mod glm;
 mod kimi;
 mod minimax;
-pub(crate) mod openai_wire;
 mod openai_compat;
+pub(crate) mod openai_wire;
 mod think_tags;
 mod worker;
 
@@ -120,7 +120,11 @@ pub(crate) mod tests {
                 provider: "test".into(),
                 context_window: 100_000,
                 max_output: 8_000,
-                capabilities: Capabilities { thinking, vision: false, web_search: true },
+                capabilities: Capabilities {
+                    thinking,
+                    vision: false,
+                    web_search: true,
+                },
                 price: Price::default(),
                 aliases: vec![],
             },

@@ -57,7 +57,13 @@ impl WireMessage {
             );
             Value::Array(parts)
         };
-        Self { role, content, tool_calls: None, tool_call_id: None, name: None }
+        Self {
+            role,
+            content,
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
+        }
     }
 }
 
@@ -344,7 +350,12 @@ mod tests {
         assert_eq!(acc.out.tool_calls[0].function.name, "$web_search");
         assert_eq!(acc.out.tool_calls[0].function.arguments, "{\"q\":1}");
         assert_eq!(acc.out.finish_reason.as_deref(), Some("tool_calls"));
-        assert_eq!(acc.out.usage.map(|u| (u.input_tokens, u.output_tokens, u.reasoning_tokens)), Some((3, 5, 2)));
+        assert_eq!(
+            acc.out
+                .usage
+                .map(|u| (u.input_tokens, u.output_tokens, u.reasoning_tokens)),
+            Some((3, 5, 2))
+        );
     }
 
     #[test]
@@ -372,7 +383,10 @@ mod tests {
         };
         let v = serde_json::to_value(build_body(&call)).unwrap_or_default();
         assert_eq!(v["messages"][0]["content"], "s");
-        assert_eq!(v["messages"][1]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
+        assert_eq!(
+            v["messages"][1]["content"][1]["image_url"]["url"],
+            "data:image/png;base64,AAAA"
+        );
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert!(v.get("max_tokens").is_none());
     }
@@ -380,7 +394,10 @@ mod tests {
     #[test]
     fn error_messages_are_found_in_the_usual_places() {
         assert_eq!(error_message(r#"{"error":{"message":"bad key"}}"#), "bad key");
-        assert_eq!(error_message(r#"{"base_resp":{"status_code":1004,"status_msg":"login fail"}}"#), "login fail");
+        assert_eq!(
+            error_message(r#"{"base_resp":{"status_code":1004,"status_msg":"login fail"}}"#),
+            "login fail"
+        );
         assert_eq!(error_message("plain text"), "plain text");
         assert_eq!(error_message(""), "(empty body)");
     }

@@ -34,7 +34,11 @@ impl ThinkSplitter {
             // Keep back the longest suffix that is a prefix of the tag.
             let keep = (1..tag.len())
                 .rev()
-                .find(|n| self.held.len() >= *n && self.held.is_char_boundary(self.held.len() - n) && tag.starts_with(&self.held[self.held.len() - n..]))
+                .find(|n| {
+                    self.held.len() >= *n
+                        && self.held.is_char_boundary(self.held.len() - n)
+                        && tag.starts_with(&self.held[self.held.len() - n..])
+                })
                 .unwrap_or(0);
             let release: String = self.held.drain(..self.held.len() - keep).collect();
             self.emit(&mut out, release);
@@ -54,7 +58,11 @@ impl ThinkSplitter {
         if text.is_empty() {
             return;
         }
-        out.push(if self.inside { Piece::Reasoning(text) } else { Piece::Text(text) });
+        out.push(if self.inside {
+            Piece::Reasoning(text)
+        } else {
+            Piece::Text(text)
+        });
     }
 }
 
@@ -88,7 +96,10 @@ mod tests {
 
     #[test]
     fn text_without_tags_passes_through_including_a_lone_angle_bracket() {
-        assert_eq!(run(&["a < b", " and <", "b> ok"]), ("a < b and <b> ok".into(), String::new()));
+        assert_eq!(
+            run(&["a < b", " and <", "b> ok"]),
+            ("a < b and <b> ok".into(), String::new())
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! caller dropping the call's future, which aborts the HTTP request at once.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -46,6 +47,9 @@ pub(crate) enum Outcome {
 /// The breaker as callers see it between changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum View {
+    /// Closed with no failure counted: a success changes nothing, so it is not reported.
+    Healthy,
+    /// Closed, with failures counted that a success must reset.
     Closed,
     /// Open until then; after that, ask the actor.
     OpenUntil(Instant),
@@ -64,7 +68,7 @@ pub struct ProviderHealth {
     pub circuit: &'static str,
     /// Consecutive failures counted by the breaker.
     pub consecutive_failures: u32,
-    /// Calls that ended (successfully or not).
+    /// Calls sent to the provider (admitted by the breaker).
     pub calls: u64,
     /// Calls that failed.
     pub failures: u64,
@@ -80,7 +84,6 @@ pub(crate) struct WorkerState {
     client: Arc<ProviderClient>,
     circuit: Circuit,
     view: watch::Sender<View>,
-    calls: u64,
     failures: u64,
     last_error: Option<(String, u64)>,
 }
@@ -99,7 +102,6 @@ impl Actor for ProviderWorker {
             client,
             circuit: Circuit::new(retry.circuit_failure_threshold, retry.circuit_cooldown),
             view,
-            calls: 0,
             failures: 0,
             last_error: None,
         })
@@ -115,29 +117,26 @@ impl Actor for ProviderWorker {
             WorkerMsg::Admit(reply) => {
                 let _ = reply.send(state.circuit.admit(Instant::now()));
             }
-            WorkerMsg::Finished { outcome, trial } => {
-                state.calls += 1;
-                match outcome {
-                    Outcome::Success => state.circuit.success(),
-                    Outcome::Failure(e) => {
-                        state.circuit.failure(Instant::now());
+            WorkerMsg::Finished { outcome, trial } => match outcome {
+                Outcome::Success => state.circuit.success(),
+                Outcome::Failure(e) => {
+                    state.circuit.failure(Instant::now());
+                    state.record_error(&e);
+                }
+                Outcome::Neutral(e) => {
+                    state.circuit.neutral(trial);
+                    if let Some(e) = e {
                         state.record_error(&e);
                     }
-                    Outcome::Neutral(e) => {
-                        state.circuit.neutral(trial);
-                        if let Some(e) = e {
-                            state.record_error(&e);
-                        }
-                    }
                 }
-            }
+            },
             WorkerMsg::Health(reply) => {
                 let _ = reply.send(ProviderHealth {
                     provider: state.client.config.name.clone(),
                     configured: state.client.config.is_ready(),
                     circuit: state.circuit.state_name(),
                     consecutive_failures: state.circuit.failures(),
-                    calls: state.calls,
+                    calls: 0,
                     failures: state.failures,
                     last_error: state.last_error.clone(),
                 });
@@ -151,12 +150,15 @@ impl Actor for ProviderWorker {
 impl WorkerState {
     fn record_error(&mut self, e: &ProviderError) {
         self.failures += 1;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         self.last_error = Some((e.to_string(), now));
     }
 
     fn publish(&self) {
         let view = match (self.circuit.state_name(), self.circuit.open_until()) {
+            ("closed", _) if self.circuit.failures() == 0 => View::Healthy,
             ("closed", _) => View::Closed,
             (_, Some(until)) => View::OpenUntil(until),
             _ => View::Probing,
@@ -172,6 +174,8 @@ pub(crate) struct ProviderHandle {
     actor: ActorRef<WorkerMsg>,
     client: Arc<ProviderClient>,
     view: watch::Receiver<View>,
+    /// Calls sent, counted here because healthy successes are not reported to the actor.
+    calls: Arc<AtomicU64>,
 }
 
 impl ProviderHandle {
@@ -191,28 +195,39 @@ impl ProviderHandle {
             }
         };
         // Reports `Neutral` if this future is dropped before the call ends (the caller left).
-        let mut report = Report { actor: &self.actor, trial, outcome: Some(Outcome::Neutral(None)) };
+        let mut report = Report {
+            actor: &self.actor,
+            trial,
+            outcome: Some(Outcome::Neutral(None)),
+        };
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.client.execute(call, events).await;
-        report.outcome = Some(match &result {
-            Ok(_) => Outcome::Success,
-            Err(e) if e.counts_against_provider() => Outcome::Failure(e.clone()),
-            Err(e) => Outcome::Neutral(Some(e.clone())),
-        });
+        report.outcome = match &result {
+            // Nothing to change: spare the actor a message on the hot path.
+            Ok(_) if *self.view.borrow() == View::Healthy && !trial => None,
+            Ok(_) => Some(Outcome::Success),
+            Err(e) if e.counts_against_provider() => Some(Outcome::Failure(e.clone())),
+            Err(e) => Some(Outcome::Neutral(Some(e.clone()))),
+        };
         Ok(result)
     }
 
     async fn admit(&self) -> Result<Admission, Error> {
         let view = *self.view.borrow();
         match view {
-            View::Closed => Ok(Admission::Allowed),
+            View::Healthy | View::Closed => Ok(Admission::Allowed),
             View::OpenUntil(until) if Instant::now() < until => Ok(Admission::Refused(until - Instant::now())),
-            View::OpenUntil(_) | View::Probing => crate::actors::ask(&self.actor, WorkerMsg::Admit, "provider worker").await,
+            View::OpenUntil(_) | View::Probing => {
+                crate::actors::ask(&self.actor, WorkerMsg::Admit, "provider worker").await
+            }
         }
     }
 
     /// The provider's health.
     pub async fn health(&self) -> Result<ProviderHealth, Error> {
-        crate::actors::ask(&self.actor, WorkerMsg::Health, "provider worker").await
+        let mut health = crate::actors::ask(&self.actor, WorkerMsg::Health, "provider worker").await?;
+        health.calls = self.calls.load(Ordering::Relaxed);
+        Ok(health)
     }
 
     /// Stops the worker.
@@ -231,7 +246,10 @@ struct Report<'a> {
 impl Drop for Report<'_> {
     fn drop(&mut self) {
         if let Some(outcome) = self.outcome.take() {
-            let _ = self.actor.cast(WorkerMsg::Finished { outcome, trial: self.trial });
+            let _ = self.actor.cast(WorkerMsg::Finished {
+                outcome,
+                trial: self.trial,
+            });
         }
     }
 }
@@ -240,9 +258,15 @@ impl Drop for Report<'_> {
 pub(crate) async fn spawn_worker(client: ProviderClient, retry: RetryConfig) -> Result<ProviderHandle, Error> {
     let name = client.config.name.clone();
     let client = Arc::new(client);
-    let (view_tx, view) = watch::channel(View::Closed);
+    let (view_tx, view) = watch::channel(View::Healthy);
     let (actor, _) = Actor::spawn(None, ProviderWorker, (client.clone(), retry, view_tx))
         .await
         .map_err(|e| Error::Internal(format!("cannot start provider worker {name}: {e}")))?;
-    Ok(ProviderHandle { name, actor, client, view })
+    Ok(ProviderHandle {
+        name,
+        actor,
+        client,
+        view,
+        calls: Arc::new(AtomicU64::new(0)),
+    })
 }

@@ -45,7 +45,11 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The `messages` array.
     pub fn messages(&self) -> Vec<Value> {
-        self.body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default()
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The `model` field.
@@ -97,7 +101,11 @@ impl FakeUpstream {
                 })
                 .await;
         });
-        Ok(Self { addr, shared, _stop: stop })
+        Ok(Self {
+            addr,
+            shared,
+            _stop: stop,
+        })
     }
 
     /// The base URL to configure as a provider's `base_url` (`http://127.0.0.1:PORT/v1`).

@@ -18,9 +18,18 @@ pub(crate) enum ReplyKind {
     /// "echo (N messages): <last user message>".
     Echo,
     /// A fixed reply.
-    Text { content: String, reasoning: Option<String>, usage: Option<(u64, u64)>, finish: String },
+    Text {
+        content: String,
+        reasoning: Option<String>,
+        usage: Option<(u64, u64)>,
+        finish: String,
+    },
     /// An HTTP error.
-    Status { status: u16, body: String, retry_after: Option<String> },
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<String>,
+    },
     /// A stream that breaks after `chunks` content chunks (a plain request gets a cut body).
     DropAfter { chunks: usize },
     /// Never answers.
@@ -31,7 +40,11 @@ pub(crate) enum ReplyKind {
 
 impl FakeReply {
     fn of(kind: ReplyKind) -> Self {
-        Self { kind, delay: Duration::ZERO, chunk_delay: Duration::ZERO }
+        Self {
+            kind,
+            delay: Duration::ZERO,
+            chunk_delay: Duration::ZERO,
+        }
     }
 
     /// Echoes the last user message, saying how many messages arrived (so history is visible).
@@ -41,13 +54,22 @@ impl FakeReply {
 
     /// Answers `content`.
     pub fn text(content: impl Into<String>) -> Self {
-        Self::of(ReplyKind::Text { content: content.into(), reasoning: None, usage: None, finish: "stop".into() })
+        Self::of(ReplyKind::Text {
+            content: content.into(),
+            reasoning: None,
+            usage: None,
+            finish: "stop".into(),
+        })
     }
 
     /// Answers with HTTP `status` and an OpenAI-shaped error body.
     pub fn status(status: u16) -> Self {
         let body = serde_json::json!({"error": {"message": format!("fake upstream says {status}"), "type": "fake"}});
-        Self::of(ReplyKind::Status { status, body: body.to_string(), retry_after: None })
+        Self::of(ReplyKind::Status {
+            status,
+            body: body.to_string(),
+            retry_after: None,
+        })
     }
 
     /// A stream that breaks after `chunks` content chunks.

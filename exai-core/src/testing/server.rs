@@ -27,12 +27,19 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Value) -> Option<Response> {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let expected = shared.api_key.lock().ok().and_then(|k| k.clone());
     let denied = expected.is_some_and(|k| authorization.as_deref() != Some(&format!("Bearer {k}")));
     let recording = !shared.not_recording.load(std::sync::atomic::Ordering::Relaxed);
     if let (true, Ok(mut r)) = (recording, shared.requests.lock()) {
-        r.push(RecordedRequest { path: uri.path().to_string(), authorization, body });
+        r.push(RecordedRequest {
+            path: uri.path().to_string(),
+            authorization,
+            body,
+        });
     }
     shared.changed.notify_waiters();
     denied.then(|| {
@@ -59,14 +66,34 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
     if let Some(denied) = record(&shared, &uri, &headers, request.clone()) {
         return denied;
     }
-    let reply = shared.script.lock().ok().and_then(|mut s| s.pop_front()).unwrap_or_else(FakeReply::echo);
+    let reply = shared
+        .script
+        .lock()
+        .ok()
+        .and_then(|mut s| s.pop_front())
+        .unwrap_or_else(FakeReply::echo);
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let model = request.get("model").and_then(Value::as_str).unwrap_or("fake").to_string();
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("fake")
+        .to_string();
     match reply.kind {
-        ReplyKind::Status { status, body, retry_after } => {
+        ReplyKind::Status {
+            status,
+            body,
+            retry_after,
+        } => {
             tokio::time::sleep(reply.delay).await;
-            let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+            let mut response = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                body,
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
             if let Some(ra) = retry_after.and_then(|r| header::HeaderValue::from_str(&r).ok()) {
                 response.headers_mut().insert(header::RETRY_AFTER, ra);
             }
@@ -75,7 +102,12 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
             response
         }
         ReplyKind::Hang => produce(shared, vec![], End::Hang, false),
-        ReplyKind::Json(value) => produce(shared, vec![(reply.delay, Bytes::from(value.to_string()))], End::Complete, false),
+        ReplyKind::Json(value) => produce(
+            shared,
+            vec![(reply.delay, Bytes::from(value.to_string()))],
+            End::Complete,
+            false,
+        ),
         ReplyKind::DropAfter { chunks } => {
             let words = ["partial ", "reply ", "that ", "breaks ", "here "];
             let mut parts = Vec::new();
@@ -85,17 +117,26 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
                     parts.push((delay, sse(&chunk(&model, json!({"content": w}), None))));
                 }
             } else {
-                parts.push((reply.delay, Bytes::from_static(b"{\"choices\":[{\"message\":{\"content\":\"par")));
+                parts.push((
+                    reply.delay,
+                    Bytes::from_static(b"{\"choices\":[{\"message\":{\"content\":\"par"),
+                ));
             }
             produce(shared, parts, End::Break, stream)
         }
         ReplyKind::Echo | ReplyKind::Text { .. } => {
             let (content, reasoning, usage, finish) = match reply.kind {
-                ReplyKind::Text { content, reasoning, usage, finish } => (content, reasoning, usage, finish),
+                ReplyKind::Text {
+                    content,
+                    reasoning,
+                    usage,
+                    finish,
+                } => (content, reasoning, usage, finish),
                 _ => echo(&request),
             };
             let usage = usage.unwrap_or_else(|| (estimate_input(&request), (content.len() as u64).div_ceil(4)));
-            let usage = json!({"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0 + usage.1});
+            let usage =
+                json!({"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0 + usage.1});
             if !stream {
                 let mut message = json!({"role": "assistant", "content": content});
                 if let Some(r) = reasoning {
@@ -106,7 +147,12 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
                     "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                     "usage": usage,
                 });
-                return produce(shared, vec![(reply.delay, Bytes::from(body.to_string()))], End::Complete, false);
+                return produce(
+                    shared,
+                    vec![(reply.delay, Bytes::from(body.to_string()))],
+                    End::Complete,
+                    false,
+                );
             }
             let mut deltas = Vec::new();
             if let Some(r) = reasoning {
@@ -116,10 +162,18 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
             let mut parts: Vec<(Duration, Bytes)> = deltas
                 .into_iter()
                 .enumerate()
-                .map(|(i, d)| (if i == 0 { reply.delay } else { reply.chunk_delay }, sse(&chunk(&model, d, None))))
+                .map(|(i, d)| {
+                    (
+                        if i == 0 { reply.delay } else { reply.chunk_delay },
+                        sse(&chunk(&model, d, None)),
+                    )
+                })
                 .collect();
             parts.push((reply.chunk_delay, sse(&chunk(&model, json!({}), Some(&finish)))));
-            let include_usage = request.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+            let include_usage = request
+                .pointer("/stream_options/include_usage")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             if include_usage {
                 let usage_chunk = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [], "usage": usage});
                 parts.push((Duration::ZERO, sse(&usage_chunk)));
@@ -131,7 +185,11 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
 }
 
 fn echo(request: &Value) -> (String, Option<String>, Option<(u64, u64)>, String) {
-    let messages = request.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+    let messages = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let last = messages
         .iter()
         .rev()
@@ -139,7 +197,12 @@ fn echo(request: &Value) -> (String, Option<String>, Option<(u64, u64)>, String)
         .and_then(|m| m.get("content"))
         .map(|c| c.as_str().map(str::to_string).unwrap_or_else(|| c.to_string()))
         .unwrap_or_default();
-    (format!("echo ({} messages): {last}", messages.len()), None, None, "stop".into())
+    (
+        format!("echo ({} messages): {last}", messages.len()),
+        None,
+        None,
+        "stop".into(),
+    )
 }
 
 fn estimate_input(request: &Value) -> u64 {
@@ -167,7 +230,11 @@ enum End {
 
 /// Sends `parts` (each after its delay) as the body; notices the client leaving.
 fn produce(shared: Arc<Shared>, parts: Vec<(Duration, Bytes)>, end: End, stream: bool) -> Response {
-    let content_type = if stream { "text/event-stream" } else { "application/json" };
+    let content_type = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
     if let ([(delay, bytes)], End::Complete, false) = (parts.as_slice(), &end, stream)
         && delay.is_zero()
     {
@@ -196,7 +263,9 @@ fn produce(shared: Arc<Shared>, parts: Vec<(Duration, Bytes)>, end: End, stream:
                     // Let what was sent reach the client first, as on a connection that dies
                     // some time after its last chunk.
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    let _ = tx.send(Err(std::io::Error::other("fake upstream drops the connection"))).await;
+                    let _ = tx
+                        .send(Err(std::io::Error::other("fake upstream drops the connection")))
+                        .await;
                 }
                 End::Hang => {
                     tx.closed().await;

@@ -30,7 +30,9 @@ pub fn config(fake: &FakeUpstream, providers: &[&str], extra: &[(&str, &str)]) -
 
 /// A gateway with `providers` pointed at `fake`.
 pub async fn gateway(fake: &FakeUpstream, providers: &[&str], extra: &[(&str, &str)]) -> Gateway {
-    Gateway::new(config(fake, providers, extra)).await.unwrap_or_else(|e| panic!("gateway: {e}"))
+    Gateway::new(config(fake, providers, extra))
+        .await
+        .unwrap_or_else(|e| panic!("gateway: {e}"))
 }
 
 /// A real redis-server on a free loopback port, killed on drop.
@@ -54,7 +56,16 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
