@@ -7,7 +7,10 @@ use exai_core::ChatRequest;
 use exai_core::testing::{FakeReply, FakeUpstream};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
-fn counter(snapshot: &[(String, Vec<(String, String)>, DebugValue)], name: &str, label: (&str, &str)) -> u64 {
+/// A metric's name, labels and value.
+type Metric = (String, Vec<(String, String)>, DebugValue);
+
+fn counter(snapshot: &[Metric], name: &str, label: (&str, &str)) -> u64 {
     snapshot
         .iter()
         .filter(|(n, labels, _)| n == name && labels.iter().any(|(k, v)| k == label.0 && v == label.1))
@@ -32,7 +35,7 @@ fn requests_tokens_errors_and_waits_are_recorded() -> anyhow::Result<()> {
             anyhow::Ok(())
         })
     })?;
-    let snapshot: Vec<(String, Vec<(String, String)>, DebugValue)> = snapshotter
+    let snapshot: Vec<Metric> = snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
