@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
     print!("   ");
     while let Some(event) = stream.next().await {
         match event? {
+            ChatEvent::Status(_) => {}
             ChatEvent::Reasoning(r) => print!("[thinking: {r}] "),
             ChatEvent::Text(t) => print!("{t}"),
             ChatEvent::Done(r) => println!(

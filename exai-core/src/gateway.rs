@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::memory::{LocalStore, MemoryStore, RedisStore, Thread, ThreadSummary};
 use crate::providers::{ProviderClient, ProviderHandle, spawn_worker};
-use crate::request::{ChatEvent, ChatRequest, ChatResponse};
+use crate::request::{ChatEvent, ChatRequest, ChatResponse, Message};
 use crate::usage::{UsageLedger, UsageReport};
 
 /// Events buffered between a streaming turn and its consumer.
@@ -231,6 +231,49 @@ impl Gateway {
         }
     }
 
+    /// Records messages in a conversation without calling a provider — a workflow tool's
+    /// intermediate step — creating the conversation when `continuation_id` is `None`. Runs in
+    /// the conversation's queue, so it lands between the turns before and after it. Returns the
+    /// conversation id.
+    pub async fn note(
+        &self,
+        continuation_id: Option<String>,
+        tool: Option<String>,
+        messages: Vec<Message>,
+        files: Vec<String>,
+    ) -> Result<String, Error> {
+        if self.inner.closing.load(Ordering::SeqCst) {
+            return Err(Error::ShuttingDown);
+        }
+        let key = continuation_id.clone();
+        let inner = self.inner.clone();
+        let write = async move {
+            let mut thread = match &continuation_id {
+                Some(id) => inner
+                    .memory
+                    .load(id)
+                    .await?
+                    .ok_or_else(|| Error::ThreadNotFound(id.clone()))?,
+                None => turn::new_thread(tool.clone()),
+            };
+            turn::push_turns(&mut thread, messages, files, tool);
+            Ok(turn::save(&inner, thread).await)
+        };
+        match key {
+            None => write.await,
+            Some(conversation) => {
+                let (tx, rx) = oneshot::channel();
+                self.inner.queue.submit(
+                    &conversation,
+                    Box::pin(async move {
+                        let _ = tx.send(write.await);
+                    }),
+                )?;
+                rx.await.unwrap_or(Err(Error::Cancelled))
+            }
+        }
+    }
+
     fn admit(&self, core: &SessionCore) -> Result<(), Error> {
         if self.inner.closing.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
@@ -248,7 +291,7 @@ impl Gateway {
         let _cancel_on_drop = cancel.clone().drop_guard();
         let _tracked = self.inner.tracker.token();
         let (limit, session_id) = (core.limit.clone(), core.id.clone());
-        match request.continuation_id.clone() {
+        match queue_key(&request) {
             None => turn::run(self.inner.clone(), limit, session_id, request, None, cancel).await,
             Some(conversation) => {
                 let (tx, rx) = oneshot::channel();
@@ -280,7 +323,7 @@ impl Gateway {
         }
         let tracked = self.inner.tracker.token();
         let (inner, limit, session_id) = (self.inner.clone(), core.limit.clone(), core.id.clone());
-        let conversation = request.continuation_id.clone();
+        let conversation = queue_key(&request);
         let job = async move {
             let _tracked = tracked;
             if !cancel.is_cancelled() {
@@ -307,6 +350,12 @@ impl Gateway {
             _cancel_on_drop: guard,
         }
     }
+}
+
+/// The conversation whose queue a request must wait in: continued, stored turns only. New
+/// conversations have no earlier turn to wait for, and ephemeral turns change nothing.
+fn queue_key(request: &ChatRequest) -> Option<String> {
+    request.continuation_id.clone().filter(|_| !request.ephemeral)
 }
 
 /// A client's session: its own id, in-flight limit and cancellation scope.

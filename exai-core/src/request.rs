@@ -130,6 +130,13 @@ pub struct ChatRequest {
     pub files: Vec<String>,
     /// The tool that issued this turn (recorded with the conversation).
     pub tool: Option<String>,
+    /// Extra context sent with this turn only, after its last user message — embedded file
+    /// contents, typically. Not stored: the conversation keeps the file paths (`files`), and
+    /// tools re-embed them on later turns within their budget.
+    pub context: Vec<String>,
+    /// Answer without storing anything (a consultation, such as one voice of a consensus). The
+    /// conversation's history is still read; ephemeral turns run outside its queue, in parallel.
+    pub ephemeral: bool,
 }
 
 impl ChatRequest {
@@ -203,7 +210,7 @@ pub struct ChatResponse {
     pub usage: Usage,
     /// Cost in USD, from the catalog's prices.
     pub cost_usd: f64,
-    /// Pass this to continue the conversation.
+    /// Pass this to continue the conversation (for an ephemeral request: the id it read, if any).
     pub continuation_id: String,
     /// This request's id (also in logs and the tracing span).
     pub request_id: String,
@@ -216,6 +223,9 @@ pub struct ChatResponse {
 /// One item of a streamed reply.
 #[derive(Debug, Clone)]
 pub enum ChatEvent {
+    /// What the request is doing now (waiting for a free slot, calling a provider, falling
+    /// back), for progress displays. Not part of the reply.
+    Status(String),
     /// A piece of the reply.
     Text(String),
     /// A piece of the model's reasoning.

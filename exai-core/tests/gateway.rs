@@ -60,6 +60,7 @@ async fn chat_stream_yields_reasoning_and_text_deltas_then_done_with_usage() -> 
     let gw = common::gateway(&fake, &["KIMI"], &[]).await;
     let mut stream = gw.chat_stream(ChatRequest::new("2+2?"));
     let (mut text, mut reasoning, mut deltas, mut done) = (String::new(), String::new(), 0, None);
+    let mut statuses = Vec::new();
     while let Some(event) = stream.next().await {
         match event? {
             ChatEvent::Text(t) => {
@@ -67,10 +68,12 @@ async fn chat_stream_yields_reasoning_and_text_deltas_then_done_with_usage() -> 
                 text.push_str(&t);
             }
             ChatEvent::Reasoning(r) => reasoning.push_str(&r),
+            ChatEvent::Status(s) => statuses.push(s),
             ChatEvent::Done(r) => done = Some(r),
         }
     }
     let done = done.ok_or_else(|| anyhow::anyhow!("no Done event"))?;
+    assert_eq!(statuses, ["calling kimi/kimi-k2-0905-preview"]);
     assert_eq!((text.as_str(), reasoning.as_str()), ("the answer is four", "2+2=4"));
     assert!(deltas >= 4, "text came in pieces: {deltas}");
     assert_eq!(
@@ -253,5 +256,106 @@ async fn images_go_to_a_vision_model_as_content_parts() -> anyhow::Result<()> {
     assert_eq!(reply.model, "glm-4.5v");
     let sent = fake.requests()[0].messages();
     assert_eq!(sent[0]["content"][1]["type"], "image_url");
+    Ok(())
+}
+
+#[tokio::test]
+async fn streams_report_queueing_and_fallback_as_status_events() -> anyhow::Result<()> {
+    let glm = FakeUpstream::start().await?;
+    let kimi = FakeUpstream::start().await?;
+    glm.push(FakeReply::hang());
+    for _ in 0..3 {
+        kimi.push(FakeReply::status(502));
+    }
+    let mut env = common::fast_env();
+    env.extend(glm.env_for(&["GLM"]));
+    env.extend(kimi.env_for(&["KIMI"]));
+    env.insert("EXAI_GLOBAL_MAX_INFLIGHT".into(), "1".into());
+    env.insert("EXAI_FALLBACK".into(), "kimi,glm".into());
+    let gw = exai_core::Gateway::new(exai_core::Config::from_parts(&env, None)?).await?;
+    // Kimi fails (502 ×3), GLM then hangs, holding the only global permit.
+    let mut first = gw.chat_stream(ChatRequest::new("first"));
+    let mut statuses = Vec::new();
+    while statuses.len() < 3 {
+        match first.next().await {
+            Some(Ok(ChatEvent::Status(s))) => statuses.push(s),
+            other => anyhow::bail!("expected a status, got {other:?}"),
+        }
+    }
+    assert!(
+        glm.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1)
+            .await
+    );
+    assert_eq!(
+        statuses,
+        [
+            "calling kimi/kimi-k2-0905-preview",
+            "falling back to glm/glm-4.6",
+            "calling glm/glm-4.6"
+        ]
+    );
+    let mut second = gw.chat_stream(ChatRequest::new("second"));
+    let queued = second.next().await;
+    assert!(
+        matches!(&queued, Some(Ok(ChatEvent::Status(s))) if s.contains("global limit of 1")),
+        "{queued:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn ephemeral_turns_read_history_but_store_nothing() -> anyhow::Result<()> {
+    let fake = FakeUpstream::start().await?;
+    let gw = common::gateway(&fake, &["GLM"], &[]).await;
+    let first = gw.chat(ChatRequest::new("hello")).await?;
+    let mut side = ChatRequest::new("a side question").continuation(&first.continuation_id);
+    side.ephemeral = true;
+    side.context.push("--- file a.rs ---\nfn main() {}".into());
+    let reply = gw.chat(side).await?;
+    assert_eq!(reply.continuation_id, first.continuation_id);
+    let sent = fake.requests()[1].messages();
+    assert_eq!(sent.len(), 3, "history was read");
+    assert_eq!(sent[2]["content"], "a side question\n\n--- file a.rs ---\nfn main() {}");
+    let thread = gw
+        .thread(&first.continuation_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    assert_eq!(thread.turns.len(), 2, "nothing stored");
+    assert_eq!(gw.threads(10).await?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn notes_are_recorded_in_order_without_a_provider_call() -> anyhow::Result<()> {
+    let fake = FakeUpstream::start().await?;
+    let gw = common::gateway(&fake, &["GLM"], &[]).await;
+    let id = gw
+        .note(
+            None,
+            Some("debug".into()),
+            vec![Message::user("step 1: read the logs")],
+            vec!["/tmp/a.log".into()],
+        )
+        .await?;
+    gw.note(
+        Some(id.clone()),
+        Some("debug".into()),
+        vec![Message::user("step 2: found it")],
+        vec![],
+    )
+    .await?;
+    let reply = gw.chat(ChatRequest::new("conclude").continuation(&id)).await?;
+    assert_eq!(fake.requests().len(), 1);
+    assert!(reply.text.starts_with("echo (3 messages)"));
+    let thread = gw.thread(&id).await?.ok_or_else(|| anyhow::anyhow!("gone"))?;
+    assert_eq!(
+        (thread.tool.as_deref(), thread.turns[0].files.as_slice()),
+        (Some("debug"), &["/tmp/a.log".to_string()][..])
+    );
+    assert!(
+        gw.note(Some("nope".into()), None, vec![Message::user("x")], vec![])
+            .await
+            .is_err()
+    );
     Ok(())
 }

@@ -122,6 +122,23 @@ impl Limits {
         })
     }
 
+    /// The limit a request arriving now would wait on, if any (for progress reports).
+    pub fn busy(&self, session: &SessionLimit) -> Option<String> {
+        if session.permits.available_permits() == 0 {
+            Some(format!("session limit of {}", session.max))
+        } else if self.global.permits.available_permits() == 0 {
+            Some(format!("global limit of {}", self.global.max))
+        } else {
+            None
+        }
+    }
+
+    /// Whether `provider`'s limit is full now.
+    pub fn provider_busy(&self, provider: &str) -> Option<String> {
+        let limit = self.providers.get(provider)?;
+        (limit.permits.available_permits() == 0).then(|| format!("{provider} limit of {}", limit.max))
+    }
+
     /// A permit at `provider`.
     pub async fn provider(&self, provider: &str, deadline: Instant) -> Result<ProviderPermit, Error> {
         let limit = self

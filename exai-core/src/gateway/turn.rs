@@ -77,6 +77,9 @@ async fn run_in_span(
 ) -> Result<ChatResponse, Error> {
     let started = Instant::now();
     let deadline = inner.limits.deadline();
+    if let Some(full) = inner.limits.busy(limit) {
+        status(sink, format!("queued: the {full} requests in flight is full"));
+    }
     let _permits = or_cancel(cancel, inner.limits.request(limit, deadline)).await?;
 
     if request.messages.is_empty() {
@@ -109,9 +112,10 @@ async fn run_in_span(
         .filter(|m| m.role != Role::System)
         .cloned()
         .collect();
+    let sent = with_context(&turn, &request.context);
     let system = system_prompt(&request);
     let needs = Needs {
-        tokens: context::estimate_messages(history.iter().chain(&turn))
+        tokens: context::estimate_messages(history.iter().chain(&sent))
             + system.as_deref().map_or(0, context::estimate),
         files: !request.files.is_empty(),
         web_search: request.web_search,
@@ -122,7 +126,7 @@ async fn run_in_span(
     let mut fallbacks = Vec::new();
     let mut last_error = None;
     for (index, model) in plan.iter().enumerate() {
-        let messages = match context::fit(system.as_deref(), &history, &turn, model, request.max_tokens) {
+        let messages = match context::fit(system.as_deref(), &history, &sent, model, request.max_tokens) {
             Ok(m) => m,
             Err(e) if index + 1 < plan.len() => {
                 fallbacks.push(note(model, &e.to_string()));
@@ -139,6 +143,9 @@ async fn run_in_span(
             thinking: request.thinking,
             web_search: request.web_search,
         };
+        if index > 0 {
+            status(sink, format!("falling back to {}/{}", model.provider, model.id));
+        }
         let (result, emitted) = attempt(inner, call, sink, cancel, deadline).await?;
         let err = match result {
             Ok(done) => {
@@ -166,6 +173,26 @@ async fn run_in_span(
     Err(last_error
         .map(Error::from)
         .unwrap_or_else(|| Error::Internal("empty routing plan".into())))
+}
+
+/// This turn's messages as sent: the extra context joins the last user message.
+fn with_context(turn: &[Message], extra: &[String]) -> Vec<Message> {
+    let mut sent = turn.to_vec();
+    let last_user = sent.iter_mut().rev().find(|m| m.role == Role::User);
+    if let (Some(m), false) = (last_user, extra.is_empty()) {
+        for block in extra {
+            m.content.push_str("\n\n");
+            m.content.push_str(block);
+        }
+    }
+    sent
+}
+
+/// Reports what the request is doing (streams only; never blocks the request).
+fn status(sink: &Sink, message: String) {
+    if let Some(sink) = sink {
+        let _ = sink.try_send(Ok(ChatEvent::Status(message)));
+    }
 }
 
 fn system_prompt(request: &ChatRequest) -> Option<String> {
@@ -205,7 +232,11 @@ async fn attempt(
     deadline: Instant,
 ) -> Result<(Result<Completed, ProviderError>, bool), Error> {
     let provider = call.model.provider.clone();
+    if let Some(full) = inner.limits.provider_busy(&provider) {
+        status(sink, format!("queued: the {full} requests in flight is full"));
+    }
     let _permit = or_cancel(cancel, inner.limits.provider(&provider, deadline)).await?;
+    status(sink, format!("calling {provider}/{}", call.model.id));
     let handle = inner
         .providers
         .get(&provider)
@@ -253,17 +284,56 @@ async fn finish(
 ) -> ChatResponse {
     let cost = model.price.cost(done.usage.input_tokens, done.usage.output_tokens);
     inner.usage.success(&model.provider, &model.id, done.usage, cost);
+    let continuation_id = if request.ephemeral {
+        request.continuation_id.clone().unwrap_or_default()
+    } else {
+        let mut thread = thread.unwrap_or_else(|| new_thread(request.tool.clone()));
+        let files = request.files.clone();
+        push_turns(&mut thread, turn, files, request.tool.clone());
+        thread.turns.push(Turn {
+            role: Role::Assistant,
+            content: done.text.clone(),
+            provider: Some(model.provider.clone()),
+            model: Some(model.id.clone()),
+            files: Vec::new(),
+            images: Vec::new(),
+            usage: Some(done.usage),
+            tool: request.tool.clone(),
+            timestamp_ms: now_ms(),
+        });
+        save(inner, thread).await
+    };
+    ChatResponse {
+        text: done.text,
+        reasoning: (!done.reasoning.is_empty()).then_some(done.reasoning),
+        provider: model.provider.clone(),
+        model: model.id.clone(),
+        usage: done.usage,
+        cost_usd: cost,
+        continuation_id,
+        request_id,
+        finish_reason: done.finish_reason,
+        fallbacks,
+    }
+}
+
+/// A new, empty conversation.
+pub(crate) fn new_thread(tool: Option<String>) -> Thread {
     let now = now_ms();
-    let mut thread = thread.unwrap_or_else(|| Thread {
+    Thread {
         id: uuid::Uuid::new_v4().to_string(),
         parent: None,
-        tool: request.tool.clone(),
+        tool,
         created_ms: now,
         updated_ms: now,
         turns: Vec::new(),
-    });
-    let mut files = request.files.clone();
-    for m in turn {
+    }
+}
+
+/// Appends the caller's messages as turns; `files` go with the first.
+pub(crate) fn push_turns(thread: &mut Thread, messages: Vec<Message>, mut files: Vec<String>, tool: Option<String>) {
+    let now = now_ms();
+    for m in messages {
         thread.turns.push(Turn {
             role: m.role,
             content: m.content,
@@ -272,36 +342,18 @@ async fn finish(
             files: std::mem::take(&mut files),
             images: m.images,
             usage: None,
-            tool: request.tool.clone(),
+            tool: tool.clone(),
             timestamp_ms: now,
         });
     }
-    thread.turns.push(Turn {
-        role: Role::Assistant,
-        content: done.text.clone(),
-        provider: Some(model.provider.clone()),
-        model: Some(model.id.clone()),
-        files: Vec::new(),
-        images: Vec::new(),
-        usage: Some(done.usage),
-        tool: request.tool.clone(),
-        timestamp_ms: now,
-    });
+}
+
+/// Trims and stores a thread; a failure is logged, never fatal (the reply was paid for).
+pub(crate) async fn save(inner: &Inner, mut thread: Thread) -> String {
     thread.trim(inner.config.memory.max_turns);
-    thread.updated_ms = now;
+    thread.updated_ms = now_ms();
     if let Err(e) = inner.memory.save(&thread).await {
         tracing::error!(error = %e, conversation = %thread.id, "could not store the turn; the reply is still returned");
     }
-    ChatResponse {
-        text: done.text,
-        reasoning: (!done.reasoning.is_empty()).then_some(done.reasoning),
-        provider: model.provider.clone(),
-        model: model.id.clone(),
-        usage: done.usage,
-        cost_usd: cost,
-        continuation_id: thread.id,
-        request_id,
-        finish_reason: done.finish_reason,
-        fallbacks,
-    }
+    thread.id
 }
