@@ -14,7 +14,7 @@
 //! aborts the upstream HTTP request and releases its permits. `shutdown` stops new work, waits for
 //! in-flight work up to the grace period, then cancels what is left.
 
-mod context;
+pub(crate) mod context;
 mod status;
 mod turn;
 
@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     tracker: TaskTracker,
     closing: AtomicBool,
     default_session: Arc<SessionCore>,
+    /// The tools the configuration offers, built once.
+    tools: Vec<Arc<dyn crate::tools::Tool>>,
 }
 
 /// The gateway. Cheap to clone.
@@ -142,6 +144,7 @@ impl GatewayBuilder {
             tracker: TaskTracker::new(),
             closing: AtomicBool::new(false),
             default_session,
+            tools: crate::tools::enabled(&config.tools),
             config,
         };
         Ok(Gateway { inner: Arc::new(inner) })
@@ -271,6 +274,18 @@ impl Gateway {
                 )?;
                 rx.await.unwrap_or(Err(Error::Cancelled))
             }
+        }
+    }
+
+    pub(crate) fn inner_tools(&self) -> &[Arc<dyn crate::tools::Tool>] {
+        &self.inner.tools
+    }
+
+    /// The built-in session, as a [`Session`].
+    pub(crate) fn default_session(&self) -> Session {
+        Session {
+            core: self.inner.default_session.clone(),
+            gateway: self.clone(),
         }
     }
 

@@ -24,6 +24,7 @@
 //! - `routing`: `auto` selection and the fallback chain.
 //! - [`memory`]: conversation threads in Redis or in process.
 //! - [`usage`]: the ledger of tokens, requests, errors and cost.
+//! - [`tools`]: the MCP tool suite (17 tools, profiles), the same for every frontend.
 //! - [`testing`] (feature `testing`): a fake upstream for tests, benches and the quickstart.
 //! - [`error`]: the error types.
 //!
@@ -52,6 +53,7 @@ mod request;
 mod routing;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tools;
 pub mod usage;
 
 pub use actors::conversation::QueueStats;
@@ -63,4 +65,5 @@ pub use error::{Error, ProviderError, ProviderErrorKind, Result};
 pub use gateway::{ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Session};
 pub use providers::ProviderHealth;
 pub use request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage};
+pub use tools::{Progress, ProgressSender, ToolDef, ToolError, ToolOutput};
 pub use usage::{UsageReport, UsageRow};

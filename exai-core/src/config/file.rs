@@ -27,6 +27,8 @@ pub(crate) struct FileConfig {
     /// OpenAI-compatible provider and needs `base_url`.
     #[serde(default)]
     pub providers: BTreeMap<String, FileProvider>,
+    #[serde(default)]
+    pub tools: FileTools,
     /// Extra aliases: `fast = "glm-4.5-flash"`.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
@@ -73,6 +75,17 @@ pub(crate) struct FileSessions {
     pub idle_timeout_secs: Option<u64>,
     pub conversation_idle_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTools {
+    pub profile: Option<String>,
+    pub disabled: Option<Vec<String>>,
+    pub max_output_chars: Option<usize>,
+    pub max_prompt_chars: Option<usize>,
+    pub file_token_budget: Option<u64>,
+    pub heartbeat_secs: Option<u64>,
 }
 
 /// One provider entry.

@@ -116,6 +116,23 @@ pub struct SessionConfig {
     pub shutdown_grace: Duration,
 }
 
+/// The MCP tool suite.
+#[derive(Debug, Clone)]
+pub struct ToolsConfig {
+    /// `lean`, `standard` (all tools), or a comma-separated list of tool names.
+    pub profile: String,
+    /// Tools removed from whatever the profile offers.
+    pub disabled: Vec<String>,
+    /// Tool output longer than this is cut cleanly, with a note.
+    pub max_output_chars: usize,
+    /// A prompt longer than this is refused with "put it in a file".
+    pub max_prompt_chars: usize,
+    /// Estimated tokens of file contents a tool call may embed.
+    pub file_token_budget: u64,
+    /// Progress heartbeat period while a tool runs.
+    pub heartbeat: Duration,
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -131,6 +148,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Sessions and shutdown.
     pub sessions: SessionConfig,
+    /// The tool suite.
+    pub tools: ToolsConfig,
     /// Every provider, configured or not (see [`ProviderConfig::is_ready`]).
     pub providers: Vec<ProviderConfig>,
     /// Aliases from the file (they extend the built-in ones).
@@ -276,6 +295,7 @@ impl Config {
                 30,
             )?),
         };
+        let tools = resolve_tools(&mut r, parsed.tools)?;
         let providers = providers::resolve(&mut r, parsed.providers)?;
         let fallback = resolve_fallback(&mut r, parsed.routing.fallback, &providers)?;
         let routing = RoutingConfig {
@@ -297,6 +317,7 @@ impl Config {
             retry,
             routing,
             sessions,
+            tools,
             providers,
             aliases: parsed.aliases,
             file: file.map(|(p, _)| p.to_path_buf()),
@@ -329,6 +350,61 @@ fn positive(value: usize, key: &str) -> Result<usize, ConfigError> {
         });
     }
     Ok(value)
+}
+
+fn resolve_tools(r: &mut Resolver<'_>, file: file::FileTools) -> Result<ToolsConfig, ConfigError> {
+    let profile = r.required("tools.profile", &["EXAI_TOOLS"], file.profile, "standard".to_string())?;
+    let (disabled, source) = match r.env_var(&["EXAI_DISABLED_TOOLS"]) {
+        Some((name, raw)) => (
+            raw.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            Source::Env(name),
+        ),
+        None => match file.disabled {
+            Some(list) => (list, Source::File),
+            None => (Vec::new(), Source::Default),
+        },
+    };
+    r.record("tools.disabled", Some(disabled.join(",")), source);
+    Ok(ToolsConfig {
+        profile,
+        disabled,
+        max_output_chars: positive(
+            r.required(
+                "tools.max_output_chars",
+                &["EXAI_MAX_OUTPUT_CHARS"],
+                file.max_output_chars,
+                80_000,
+            )?,
+            "tools.max_output_chars",
+        )?,
+        max_prompt_chars: positive(
+            r.required(
+                "tools.max_prompt_chars",
+                &["EXAI_MAX_PROMPT_CHARS"],
+                file.max_prompt_chars,
+                50_000,
+            )?,
+            "tools.max_prompt_chars",
+        )?,
+        file_token_budget: r.required(
+            "tools.file_token_budget",
+            &["EXAI_FILE_TOKEN_BUDGET"],
+            file.file_token_budget,
+            60_000,
+        )?,
+        heartbeat: Duration::from_secs(
+            r.required(
+                "tools.heartbeat_secs",
+                &["EXAI_PROGRESS_HEARTBEAT_SECS"],
+                file.heartbeat_secs,
+                5,
+            )?
+            .max(1),
+        ),
+    })
 }
 
 fn resolve_fallback(
