@@ -211,13 +211,18 @@ impl Gateway {
         Ok(self.inner.memory.list(limit).await?)
     }
 
-    /// Stops taking work, lets in-flight requests finish within the grace period, cancels the
-    /// rest, and stops the actors. Safe to call more than once.
+    /// Stops taking work, lets in-flight requests finish within the configured grace period,
+    /// cancels the rest, and stops the actors. Safe to call more than once.
     pub async fn shutdown(&self) {
+        self.shutdown_within(self.inner.config.sessions.shutdown_grace).await;
+    }
+
+    /// [`Gateway::shutdown`] with an explicit grace period (a stdio server whose client is gone
+    /// has little time to lose).
+    pub async fn shutdown_within(&self, grace: Duration) {
         if self.inner.closing.swap(true, Ordering::SeqCst) {
             return;
         }
-        let grace = self.inner.config.sessions.shutdown_grace;
         self.inner.tracker.close();
         if tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_err() {
             tracing::warn!(

@@ -26,6 +26,7 @@
 //! - [`usage`]: the ledger of tokens, requests, errors and cost.
 //! - [`tools`]: the MCP tool suite (17 tools, profiles), the same for every frontend.
 //! - [`testing`] (feature `testing`): a fake upstream for tests, benches and the quickstart.
+//! - [`logs`]: a tracing layer that hands log events to frontends (MCP log notifications).
 //! - [`error`]: the error types.
 //!
 //! # The path of a request
@@ -47,6 +48,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod logs;
 pub mod memory;
 mod providers;
 mod request;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use super::{Failure, Tool, ToolCtx, ToolOutput, args::parse, schema};
 
 /// MCP protocol versions the frontends negotiate.
-pub const MCP_PROTOCOL_VERSIONS: [&str; 3] = ["2024-11-05", "2025-03-26", "2025-06-18"];
+pub const MCP_PROTOCOL_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// Version of the EXAI WebSocket protocol.
 pub const EXAI_WS_PROTOCOL: &str = "1";
 

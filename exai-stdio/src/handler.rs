@@ -1,0 +1,196 @@
+//! The MCP handler: each request becomes one core call, each core event one MCP message.
+//!
+//! - `tools/list` → `Gateway::tools` (honouring the profile).
+//! - `tools/call` → `Session::call_tool`, with the client's `progressToken` receiving every
+//!   progress report, and `notifications/cancelled` (rmcp cancels the request's token) dropping
+//!   the call — which cancels the upstream request and frees its permits.
+//! - `logging/setLevel` → from then on, log records at or above that level are sent as
+//!   `notifications/message`.
+//!
+//! A tool's own failure (provider down, bad key, unreadable file, arguments that do not fit)
+//! comes back as a result with `isError: true`, so the client's model can read it and act; only
+//! an unknown tool is a protocol error (-32602).
+
+#![allow(deprecated)] // MCP logging is deprecated by SEP-2577 but still part of the versions we serve.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use exai_core::logs::{LogRecord, LogTap};
+use exai_core::{Session, ToolError, ToolOutput};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
+    LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
+};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
+use serde_json::{Map, Value};
+use tokio::sync::{broadcast, mpsc};
+
+/// The newest protocol version served (the last with the `initialize` handshake).
+const MAX_PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
+
+/// The server: one per connection, bound to one gateway session.
+#[derive(Clone)]
+pub struct ExaiServer {
+    session: Session,
+    logs: LogTap,
+    /// The level the client asked for with `logging/setLevel`; `None` sends no log messages.
+    level: Arc<Mutex<Option<LoggingLevel>>>,
+}
+
+impl ExaiServer {
+    /// A server for `session`, forwarding records from `logs` once the client sets a level.
+    pub fn new(session: Session, logs: LogTap) -> Self {
+        Self {
+            session,
+            logs,
+            level: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+fn to_mcp_tool(def: exai_core::ToolDef) -> Tool {
+    let schema: Map<String, Value> = match def.input_schema {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    Tool::new(def.name, def.description, Arc::new(schema))
+}
+
+fn to_result(out: ToolOutput) -> CallToolResult {
+    let content = vec![ContentBlock::text(out.text)];
+    let mut result = if out.is_error {
+        CallToolResult::error(content)
+    } else {
+        CallToolResult::success(content)
+    };
+    result.structured_content = Some(out.structured);
+    result
+}
+
+fn rank(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+fn mcp_level(level: tracing::Level) -> LoggingLevel {
+    match level {
+        tracing::Level::ERROR => LoggingLevel::Error,
+        tracing::Level::WARN => LoggingLevel::Warning,
+        tracing::Level::INFO => LoggingLevel::Info,
+        _ => LoggingLevel::Debug,
+    }
+}
+
+/// Sends log records at or above the client's level, for as long as the connection lives.
+async fn forward_logs(
+    peer: Peer<RoleServer>,
+    mut records: broadcast::Receiver<LogRecord>,
+    level: Arc<Mutex<Option<LoggingLevel>>>,
+) {
+    loop {
+        let record = match records.recv().await {
+            Ok(r) => r,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let wanted = level.lock().ok().and_then(|l| *l);
+        let record_level = mcp_level(record.level);
+        if wanted.is_none_or(|w| rank(record_level) < rank(w)) {
+            continue;
+        }
+        let mut data = record.fields;
+        data.insert("message".into(), Value::String(record.message));
+        let param = LoggingMessageNotificationParam::new(record_level, Value::Object(data)).with_logger(record.target);
+        if peer.notify_logging_message(param).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl ServerHandler for ExaiServer {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder().enable_logging().enable_tools().build();
+        ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new("exai", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "exai: GLM, Kimi, MiniMax and OpenAI-compatible models behind one gateway. Use `chat` for second \
+                 opinions, the workflow tools (debug, codereview, thinkdeep, …) step by step, and pass \
+                 continuation_id to continue any conversation. `status` shows health, usage and cost.",
+            )
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&MAX_PROTOCOL))
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        tokio::spawn(forward_logs(context.peer, self.logs.subscribe(), self.level.clone()));
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        if let Ok(mut level) = self.level.lock() {
+            *level = Some(request.level);
+        }
+        Ok(())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let tools = self.session.gateway().tools().into_iter().map(to_mcp_tool).collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let (progress, mut reports) = mpsc::unbounded_channel::<exai_core::Progress>();
+        if let Some(token) = context.meta.get_progress_token() {
+            let peer = context.peer.clone();
+            tokio::spawn(async move {
+                while let Some(p) = reports.recv().await {
+                    let param =
+                        ProgressNotificationParam::new(token.clone(), p.progress as f64).with_message(p.message);
+                    if peer.notify_progress(param).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let call = self.session.call_tool(&request.name, args, Some(progress));
+        let outcome = tokio::select! {
+            () = context.ct.cancelled() => return Err(McpError::internal_error("request cancelled", None)),
+            outcome = call => outcome,
+        };
+        match outcome {
+            Ok(out) => Ok(to_result(out).into()),
+            Err(ToolError::InvalidArguments { tool, message }) => Ok(to_result(ToolOutput {
+                text: format!("invalid arguments for {tool}: {message}"),
+                structured: serde_json::json!({"status": "invalid_arguments", "error": message}),
+                is_error: true,
+            })
+            .into()),
+            Err(e) => Err(McpError::invalid_params(e.to_string(), None)),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! # exai-stdio
+//!
+//! The MCP server that Claude Code, Cursor, Codex and other MCP clients spawn: MCP over stdin and
+//! stdout, through the official SDK (`rmcp`), with the gateway embedded. No daemon, no port, no
+//! translation layer — and so nothing to orphan: the process ends when its client closes stdin,
+//! or on SIGTERM/SIGINT, after a short drain.
+//!
+//! - `handler.rs`: MCP requests → core calls (`tools/list`, `tools/call`, `logging/setLevel`),
+//!   and core progress and log records → MCP notifications. Nothing else.
+//! - `main.rs`: logging to stderr, the gateway, the transport, the signals.
+//!
+//! stdout carries protocol frames only; every log line goes to stderr.
+
+mod eof;
+mod handler;
+
+use std::time::Duration;
+
+pub use handler::ExaiServer;
+
+use exai_core::Gateway;
+use exai_core::logs::LogTap;
+use rmcp::ServiceExt;
+use rmcp::transport::async_rw::AsyncRwTransport;
+
+/// How long in-flight calls may finish after the client goes away or a signal arrives (the
+/// process must be gone within 2 s of its client).
+pub const DRAIN: Duration = Duration::from_secs(1);
+
+/// Serves MCP on this process's stdin and stdout until the client closes stdin or `shutdown`
+/// resolves, then drains the gateway.
+pub async fn serve_stdio(gateway: Gateway, logs: LogTap, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let server = ExaiServer::new(gateway.session("stdio"), logs);
+    let (read, write) = rmcp::transport::stdio_pipes();
+    let (transport, eof) = eof::EofSignal::new(AsyncRwTransport::new_server(read, write));
+    let running = server.serve(transport).await?;
+    let cancel = running.cancellation_token();
+    tokio::select! {
+        reason = running.waiting() => tracing::info!(?reason, "the MCP service ended"),
+        _ = eof => tracing::info!("the client closed stdin"),
+        () = shutdown => tracing::info!("signal received; shutting down"),
+    }
+    cancel.cancel();
+    gateway.shutdown_within(DRAIN).await;
+    Ok(())
+}

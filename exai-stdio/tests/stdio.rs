@@ -1,0 +1,366 @@
+//! The real exai-stdio binary, driven over pipes as an MCP client would.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::McpChild;
+use exai_core::testing::{FakeReply, FakeUpstream};
+use serde_json::json;
+
+fn env(fake: &FakeUpstream, extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_RETRY_BASE_DELAY_MS".into(), "10".into());
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+#[tokio::test]
+async fn initialize_negotiates_versions_and_lists_the_profile_tools() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    for (asked, agreed) in [
+        ("2024-11-05", "2024-11-05"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-11-25", "2025-11-25"),
+    ] {
+        let mut mcp = McpChild::spawn(&env(&fake, &[]));
+        let init = mcp.initialize(asked).await;
+        assert_eq!(init["result"]["protocolVersion"], agreed);
+        assert_eq!(init["result"]["serverInfo"]["name"], "exai");
+        assert!(init["result"]["capabilities"]["logging"].is_object());
+        assert!(init["result"]["capabilities"]["tools"].is_object());
+    }
+    let mut mcp = McpChild::spawn(&env(&fake, &[]));
+    mcp.initialize("2025-06-18").await;
+    let tools = mcp.request(2, "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["tools"].as_array().map(Vec::len), Some(17));
+    let mut lean = McpChild::spawn(&env(&fake, &[("EXAI_TOOLS", "lean")]));
+    lean.initialize("2025-06-18").await;
+    let tools = lean.request(2, "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["tools"].as_array().map(Vec::len), Some(9));
+    assert_eq!(
+        tools["result"]["tools"][0]["inputSchema"]["additionalProperties"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn chat_reaches_the_provider_and_the_result_names_who_answered() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::text("pong"));
+    let mut mcp = McpChild::spawn(&env(&fake, &[]));
+    mcp.initialize("2025-06-18").await;
+    let reply = mcp
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "chat", "arguments": {"prompt": "ping"}}),
+        )
+        .await;
+    let result = &reply["result"];
+    assert_eq!(result["isError"], false);
+    assert!(
+        result["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("pong"))
+    );
+    assert_eq!(result["structuredContent"]["provider"], "glm");
+    assert_eq!(result["structuredContent"]["model"], "glm-4.6");
+    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(fake.requests()[0].authorization.as_deref(), Some("Bearer test-key"));
+}
+
+#[tokio::test]
+async fn a_long_call_sends_progress_with_a_heartbeat() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::text("done after a while").with_delay(Duration::from_millis(2_200)));
+    let mut mcp = McpChild::spawn(&env(&fake, &[("EXAI_PROGRESS_HEARTBEAT_SECS", "1")]));
+    mcp.initialize("2025-06-18").await;
+    let params = json!({"name": "chat", "arguments": {"prompt": "slow"}, "_meta": {"progressToken": "tok-1"}});
+    let reply = mcp.request(2, "tools/call", params).await;
+    assert_eq!(reply["result"]["isError"], false);
+    let progress = mcp.notifications("notifications/progress");
+    let messages: Vec<&str> = progress
+        .iter()
+        .map(|p| p["params"]["message"].as_str().unwrap_or(""))
+        .collect();
+    assert!(progress.iter().all(|p| p["params"]["progressToken"] == "tok-1"));
+    assert!(
+        messages.first().is_some_and(|m| m.starts_with("calling glm/glm-4.6")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().filter(|m| m.starts_with("still working")).count() >= 2,
+        "{messages:?}"
+    );
+    let numbers: Vec<f64> = progress
+        .iter()
+        .filter_map(|p| p["params"]["progress"].as_f64())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+}
+
+#[tokio::test]
+async fn a_cancelled_call_aborts_the_upstream_request_and_frees_its_permits() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::hang());
+    let mut mcp = McpChild::spawn(&env(
+        &fake,
+        &[("EXAI_GLOBAL_MAX_INFLIGHT", "1"), ("EXAI_QUEUE_TIMEOUT_MS", "3000")],
+    ));
+    mcp.initialize("2025-06-18").await;
+    mcp.send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "chat", "arguments": {"prompt": "hang"}}})).await;
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f.requests().len() == 1)
+            .await
+    );
+    mcp.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7, "reason": "user"}}),
+    )
+    .await;
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f.cut_short() == 1).await,
+        "upstream request aborted"
+    );
+    let next = mcp
+        .request(
+            8,
+            "tools/call",
+            json!({"name": "chat", "arguments": {"prompt": "after"}}),
+        )
+        .await;
+    assert_eq!(next["result"]["isError"], false, "{next}");
+}
+
+#[tokio::test]
+async fn malformed_input_and_unknown_tools_get_errors_and_the_server_keeps_serving() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut mcp = McpChild::spawn(&env(&fake, &[]));
+    mcp.initialize("2025-06-18").await;
+    mcp.send_raw("this is not json").await;
+    mcp.send_raw("{\"jsonrpc\": \"2.0\", \"id\": ").await;
+    mcp.send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"wrong": true}}))
+        .await;
+    let bad_shape = mcp.response(3).await;
+    // rmcp answers a tools/call without a name as an unroutable request.
+    assert!(
+        bad_shape["error"]["code"]
+            .as_i64()
+            .is_some_and(|c| (-32603..=-32600).contains(&c)),
+        "{bad_shape}"
+    );
+    let unknown = mcp
+        .request(4, "tools/call", json!({"name": "no_such_tool", "arguments": {}}))
+        .await;
+    assert_eq!(unknown["error"]["code"], -32602);
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no_such_tool") && m.contains("chat"))
+    );
+    let typo = mcp
+        .request(5, "tools/call", json!({"name": "chat", "arguments": {"promt": "x"}}))
+        .await;
+    assert_eq!(typo["result"]["isError"], true);
+    assert!(
+        typo["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("'promt'"))
+    );
+    let ping = mcp.request(6, "ping", json!({})).await;
+    assert!(ping["result"].is_object(), "still serving: {ping}");
+    assert!(mcp.child.try_wait().ok().flatten().is_none());
+}
+
+#[tokio::test]
+async fn a_provider_failure_is_a_tool_error_a_person_can_act_on() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.require_key("the-real-key");
+    let mut mcp = McpChild::spawn(&env(&fake, &[]));
+    mcp.initialize("2025-06-18").await;
+    let reply = mcp
+        .request(2, "tools/call", json!({"name": "chat", "arguments": {"prompt": "hi"}}))
+        .await;
+    assert_eq!(reply["result"]["isError"], true);
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("rejected the key from GLM_API_KEY"), "{text}");
+    assert!(!text.contains("test-key"));
+}
+
+#[tokio::test]
+async fn log_notifications_follow_the_level_the_client_sets() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::status(500));
+    fake.push(FakeReply::text("recovered"));
+    let mut mcp = McpChild::spawn(&env(&fake, &[]));
+    mcp.initialize("2025-06-18").await;
+    let set = mcp.request(2, "logging/setLevel", json!({"level": "warning"})).await;
+    assert!(set["result"].is_object(), "{set}");
+    let reply = mcp
+        .request(3, "tools/call", json!({"name": "chat", "arguments": {"prompt": "hi"}}))
+        .await;
+    assert_eq!(reply["result"]["isError"], false);
+    // The retry's warning may land just after the response.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mcp.notifications("notifications/message").is_empty() && Instant::now() < deadline {
+        if let Ok(Some(frame)) =
+            tokio::time::timeout(Duration::from_millis(200), async { Some(mcp.next().await) }).await
+        {
+            mcp.seen.push(frame);
+        }
+    }
+    let logs = mcp.notifications("notifications/message");
+    assert!(
+        logs.iter()
+            .any(|l| l["params"]["level"] == "warning" && l["params"]["data"]["message"] == "retrying"),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .all(|l| l["params"]["level"] != "debug" && l["params"]["level"] != "info")
+    );
+}
+
+#[tokio::test]
+async fn closing_stdin_mid_call_exits_within_two_seconds_with_no_child_left() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::hang());
+    let mut mcp = McpChild::spawn(&env(&fake, &[]));
+    mcp.initialize("2025-06-18").await;
+    mcp.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "chat", "arguments": {"prompt": "hang"}}})).await;
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f.requests().len() == 1)
+            .await
+    );
+    let pid = mcp.child.id().unwrap_or_default();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    assert_eq!(children.trim(), "", "exai-stdio runs no child process");
+    let started = Instant::now();
+    mcp.close_stdin();
+    let status = tokio::time::timeout(Duration::from_secs(2), mcp.child.wait()).await;
+    assert!(matches!(status, Ok(Ok(_))), "exited within 2 s");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 1).await,
+        "the upstream request died with it"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_exits_promptly_and_cleanly() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut mcp = McpChild::spawn(&env(&fake, &[]));
+    mcp.initialize("2025-06-18").await;
+    let pid = mcp.child.id().unwrap_or_default();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    let status = tokio::time::timeout(Duration::from_secs(3), mcp.child.wait()).await;
+    assert!(matches!(status, Ok(Ok(s)) if s.success()), "{status:?}");
+}
+
+#[tokio::test]
+async fn two_processes_share_a_conversation_through_redis() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let redis = exai_redis::RedisServer::start();
+    let url = redis.url();
+    let env = env(&fake, &[("REDIS_URL", url.as_str())]);
+    let mut first = McpChild::spawn(&env);
+    first.initialize("2025-06-18").await;
+    let reply = first
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "chat", "arguments": {"prompt": "remember 42"}}),
+        )
+        .await;
+    let id = reply["result"]["structuredContent"]["continuation_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    first.close_stdin();
+    let _ = tokio::time::timeout(Duration::from_secs(3), first.child.wait()).await;
+    let mut second = McpChild::spawn(&env);
+    second.initialize("2025-06-18").await;
+    let args = json!({"name": "chat", "arguments": {"prompt": "what number?", "continuation_id": id}});
+    let reply = second.request(2, "tools/call", args).await;
+    assert_eq!(reply["result"]["isError"], false, "{reply}");
+    let sent = fake.requests()[1].messages();
+    assert!(
+        sent.iter().any(|m| m["content"] == "remember 42"),
+        "history came from the other process"
+    );
+}
+
+mod exai_redis {
+    //! A redis-server child for the sharing test (killed on drop).
+    use std::process::{Child, Command, Stdio};
+
+    pub struct RedisServer {
+        port: u16,
+        child: Child,
+    }
+
+    impl RedisServer {
+        pub fn start() -> Self {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("no free port: {e}"));
+            let child = Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start redis-server ({e}); scripts/setup.sh installs it"));
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Self { port, child }
+        }
+
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/", self.port)
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
