@@ -38,7 +38,11 @@ fn main() {
         return;
     }
     let bin = binary();
-    assert!(bin.exists(), "build it first: cargo build --release -p exai-stdio ({} missing)", bin.display());
+    assert!(
+        bin.exists(),
+        "build it first: cargo build --release -p exai-stdio ({} missing)",
+        bin.display()
+    );
     let mut times = Vec::with_capacity(RUNS);
     let mut rss = 0;
     for run in 0..RUNS {
@@ -59,7 +63,8 @@ fn main() {
         times.push(started.elapsed());
         assert!(line.contains("\"protocolVersion\""), "unexpected reply: {line}");
         if run == RUNS - 1 {
-            writeln!(stdin, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#).unwrap_or_else(|e| panic!("{e}"));
+            writeln!(stdin, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
             std::thread::sleep(Duration::from_secs(1));
             rss = rss_kib(child.id());
         }
@@ -69,6 +74,11 @@ fn main() {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("exai-stdio spawn → initialize response over {RUNS} runs:");
-    println!("  median {:.2} ms, p90 {:.2} ms, min {:.2} ms", ms(times[RUNS / 2]), ms(times[RUNS * 9 / 10]), ms(times[0]));
+    println!(
+        "  median {:.2} ms, p90 {:.2} ms, min {:.2} ms",
+        ms(times[RUNS / 2]),
+        ms(times[RUNS * 9 / 10]),
+        ms(times[0])
+    );
     println!("idle RSS after initialize: {:.1} MB ({rss} KiB)", rss as f64 / 1024.0);
 }

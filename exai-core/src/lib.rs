@@ -65,7 +65,7 @@ pub use catalog::{Capabilities, Catalog, ModelInfo, Price};
 pub use config::{Config, ConfigEntry, ConfigError, Source};
 pub use error::{Error, ProviderError, ProviderErrorKind, Result};
 pub use gateway::{ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Session};
-pub use providers::ProviderHealth;
+pub use providers::{ProviderCheck, ProviderHealth};
 pub use request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage};
 pub use tools::{Progress, ProgressSender, ToolDef, ToolError, ToolOutput};
 pub use usage::{UsageReport, UsageRow};

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::RedisServer;
 use exai_core::testing::FakeUpstream;
+use exai_core::testing::RedisServer;
 use exai_core::{ChatRequest, Gateway};
 
 async fn redis_gateway(fake: &FakeUpstream, redis: &RedisServer, prefix: &str) -> Gateway {

@@ -284,7 +284,7 @@ async fn two_processes_share_a_conversation_through_redis() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    let redis = exai_redis::RedisServer::start();
+    let redis = exai_core::testing::RedisServer::start();
     let url = redis.url();
     let env = env(&fake, &[("REDIS_URL", url.as_str())]);
     let mut first = McpChild::spawn(&env);
@@ -312,55 +312,4 @@ async fn two_processes_share_a_conversation_through_redis() {
         sent.iter().any(|m| m["content"] == "remember 42"),
         "history came from the other process"
     );
-}
-
-mod exai_redis {
-    //! A redis-server child for the sharing test (killed on drop).
-    use std::process::{Child, Command, Stdio};
-
-    pub struct RedisServer {
-        port: u16,
-        child: Child,
-    }
-
-    impl RedisServer {
-        pub fn start() -> Self {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .unwrap_or_else(|e| panic!("no free port: {e}"));
-            let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start redis-server ({e}); scripts/setup.sh installs it"));
-            for _ in 0..200 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Self { port, child }
-        }
-
-        pub fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}/", self.port)
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }

@@ -29,6 +29,8 @@ pub(crate) struct FileConfig {
     pub providers: BTreeMap<String, FileProvider>,
     #[serde(default)]
     pub tools: FileTools,
+    #[serde(default)]
+    pub daemon: FileDaemon,
     /// Extra aliases: `fast = "glm-4.5-flash"`.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
@@ -86,6 +88,14 @@ pub(crate) struct FileTools {
     pub max_prompt_chars: Option<usize>,
     pub file_token_budget: Option<u64>,
     pub heartbeat_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileDaemon {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub token: Option<String>,
 }
 
 /// One provider entry.

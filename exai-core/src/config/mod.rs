@@ -133,6 +133,17 @@ pub struct ToolsConfig {
     pub heartbeat: Duration,
 }
 
+/// The daemon (`exai-ws`): where it listens and the token clients present.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Bind address (`127.0.0.1` by default; another address requires a token).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// The token clients must present, if any.
+    pub token: Option<Secret>,
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -150,6 +161,8 @@ pub struct Config {
     pub sessions: SessionConfig,
     /// The tool suite.
     pub tools: ToolsConfig,
+    /// The daemon.
+    pub daemon: DaemonConfig,
     /// Every provider, configured or not (see [`ProviderConfig::is_ready`]).
     pub providers: Vec<ProviderConfig>,
     /// Aliases from the file (they extend the built-in ones).
@@ -296,6 +309,16 @@ impl Config {
             )?),
         };
         let tools = resolve_tools(&mut r, parsed.tools)?;
+        let daemon = DaemonConfig {
+            host: r.required(
+                "daemon.host",
+                &["EXAI_WS_HOST"],
+                parsed.daemon.host,
+                "127.0.0.1".to_string(),
+            )?,
+            port: r.required("daemon.port", &["EXAI_WS_PORT"], parsed.daemon.port, 8079)?,
+            token: r.secret("daemon.token", &["EXAI_WS_TOKEN"], parsed.daemon.token).0,
+        };
         let providers = providers::resolve(&mut r, parsed.providers)?;
         let fallback = resolve_fallback(&mut r, parsed.routing.fallback, &providers)?;
         let routing = RoutingConfig {
@@ -318,6 +341,7 @@ impl Config {
             routing,
             sessions,
             tools,
+            daemon,
             providers,
             aliases: parsed.aliases,
             file: file.map(|(p, _)| p.to_path_buf()),

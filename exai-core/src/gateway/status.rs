@@ -10,7 +10,7 @@ use crate::actors::limits::LimitUsage;
 use crate::actors::session::SessionInfo;
 use crate::catalog::ModelInfo;
 use crate::error::Error;
-use crate::providers::ProviderHealth;
+use crate::providers::{ProviderCheck, ProviderHealth};
 use crate::usage::UsageReport;
 
 /// A model and whether its provider can take requests.
@@ -87,6 +87,31 @@ impl Gateway {
             backend: memory.backend(),
             reachable: ping.is_ok(),
             error: ping.err().map(|e| e.to_string()),
+        }
+    }
+
+    /// Checks every provider's key with a cheap authenticated call (`GET /models`), in
+    /// parallel. Unconfigured providers are reported as such, without a call.
+    pub async fn check_providers(&self) -> Vec<ProviderCheck> {
+        let checks = self
+            .inner
+            .config
+            .providers
+            .iter()
+            .filter_map(|p| self.inner.providers.get(&p.name))
+            .map(|h| h.check());
+        futures::future::join_all(checks).await
+    }
+
+    /// Checks that memory answers and accepts writes (for Redis: a probe key written, read back
+    /// and deleted).
+    pub async fn check_memory(&self) -> MemoryStatus {
+        let memory = &self.inner.memory;
+        let probe = memory.probe().await;
+        MemoryStatus {
+            backend: memory.backend(),
+            reachable: probe.is_ok(),
+            error: probe.err().map(|e| e.to_string()),
         }
     }
 

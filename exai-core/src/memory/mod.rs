@@ -152,4 +152,8 @@ pub trait MemoryStore: Send + Sync + 'static {
     async fn list(&self, limit: usize) -> Result<Vec<ThreadSummary>, MemoryError>;
     /// Whether the store answers now (`Ok` for the in-process store).
     async fn ping(&self) -> Result<(), MemoryError>;
+    /// Whether the store answers and accepts writes; by default the same as `ping`.
+    async fn probe(&self) -> Result<(), MemoryError> {
+        self.ping().await
+    }
 }

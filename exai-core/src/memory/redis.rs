@@ -183,6 +183,20 @@ impl MemoryStore for RedisStore {
         Ok(out)
     }
 
+    async fn probe(&self) -> Result<(), MemoryError> {
+        let key = format!("{}probe:{}", self.prefix, uuid::Uuid::new_v4());
+        let mut pipe = redis::pipe();
+        pipe.set_ex(&key, "ok", 10).ignore().get(&key).del(&key).ignore();
+        let (value,): (Option<String>,) = self.run("probe", &pipe).await?;
+        match value.as_deref() {
+            Some("ok") => Ok(()),
+            other => Err(MemoryError::Redis {
+                op: "probe",
+                message: format!("wrote 'ok' but read back {other:?}"),
+            }),
+        }
+    }
+
     async fn ping(&self) -> Result<(), MemoryError> {
         let mut pipe = redis::pipe();
         pipe.cmd("PING");

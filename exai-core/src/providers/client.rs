@@ -30,7 +30,7 @@ const MAX_ROUNDS: usize = 4;
 /// A provider's HTTP client, quirks, rate limiter and retry policy.
 pub(crate) struct ProviderClient {
     pub config: ProviderConfig,
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     quirks: Box<dyn Quirks>,
     limiter: Option<DefaultDirectRateLimiter>,
     retry: RetryConfig,

@@ -5,12 +5,14 @@
 //! - `client.rs`: one HTTP round trip and the retry loop around it (taxonomy, backoff,
 //!   `Retry-After`, governor rate limit).
 //! - `circuit.rs`: the per-provider circuit breaker.
+//! - `check.rs`: the on-demand key check (`GET /models`).
 //! - `worker.rs`: the actor that owns a provider's health and circuit breaker, and the handle
 //!   whose calls run in the caller's task.
 //! - `glm.rs`, `kimi.rs`, `minimax.rs`, `openai_compat.rs`: each provider's [`Quirks`], and
 //!   nothing else.
 //! - `think_tags.rs`: splitting `<think>` reasoning out of streamed text.
 
+mod check;
 mod circuit;
 mod client;
 mod glm;
@@ -23,6 +25,7 @@ mod worker;
 
 use serde_json::Value;
 
+pub use check::ProviderCheck;
 pub(crate) use client::ProviderClient;
 pub use worker::ProviderHealth;
 pub(crate) use worker::{ProviderHandle, spawn_worker};

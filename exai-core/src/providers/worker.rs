@@ -223,6 +223,11 @@ impl ProviderHandle {
         }
     }
 
+    /// Checks the key with a cheap authenticated call.
+    pub async fn check(&self) -> super::ProviderCheck {
+        self.client.check().await
+    }
+
     /// The provider's health.
     pub async fn health(&self) -> Result<ProviderHealth, Error> {
         let mut health = crate::actors::ask(&self.actor, WorkerMsg::Health, "provider worker").await?;

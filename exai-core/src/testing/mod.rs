@@ -7,6 +7,8 @@
 //! the queue is empty), and counts replies that were cut short because the client went away — the
 //! evidence that cancelling a request really aborts it upstream.
 //!
+//! [`RedisServer`] starts a real `redis-server` per test.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use exai_core::testing::{FakeReply, FakeUpstream};
@@ -17,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod redis;
 mod reply;
 mod server;
 
@@ -29,6 +32,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 
+pub use redis::RedisServer;
 pub use reply::FakeReply;
 
 /// A request the fake received.

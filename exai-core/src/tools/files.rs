@@ -63,6 +63,36 @@ pub(crate) async fn prepare(
         .map_err(|e| Failure::Gateway(crate::error::Error::Internal(format!("file reader failed: {e}"))))?
 }
 
+/// Files embedded for one turn outside a tool call (the CLI's `--file`).
+#[derive(Debug, Default)]
+pub struct Attachments {
+    /// Text blocks for [`crate::ChatRequest::context`].
+    pub context: Vec<String>,
+    /// Paths embedded (for [`crate::ChatRequest::files`]).
+    pub embedded: Vec<String>,
+    /// What was left out, and why.
+    pub omitted: Vec<String>,
+}
+
+/// Reads absolute `paths` (files or directories) within `budget` estimated tokens, with the same
+/// rules and messages as the tools' `files` parameter.
+pub async fn attach_files(paths: Vec<String>, budget: u64) -> Result<Attachments, String> {
+    if let Some(relative) = paths.iter().find(|p| !Path::new(p).is_absolute()) {
+        return Err(format!("paths must be absolute; got '{relative}'"));
+    }
+    let read = tokio::task::spawn_blocking(move || read_all(&paths, &[], &[], budget)).await;
+    match read {
+        Ok(Ok(p)) => Ok(Attachments {
+            context: p.context,
+            embedded: p.embedded,
+            omitted: p.omitted,
+        }),
+        Ok(Err(Failure::Refused { message, .. } | Failure::Arguments(message))) => Err(message),
+        Ok(Err(Failure::Gateway(e))) => Err(e.to_string()),
+        Err(e) => Err(format!("file reader failed: {e}")),
+    }
+}
+
 fn is_url(s: &str) -> bool {
     s.starts_with("data:") || s.starts_with("http://") || s.starts_with("https://")
 }

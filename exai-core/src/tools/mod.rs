@@ -33,6 +33,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+pub use files::{Attachments, attach_files};
 pub use info::{EXAI_WS_PROTOCOL, MCP_PROTOCOL_VERSIONS};
 pub use progress::{Progress, ProgressSender};
 

@@ -1,0 +1,157 @@
+//! `exai chat`: a one-off call. Text streams to stdout as it arrives; reasoning (with
+//! `--show-reasoning`) and the continuation id go to stderr, so stdout pipes cleanly. A spinner
+//! shows on stderr while waiting, only when stderr is a terminal. Ctrl-C drops the stream — which
+//! cancels the upstream request — and exits 130.
+
+use std::io::{IsTerminal, Read, Write};
+use std::time::Duration;
+
+use exai_core::{ChatEvent, ChatRequest, ChatResponse, Gateway, Message};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget};
+
+use crate::cli::ChatArgs;
+use crate::exit::Failure;
+
+fn prompt(arg: Option<String>) -> Result<String, Failure> {
+    match arg.filter(|p| p != "-") {
+        Some(p) => Ok(p),
+        None if std::io::stdin().is_terminal() => Err(Failure::new(
+            2,
+            "no prompt: pass one as an argument, or pipe text to stdin",
+        )),
+        None => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            if text.trim().is_empty() {
+                return Err(Failure::new(2, "stdin was empty: nothing to send"));
+            }
+            Ok(text)
+        }
+    }
+}
+
+fn spinner() -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_message("waiting for the model");
+    bar.enable_steady_tick(Duration::from_millis(100));
+    Some(bar)
+}
+
+async fn request(gateway: &Gateway, args: ChatArgs) -> Result<ChatRequest, Failure> {
+    let mut paths = Vec::new();
+    for f in &args.files {
+        let absolute =
+            std::fs::canonicalize(f).map_err(|e| Failure::new(7, format!("cannot read {}: {e}", f.display())))?;
+        paths.push(absolute.display().to_string());
+    }
+    let budget = gateway.config().tools.file_token_budget;
+    let attached = exai_core::tools::attach_files(paths, budget)
+        .await
+        .map_err(|m| Failure::new(7, m))?;
+    for omitted in &attached.omitted {
+        eprintln!("exai: left out {omitted}");
+    }
+    Ok(ChatRequest {
+        model: args.model,
+        system: args.system,
+        messages: vec![Message::user(prompt(args.prompt)?)],
+        continuation_id: args.continuation,
+        temperature: args.temperature,
+        thinking: args.thinking,
+        web_search: args.web_search,
+        files: attached.embedded,
+        tool: Some("cli".into()),
+        context: attached.context,
+        ..ChatRequest::default()
+    })
+}
+
+fn footer(r: &ChatResponse) {
+    eprintln!(
+        "[{} via {} · {} tokens in, {} out · ${:.6} · continue with: exai chat --continue {}]",
+        r.model, r.provider, r.usage.input_tokens, r.usage.output_tokens, r.cost_usd, r.continuation_id
+    );
+}
+
+pub async fn run(gateway: &Gateway, args: ChatArgs) -> Result<i32, Failure> {
+    let (json, no_stream, show_reasoning) = (args.json, args.no_stream, args.show_reasoning);
+    let request = request(gateway, args).await?;
+    let session = gateway.session("cli");
+    let spin = spinner();
+    let interrupted = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if json || no_stream {
+        let reply = tokio::select! {
+            r = session.chat(request) => r,
+            () = interrupted => return Err(Failure::new(130, "interrupted")),
+        };
+        if let Some(s) = &spin {
+            s.finish_and_clear();
+        }
+        let reply = reply?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+        } else {
+            if show_reasoning && let Some(r) = &reply.reasoning {
+                eprintln!("{r}");
+            }
+            println!("{}", reply.text);
+            footer(&reply);
+        }
+        return Ok(0);
+    }
+    let mut stream = session.chat_stream(request);
+    let mut stdout = std::io::stdout();
+    tokio::pin!(interrupted);
+    let mut spin = spin;
+    loop {
+        let event = tokio::select! {
+            e = stream.next() => e,
+            () = &mut interrupted => {
+                drop(stream);
+                if let Some(s) = spin.take() {
+                    s.finish_and_clear();
+                }
+                return Err(Failure::new(130, "interrupted; the request was cancelled"));
+            }
+        };
+        let Some(event) = event else {
+            return Err(Failure::new(1, "the stream ended without a reply"));
+        };
+        match event? {
+            ChatEvent::Status(s) => {
+                if let Some(bar) = &spin {
+                    bar.set_message(s);
+                }
+            }
+            ChatEvent::Reasoning(r) => {
+                if show_reasoning {
+                    if let Some(s) = spin.take() {
+                        s.finish_and_clear();
+                    }
+                    eprint!("{r}");
+                }
+            }
+            ChatEvent::Text(t) => {
+                if let Some(s) = spin.take() {
+                    s.finish_and_clear();
+                }
+                stdout.write_all(t.as_bytes())?;
+                stdout.flush()?;
+            }
+            ChatEvent::Done(reply) => {
+                if let Some(s) = spin.take() {
+                    s.finish_and_clear();
+                }
+                println!();
+                footer(&reply);
+                return Ok(0);
+            }
+        }
+    }
+}

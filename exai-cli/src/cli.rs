@@ -1,0 +1,122 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+use exai_core::ThinkingMode;
+
+/// Exit codes, documented in `--help`.
+pub const EXIT_CODES: &str = "Exit codes:
+  0    success
+  1    a check or a tool call failed (doctor, call)
+  2    wrong usage
+  3    the configuration is invalid
+  4    no provider configured (or not the one the model needs)
+  5    the provider rejected the key
+  6    temporarily unavailable: rate limited, provider down, over capacity (retry later)
+  7    the request was refused: unknown model, unreadable file, prompt too large
+  130  interrupted (Ctrl-C)";
+
+/// exai: GLM, Kimi, MiniMax and OpenAI-compatible models behind one gateway.
+#[derive(Debug, Parser)]
+#[command(name = "exai", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One-off chat; streams the reply to stdout.
+    Chat(ChatArgs),
+    /// Configured models, capabilities, prices, and whether each provider has a key.
+    Models(JsonFlag),
+    /// The MCP tools this configuration offers.
+    Tools(JsonFlag),
+    /// Run one tool once.
+    Call {
+        /// Tool name (see `exai tools`).
+        tool: String,
+        /// Arguments as a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Recent conversations, newest first.
+    Threads {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// One conversation, turn by turn.
+    Thread {
+        /// Its continuation id.
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Tokens, requests, errors and cost per provider and model: today and all time.
+    Usage(JsonFlag),
+    /// The effective configuration: every value with its source, secrets redacted.
+    Config(JsonFlag),
+    /// Check config, provider keys, Redis, the daemon port, clock and TLS.
+    Doctor {
+        /// Skip checks that leave this machine (provider calls, Redis).
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// One JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The prompt; read from stdin when absent or `-`.
+    pub prompt: Option<String>,
+    /// Model, alias, `provider/model` or `auto`.
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Sampling temperature.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Thinking depth: minimal, low, medium, high, max.
+    #[arg(long)]
+    pub thinking: Option<ThinkingMode>,
+    /// Let the model search the web (GLM, Kimi).
+    #[arg(long)]
+    pub web_search: bool,
+    /// A file or directory to include (repeatable).
+    #[arg(long = "file", short = 'f')]
+    pub files: Vec<PathBuf>,
+    /// Continue a conversation by its id.
+    #[arg(long = "continue", short = 'c', value_name = "ID")]
+    pub continuation: Option<String>,
+    /// Print one JSON object (text, reasoning, model, provider, usage, cost, continuation id).
+    #[arg(long)]
+    pub json: bool,
+    /// Wait for the whole reply instead of streaming it.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Print the model's reasoning to stderr.
+    #[arg(long)]
+    pub show_reasoning: bool,
+}

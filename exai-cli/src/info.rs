@@ -1,0 +1,177 @@
+//! The read-mostly subcommands: `config`, `models`, `tools`, `call`, `threads`, `thread`,
+//! `usage`. Each prints a plain table (or `--json`), nothing decorative, so output pipes well.
+
+use exai_core::{Config, Gateway, Source, UsageRow};
+use serde_json::{Value, json};
+
+use crate::exit::Failure;
+
+fn print_json(value: &impl serde::Serialize) -> Result<i32, Failure> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(0)
+}
+
+/// `exai config`: loads the configuration only (no gateway), so it works even with no key.
+pub fn config(as_json: bool) -> Result<i32, Failure> {
+    let config = Config::from_env()?;
+    let file = config.file.as_ref().map(|p| p.display().to_string());
+    if as_json {
+        return print_json(&json!({"file": file, "entries": config.entries()}));
+    }
+    println!(
+        "config file: {}",
+        file.as_deref().unwrap_or("none (environment and defaults)")
+    );
+    let width = config.entries().iter().map(|e| e.key.len()).max().unwrap_or(10);
+    for e in config.entries() {
+        let source = match &e.source {
+            Source::Env(name) => format!("env {name}"),
+            other => other.to_string(),
+        };
+        let value = e.value.as_deref().unwrap_or("(unset)");
+        println!("{:width$}  {value:<40}  {source}", e.key);
+    }
+    Ok(0)
+}
+
+pub fn models(gateway: &Gateway, as_json: bool) -> Result<i32, Failure> {
+    let models = gateway.models();
+    if as_json {
+        return print_json(&models);
+    }
+    println!(
+        "{:<24} {:<10} {:>8} {:<26} {:>14}  key",
+        "model", "provider", "context", "capabilities", "$/M in/out"
+    );
+    for m in models {
+        let c = m.model.capabilities;
+        let caps: Vec<&str> = [(c.thinking, "thinking"), (c.vision, "vision"), (c.web_search, "web")]
+            .into_iter()
+            .filter_map(|(on, n)| on.then_some(n))
+            .collect();
+        let price = format!("{}/{}", m.model.price.input_per_m, m.model.price.output_per_m);
+        let key = if m.configured { "yes" } else { "no" };
+        println!(
+            "{:<24} {:<10} {:>7}k {:<26} {:>14}  {key}",
+            m.model.id,
+            m.model.provider,
+            m.model.context_window / 1000,
+            caps.join(","),
+            price
+        );
+    }
+    Ok(0)
+}
+
+pub fn tools(gateway: &Gateway, as_json: bool) -> Result<i32, Failure> {
+    let tools = gateway.tools();
+    if as_json {
+        return print_json(&tools);
+    }
+    for t in tools {
+        println!("{:<12} {}", t.name, t.description);
+    }
+    Ok(0)
+}
+
+pub async fn call(gateway: &Gateway, tool: &str, args: &str, as_json: bool) -> Result<i32, Failure> {
+    let args: Value = serde_json::from_str(args).map_err(|e| Failure::new(2, format!("--args is not JSON: {e}")))?;
+    let out = gateway
+        .call_tool(tool, args, None)
+        .await
+        .map_err(|e| Failure::new(2, e.to_string()))?;
+    if as_json {
+        print_json(&json!({"text": out.text, "structured": out.structured, "is_error": out.is_error}))?;
+    } else if out.is_error {
+        eprintln!("{}", out.text);
+    } else {
+        println!("{}", out.text);
+    }
+    Ok(if out.is_error { 1 } else { 0 })
+}
+
+pub async fn threads(gateway: &Gateway, limit: usize, as_json: bool) -> Result<i32, Failure> {
+    let threads = gateway.threads(limit).await?;
+    if as_json {
+        return print_json(&threads);
+    }
+    if threads.is_empty() {
+        eprintln!(
+            "no conversations stored (memory: {})",
+            gateway
+                .config()
+                .memory
+                .redis_url
+                .as_ref()
+                .map_or("in-process", |_| "redis")
+        );
+    }
+    for t in threads {
+        println!(
+            "{}  {:<10} {:>3} turns  {}",
+            t.id,
+            t.tool.as_deref().unwrap_or("-"),
+            t.turns,
+            t.preview.replace('\n', " ")
+        );
+    }
+    Ok(0)
+}
+
+pub async fn thread(gateway: &Gateway, id: &str, as_json: bool) -> Result<i32, Failure> {
+    let thread = gateway
+        .thread(id)
+        .await?
+        .ok_or_else(|| Failure::from(exai_core::Error::ThreadNotFound(id.to_string())))?;
+    if as_json {
+        return print_json(&thread);
+    }
+    for turn in &thread.turns {
+        let who = match (&turn.model, turn.role) {
+            (Some(model), _) => model.clone(),
+            (None, role) => format!("{role:?}").to_lowercase(),
+        };
+        println!(
+            "--- {who}{}",
+            if turn.files.is_empty() {
+                String::new()
+            } else {
+                format!(" (files: {})", turn.files.join(", "))
+            }
+        );
+        println!("{}", turn.content);
+    }
+    Ok(0)
+}
+
+fn usage_table(title: &str, rows: &[UsageRow]) {
+    println!("{title}");
+    if rows.is_empty() {
+        println!("  no provider calls");
+        return;
+    }
+    let mut total = 0.0;
+    for r in rows {
+        total += r.cost_usd;
+        println!(
+            "  {:<10} {:<24} {:>6} req {:>4} err {:>10} in {:>10} out  ${:.6}",
+            r.provider, r.model, r.requests, r.errors, r.input_tokens, r.output_tokens, r.cost_usd
+        );
+    }
+    println!("  total ${total:.6}");
+}
+
+pub async fn usage(gateway: &Gateway, as_json: bool) -> Result<i32, Failure> {
+    let report = gateway.usage().await;
+    if as_json {
+        return print_json(&report);
+    }
+    usage_table("today (UTC):", &report.today);
+    let all = if report.backend == "redis" {
+        "all time:"
+    } else {
+        "all time (this process only; set REDIS_URL to keep a ledger):"
+    };
+    usage_table(all, &report.all_time);
+    Ok(0)
+}

@@ -1,0 +1,366 @@
+//! The real `exai` binary against the fake upstream and a real Redis.
+
+use std::collections::HashMap;
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use exai_core::testing::{FakeReply, FakeUpstream, RedisServer};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Runs `exai args…` with only `env` (plus PATH, an empty HOME and a free daemon port).
+async fn exai(args: &[&str], env: &HashMap<String, String>, stdin: Option<&str>) -> Run {
+    let home = std::env::temp_dir().join(format!("exai-cli-home-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&home);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exai"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", &home)
+        .env("EXAI_WS_PORT", free_port().to_string())
+        .env("EXAI_RETRY_BASE_DELAY_MS", "10")
+        .envs(env)
+        .current_dir(&home)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn exai: {e}"));
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("stdin: {e}"));
+    }
+    let out: Output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("exai {args:?} did not finish"))
+        .unwrap_or_else(|e| panic!("exai: {e}"));
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn chat_streams_the_reply_to_stdout_and_the_continuation_to_stderr() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::text("streamed hello world").with_reasoning("thinking hard"));
+    let run = exai(&["chat", "hi there", "--show-reasoning"], &fake.env_for(&["GLM"]), None).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, "streamed hello world\n");
+    assert!(run.stderr.contains("thinking hard"));
+    assert!(
+        run.stderr.contains("glm-4.6 via glm") && run.stderr.contains("exai chat --continue "),
+        "{}",
+        run.stderr
+    );
+    assert!(fake.requests()[0].is_stream());
+}
+
+#[tokio::test]
+async fn chat_reads_stdin_and_continue_carries_the_history() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let redis = RedisServer::start();
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("REDIS_URL".into(), redis.url());
+    let first = exai(&["chat", "--json"], &env, Some("my name is Ada\n")).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let reply: Value = serde_json::from_str(&first.stdout).unwrap_or_default();
+    let id = reply["continuation_id"].as_str().unwrap_or_default().to_string();
+    assert!(!id.is_empty());
+    let second = exai(
+        &["chat", "-", "--continue", &id, "--no-stream"],
+        &env,
+        Some("what is my name?"),
+    )
+    .await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stdout.starts_with("echo (3 messages): what is my name?"),
+        "{}",
+        second.stdout
+    );
+    let sent = fake.requests()[1].messages();
+    assert_eq!(sent[0]["content"], "my name is Ada\n");
+    let threads = exai(&["threads"], &env, None).await;
+    assert!(
+        threads.stdout.contains(&id) && threads.stdout.contains("4 turns"),
+        "{}",
+        threads.stdout
+    );
+    let thread = exai(&["thread", &id], &env, None).await;
+    assert!(thread.stdout.contains("--- glm-4.6") && thread.stdout.contains("what is my name?"));
+}
+
+#[tokio::test]
+async fn json_output_has_the_documented_shape() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::text("four").with_reasoning("2+2").with_usage(10, 2));
+    let run = exai(
+        &["chat", "2+2?", "--json", "--model", "glm"],
+        &fake.env_for(&["GLM"]),
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: Value = serde_json::from_str(&run.stdout).unwrap_or_default();
+    assert_eq!(v["text"], "four");
+    assert_eq!(v["reasoning"], "2+2");
+    assert_eq!(
+        (v["provider"].as_str(), v["model"].as_str()),
+        (Some("glm"), Some("glm-4.6"))
+    );
+    assert_eq!(v["usage"]["input_tokens"], 10);
+    assert!(v["cost_usd"].is_number() && v["continuation_id"].is_string());
+}
+
+#[tokio::test]
+async fn a_rejected_key_and_no_provider_get_one_line_and_distinct_exit_codes() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.require_key("the-right-key");
+    let bad = exai(&["chat", "hi"], &fake.env_for(&["GLM"]), None).await;
+    assert_eq!(bad.code, 5, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("rejected the key from GLM_API_KEY (env) (401)"),
+        "{}",
+        bad.stderr
+    );
+    assert!(!bad.stderr.contains("test-key"));
+    assert!(bad.stderr.lines().count() <= 2, "{}", bad.stderr);
+    let none = exai(&["chat", "hi"], &HashMap::new(), None).await;
+    assert_eq!(none.code, 4);
+    assert_eq!(
+        none.stderr.trim(),
+        "exai: no provider configured: set GLM_API_KEY, KIMI_API_KEY or MINIMAX_API_KEY, or declare an OpenAI-compatible provider in exai.toml"
+    );
+    let help = exai(&["--help"], &HashMap::new(), None).await;
+    assert!(help.stdout.contains("Exit codes:") && help.stdout.contains("130  interrupted"));
+}
+
+#[tokio::test]
+async fn doctor_says_what_is_wrong_line_by_line() {
+    let Ok(good) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let Ok(bad) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    bad.require_key("another-key");
+    let mut env = good.env_for(&["GLM"]);
+    env.extend(bad.env_for(&["KIMI"]));
+    env.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{}/", free_port()));
+    let run = exai(&["doctor"], &env, None).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let line = |prefix: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.contains(prefix))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("config").starts_with("PASS"), "{}", run.stdout);
+    assert!(
+        line("provider glm").starts_with("PASS") && line("provider glm").contains("GLM_API_KEY (env) accepted"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        line("provider kimi").starts_with("FAIL")
+            && line("provider kimi").contains("rejected the key from KIMI_API_KEY (env) (401)"),
+        "{}",
+        run.stdout
+    );
+    assert!(line("provider minimax").starts_with("SKIP") && line("provider minimax").contains("MINIMAX_API_KEY"));
+    assert!(
+        line("memory").starts_with("FAIL") && line("memory").contains("redis unreachable"),
+        "{}",
+        run.stdout
+    );
+    assert!(line("daemon port").starts_with("PASS"));
+    assert!(line("clock").starts_with("PASS") && line("tls").starts_with("PASS"));
+    let json = exai(&["doctor", "--json"], &env, None).await;
+    let v: Value = serde_json::from_str(&json.stdout).unwrap_or_default();
+    assert_eq!(v["ok"], false);
+    let offline = exai(&["doctor", "--offline"], &good.env_for(&["GLM"]), None).await;
+    assert_eq!(offline.code, 0, "{}", offline.stdout);
+    assert_eq!(
+        good.requests().iter().filter(|r| r.path == "/v1/models").count(),
+        2,
+        "offline made no call"
+    );
+}
+
+#[tokio::test]
+async fn doctor_tells_a_busy_port_from_a_healthy_daemon() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = squatter.local_addr().map(|a| a.port()).unwrap_or(0);
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_WS_PORT".into(), port.to_string());
+    let run = exai(&["doctor", "--offline"], &env, None).await;
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout
+            .contains(&format!("127.0.0.1:{port} is held by another program")),
+        "{}",
+        run.stdout
+    );
+}
+
+#[tokio::test]
+async fn config_shows_every_value_with_its_source_and_redacts_keys() {
+    let mut env = HashMap::new();
+    env.insert("KIMI_API_KEY".to_string(), "sk-secret-kimi-0123456789".to_string());
+    env.insert("EXAI_GLOBAL_MAX_INFLIGHT".to_string(), "12".to_string());
+    let run = exai(&["config"], &env, None).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("sk-secret-kimi"), "the key never prints");
+    let key_line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("providers.kimi.api_key"))
+        .unwrap_or_default();
+    assert!(
+        key_line.contains("[redacted") && key_line.trim_end().ends_with("env KIMI_API_KEY"),
+        "{key_line}"
+    );
+    let limit = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("limits.global_max_inflight"))
+        .unwrap_or_default();
+    assert!(
+        limit.contains("12") && limit.trim_end().ends_with("env EXAI_GLOBAL_MAX_INFLIGHT"),
+        "{limit}"
+    );
+    let port = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("daemon.port"))
+        .unwrap_or_default();
+    assert!(port.trim_end().ends_with("env EXAI_WS_PORT"), "{port}");
+    let json = exai(&["config", "--json"], &env, None).await;
+    assert!(!json.stdout.contains("sk-secret-kimi"));
+    let bad = exai(
+        &["config"],
+        &HashMap::from([("EXAI_GLOBAL_MAX_INFLIGHT".to_string(), "many".to_string())]),
+        None,
+    )
+    .await;
+    assert_eq!(bad.code, 3);
+    assert!(bad.stderr.contains("limits.global_max_inflight") && bad.stderr.contains("env EXAI_GLOBAL_MAX_INFLIGHT"));
+}
+
+#[tokio::test]
+async fn models_tools_call_usage_and_completions_work() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let env = fake.env_for(&["GLM"]);
+    let models = exai(&["models"], &env, None).await;
+    assert!(
+        models
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("glm-4.6") && l.trim_end().ends_with("yes")),
+        "{}",
+        models.stdout
+    );
+    assert!(
+        models
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("MiniMax-M2") && l.trim_end().ends_with("no"))
+    );
+    let tools = exai(&["tools"], &env, None).await;
+    assert_eq!(tools.stdout.lines().count(), 17);
+    let call = exai(&["call", "chat", "--args", r#"{"prompt": "via a tool"}"#], &env, None).await;
+    assert_eq!(call.code, 0, "{}", call.stderr);
+    assert!(
+        call.stdout.starts_with("echo (2 messages): via a tool"),
+        "{}",
+        call.stdout
+    );
+    let failing = exai(
+        &["call", "chat", "--args", r#"{"prompt": "x", "files": ["/nope"]}"#],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(failing.code, 1);
+    assert!(failing.stderr.contains("/nope"));
+    let usage = exai(&["usage"], &env, None).await;
+    assert!(usage.stdout.contains("today (UTC):"));
+    let bash = exai(&["completions", "bash"], &env, None).await;
+    assert!(
+        bash.stdout.contains("_exai()"),
+        "{}",
+        &bash.stdout[..bash.stdout.len().min(200)]
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_during_a_stream_cancels_the_request_and_exits_130() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::hang());
+    let child = Command::new(env!("CARGO_BIN_EXE_exai"))
+        .args(["chat", "hang on"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .envs(fake.env_for(&["GLM"]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn exai: {e}"));
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f.requests().len() == 1)
+            .await
+    );
+    let pid = child.id().unwrap_or_default().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    let out = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output()).await;
+    let out = out
+        .unwrap_or_else(|_| panic!("exai did not exit"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert!(
+        fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 1).await,
+        "the upstream request was cancelled"
+    );
+}
