@@ -5,18 +5,18 @@
 //! translation layer — and so nothing to orphan: the process ends when its client closes stdin,
 //! or on SIGTERM/SIGINT, after a short drain.
 //!
-//! - `handler.rs`: MCP requests → core calls (`tools/list`, `tools/call`, `logging/setLevel`),
-//!   and core progress and log records → MCP notifications. Nothing else.
+//! - `exai-mcp` (crate): the MCP handler shared with `exai-ws`: MCP requests → core calls,
+//!   core progress and log records → MCP notifications.
+//! - `eof.rs`: noticing at once that the client closed stdin.
 //! - `main.rs`: logging to stderr, the gateway, the transport, the signals.
 //!
 //! stdout carries protocol frames only; every log line goes to stderr.
 
 mod eof;
-mod handler;
 
 use std::time::Duration;
 
-pub use handler::ExaiServer;
+use exai_mcp::ExaiServer;
 
 use exai_core::Gateway;
 use exai_core::logs::LogTap;

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc};
 
 /// The newest protocol version served (the last with the `initialize` handshake).
-const MAX_PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
+pub const MAX_PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
 
 /// The server: one per connection, bound to one gateway session.
 #[derive(Clone)]
