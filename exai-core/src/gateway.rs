@@ -401,6 +401,11 @@ impl Session {
         self.gateway.stream_in(&self.core, request)
     }
 
+    /// Whether the session still takes requests (not closed, not expired after being idle).
+    pub fn is_open(&self) -> bool {
+        !self.core.cancel.is_cancelled()
+    }
+
     /// The gateway this session belongs to.
     pub fn gateway(&self) -> &Gateway {
         &self.gateway

@@ -1,0 +1,85 @@
+//! # exai-ws
+//!
+//! The daemon many clients share — one set of limits, one memory, one usage ledger — on one
+//! port (`EXAI_WS_HOST`:`EXAI_WS_PORT`, 127.0.0.1:8079 by default):
+//! - `/mcp`: MCP over streamable HTTP (rmcp's transport, exai-mcp's handler), so MCP clients
+//!   connect with no shim: `claude mcp add --transport http exai http://127.0.0.1:8079/mcp`;
+//! - `/v1/chat/completions`, `/v1/models`: the OpenAI-compatible API (`openai.rs`);
+//! - `/healthz`, `/readyz`, `/metrics` (`ops.rs`).
+//!
+//! Transports stay thin: every route parses its protocol, calls the gateway, maps the reply.
+//! `auth.rs` holds the token and `Origin` checks; `main.rs` binds, locks and handles signals.
+
+mod auth;
+mod openai;
+mod ops;
+mod state;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+
+pub use state::AppState;
+
+/// Request bodies larger than this are refused (413).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The daemon's routes.
+pub fn router(state: AppState) -> Router {
+    let mcp_state = state.clone();
+    let mcp_config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts([
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            state.gateway.config().daemon.host.as_str(),
+        ])
+        .with_cancellation_token(state.shutdown.child_token());
+    let mcp = StreamableHttpService::new(
+        move || {
+            Ok(exai_mcp::ExaiServer::new(
+                mcp_state.gateway.session("mcp-http"),
+                mcp_state.logs.clone(),
+            ))
+        },
+        LocalSessionManager::default().into(),
+        mcp_config,
+    );
+    let protected = Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
+        .nest_service("/mcp", mcp)
+        .route("/metrics", get(ops::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .merge(protected)
+        .layer(middleware::from_fn(auth::check_origin))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish within the gateway's grace period.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = state.shutdown.clone();
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await?;
+    state.gateway.shutdown().await;
+    Ok(())
+}

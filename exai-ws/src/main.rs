@@ -1,0 +1,136 @@
+//! `exai-ws`: the daemon. Reads the shared configuration, refuses unsafe or conflicting starts
+//! with a clear message (exit 2), then serves until SIGTERM/SIGINT and drains.
+//!
+//! - Bound to a non-loopback address only with `EXAI_WS_TOKEN` set.
+//! - One daemon per port and state directory: a lock file (`exai-ws-PORT.lock` in
+//!   `EXAI_STATE_DIR`, default the user's state directory) held with an OS lock, which the OS
+//!   releases when the process dies — a stale file is simply locked again.
+//! - Port already in use: exit 2 naming the address and what to do.
+//! - Logs: stderr, `RUST_LOG` (default `info`), `EXAI_LOG_FORMAT=json` for JSON lines.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use exai_core::logs::LogTap;
+use exai_core::{Config, Gateway};
+use exai_ws::AppState;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+fn fail(message: String) -> ! {
+    eprintln!("exai-ws: {message}");
+    std::process::exit(2);
+}
+
+fn init_logging(logs: &LogTap) {
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("EXAI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let stderr = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_filter(filter())
+            .boxed()
+    };
+    let tap = logs
+        .layer()
+        .with_filter(EnvFilter::new("exai_core=debug,exai_ws=debug"));
+    tracing_subscriber::registry().with(stderr).with(tap).init();
+}
+
+/// Takes the lock for `port`, or says who holds it.
+fn lock(port: u16) -> File {
+    let dir = std::env::var_os("EXAI_STATE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| dirs::state_dir().or_else(dirs::data_local_dir).map(|d| d.join("exai")))
+        .unwrap_or_else(|| std::env::temp_dir().join("exai"));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        fail(format!("cannot create the state directory {}: {e}", dir.display()));
+    }
+    let path = dir.join(format!("exai-ws-{port}.lock"));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .unwrap_or_else(|e| fail(format!("cannot open the lock file {}: {e}", path.display())));
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        fail(format!(
+            "another exai-ws (pid {}) already runs for port {port} with state directory {}; stop it first",
+            holder.trim(),
+            dir.display()
+        ));
+    }
+    let _ = file
+        .set_len(0)
+        .and_then(|_| file.rewind())
+        .and_then(|_| write!(file, "{}", std::process::id()));
+    file
+}
+
+#[tokio::main]
+async fn main() {
+    let logs = LogTap::new();
+    init_logging(&logs);
+    let config = Config::from_env().unwrap_or_else(|e| fail(e.to_string()));
+    let (host, port) = (config.daemon.host.clone(), config.daemon.port);
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback && config.daemon.token.is_none() {
+        fail(format!(
+            "refusing to listen on {host} without a token: set EXAI_WS_TOKEN, or bind to 127.0.0.1"
+        ));
+    }
+    let _lock = lock(port);
+    let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => fail(format!(
+            "{host}:{port} is already in use by another program: stop it (`exai doctor` says what holds it) or set EXAI_WS_PORT"
+        )),
+        Err(e) => fail(format!("cannot listen on {host}:{port}: {e}")),
+    };
+    let metrics = PrometheusBuilder::new().install_recorder().ok();
+    let gateway = Gateway::new(config).await.unwrap_or_else(|e| fail(e.to_string()));
+    tracing::info!(%host, port, "exai-ws listening");
+    let state = AppState::new(gateway, logs, metrics);
+    if let Err(e) = exai_ws::serve(listener, state, shutdown_signal()).await {
+        eprintln!("exai-ws: {e}");
+        std::process::exit(1);
+    }
+    tracing::info!("exai-ws stopped");
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: no new connections; draining in-flight requests");
+}

@@ -1,0 +1,336 @@
+//! The OpenAI-compatible API: `POST /v1/chat/completions` (plain, and SSE streaming ending in
+//! `data: [DONE]`, with `stream_options.include_usage`) and `GET /v1/models`, with errors in
+//! OpenAI's JSON shape — so any OpenAI SDK or tool gets exai's routing, limits, fallbacks and
+//! usage ledger. The client keeps the history (it sends it every time), so these turns are
+//! ephemeral: nothing is stored in exai's memory; usage is recorded as for any call.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use exai_core::{ChatEvent, ChatRequest, ChatResponse, Error, Message, ProviderErrorKind, Role, ThinkingMode};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+struct CompletionRequest {
+    model: Option<String>,
+    messages: Vec<WireMessage>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    reasoning_effort: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    role: String,
+    #[serde(default)]
+    content: Value,
+}
+
+/// An error in OpenAI's shape.
+fn error(status: StatusCode, kind: &str, code: &str, message: String) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"message": message, "type": kind, "code": code, "param": null}})),
+    )
+        .into_response()
+}
+
+fn gateway_error(e: &Error) -> Response {
+    let (status, kind, code) = match e {
+        Error::InvalidRequest(_) | Error::ThreadNotFound(_) => {
+            (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request")
+        }
+        Error::UnknownModel { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found"),
+        Error::NoProviderConfigured | Error::ProviderNotConfigured { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "provider_not_configured",
+        ),
+        Error::OverCapacity { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "over_capacity"),
+        Error::ShuttingDown | Error::SessionClosed(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down")
+        }
+        Error::Provider(p) => match p.kind {
+            ProviderErrorKind::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "upstream_rate_limited",
+            ),
+            ProviderErrorKind::InvalidRequest { .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "upstream_rejected_request",
+            ),
+            ProviderErrorKind::CircuitOpen { .. } | ProviderErrorKind::MissingKey { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "server_error", "upstream_unavailable")
+            }
+            ProviderErrorKind::Auth { .. } => (StatusCode::BAD_GATEWAY, "server_error", "upstream_auth_failed"),
+            _ => (StatusCode::BAD_GATEWAY, "server_error", "upstream_error"),
+        },
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
+    };
+    let mut response = error(status, kind, code, e.to_string());
+    if let Some(after) = e
+        .retry_after()
+        .and_then(|a| HeaderValue::from_str(&a.as_secs().max(1).to_string()).ok())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, after);
+    }
+    response
+}
+
+fn text_of(content: &Value, images: &mut Vec<String>) -> Result<String, String> {
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => {
+            let mut text = Vec::new();
+            for part in parts {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") => text.push(part.get("text").and_then(Value::as_str).unwrap_or("").to_string()),
+                    Some("image_url") => {
+                        let url = part.pointer("/image_url/url").and_then(Value::as_str).unwrap_or("");
+                        images.push(url.to_string());
+                    }
+                    other => return Err(format!("unsupported content part type {other:?}")),
+                }
+            }
+            Ok(text.join("\n"))
+        }
+        other => Err(format!(
+            "message content must be a string or an array of parts, got {other}"
+        )),
+    }
+}
+
+fn to_request(body: CompletionRequest) -> Result<ChatRequest, String> {
+    let mut system = Vec::new();
+    let mut messages = Vec::new();
+    for m in body.messages {
+        let mut images = Vec::new();
+        let content = text_of(&m.content, &mut images)?;
+        let role = match m.role.as_str() {
+            "system" | "developer" => {
+                system.push(content);
+                continue;
+            }
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => {
+                return Err(format!(
+                    "role '{other}' is not supported here (tool calls are not relayed)"
+                ));
+            }
+        };
+        messages.push(Message { role, content, images });
+    }
+    if !messages.iter().any(|m| m.role == Role::User) {
+        return Err("messages must include at least one user message".into());
+    }
+    let thinking = body
+        .reasoning_effort
+        .as_deref()
+        .map(str::parse::<ThinkingMode>)
+        .transpose()?;
+    Ok(ChatRequest {
+        model: body.model,
+        system: (!system.is_empty()).then(|| system.join("\n\n")),
+        messages,
+        temperature: body.temperature,
+        max_tokens: body.max_completion_tokens.or(body.max_tokens),
+        thinking,
+        tool: Some("openai".into()),
+        ephemeral: true,
+        ..ChatRequest::default()
+    })
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn usage_json(r: &ChatResponse) -> Value {
+    json!({
+        "prompt_tokens": r.usage.input_tokens,
+        "completion_tokens": r.usage.output_tokens,
+        "total_tokens": r.usage.input_tokens + r.usage.output_tokens,
+        "completion_tokens_details": {"reasoning_tokens": r.usage.reasoning_tokens},
+    })
+}
+
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip())
+}
+
+pub(crate) async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
+    let ip = client_ip(&request);
+    let bytes = match axum::body::to_bytes(request.into_body(), crate::MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "body_too_large",
+                e.to_string(),
+            );
+        }
+    };
+    let body: CompletionRequest = match serde_json::from_slice(&bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_json",
+                format!("invalid request body: {e}"),
+            );
+        }
+    };
+    let (stream, include_usage) = (
+        body.stream,
+        body.stream_options.as_ref().is_some_and(|o| o.include_usage),
+    );
+    let chat = match to_request(body) {
+        Ok(c) => c,
+        Err(m) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m),
+    };
+    let session = state.client_session(ip);
+    if !stream {
+        return match session.chat(chat).await {
+            Ok(r) => {
+                let mut message = json!({"role": "assistant", "content": r.text});
+                if let Some(reasoning) = &r.reasoning {
+                    message["reasoning_content"] = json!(reasoning);
+                }
+                axum::Json(json!({
+                    "id": format!("chatcmpl-{}", r.request_id),
+                    "object": "chat.completion",
+                    "created": now(),
+                    "model": r.model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": r.finish_reason.clone().unwrap_or_else(|| "stop".into())}],
+                    "usage": usage_json(&r),
+                    "exai": {"provider": r.provider, "cost_usd": r.cost_usd, "fallbacks": r.fallbacks},
+                }))
+                .into_response()
+            }
+            Err(e) => gateway_error(&e),
+        };
+    }
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4());
+    let created = now();
+    let chunk = move |model: &str, delta: Value, finish: Option<&str>| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let requested = chat.model.clone().unwrap_or_else(|| "auto".into());
+    let events = session.chat_stream(chat);
+    let mut first = true;
+    let mut ended = false;
+    let sse = events
+        .filter_map(move |event| {
+            let out: Option<Vec<Event>> = match event {
+                Ok(ChatEvent::Status(_)) => None,
+                Ok(ChatEvent::Text(t)) | Ok(ChatEvent::Reasoning(t)) if t.is_empty() => None,
+                Ok(ChatEvent::Text(t)) => {
+                    let mut delta = json!({"content": t});
+                    if std::mem::take(&mut first) {
+                        delta["role"] = json!("assistant");
+                    }
+                    Some(vec![Event::default().data(chunk(&requested, delta, None).to_string())])
+                }
+                Ok(ChatEvent::Reasoning(r)) => {
+                    Some(vec![Event::default().data(
+                        chunk(&requested, json!({"reasoning_content": r}), None).to_string(),
+                    )])
+                }
+                Ok(ChatEvent::Done(r)) => {
+                    ended = true;
+                    let finish = r.finish_reason.clone().unwrap_or_else(|| "stop".into());
+                    let mut out = vec![Event::default().data(chunk(&r.model, json!({}), Some(&finish)).to_string())];
+                    if include_usage {
+                        let mut usage = chunk(&r.model, json!({}), None);
+                        usage["choices"] = json!([]);
+                        usage["usage"] = usage_json(&r);
+                        out.push(Event::default().data(usage.to_string()));
+                    }
+                    out.push(Event::default().data("[DONE]"));
+                    Some(out)
+                }
+                Err(e) if !ended => {
+                    ended = true;
+                    let body =
+                        json!({"error": {"message": e.to_string(), "type": "server_error", "code": "stream_failed"}});
+                    Some(vec![
+                        Event::default().data(body.to_string()),
+                        Event::default().data("[DONE]"),
+                    ])
+                }
+                Err(_) => None,
+            };
+            std::future::ready(out.map(|events| futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>))))
+        })
+        .flatten();
+    Sse::new(sse).into_response()
+}
+
+pub(crate) async fn models(State(state): State<AppState>) -> Response {
+    let created = now();
+    let mut data: Vec<Value> = vec![json!({"id": "auto", "object": "model", "created": created, "owned_by": "exai"})];
+    for entry in state.gateway.models().into_iter().filter(|m| m.configured) {
+        data.push(
+            json!({"id": entry.model.id, "object": "model", "created": created, "owned_by": entry.model.provider,
+            "context_window": entry.model.context_window}),
+        );
+    }
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_map_to_a_turn_with_the_system_prompt_apart() -> Result<(), String> {
+        let body: CompletionRequest = serde_json::from_value(json!({
+            "model": "glm", "stream": true, "reasoning_effort": "high",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "what is"}, {"type": "image_url", "image_url": {"url": "data:x"}}]},
+                {"role": "assistant", "content": "a cat"},
+                {"role": "user", "content": "and this?"}
+            ]
+        }))
+        .map_err(|e| e.to_string())?;
+        let r = to_request(body)?;
+        assert_eq!(r.system.as_deref(), Some("be brief"));
+        assert_eq!(r.messages.len(), 3);
+        assert_eq!(r.messages[0].images, ["data:x"]);
+        assert_eq!(r.thinking, Some(ThinkingMode::High));
+        assert!(r.ephemeral);
+        let tool = serde_json::from_value::<CompletionRequest>(json!({"messages": [{"role": "tool", "content": "x"}]}));
+        assert!(tool.map_err(|e| e.to_string()).and_then(to_request).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,43 @@
+//! `/healthz` (the process is alive and serving), `/readyz` (it can do useful work: a provider
+//! is configured and memory answers) and `/metrics` (Prometheus text).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub(crate) async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok", "service": "exai-ws", "version": env!("CARGO_PKG_VERSION")})).into_response()
+}
+
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    let gateway = &state.gateway;
+    let mut reasons = Vec::new();
+    if gateway.config().ready_providers().next().is_none() {
+        reasons.push("no provider configured: set GLM_API_KEY, KIMI_API_KEY or MINIMAX_API_KEY".to_string());
+    }
+    let memory = gateway.memory_status().await;
+    if !memory.reachable {
+        reasons.push(format!(
+            "memory ({}) unreachable: {}",
+            memory.backend,
+            memory.error.unwrap_or_default()
+        ));
+    }
+    let status = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({"ready": reasons.is_empty(), "reasons": reasons, "memory": memory.backend});
+    (status, axum::Json(body)).into_response()
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => ([("content-type", "text/plain; version=0.0.4")], handle.render()).into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled in this process").into_response(),
+    }
+}

@@ -1,0 +1,397 @@
+//! The real exai-ws binary, spoken to over HTTP with reqwest.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use exai_core::testing::{FakeReply, FakeUpstream};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+struct Daemon {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn state_dir(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("exai-ws-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir.display().to_string()
+}
+
+fn command(env: &HashMap<String, String>, port: u16, state: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exai-ws"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", state)
+        .env("EXAI_STATE_DIR", state)
+        .env("EXAI_WS_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .envs(env)
+        .current_dir(state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn start(env: &HashMap<String, String>, tag: &str) -> Daemon {
+    let port = free_port();
+    let child = command(env, port, &state_dir(tag))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn exai-ws: {e}"));
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            return Daemon { child, base };
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("exai-ws did not come up on {base}");
+}
+
+async fn exits_with(mut cmd: Command) -> (i32, String) {
+    let out = tokio::time::timeout(Duration::from_secs(10), cmd.output()).await;
+    let out = out
+        .unwrap_or_else(|_| panic!("did not exit"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_models() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let daemon = start(&fake.env_for(&["GLM"]), "ops").await;
+    let health: Value = reqwest::get(format!("{}/healthz", daemon.base))
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        (health["status"].as_str(), health["service"].as_str()),
+        (Some("ok"), Some("exai-ws"))
+    );
+    let ready = reqwest::get(format!("{}/readyz", daemon.base))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ready.status(), 200);
+    let models: Value = reqwest::get(format!("{}/v1/models", daemon.base))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"auto") && ids.contains(&"glm-4.6") && !ids.contains(&"kimi-k2-0905-preview"),
+        "{ids:?}"
+    );
+    let client = reqwest::Client::new();
+    client
+        .post(format!("{}/v1/chat/completions", daemon.base))
+        .json(&json!({"messages": [{"role": "user", "content": "count me"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = reqwest::get(format!("{}/metrics", daemon.base))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("exai_requests_total") && metrics.contains("exai_tokens_total"),
+        "{metrics}"
+    );
+    let unready = start(&HashMap::new(), "unready").await;
+    let response = reqwest::get(format!("{}/readyz", unready.base))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap_or_default();
+    assert!(body["reasons"][0].as_str().is_some_and(|r| r.contains("GLM_API_KEY")));
+}
+
+#[tokio::test]
+async fn openai_clients_get_plain_and_streamed_completions_and_openai_shaped_errors() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::text("plain answer").with_usage(9, 2));
+    fake.push(FakeReply::text("streamed answer here").with_usage(5, 3));
+    let daemon = start(&fake.env_for(&["GLM"]), "openai").await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", daemon.base);
+    let plain: Value = client
+        .post(&url)
+        .json(&json!({"model": "glm", "messages": [{"role": "system", "content": "brief"}, {"role": "user", "content": "hi"}]}))
+        .send().await.unwrap_or_else(|e| panic!("{e}"))
+        .json().await.unwrap_or_default();
+    assert_eq!(plain["object"], "chat.completion");
+    assert_eq!(plain["choices"][0]["message"]["content"], "plain answer");
+    assert_eq!(plain["model"], "glm-4.6");
+    assert_eq!(plain["usage"]["prompt_tokens"], 9);
+    assert_eq!(plain["exai"]["provider"], "glm");
+    let streamed = client
+        .post(&url)
+        .json(&json!({"stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "go"}]}))
+        .send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        streamed.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/event-stream")
+    );
+    let body = streamed.text().await.unwrap_or_default();
+    let data: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = data
+        .iter()
+        .filter(|d| **d != "[DONE]")
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "streamed answer here");
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"));
+    assert_eq!(
+        chunks.last().map(|c| c["usage"]["completion_tokens"].clone()),
+        Some(json!(3))
+    );
+    let unknown = client
+        .post(&url)
+        .json(&json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(unknown.status(), 404);
+    let err: Value = unknown.json().await.unwrap_or_default();
+    assert_eq!(err["error"]["code"], "model_not_found");
+    let bad = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bad.status(), 400);
+    let evil = client
+        .post(&url)
+        .header("origin", "https://evil.example")
+        .json(&json!({"messages": []}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(evil.status(), 403);
+    assert!(fake.requests().iter().all(|r| !r.messages().is_empty()));
+    assert_eq!(fake.requests().len(), 2, "errors never reached the provider");
+}
+
+#[tokio::test]
+async fn a_token_is_required_when_configured_and_never_echoed() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_WS_TOKEN".into(), "daemon-secret-token".into());
+    let daemon = start(&env, "token").await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", daemon.base);
+    let body = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let none = client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(none.status(), 401);
+    let wrong = client
+        .post(&url)
+        .bearer_auth("nope")
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(wrong.status(), 401);
+    let text = wrong.text().await.unwrap_or_default();
+    assert!(!text.contains("daemon-secret-token"));
+    let ok = client
+        .post(&url)
+        .bearer_auth("daemon-secret-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", daemon.base))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0),
+        200
+    );
+    let metrics = client
+        .get(format!("{}/metrics", daemon.base))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    assert_eq!(metrics, 401);
+}
+
+/// One MCP request over streamable HTTP; returns the JSON-RPC response and the session id.
+async fn mcp(client: &reqwest::Client, url: &str, session: Option<&str>, body: Value) -> (Value, Option<String>) {
+    let mut request = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(s) = session {
+        request = request
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = response.text().await.unwrap_or_default();
+    let id = body.get("id").cloned();
+    let frame = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:").map(str::trim).or(Some(l)))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|f| id.is_some() && f.get("id") == id.as_ref())
+        .unwrap_or(Value::Null);
+    (frame, session)
+}
+
+#[tokio::test]
+async fn mcp_clients_connect_over_http_with_no_shim() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::text("hello over http"));
+    let daemon = start(&fake.env_for(&["GLM"]), "mcp").await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/mcp", daemon.base);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}});
+    let (reply, session) = mcp(&client, &url, None, init).await;
+    assert_eq!(reply["result"]["serverInfo"]["name"], "exai", "{reply}");
+    let session = session.unwrap_or_else(|| panic!("no mcp-session-id"));
+    mcp(
+        &client,
+        &url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    let (tools, _) = mcp(
+        &client,
+        &url,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(tools["result"]["tools"].as_array().map(Vec::len), Some(17));
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "chat", "arguments": {"prompt": "hi"}}});
+    let (result, _) = mcp(&client, &url, Some(&session), call).await;
+    assert_eq!(result["result"]["isError"], false, "{result}");
+    assert!(
+        result["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("hello over http"))
+    );
+}
+
+#[tokio::test]
+async fn refuses_to_start_on_a_busy_port_a_locked_state_dir_or_an_open_address() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let env = fake.env_for(&["GLM"]);
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = squatter.local_addr().map(|a| a.port()).unwrap_or(0);
+    let (code, stderr) = exits_with(command(&env, port, &state_dir("busy"))).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port} is already in use")) && stderr.contains("EXAI_WS_PORT"),
+        "{stderr}"
+    );
+    let first = start(&env, "locked").await;
+    let port = first.base.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let (code, stderr) = exits_with(command(&env, port, &state_dir("locked"))).await;
+    assert_eq!(code, 2);
+    let pid = first.child.id().unwrap_or_default();
+    assert!(stderr.contains(&format!("another exai-ws (pid {pid})")), "{stderr}");
+    let mut open = command(&env, free_port(), &state_dir("open"));
+    open.env("EXAI_WS_HOST", "0.0.0.0");
+    let (code, stderr) = exits_with(open).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("without a token") && stderr.contains("EXAI_WS_TOKEN"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_call_in_flight_finish_then_exits_cleanly() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::text("finished after the signal").with_delay(Duration::from_millis(800)));
+    let mut daemon = start(&fake.env_for(&["GLM"]), "sigterm").await;
+    let url = format!("{}/v1/chat/completions", daemon.base);
+    let call = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .json(&json!({"messages": [{"role": "user", "content": "slow"}]}))
+            .send()
+            .await?
+            .json::<Value>()
+            .await
+    });
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f.requests().len() == 1)
+            .await
+    );
+    let pid = daemon.child.id().unwrap_or_default().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    let reply = call
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reply["choices"][0]["message"]["content"], "finished after the signal");
+    let status = tokio::time::timeout(Duration::from_secs(10), daemon.child.wait()).await;
+    assert!(matches!(status, Ok(Ok(s)) if s.success()), "{status:?}");
+}
