@@ -169,6 +169,9 @@ impl ServerHandler for ExaiServer {
             let peer = context.peer.clone();
             tokio::spawn(async move {
                 while let Some(p) = reports.recv().await {
+                    if p.delta.is_some() {
+                        continue; // reply text arrives with the result; progress carries stages
+                    }
                     let param =
                         ProgressNotificationParam::new(token.clone(), p.progress as f64).with_message(p.message);
                     if peer.notify_progress(param).await.is_err() {

@@ -5,6 +5,8 @@
 //! - `/mcp`: MCP over streamable HTTP (rmcp's transport, exai-mcp's handler), so MCP clients
 //!   connect with no shim: `claude mcp add --transport http exai http://127.0.0.1:8079/mcp`;
 //! - `/v1/chat/completions`, `/v1/models`: the OpenAI-compatible API (`openai.rs`);
+//! - `/` and `/ws`: WebSocket — the EXAI protocol or MCP JSON-RPC, decided by the first frame
+//!   (`ws/`);
 //! - `/healthz`, `/readyz`, `/metrics` (`ops.rs`).
 //!
 //! Transports stay thin: every route parses its protocol, calls the gateway, maps the reply.
@@ -14,6 +16,7 @@ mod auth;
 mod openai;
 mod ops;
 mod state;
+mod ws;
 
 use std::net::SocketAddr;
 
@@ -59,6 +62,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        // WebSocket checks its token itself: in the upgrade's header or in `hello`.
+        .route("/", get(ws::upgrade))
+        .route("/ws", get(ws::upgrade))
         .merge(protected)
         .layer(middleware::from_fn(auth::check_origin))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -186,6 +186,18 @@ fn client_ip(request: &Request) -> IpAddr {
 
 pub(crate) async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
     let ip = client_ip(&request);
+    if let Err(wait) = state.check_rate(ip) {
+        let mut response = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limited",
+            "too many requests from this client".into(),
+        );
+        if let Ok(after) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, after);
+        }
+        return response;
+    }
     let bytes = match axum::body::to_bytes(request.into_body(), crate::MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(e) => {

@@ -2,7 +2,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use moka::future::Cache;
+use serde_json::Value;
+use tokio::sync::watch;
 
 use exai_core::logs::LogTap;
 use exai_core::{Gateway, Session};
@@ -23,18 +31,84 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Cancelled when the daemon stops accepting work.
     pub shutdown: CancellationToken,
+    /// WebSocket connections open now, in total and per address.
+    pub(crate) connections: Arc<Mutex<Connections>>,
+    /// Requests per minute per client address.
+    pub(crate) rate: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Finished (or running) EXAI `call_tool` results by `session_id:request_id`, so a client
+    /// retrying after a reconnect gets the stored result instead of a second provider call.
+    pub(crate) results: Cache<String, watch::Receiver<Option<Value>>>,
+}
+
+/// Open WebSocket connections.
+#[derive(Default)]
+pub(crate) struct Connections {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection; dropping it frees its place.
+pub(crate) struct ConnectionGuard {
+    connections: Arc<Mutex<Connections>>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.connections.lock() {
+            c.total = c.total.saturating_sub(1);
+            if let Some(n) = c.per_ip.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.per_ip.remove(&self.ip);
+                }
+            }
+        }
+        metrics::gauge!("exai_ws_connections").decrement(1.0);
+    }
 }
 
 impl AppState {
     /// State for `gateway`.
     pub fn new(gateway: Gateway, logs: LogTap, metrics: Option<PrometheusHandle>) -> Self {
+        let per_minute = NonZeroU32::new(gateway.config().daemon.requests_per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
             gateway,
             logs,
             metrics,
             shutdown: CancellationToken::new(),
             clients: Arc::default(),
+            connections: Arc::default(),
+            rate: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
+            results: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(600))
+                .build(),
         }
+    }
+
+    /// Admits a WebSocket connection from `ip`, or `None` over the limits.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Option<ConnectionGuard> {
+        let daemon = &self.gateway.config().daemon;
+        let mut c = self.connections.lock().ok()?;
+        let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
+        if c.total >= daemon.max_connections || from_ip >= daemon.max_connections_per_ip {
+            return None;
+        }
+        c.total += 1;
+        c.per_ip.insert(ip, from_ip + 1);
+        metrics::gauge!("exai_ws_connections").increment(1.0);
+        Some(ConnectionGuard {
+            connections: self.connections.clone(),
+            ip,
+        })
+    }
+
+    /// Whether `ip` may make another request now; otherwise, how long to wait.
+    pub(crate) fn check_rate(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.rate
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// The session of the client at `ip` (a new one if it had none, or if it expired).

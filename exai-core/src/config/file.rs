@@ -96,6 +96,11 @@ pub(crate) struct FileDaemon {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub token: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_frame_bytes: Option<usize>,
+    pub call_timeout_secs: Option<u64>,
+    pub requests_per_minute: Option<u32>,
 }
 
 /// One provider entry.

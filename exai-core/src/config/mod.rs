@@ -142,6 +142,16 @@ pub struct DaemonConfig {
     pub port: u16,
     /// The token clients must present, if any.
     pub token: Option<Secret>,
+    /// WebSocket connections at once, in total.
+    pub max_connections: usize,
+    /// WebSocket connections at once, per client address.
+    pub max_connections_per_ip: usize,
+    /// Largest WebSocket frame or message accepted.
+    pub max_frame_bytes: usize,
+    /// Longest a tool call may run before it is answered with a timeout.
+    pub call_timeout: Duration,
+    /// Requests per minute per client address (tool calls and completions).
+    pub requests_per_minute: u32,
 }
 
 /// The effective configuration.
@@ -318,6 +328,47 @@ impl Config {
             )?,
             port: r.required("daemon.port", &["EXAI_WS_PORT"], parsed.daemon.port, 8079)?,
             token: r.secret("daemon.token", &["EXAI_WS_TOKEN"], parsed.daemon.token).0,
+            max_connections: positive(
+                r.required(
+                    "daemon.max_connections",
+                    &["EXAI_WS_MAX_CONNECTIONS"],
+                    parsed.daemon.max_connections,
+                    1_024,
+                )?,
+                "daemon.max_connections",
+            )?,
+            max_connections_per_ip: positive(
+                r.required(
+                    "daemon.max_connections_per_ip",
+                    &["EXAI_WS_MAX_CONNECTIONS_PER_IP"],
+                    parsed.daemon.max_connections_per_ip,
+                    1_024,
+                )?,
+                "daemon.max_connections_per_ip",
+            )?,
+            max_frame_bytes: positive(
+                r.required(
+                    "daemon.max_frame_bytes",
+                    &["EXAI_WS_MAX_FRAME_BYTES"],
+                    parsed.daemon.max_frame_bytes,
+                    4 << 20,
+                )?,
+                "daemon.max_frame_bytes",
+            )?,
+            call_timeout: Duration::from_secs(r.required(
+                "daemon.call_timeout_secs",
+                &["EXAI_WS_CALL_TIMEOUT_SECS"],
+                parsed.daemon.call_timeout_secs,
+                600,
+            )?),
+            requests_per_minute: r
+                .required(
+                    "daemon.requests_per_minute",
+                    &["EXAI_WS_REQUESTS_PER_MINUTE"],
+                    parsed.daemon.requests_per_minute,
+                    6_000,
+                )?
+                .max(1),
         };
         let providers = providers::resolve(&mut r, parsed.providers)?;
         let fallback = resolve_fallback(&mut r, parsed.routing.fallback, &providers)?;

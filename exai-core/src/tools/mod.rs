@@ -152,6 +152,7 @@ impl ToolCtx<'_> {
                 ChatEvent::Status(s) => self.reporter.report(s),
                 ChatEvent::Reasoning(_) => self.reporter.streaming("thinking"),
                 ChatEvent::Text(t) => {
+                    self.reporter.text(&t);
                     received += t.len();
                     self.reporter
                         .streaming(&format!("streaming the reply ({received} characters so far)"));

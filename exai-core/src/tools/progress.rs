@@ -16,6 +16,9 @@ pub struct Progress {
     pub progress: u64,
     /// What is happening.
     pub message: String,
+    /// A piece of the reply text, as it streams (`None` for stage reports). MCP clients get
+    /// stage reports only; the EXAI WebSocket protocol relays these as `stream_chunk` frames.
+    pub delta: Option<String>,
 }
 
 /// Where progress reports go.
@@ -51,16 +54,29 @@ impl Reporter {
         }
     }
 
-    /// Reports a stage.
-    pub fn report(&self, message: impl Into<String>) {
+    /// Numbers and sends one report; a stage report also becomes the heartbeat's "last stage".
+    fn send(&self, message: String, delta: Option<String>, stage: bool) {
         let Some(sender) = &self.sender else { return };
         let Ok(mut state) = self.state.lock() else { return };
         state.count += 1;
-        state.last_message = message.into();
+        if stage {
+            state.last_message = message.clone();
+        }
         let _ = sender.send(Progress {
             progress: state.count,
-            message: state.last_message.clone(),
+            message,
+            delta,
         });
+    }
+
+    /// Reports a stage.
+    pub fn report(&self, message: impl Into<String>) {
+        self.send(message.into(), None, true);
+    }
+
+    /// Relays a piece of reply text.
+    pub fn text(&self, delta: &str) {
+        self.send("streaming".into(), Some(delta.to_string()), false);
     }
 
     /// Reports streaming, throttled.
@@ -84,18 +100,8 @@ impl Reporter {
             ticks.tick().await;
             let last = self.state.lock().map(|s| s.last_message.clone()).unwrap_or_default();
             let elapsed = self.started.elapsed().as_secs();
-            self.report_keep_stage(format!("still working ({elapsed} s): {last}"));
+            self.send(format!("still working ({elapsed} s): {last}"), None, false);
         }
-    }
-
-    fn report_keep_stage(&self, message: String) {
-        let Some(sender) = &self.sender else { return };
-        let Ok(mut state) = self.state.lock() else { return };
-        state.count += 1;
-        let _ = sender.send(Progress {
-            progress: state.count,
-            message,
-        });
     }
 }
 

@@ -1,0 +1,345 @@
+//! The EXAI protocol (version 1; spec in `docs/exai-ws-protocol.md`).
+//!
+//! `hello` first (token, optional `session_id` to resume), then any of `list_tools`,
+//! `call_tool`, `cancel`, `ping`, `health`. Calls run concurrently; each is acknowledged
+//! (`call_tool_ack`), reports `progress` and `stream_chunk`s, and ends with `call_tool_res` — or
+//! an `error` frame. Every frame the daemon sends carries `op` and, where there is one,
+//! `request_id`. A `call_tool` repeated with the same `request_id` in the same session (a client
+//! retrying after a reconnect) gets the stored result instead of a second provider call.
+//!
+//! When the connection goes away, its calls are dropped — cancelling their upstream requests.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use exai_core::tools::EXAI_WS_PROTOCOL;
+use exai_core::{Session, ToolError, ToolOutput};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::close;
+use crate::state::AppState;
+
+/// Frames queued for one connection's writer.
+const OUTBOX: usize = 256;
+
+fn error_frame(request_id: Option<&str>, code: &str, message: impl Into<String>, details: Value) -> Value {
+    json!({"op": "error", "request_id": request_id, "error": {"code": code, "message": message.into(), "details": details}})
+}
+
+/// One connection's state.
+struct Conn {
+    state: AppState,
+    session: Session,
+    session_id: String,
+    ip: IpAddr,
+    out: mpsc::Sender<Message>,
+    calls: JoinSet<()>,
+    running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+}
+
+impl Conn {
+    async fn send(&self, frame: Value) {
+        let _ = self.out.send(Message::Text(frame.to_string().into())).await;
+    }
+
+    async fn handle(&mut self, text: &str) {
+        let frame: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return self
+                    .send(error_frame(
+                        None,
+                        "INVALID_REQUEST",
+                        format!("invalid JSON: {e}"),
+                        Value::Null,
+                    ))
+                    .await;
+            }
+        };
+        let request_id = frame.get("request_id").and_then(Value::as_str).map(str::to_string);
+        let rid = request_id.as_deref();
+        match frame.get("op").and_then(Value::as_str).unwrap_or("") {
+            "ping" => self.send(json!({"op": "pong", "request_id": rid})).await,
+            "health" => {
+                let health = self.health().await;
+                self.send(json!({"op": "health_res", "request_id": rid, "health": health}))
+                    .await;
+            }
+            "list_tools" => {
+                let tools = self.state.gateway.tools();
+                self.send(json!({"op": "list_tools_res", "request_id": rid, "tools": tools}))
+                    .await;
+            }
+            "call_tool" => self.call_tool(&frame, request_id).await,
+            "cancel" => {
+                let token = rid.and_then(|id| self.running.lock().ok().and_then(|mut r| r.remove(id)));
+                match token {
+                    Some(t) => {
+                        t.cancel();
+                        self.send(json!({"op": "cancelled", "request_id": rid})).await;
+                    }
+                    None => {
+                        self.send(error_frame(
+                            rid,
+                            "INVALID_REQUEST",
+                            "no call in flight with this request_id",
+                            Value::Null,
+                        ))
+                        .await
+                    }
+                }
+            }
+            "hello" => {
+                self.send(error_frame(rid, "PROTOCOL_ERROR", "already said hello", Value::Null))
+                    .await
+            }
+            "" => {
+                self.send(error_frame(
+                    rid,
+                    "INVALID_REQUEST",
+                    "every frame needs an `op`",
+                    Value::Null,
+                ))
+                .await
+            }
+            other => {
+                let known = ["hello", "list_tools", "call_tool", "cancel", "ping", "health"];
+                self.send(error_frame(
+                    rid,
+                    "INVALID_REQUEST",
+                    format!("unknown op '{other}'"),
+                    json!({"known_ops": known}),
+                ))
+                .await;
+            }
+        }
+    }
+
+    async fn health(&self) -> Value {
+        let gw = &self.state.gateway;
+        let providers: Vec<Value> = gw
+            .provider_health()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| json!({"provider": p.provider, "configured": p.configured, "circuit": p.circuit}))
+            .collect();
+        let memory = gw.memory_status().await;
+        json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "protocol": EXAI_WS_PROTOCOL,
+               "providers": providers, "memory": {"backend": memory.backend, "reachable": memory.reachable}})
+    }
+
+    async fn call_tool(&mut self, frame: &Value, request_id: Option<String>) {
+        let Some(request_id) = request_id else {
+            return self
+                .send(error_frame(
+                    None,
+                    "VALIDATION_ERROR",
+                    "call_tool needs a request_id",
+                    Value::Null,
+                ))
+                .await;
+        };
+        let Some(name) = frame.get("name").and_then(Value::as_str).map(str::to_string) else {
+            return self
+                .send(error_frame(
+                    Some(&request_id),
+                    "VALIDATION_ERROR",
+                    "call_tool needs a tool name",
+                    Value::Null,
+                ))
+                .await;
+        };
+        if let Err(wait) = self.state.check_rate(self.ip) {
+            let details = json!({"retry_after": wait.as_secs().max(1)});
+            return self
+                .send(error_frame(
+                    Some(&request_id),
+                    "OVER_CAPACITY",
+                    "too many requests from this client",
+                    details,
+                ))
+                .await;
+        }
+        let arguments = frame.get("arguments").cloned().unwrap_or(Value::Null);
+        let key = format!("{}:{request_id}", self.session_id);
+        self.send(json!({"op": "call_tool_ack", "request_id": request_id}))
+            .await;
+        let out = self.out.clone();
+        if let Some(mut stored) = self.state.results.get(&key).await {
+            // A retry: wait for the first call's result rather than calling the provider again.
+            self.calls.spawn(async move {
+                let result = stored.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
+                if let Some(mut frame) = result {
+                    frame["replayed"] = json!(true);
+                    let _ = out.send(Message::Text(frame.to_string().into())).await;
+                }
+            });
+            return;
+        }
+        let (done, stored) = watch::channel(None);
+        self.state.results.insert(key.clone(), stored).await;
+        let cancel = CancellationToken::new();
+        if let Ok(mut running) = self.running.lock() {
+            running.insert(request_id.clone(), cancel.clone());
+        }
+        let (session, state, running) = (self.session.clone(), self.state.clone(), self.running.clone());
+        self.calls.spawn(async move {
+            let (progress, mut reports) = mpsc::unbounded_channel::<exai_core::Progress>();
+            let relay_out = out.clone();
+            let rid = request_id.clone();
+            let relay = tokio::spawn(async move {
+                while let Some(p) = reports.recv().await {
+                    let frame = match p.delta {
+                        Some(text) => json!({"op": "stream_chunk", "request_id": rid, "text": text}),
+                        None => {
+                            json!({"op": "progress", "request_id": rid, "progress": p.progress, "message": p.message})
+                        }
+                    };
+                    let _ = relay_out.send(Message::Text(frame.to_string().into())).await;
+                }
+            });
+            let timeout = state.gateway.config().daemon.call_timeout;
+            let outcome = tokio::select! {
+                () = cancel.cancelled() => None,
+                r = tokio::time::timeout(timeout, session.call_tool(&name, arguments, Some(progress))) => Some(r),
+            };
+            let _ = relay.await;
+            if let Ok(mut running) = running.lock() {
+                running.remove(&request_id);
+            }
+            let frame = match outcome {
+                None => {
+                    state.results.invalidate(&key).await;
+                    return;
+                }
+                Some(Err(_)) => {
+                    state.results.invalidate(&key).await;
+                    error_frame(
+                        Some(&request_id),
+                        "TIMEOUT",
+                        format!("the call ran longer than {} s", timeout.as_secs()),
+                        Value::Null,
+                    )
+                }
+                Some(Ok(Err(ToolError::UnknownTool { name, available }))) => error_frame(
+                    Some(&request_id),
+                    "TOOL_NOT_FOUND",
+                    format!("unknown tool '{name}'"),
+                    json!({"available": available}),
+                ),
+                Some(Ok(Err(e))) => error_frame(Some(&request_id), "VALIDATION_ERROR", e.to_string(), Value::Null),
+                Some(Ok(Ok(output))) => result_frame(&request_id, output),
+            };
+            let _ = done.send(Some(frame.clone()));
+            let _ = out.send(Message::Text(frame.to_string().into())).await;
+        });
+    }
+}
+
+fn result_frame(request_id: &str, out: ToolOutput) -> Value {
+    let mut frame = json!({
+        "op": "call_tool_res",
+        "request_id": request_id,
+        "outputs": [{"type": "text", "text": out.text}],
+        "text": out.text,
+        "structured": out.structured,
+    });
+    if out.is_error {
+        let code = match out.structured.get("kind").and_then(Value::as_str) {
+            Some(_) => "PROVIDER_ERROR",
+            None if out.structured.get("retry_after_secs").is_some() => "OVER_CAPACITY",
+            None => "TOOL_EXECUTION_ERROR",
+        };
+        frame["error"] = json!({"code": code, "message": out.text, "details": out.structured});
+    }
+    frame
+}
+
+pub(crate) async fn run(mut socket: WebSocket, state: AppState, hello: Value, ip: IpAddr, header_auth: bool) {
+    if hello.get("op").and_then(Value::as_str) != Some("hello") {
+        super::close_with(&mut socket, close::NO_HELLO, "the first frame must be hello").await;
+        return;
+    }
+    let token_ok = match &state.gateway.config().daemon.token {
+        None => true,
+        Some(expected) => {
+            header_auth
+                || hello.get("token").and_then(Value::as_str).is_some_and(|t| {
+                    bool::from(subtle::ConstantTimeEq::ct_eq(
+                        t.as_bytes(),
+                        expected.expose().as_bytes(),
+                    ))
+                })
+        }
+    };
+    if !token_ok {
+        let frame = error_frame(None, "UNAUTHORIZED", "missing or wrong token", Value::Null);
+        let _ = socket.send(Message::Text(frame.to_string().into())).await;
+        super::close_with(&mut socket, close::UNAUTHORIZED, "unauthorized").await;
+        return;
+    }
+    let session_id = hello
+        .get("session_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = outbox.recv().await {
+            let closing = matches!(m, Message::Close(_));
+            if sink.send(m).await.is_err() || closing {
+                break;
+            }
+        }
+    });
+    let mut conn = Conn {
+        session: state.gateway.session("ws"),
+        state: state.clone(),
+        session_id: session_id.clone(),
+        ip,
+        out: out.clone(),
+        calls: JoinSet::new(),
+        running: Arc::default(),
+    };
+    conn.send(json!({"op": "hello_ack", "ok": true, "session_id": session_id, "protocol": EXAI_WS_PROTOCOL}))
+        .await;
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) => conn.handle(&text).await,
+                Some(Ok(Message::Binary(_))) => conn.send(error_frame(None, "INVALID_REQUEST", "frames are JSON text", Value::Null)).await,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    // The one read error worth answering: a frame over the size limit.
+                    if e.to_string().contains("limit exceeded") {
+                        let frame = CloseFrame { code: close::TOO_BIG, reason: "frame over the size limit".into() };
+                        let _ = out.send(Message::Close(Some(frame))).await;
+                    }
+                    break;
+                }
+                None => break,
+            },
+            Some(_) = conn.calls.join_next(), if !conn.calls.is_empty() => {}
+            () = state.shutdown.cancelled() => {
+                let grace = state.gateway.config().sessions.shutdown_grace;
+                let _ = tokio::time::timeout(grace, async { while conn.calls.join_next().await.is_some() {} }).await;
+                let frame = CloseFrame { code: close::GOING_AWAY, reason: "exai-ws is shutting down".into() };
+                let _ = out.send(Message::Close(Some(frame))).await;
+                break;
+            }
+        }
+    }
+    // Dropping the calls cancels whatever the client left running.
+    conn.calls.abort_all();
+    drop(conn);
+    drop(out);
+    let _ = writer.await;
+}

@@ -1,0 +1,126 @@
+//! WebSocket at `/` and `/ws`. The first frame decides the dialect: a frame with `jsonrpc` is
+//! MCP JSON-RPC (`mcp_ws.rs`, the same MCP server as exai-stdio, one session per connection); a
+//! frame with `op` is the EXAI protocol (`exai_protocol.rs`, the old daemon's, so existing
+//! clients keep working). Anything else closes with 4000.
+//!
+//! Limits: connections in total and per address (over them: close 1008), frame and message size
+//! (over it: the WebSocket layer closes with 1009), and the daemon's per-address request rate.
+
+mod exai_protocol;
+mod mcp_ws;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::token_ok;
+use crate::state::{AppState, ConnectionGuard};
+
+/// How long a new connection may take to send its first frame.
+const FIRST_FRAME: Duration = Duration::from_secs(30);
+
+/// Close codes of the EXAI protocol.
+pub(crate) mod close {
+    /// The frame was not JSON (or not a known dialect).
+    pub const INVALID_JSON: u16 = 4000;
+    /// The first EXAI frame was not `hello`.
+    pub const NO_HELLO: u16 = 4001;
+    /// Missing or wrong token.
+    pub const UNAUTHORIZED: u16 = 4003;
+    /// Over the connection limits.
+    pub const POLICY: u16 = 1008;
+    /// A frame over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The daemon is going away.
+    pub const GOING_AWAY: u16 = 1001;
+}
+
+pub(crate) async fn close_with(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+pub(crate) async fn upgrade(State(state): State<AppState>, request: Request) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
+    let header_auth = match &state.gateway.config().daemon.token {
+        Some(token) => token_ok(request.headers(), token.expose()),
+        None => true,
+    };
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(u) => u,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let max = state.gateway.config().daemon.max_frame_bytes;
+    let guard = state.admit(ip);
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection(socket, state, ip, header_auth, guard))
+}
+
+async fn connection(
+    mut socket: WebSocket,
+    state: AppState,
+    ip: IpAddr,
+    header_auth: bool,
+    guard: Option<ConnectionGuard>,
+) {
+    let Some(_guard) = guard else {
+        close_with(&mut socket, close::POLICY, "over the connection limits; retry later").await;
+        return;
+    };
+    let first = loop {
+        match tokio::time::timeout(FIRST_FRAME, socket.recv()).await {
+            Ok(Some(Ok(Message::Text(text)))) => break text.to_string(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Binary(_)))) => {
+                close_with(&mut socket, close::INVALID_JSON, "frames are JSON text").await;
+                return;
+            }
+            Ok(Some(Ok(Message::Close(_))) | Some(Err(_)) | None) => return,
+            Err(_) => {
+                close_with(&mut socket, close::NO_HELLO, "no first frame").await;
+                return;
+            }
+        }
+    };
+    let value: serde_json::Value = match serde_json::from_str(&first) {
+        Ok(v) => v,
+        Err(e) => {
+            close_with(&mut socket, close::INVALID_JSON, &format!("invalid JSON: {e}")).await;
+            return;
+        }
+    };
+    if value.get("jsonrpc").is_some() {
+        if !header_auth {
+            close_with(
+                &mut socket,
+                close::UNAUTHORIZED,
+                "send Authorization: Bearer <EXAI_WS_TOKEN> with the upgrade",
+            )
+            .await;
+            return;
+        }
+        mcp_ws::run(socket, state, first).await;
+    } else if value.get("op").is_some() {
+        exai_protocol::run(socket, state, value, ip, header_auth).await;
+    } else {
+        close_with(
+            &mut socket,
+            close::INVALID_JSON,
+            "unknown dialect: send an EXAI `op` frame or MCP JSON-RPC",
+        )
+        .await;
+    }
+}
