@@ -12,7 +12,9 @@ use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
 
 /// Records buffered per slow subscriber before the oldest are dropped.
 const BUFFER: usize = 256;
@@ -50,11 +52,17 @@ impl LogTap {
         }
     }
 
-    /// The layer to install in the tracing subscriber.
-    pub fn layer(&self) -> TapLayer {
+    /// The layer to install in the tracing subscriber. It takes exai's events only — no spans
+    /// (enabling them would cost every request a span) and nothing from other crates.
+    pub fn layer<S>(&self) -> impl Layer<S>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let only_exai_events = filter_fn(|meta| meta.is_event() && meta.target().starts_with("exai"));
         TapLayer {
             sender: self.sender.clone(),
         }
+        .with_filter(only_exai_events)
     }
 
     /// Records from now on.

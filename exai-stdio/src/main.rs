@@ -15,10 +15,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
-    let tap = logs
-        .layer()
-        .with_filter(EnvFilter::new("exai_core=debug,exai_stdio=debug"));
-    tracing_subscriber::registry().with(stderr).with(tap).init();
+    tracing_subscriber::registry().with(stderr).with(logs.layer()).init();
 
     let result = async {
         let gateway = Gateway::new(Config::from_env()?).await?;

@@ -42,10 +42,7 @@ fn init_logging(logs: &LogTap) {
             .with_filter(filter())
             .boxed()
     };
-    let tap = logs
-        .layer()
-        .with_filter(EnvFilter::new("exai_core=debug,exai_ws=debug"));
-    tracing_subscriber::registry().with(stderr).with(tap).init();
+    tracing_subscriber::registry().with(stderr).with(logs.layer()).init();
 }
 
 /// Takes the lock for `port`, or says who holds it.
@@ -81,8 +78,27 @@ fn lock(port: u16) -> File {
     file
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    let threads = std::env::var("EXAI_WS_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => fail(format!("cannot start the async runtime: {e}")),
+    }
+}
+
+async fn run() {
     let logs = LogTap::new();
     init_logging(&logs);
     let config = Config::from_env().unwrap_or_else(|e| fail(e.to_string()));

@@ -67,12 +67,12 @@ async fn send(ws: &mut Ws, frame: Value) {
 /// The next JSON frame (10 s), or the close code if the server closed.
 async fn next(ws: &mut Ws) -> Result<Value, Option<u16>> {
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => return Ok(serde_json::from_str(&t).unwrap_or(Value::Null)),
             Ok(Some(Ok(Message::Close(frame)))) => return Err(frame.map(|f| u16::from(f.code))),
             Ok(Some(Ok(_))) => continue,
             Ok(Some(Err(_)) | None) => return Err(None),
-            Err(_) => panic!("no frame within 10 s"),
+            Err(_) => panic!("no frame within 20 s"),
         }
     }
 }

@@ -20,6 +20,9 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::token_ok;
 use crate::state::{AppState, ConnectionGuard};
 
+/// Initial read buffer per connection.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// How long a new connection may take to send its first frame.
 const FIRST_FRAME: Duration = Duration::from_secs(30);
 
@@ -66,6 +69,10 @@ pub(crate) async fn upgrade(State(state): State<AppState>, request: Request) -> 
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        // Buffers grow with the traffic; starting small keeps an idle connection cheap (the
+        // 128 KiB default made 1,000 idle sessions cost ~140 MB).
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| connection(socket, state, ip, header_auth, guard))
 }
 

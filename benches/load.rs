@@ -1,0 +1,252 @@
+//! Load harness for exai-ws, on one machine, in one run:
+//! - requests/s at 64 concurrent clients and median latency at 1 client, for
+//!   `/v1/chat/completions` through exai-ws, the same fake upstream called directly, and the same
+//!   upstream behind nginx `proxy_pass` (the cost of one plain proxy hop: the practical limit);
+//! - the RSS cost of 1,000 idle WebSocket sessions.
+//!
+//! ```sh
+//! apt-get install -y nginx-light        # once; scripts/setup.sh does not need it
+//! cargo build --release -p exai-ws && cargo bench -p exai-benches --bench load
+//! ```
+//! Uses `target/release/exai-ws` (or `$EXAI_WS_BIN`) and `nginx` from PATH (or `$NGINX_BIN`).
+//! Every process — fake upstream, nginx, exai-ws and this load generator — shares the machine, so
+//! the figures compare the three paths under the same conditions. Runs only under `cargo bench`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use exai_core::testing::FakeUpstream;
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+
+const CONCURRENCY: usize = 64;
+const THROUGHPUT_FOR: Duration = Duration::from_secs(8);
+const LATENCY_SAMPLES: usize = 2_000;
+const IDLE_SESSIONS: usize = 1_000;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_up(url: &str) {
+    for _ in 0..400 {
+        if reqwest::get(url).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+fn start_exai_ws(upstream: &str, port: u16) -> Killed {
+    let bin = std::env::var_os("EXAI_WS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/exai-ws"));
+    assert!(
+        bin.exists(),
+        "build it first: cargo build --release -p exai-ws ({} missing)",
+        bin.display()
+    );
+    let state = std::env::temp_dir().join(format!("exai-load-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&state);
+    let child = Command::new(bin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &state)
+        .env("EXAI_STATE_DIR", &state)
+        .env("EXAI_WS_PORT", port.to_string())
+        .env("GLM_API_KEY", "load")
+        .env("GLM_BASE_URL", upstream)
+        .env("GLM_MAX_INFLIGHT", "512")
+        .env("EXAI_GLOBAL_MAX_INFLIGHT", "512")
+        .env("EXAI_SESSION_MAX_INFLIGHT", "512")
+        .env("EXAI_WS_REQUESTS_PER_MINUTE", "100000000")
+        .env("EXAI_WS_MAX_CONNECTIONS", "4096")
+        .env("EXAI_WS_MAX_CONNECTIONS_PER_IP", "4096")
+        .env("RUST_LOG", "error")
+        .envs(std::env::var("EXAI_WS_THREADS").map(|t| ("EXAI_WS_THREADS", t)))
+        .current_dir(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("exai-ws: {e}"));
+    Killed(child)
+}
+
+fn start_nginx(upstream_port: u16, port: u16) -> Option<Killed> {
+    let bin = std::env::var("NGINX_BIN").unwrap_or_else(|_| "nginx".into());
+    let dir = std::env::temp_dir().join(format!("exai-load-nginx-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(dir.join("logs"));
+    let conf = format!(
+        "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log error;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir}; uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
+           upstream fake {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}\n\
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
+        dir = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).ok()?;
+    let child = Command::new(bin)
+        .args(["-p", &dir.display().to_string(), "-c", &path.display().to_string()])
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Killed(child))
+}
+
+/// Requests per second with `CONCURRENCY` clients looping for `THROUGHPUT_FOR`.
+async fn throughput(url: &str) -> f64 {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap_or_default();
+    let body = json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "ping"}]});
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + THROUGHPUT_FOR;
+    let workers = (0..CONCURRENCY).map(|_| {
+        let (client, body, done, url) = (client.clone(), body.clone(), done.clone(), url.to_string());
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let ok = client
+                    .post(&url)
+                    .bearer_auth("load")
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success());
+                if matches!(ok, Ok(true)) {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    });
+    let started = Instant::now();
+    futures::future::join_all(workers).await;
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Median latency of one client's sequential requests.
+async fn latency(url: &str) -> Duration {
+    let client = reqwest::Client::new();
+    let body = json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "ping"}]});
+    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
+    for i in 0..LATENCY_SAMPLES + 100 {
+        let started = Instant::now();
+        let r = client.post(url).bearer_auth("load").json(&body).send().await;
+        let _ = match r {
+            Ok(r) => r.bytes().await.ok(),
+            Err(_) => None,
+        };
+        if i >= 100 {
+            samples.push(started.elapsed());
+        }
+    }
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+async fn idle_sessions(port: u16, pid: u32) -> (u64, u64) {
+    let before = rss_kib(pid);
+    let mut sockets = Vec::with_capacity(IDLE_SESSIONS);
+    for _ in 0..IDLE_SESSIONS {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+            .await
+            .unwrap_or_else(|e| panic!("ws: {e}"));
+        let hello = json!({"op": "hello"}).to_string();
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(hello.into()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = ws.next().await;
+        sockets.push(ws);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(pid);
+    drop(sockets);
+    (before, after)
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("load: run with `cargo bench` to measure");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        let fake = FakeUpstream::start().await.unwrap_or_else(|e| panic!("fake: {e}"));
+        fake.stop_recording();
+        let (ws_port, nginx_port) = (free_port(), free_port());
+        let exai = start_exai_ws(&fake.base_url(), ws_port);
+        let nginx = start_nginx(fake.addr().port(), nginx_port);
+        wait_up(&format!("http://127.0.0.1:{ws_port}/healthz")).await;
+        let direct = format!("{}/chat/completions", fake.base_url());
+        let through = format!("http://127.0.0.1:{ws_port}/v1/chat/completions");
+        let proxied = format!("http://127.0.0.1:{nginx_port}/v1/chat/completions");
+        if nginx.is_some() {
+            wait_up(&format!("http://127.0.0.1:{nginx_port}/")).await;
+        }
+        println!("| path | requests/s at {CONCURRENCY} clients | median latency at 1 client |\n|---|---|---|");
+        let mut rows = vec![("direct (fake upstream)", direct.clone())];
+        if nginx.is_some() {
+            rows.push(("nginx proxy_pass", proxied));
+        } else {
+            println!("(nginx not found: install nginx-light or set NGINX_BIN for the proxy comparison)");
+        }
+        rows.push(("exai-ws", through.clone()));
+        let mut results = Vec::new();
+        for (name, url) in &rows {
+            let rps = throughput(url).await;
+            let median = latency(url).await;
+            println!("| {name} | {rps:.0} | {:.1} µs |", median.as_secs_f64() * 1e6);
+            results.push((name.to_string(), rps, median));
+        }
+        let find = |n: &str| results.iter().find(|r| r.0.starts_with(n)).cloned();
+        if let (Some(d), Some(x)) = (find("direct"), find("exai-ws")) {
+            let added = x.2.as_secs_f64() * 1e6 - d.2.as_secs_f64() * 1e6;
+            println!("\nexai-ws adds {added:.1} µs median latency over direct (target < 100 µs)");
+        }
+        if let (Some(n), Some(x)) = (find("nginx"), find("exai-ws")) {
+            println!(
+                "exai-ws reaches {:.0}% of nginx's requests/s (target ≥ 50%)",
+                100.0 * x.1 / n.1
+            );
+        }
+        let (before, after) = idle_sessions(ws_port, exai.0.id()).await;
+        println!(
+            "{IDLE_SESSIONS} idle WebSocket sessions: RSS {:.1} MB → {:.1} MB, +{:.1} MB (target < 100 MB)",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0,
+            after.saturating_sub(before) as f64 / 1024.0
+        );
+        drop(nginx);
+        drop(exai);
+    });
+}
