@@ -103,7 +103,7 @@ fn start_nginx(upstream_port: u16, port: u16) -> Option<Killed> {
     let dir = std::env::temp_dir().join(format!("exai-load-nginx-{}", std::process::id()));
     let _ = std::fs::create_dir_all(dir.join("logs"));
     let conf = format!(
-        "worker_processes 1;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log error;\n\
+        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log error;\n\
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir}; uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
            upstream fake {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}\n\
@@ -114,6 +114,7 @@ fn start_nginx(upstream_port: u16, port: u16) -> Option<Killed> {
     std::fs::write(&path, conf).ok()?;
     let child = Command::new(bin)
         .args(["-p", &dir.display().to_string(), "-c", &path.display().to_string()])
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .ok()?;

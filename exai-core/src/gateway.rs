@@ -105,7 +105,12 @@ impl GatewayBuilder {
         };
         let http = match self.http {
             Some(c) => c,
+            // No redirects: a chat completion is a POST that a provider answers, never moves; a
+            // 3xx is reported with its Location so the base URL can be corrected (and a key is
+            // never replayed to another address). It also spares every call reqwest's redirect
+            // layer, 3% of the daemon's instructions.
             None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(10))
                 .pool_idle_timeout(Duration::from_secs(90))
                 .user_agent(concat!("exai/", env!("CARGO_PKG_VERSION")))

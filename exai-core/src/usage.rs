@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde::Serialize;
@@ -52,12 +53,82 @@ pub struct UsageReport {
     pub all_time: Vec<UsageRow>,
 }
 
-type Key = (String, String);
+/// Values by provider, then model: found by `&str` without allocating on the request path.
+#[derive(Debug)]
+struct ByModel<T>(BTreeMap<String, BTreeMap<String, T>>);
+
+impl<T> Default for ByModel<T> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<T> ByModel<T> {
+    fn get_or_insert_with(&mut self, provider: &str, model: &str, new: impl FnOnce() -> T) -> &mut T {
+        if !self.0.contains_key(provider) {
+            self.0.insert(provider.to_string(), BTreeMap::new());
+        }
+        let models = self.0.get_mut(provider).unwrap_or_else(|| unreachable!("inserted above"));
+        if !models.contains_key(model) {
+            models.insert(model.to_string(), new());
+        }
+        models.get_mut(model).unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.values().flat_map(BTreeMap::values)
+    }
+
+    fn into_values(self) -> impl Iterator<Item = T> {
+        self.0.into_values().flat_map(BTreeMap::into_values)
+    }
+}
+
+type Rows = ByModel<UsageRow>;
+
+/// The metric handles of one provider and model, registered once.
+struct ModelMetrics {
+    requests_ok: metrics::Counter,
+    duration: metrics::Histogram,
+    input_tokens: metrics::Counter,
+    output_tokens: metrics::Counter,
+    cost_usd: metrics::Gauge,
+}
+
+impl ModelMetrics {
+    fn new(provider: &str, model: &str) -> Self {
+        let labels = [("provider", provider.to_string()), ("model", model.to_string())];
+        let direction = |d: &'static str| [&labels[..], &[("direction", d.to_string())]].concat();
+        let status = [&labels[..], &[("status", "ok".to_string())]].concat();
+        Self {
+            requests_ok: metrics::counter!("exai_requests_total", &status),
+            duration: metrics::histogram!("exai_request_duration_seconds", "provider" => provider.to_string()),
+            input_tokens: metrics::counter!("exai_tokens_total", &direction("input")),
+            output_tokens: metrics::counter!("exai_tokens_total", &direction("output")),
+            cost_usd: metrics::gauge!("exai_cost_usd_total", &labels),
+        }
+    }
+}
 
 #[derive(Default)]
 struct Local {
-    since_start: BTreeMap<Key, UsageRow>,
-    days: BTreeMap<String, BTreeMap<Key, UsageRow>>,
+    since_start: Rows,
+    /// Today's rows; `day` says which day they are for.
+    today: Rows,
+    day: String,
+    metrics: ByModel<ModelMetrics>,
+}
+
+impl Local {
+    /// Today's rows, starting afresh when the UTC date has changed.
+    fn today(&mut self) -> &mut Rows {
+        let now = today();
+        if self.day != now {
+            self.day = now;
+            self.today = Rows::default();
+        }
+        &mut self.today
+    }
 }
 
 /// The ledger.
@@ -66,17 +137,32 @@ pub(crate) struct UsageLedger {
     redis: Option<(ConnectionManager, String)>,
 }
 
+/// Today's UTC date, `YYYY-MM-DD`. Cached per second: it is asked on every call.
 fn today() -> String {
-    time::OffsetDateTime::now_utc().date().to_string()
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static CACHED_AT: AtomicI64 = AtomicI64::new(i64::MIN);
+    static CACHED: Mutex<String> = Mutex::new(String::new());
+    let now = time::OffsetDateTime::now_utc();
+    let second = now.unix_timestamp();
+    if CACHED_AT.load(Ordering::Acquire) == second
+        && let Ok(day) = CACHED.lock()
+    {
+        return day.clone();
+    }
+    let day = now.date().to_string();
+    if let Ok(mut cached) = CACHED.lock() {
+        cached.clone_from(&day);
+        CACHED_AT.store(second, Ordering::Release);
+    }
+    day
 }
 
-fn row<'a>(map: &'a mut BTreeMap<Key, UsageRow>, provider: &str, model: &str) -> &'a mut UsageRow {
-    map.entry((provider.to_string(), model.to_string()))
-        .or_insert_with(|| UsageRow {
-            provider: provider.to_string(),
-            model: model.to_string(),
-            ..UsageRow::default()
-        })
+fn row<'a>(rows: &'a mut Rows, provider: &str, model: &str) -> &'a mut UsageRow {
+    rows.get_or_insert_with(provider, model, || UsageRow {
+        provider: provider.to_string(),
+        model: model.to_string(),
+        ..UsageRow::default()
+    })
 }
 
 impl UsageLedger {
@@ -87,20 +173,18 @@ impl UsageLedger {
         }
     }
 
-    /// Records a completed call.
-    pub fn success(&self, provider: &str, model: &str, usage: Usage, cost: f64) {
-        let labels = [("provider", provider.to_string()), ("model", model.to_string())];
-        metrics::counter!(
-            "exai_tokens_total",
-            &[&labels[..], &[("direction", "input".to_string())]].concat()
-        )
-        .increment(usage.input_tokens);
-        metrics::counter!(
-            "exai_tokens_total",
-            &[&labels[..], &[("direction", "output".to_string())]].concat()
-        )
-        .increment(usage.output_tokens);
-        metrics::gauge!("exai_cost_usd_total", &labels).increment(cost);
+    /// Records a completed call that took `elapsed`.
+    pub fn success(&self, provider: &str, model: &str, usage: Usage, cost: f64, elapsed: Duration) {
+        if let Ok(mut local) = self.local.lock() {
+            let m = local
+                .metrics
+                .get_or_insert_with(provider, model, || ModelMetrics::new(provider, model));
+            m.requests_ok.increment(1);
+            m.duration.record(elapsed.as_secs_f64());
+            m.input_tokens.increment(usage.input_tokens);
+            m.output_tokens.increment(usage.output_tokens);
+            m.cost_usd.increment(cost);
+        }
         self.apply(provider, model, |r| {
             r.requests += 1;
             r.input_tokens += usage.input_tokens;
@@ -130,8 +214,7 @@ impl UsageLedger {
     fn apply(&self, provider: &str, model: &str, f: impl Fn(&mut UsageRow)) {
         let Ok(mut local) = self.local.lock() else { return };
         f(row(&mut local.since_start, provider, model));
-        let day = local.days.entry(today()).or_default();
-        f(row(day, provider, model));
+        f(row(local.today(), provider, model));
     }
 
     fn persist(&self, provider: &str, model: &str, counters: &[(&str, i64)], cost: f64) {
@@ -164,12 +247,9 @@ impl UsageLedger {
     /// The ledger now.
     pub async fn report(&self) -> UsageReport {
         let (since_start, today_local) = match self.local.lock() {
-            Ok(l) => (
+            Ok(mut l) => (
                 l.since_start.values().cloned().collect::<Vec<_>>(),
-                l.days
-                    .get(&today())
-                    .map(|d| d.values().cloned().collect())
-                    .unwrap_or_default(),
+                l.today().values().cloned().collect(),
             ),
             Err(_) => (Vec::new(), Vec::new()),
         };
@@ -200,7 +280,7 @@ impl UsageLedger {
 
 /// Rebuilds rows from `provider|model|counter` hash fields.
 fn parse_rows(fields: &BTreeMap<String, String>) -> Vec<UsageRow> {
-    let mut rows: BTreeMap<Key, UsageRow> = BTreeMap::new();
+    let mut rows = Rows::default();
     for (field, value) in fields {
         // Provider names have no `|`; model ids might.
         let Some((provider, rest)) = field.split_once('|') else {
@@ -236,8 +316,8 @@ mod tests {
             output_tokens: 5,
             reasoning_tokens: 1,
         };
-        l.success("glm", "glm-4.6", u, 0.5);
-        l.success("glm", "glm-4.6", u, 0.25);
+        l.success("glm", "glm-4.6", u, 0.5, Duration::from_millis(5));
+        l.success("glm", "glm-4.6", u, 0.25, Duration::from_millis(5));
         l.error("kimi", "kimi-k2-0905-preview");
         let r = l.report().await;
         assert_eq!(r.backend, "local");

@@ -40,6 +40,21 @@ async fn a_retry_after_beyond_the_cap_is_returned_to_the_caller() -> anyhow::Res
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed_and_says_where_to_point_the_base_url() -> anyhow::Result<()> {
+    let fake = FakeUpstream::start().await?;
+    let elsewhere = FakeUpstream::start().await?;
+    let moved = format!("{}/chat/completions", elsewhere.base_url());
+    fake.push(FakeReply::status(308).with_location(moved.clone()));
+    let gw = common::gateway(&fake, &["GLM"], &[("EXAI_FALLBACK", "glm")]).await;
+    let err = gw.chat(ChatRequest::new("hi").model("glm")).await.err();
+    let message = err.as_ref().map(ToString::to_string).unwrap_or_default();
+    assert!(message.contains("308") && message.contains(&moved), "{message}");
+    assert_eq!(fake.requests().len(), 1, "not retried");
+    assert!(elsewhere.requests().is_empty(), "the key was not sent to the new address");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_5xx_falls_back_to_the_next_provider_and_says_so() -> anyhow::Result<()> {
     let glm = FakeUpstream::start().await?;
     let kimi = FakeUpstream::start().await?;

@@ -43,8 +43,19 @@ impl SessionLimit {
 /// The gateway's shared limits.
 pub(crate) struct Limits {
     global: SessionLimit,
-    providers: HashMap<String, SessionLimit>,
+    providers: HashMap<String, ProviderLimit>,
     queue_timeout: Duration,
+    /// Metric handles, registered once rather than looked up by name and labels per request.
+    global_inflight: metrics::Gauge,
+    request_wait: metrics::Histogram,
+    provider_wait: metrics::Histogram,
+}
+
+struct ProviderLimit {
+    limit: SessionLimit,
+    /// `provider NAME`, as over-capacity errors name it.
+    scope: String,
+    inflight: metrics::Gauge,
 }
 
 /// Permits for one request (session + global), released on drop.
@@ -63,19 +74,24 @@ pub(crate) struct ProviderPermit {
 }
 
 /// Keeps the in-flight gauge honest on every exit path.
-#[derive(Debug)]
-struct Gauge(&'static str, String);
+struct Gauge(metrics::Gauge);
 
 impl Gauge {
-    fn new(scope: &'static str, name: &str) -> Self {
-        metrics::gauge!("exai_inflight", "scope" => scope, "name" => name.to_string()).increment(1.0);
-        Self(scope, name.to_string())
+    fn new(gauge: &metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge.clone())
     }
 }
 
 impl Drop for Gauge {
     fn drop(&mut self) {
-        metrics::gauge!("exai_inflight", "scope" => self.0, "name" => self.1.clone()).decrement(1.0);
+        self.0.decrement(1.0);
+    }
+}
+
+impl std::fmt::Debug for Gauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gauge")
     }
 }
 
@@ -95,12 +111,22 @@ impl Limits {
         let providers = config
             .providers
             .iter()
-            .map(|p| (p.name.clone(), SessionLimit::new(p.max_inflight)))
+            .map(|p| {
+                let limit = ProviderLimit {
+                    limit: SessionLimit::new(p.max_inflight),
+                    scope: format!("provider {}", p.name),
+                    inflight: metrics::gauge!("exai_inflight", "scope" => "provider", "name" => p.name.clone()),
+                };
+                (p.name.clone(), limit)
+            })
             .collect();
         Self {
             global: SessionLimit::new(config.limits.global_max_inflight),
             providers,
             queue_timeout: config.limits.queue_timeout,
+            global_inflight: metrics::gauge!("exai_inflight", "scope" => "global", "name" => "global"),
+            request_wait: metrics::histogram!("exai_queue_wait_seconds", "scope" => "request"),
+            provider_wait: metrics::histogram!("exai_queue_wait_seconds", "scope" => "provider"),
         }
     }
 
@@ -114,11 +140,11 @@ impl Limits {
         let started = Instant::now();
         let session_permit = acquire(session, "session", started, deadline).await?;
         let global = acquire(&self.global, "global", started, deadline).await?;
-        metrics::histogram!("exai_queue_wait_seconds", "scope" => "request").record(started.elapsed().as_secs_f64());
+        self.request_wait.record(started.elapsed().as_secs_f64());
         Ok(RequestPermits {
             _session: session_permit,
             _global: global,
-            _gauge: Gauge::new("global", "global"),
+            _gauge: Gauge::new(&self.global_inflight),
         })
     }
 
@@ -135,7 +161,7 @@ impl Limits {
 
     /// Whether `provider`'s limit is full now.
     pub fn provider_busy(&self, provider: &str) -> Option<String> {
-        let limit = self.providers.get(provider)?;
+        let limit = &self.providers.get(provider)?.limit;
         (limit.permits.available_permits() == 0).then(|| format!("{provider} limit of {}", limit.max))
     }
 
@@ -146,11 +172,11 @@ impl Limits {
             .get(provider)
             .ok_or_else(|| Error::Internal(format!("no limit for provider {provider}")))?;
         let started = Instant::now();
-        let permit = acquire(limit, &format!("provider {provider}"), started, deadline).await?;
-        metrics::histogram!("exai_queue_wait_seconds", "scope" => "provider").record(started.elapsed().as_secs_f64());
+        let permit = acquire(&limit.limit, &limit.scope, started, deadline).await?;
+        self.provider_wait.record(started.elapsed().as_secs_f64());
         Ok(ProviderPermit {
             _permit: permit,
-            _gauge: Gauge::new("provider", provider),
+            _gauge: Gauge::new(&limit.inflight),
         })
     }
 
@@ -165,8 +191,8 @@ impl Limits {
         providers.sort_by(|a, b| a.0.cmp(b.0));
         out.extend(providers.into_iter().map(|(name, l)| LimitUsage {
             scope: name.clone(),
-            in_flight: l.in_flight(),
-            max: l.max,
+            in_flight: l.limit.in_flight(),
+            max: l.limit.max,
         }));
         out
     }
@@ -175,7 +201,7 @@ impl Limits {
     pub fn close(&self) {
         self.global.permits.close();
         for l in self.providers.values() {
-            l.permits.close();
+            l.limit.permits.close();
         }
     }
 }

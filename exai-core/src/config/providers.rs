@@ -241,13 +241,10 @@ fn one(
         builtin.map(|b| b.base_url.to_string()),
     )?;
     let base_url = match base_url {
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => url.trim_end_matches('/').to_string(),
+        Some(url) if is_http_url(&url) => url.trim_end_matches('/').to_string(),
         Some(url) => {
-            return Err(invalid(
-                "base_url",
-                Source::File,
-                format!("'{url}' is not an http(s) URL"),
-            ));
+            let origin = r.entries.last().map_or(Source::File, |e| e.source.clone());
+            return Err(invalid("base_url", origin, format!("'{url}' is not an http(s) URL")));
         }
         None => {
             return Err(invalid(
@@ -312,4 +309,9 @@ fn one(
         default_model,
         models,
     })
+}
+
+/// Whether `url` parses as an absolute `http` or `https` URL.
+fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
 }

@@ -139,6 +139,15 @@ fn invalid_values_name_the_key_and_where_they_came_from() {
         no_url.contains("providers.ollama.base_url") && no_url.contains("OLLAMA_BASE_URL"),
         "{no_url}"
     );
+    for url in ["ftp://host/v1", "http://", "http://bad host/v1"] {
+        let bad_url = msg(load(&[("GLM_BASE_URL", url)], None));
+        assert!(
+            bad_url.contains("providers.glm.base_url")
+                && bad_url.contains("env GLM_BASE_URL")
+                && bad_url.contains("not an http(s) URL"),
+            "{url}: {bad_url}"
+        );
+    }
     let bad_kind = msg(load(
         &[],
         Some("[providers.x]\nkind = \"claude\"\nbase_url = \"http://h\""),

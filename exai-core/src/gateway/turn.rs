@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,13 +32,18 @@ const PIECE_BUFFER: usize = 64;
 /// Where streamed events go (`None` for a plain `chat`).
 pub(crate) type Sink = Option<mpsc::Sender<Result<ChatEvent, Error>>>;
 
-/// Runs `fut` unless `cancel` fires first.
-async fn or_cancel<T>(cancel: &CancellationToken, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    tokio::select! {
-        biased;
-        _ = cancel.cancelled() => Err(Error::Cancelled),
-        r = fut => r,
-    }
+/// Runs `fut` unless `cancel` fires first (checked first on every poll).
+///
+/// A plain combinator rather than an `async fn` with `select!`: that would hold `fut` twice (the
+/// argument and the select's copy), and futures here nest deep enough for the copies to show up
+/// as a fifth of the daemon's CPU (see benches/load.rs).
+fn or_cancel<T>(
+    cancel: &CancellationToken,
+    fut: impl Future<Output = Result<T, Error>>,
+) -> impl Future<Output = Result<T, Error>> {
+    cancel
+        .run_until_cancelled(fut)
+        .map(|r| r.unwrap_or(Err(Error::Cancelled)))
 }
 
 /// Runs one turn for a session.
@@ -58,7 +64,8 @@ pub(crate) async fn run(
         provider = tracing::field::Empty,
         model = tracing::field::Empty,
     );
-    let result = run_in_span(&inner, &limit, request, &sink, &cancel, request_id)
+    // Boxed so that what frontends hold and move (their handler futures) stays small.
+    let result = Box::pin(run_in_span(&inner, &limit, request, &sink, &cancel, request_id))
         .instrument(span)
         .await;
     if let (Some(sink), Err(e)) = (&sink, &result) {
@@ -152,8 +159,7 @@ async fn run_in_span(
                 let span = tracing::Span::current();
                 span.record("provider", model.provider.as_str());
                 span.record("model", model.id.as_str());
-                let response = finish(inner, &request, thread, turn, model, done, fallbacks, request_id).await;
-                record_request(model, "ok", started);
+                let response = finish(inner, &request, thread, turn, model, done, fallbacks, request_id, started).await;
                 if let Some(sink) = sink {
                     let _ = sink.send(Ok(ChatEvent::Done(response.clone()))).await;
                 }
@@ -213,6 +219,7 @@ fn note(model: &ModelInfo, error: &str) -> FallbackNote {
     }
 }
 
+/// Counts a failed request (successes are counted with their usage, see `finish`).
 fn record_request(model: &ModelInfo, status: &'static str, started: Instant) {
     metrics::counter!("exai_requests_total", "provider" => model.provider.clone(), "model" => model.id.clone(), "status" => status)
         .increment(1);
@@ -242,11 +249,13 @@ async fn attempt(
         .get(&provider)
         .ok_or_else(|| Error::Internal(format!("no worker for provider {provider}")))?;
     let (events, mut pieces) = mpsc::channel(PIECE_BUFFER);
-    let run = async move {
+    // Boxed: the provider call is the largest future of a turn; every future that holds it
+    // inline would grow (and be copied) by its size.
+    let run = Box::pin(async move {
         let result = handle.call(&call, &events).await;
         drop(events);
         result
-    };
+    });
     let relay = async {
         let mut emitted = false;
         while let Some(piece) = pieces.recv().await {
@@ -258,7 +267,7 @@ async fn attempt(
         }
         Ok::<bool, Error>(emitted)
     };
-    let (result, emitted) = or_cancel(cancel, async { Ok(tokio::join!(run, relay)) }).await?;
+    let (result, emitted) = or_cancel(cancel, futures::future::join(run, relay).map(Ok)).await?;
     Ok((result?, emitted?))
 }
 
@@ -281,9 +290,11 @@ async fn finish(
     done: Completed,
     fallbacks: Vec<FallbackNote>,
     request_id: String,
+    started: Instant,
 ) -> ChatResponse {
     let cost = model.price.cost(done.usage.input_tokens, done.usage.output_tokens);
-    inner.usage.success(&model.provider, &model.id, done.usage, cost);
+    // Also counts the request as `ok` in the metrics, with handles kept per model.
+    inner.usage.success(&model.provider, &model.id, done.usage, cost, started.elapsed());
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {

@@ -14,11 +14,11 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::openai_wire::{self, Accumulator, ChatBody, Completion, Piece, RoundOutput, StreamChunk};
+use super::openai_wire::{self, Accumulator, ChatBody, Completion, InBand, Piece, RoundOutput, StreamChunk};
 use super::think_tags::ThinkSplitter;
 use super::{Completed, ProviderCall, ProviderEvent, Quirks, quirks_for, shaped_body};
 use crate::config::{ProviderConfig, ProviderKind, RetryConfig};
@@ -31,6 +31,11 @@ const MAX_ROUNDS: usize = 4;
 pub(crate) struct ProviderClient {
     pub config: ProviderConfig,
     pub(super) http: reqwest::Client,
+    /// `{base_url}/chat/completions`, parsed once: parsing a URL per call was 7% of the daemon's
+    /// instructions. (The configuration has already checked that it parses.)
+    endpoint: Option<reqwest::Url>,
+    /// `Bearer {key}`, marked sensitive so that no debug output shows it.
+    authorization: Option<HeaderValue>,
     quirks: Box<dyn Quirks>,
     limiter: Option<DefaultDirectRateLimiter>,
     retry: RetryConfig,
@@ -42,10 +47,18 @@ impl ProviderClient {
             .rpm
             .and_then(NonZeroU32::new)
             .map(|rpm| RateLimiter::direct(Quota::per_minute(rpm)));
+        let endpoint = reqwest::Url::parse(&format!("{}/chat/completions", config.base_url)).ok();
+        let authorization = config.api_key.as_ref().and_then(|key| {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).ok()?;
+            value.set_sensitive(true);
+            Some(value)
+        });
         Self {
             quirks: quirks_for(config.kind),
             config,
             http,
+            endpoint,
+            authorization,
             limiter,
             retry,
         }
@@ -129,10 +142,13 @@ impl ProviderClient {
         events: &mpsc::Sender<ProviderEvent>,
         emitted: &mut bool,
     ) -> Result<RoundOutput, ProviderError> {
-        let url = format!("{}/chat/completions", self.config.base_url);
-        let mut request = self.http.post(&url).timeout(self.config.timeout).json(body);
-        if let Some(key) = &self.config.api_key {
-            request = request.bearer_auth(key.expose());
+        let request = match &self.endpoint {
+            Some(url) => self.http.post(url.clone()),
+            None => self.http.post(format!("{}/chat/completions", self.config.base_url)),
+        };
+        let mut request = request.timeout(self.config.timeout).json(body);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(AUTHORIZATION, authorization.clone());
         }
         let response = request
             .send()
@@ -141,7 +157,17 @@ impl ProviderClient {
         let status = response.status().as_u16();
         if !response.status().is_success() {
             let retry_after = retry_after(response.headers());
-            let text = response.text().await.unwrap_or_default();
+            let moved_to = response.status().is_redirection().then(|| {
+                let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
+                format!(
+                    "the provider answered {status}, moved to {}; set its base URL to the new address",
+                    location.unwrap_or("(no Location header)")
+                )
+            });
+            let text = match moved_to {
+                Some(moved) => moved,
+                None => response.text().await.unwrap_or_default(),
+            };
             let kind = self
                 .quirks
                 .classify(status, &text)
@@ -155,7 +181,7 @@ impl ProviderClient {
                 .bytes()
                 .await
                 .map_err(|e| self.error(call, transport_error(&e, &self.config)))?;
-            let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            let completion: Completion = serde_json::from_slice(&bytes).map_err(|e| {
                 self.error(
                     call,
                     ProviderErrorKind::Transient {
@@ -164,18 +190,9 @@ impl ProviderClient {
                     },
                 )
             })?;
-            if let Some(kind) = self.quirks.error_in_body(&value) {
+            if let Some(kind) = self.quirks.error_in_body(&completion.in_band()) {
                 return Err(self.error(call, kind));
             }
-            let completion: Completion = serde_json::from_value(value).map_err(|e| {
-                self.error(
-                    call,
-                    ProviderErrorKind::Transient {
-                        status: Some(status),
-                        message: format!("unexpected reply shape: {e}"),
-                    },
-                )
-            })?;
             let mut acc = Accumulator::default();
             acc.take_completion(completion);
             let mut out = acc.out;
@@ -223,19 +240,19 @@ impl ProviderClient {
             if data.is_empty() {
                 continue;
             }
-            let value: Value = match serde_json::from_str(data) {
-                Ok(v) => v,
+            let chunk: StreamChunk = match serde_json::from_str(data) {
+                Ok(chunk) => chunk,
+                // Well-formed JSON of another shape (a keep-alive object, say) is skipped.
+                Err(_) if serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok() => continue,
                 Err(e) => {
                     failure = Some(format!("unreadable stream chunk: {e}"));
                     break;
                 }
             };
-            if let Some(kind) = self.quirks.error_in_body(&value).or_else(|| stream_error(&value)) {
+            let in_band = chunk.in_band();
+            if let Some(kind) = self.quirks.error_in_body(&in_band).or_else(|| stream_error(&in_band)) {
                 return Err(self.error(call, kind));
             }
-            let Ok(chunk) = serde_json::from_value::<StreamChunk>(value) else {
-                continue;
-            };
             let mut pieces = acc.take_chunk(chunk);
             if let Some(s) = splitter.as_mut() {
                 pieces = split_pieces(s, pieces);
@@ -312,9 +329,9 @@ fn split_pieces(splitter: &mut ThinkSplitter, pieces: Vec<Piece>) -> Vec<Piece> 
 }
 
 /// An `{"error": …}` object sent inside a stream.
-fn stream_error(value: &Value) -> Option<ProviderErrorKind> {
-    let error = value.get("error")?;
-    let message = scrub(&openai_wire::error_message(&value.to_string()));
+fn stream_error(reply: &InBand<'_>) -> Option<ProviderErrorKind> {
+    let error = reply.error?;
+    let message = scrub(&openai_wire::error_message(&serde_json::json!({ "error": error }).to_string()));
     let code = error.get("code").and_then(Value::as_u64).map(|c| c as u16);
     Some(match code {
         Some(429) => ProviderErrorKind::RateLimited {
@@ -362,10 +379,12 @@ mod tests {
 
     #[test]
     fn errors_inside_a_stream_are_classified() {
-        let v: Value = serde_json::json!({"error": {"code": 429, "message": "slow down"}});
-        assert!(matches!(stream_error(&v), Some(ProviderErrorKind::RateLimited { .. })));
-        let v: Value = serde_json::json!({"error": {"message": "overloaded"}});
-        assert!(matches!(stream_error(&v), Some(ProviderErrorKind::Transient { .. })));
-        assert!(stream_error(&serde_json::json!({"choices": []})).is_none());
+        let chunk = |v: Value| serde_json::from_value::<StreamChunk>(v).unwrap_or_else(|e| panic!("{e}"));
+        let limited = chunk(serde_json::json!({"error": {"code": 429, "message": "slow down"}}));
+        assert!(matches!(stream_error(&limited.in_band()), Some(ProviderErrorKind::RateLimited { .. })));
+        let overloaded = chunk(serde_json::json!({"error": {"message": "overloaded"}}));
+        assert!(matches!(stream_error(&overloaded.in_band()), Some(ProviderErrorKind::Transient { .. })));
+        assert!(stream_error(&chunk(serde_json::json!({"choices": []})).in_band()).is_none());
+        assert!(stream_error(&chunk(serde_json::json!({"choices": null})).in_band()).is_none());
     }
 }

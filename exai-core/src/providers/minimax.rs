@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use super::openai_wire::ChatBody;
+use super::openai_wire::{ChatBody, InBand};
 use super::{ProviderCall, Quirks};
 use crate::error::ProviderErrorKind;
 
@@ -28,10 +28,11 @@ impl Quirks for Minimax {
         true
     }
 
-    fn error_in_body(&self, body: &Value) -> Option<ProviderErrorKind> {
-        let code = body.pointer("/base_resp/status_code")?.as_i64()?;
-        let message = body
-            .pointer("/base_resp/status_msg")
+    fn error_in_body(&self, reply: &InBand<'_>) -> Option<ProviderErrorKind> {
+        let base_resp = reply.base_resp?;
+        let code = base_resp.get("status_code")?.as_i64()?;
+        let message = base_resp
+            .get("status_msg")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
@@ -75,7 +76,13 @@ mod tests {
 
     #[test]
     fn base_resp_codes_map_to_the_taxonomy() {
-        let e = |code: i64| Minimax.error_in_body(&json!({"base_resp": {"status_code": code, "status_msg": "x"}}));
+        let e = |code: i64| {
+            let base_resp = json!({"status_code": code, "status_msg": "x"});
+            Minimax.error_in_body(&InBand {
+                error: None,
+                base_resp: Some(&base_resp),
+            })
+        };
         assert!(e(0).is_none());
         assert!(matches!(e(1004), Some(ProviderErrorKind::Auth { .. })));
         assert!(matches!(e(1002), Some(ProviderErrorKind::RateLimited { .. })));

@@ -23,7 +23,6 @@ pub(crate) mod openai_wire;
 mod think_tags;
 mod worker;
 
-use serde_json::Value;
 
 pub use check::ProviderCheck;
 pub(crate) use client::ProviderClient;
@@ -34,7 +33,7 @@ use crate::catalog::ModelInfo;
 use crate::config::ProviderKind;
 use crate::error::ProviderErrorKind;
 use crate::request::{Message, ThinkingMode, Usage};
-use openai_wire::{ChatBody, RoundOutput, WireMessage};
+use openai_wire::{ChatBody, InBand, RoundOutput, WireMessage};
 
 /// Everything a provider needs for one call, already routed and with history attached.
 #[derive(Debug, Clone)]
@@ -78,7 +77,7 @@ pub(crate) trait Quirks: Send + Sync + 'static {
     }
 
     /// Finds an error reported inside a successful (HTTP 200) JSON body.
-    fn error_in_body(&self, _body: &Value) -> Option<ProviderErrorKind> {
+    fn error_in_body(&self, _reply: &InBand<'_>) -> Option<ProviderErrorKind> {
         None
     }
 

@@ -142,15 +142,46 @@ impl From<&WireUsage> for Usage {
     }
 }
 
-/// A plain (non-streamed) reply.
+/// What a provider may report inside an HTTP 200 body instead of a reply: an OpenAI-style
+/// `error` object, or MiniMax's `base_resp` status.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct InBand<'a> {
+    pub error: Option<&'a Value>,
+    pub base_resp: Option<&'a Value>,
+}
+
+/// `null` read as the type's default (MiniMax sends `"choices": null` with an error status).
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A plain (non-streamed) reply, read straight from the body's bytes (no intermediate `Value`).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Completion {
     #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub choices: Vec<CompletionChoice>,
     #[serde(default)]
     pub usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    base_resp: Option<Value>,
+}
+
+impl Completion {
+    /// The in-band status fields of this reply.
+    pub fn in_band(&self) -> InBand<'_> {
+        InBand {
+            error: self.error.as_ref(),
+            base_resp: self.base_resp.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,10 +236,24 @@ pub(crate) struct FunctionDelta {
 pub(crate) struct StreamChunk {
     #[serde(default)]
     pub model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub choices: Vec<StreamChoice>,
     #[serde(default)]
     pub usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    base_resp: Option<Value>,
+}
+
+impl StreamChunk {
+    /// The in-band status fields of this chunk.
+    pub fn in_band(&self) -> InBand<'_> {
+        InBand {
+            error: self.error.as_ref(),
+            base_resp: self.base_resp.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

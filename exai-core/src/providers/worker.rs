@@ -31,7 +31,12 @@ pub(crate) enum WorkerMsg {
     /// Decide on a call while the circuit is not plainly closed.
     Admit(RpcReplyPort<Admission>),
     /// A call ended.
-    Finished { outcome: Outcome, trial: bool },
+    /// How a call ended. `done` (when given) is answered once the circuit has taken it in.
+    Finished {
+        outcome: Outcome,
+        trial: bool,
+        done: Option<RpcReplyPort<()>>,
+    },
     /// Report health.
     Health(RpcReplyPort<ProviderHealth>),
 }
@@ -117,19 +122,24 @@ impl Actor for ProviderWorker {
             WorkerMsg::Admit(reply) => {
                 let _ = reply.send(state.circuit.admit(Instant::now()));
             }
-            WorkerMsg::Finished { outcome, trial } => match outcome {
-                Outcome::Success => state.circuit.success(),
-                Outcome::Failure(e) => {
-                    state.circuit.failure(Instant::now());
-                    state.record_error(&e);
-                }
-                Outcome::Neutral(e) => {
-                    state.circuit.neutral(trial);
-                    if let Some(e) = e {
+            WorkerMsg::Finished { outcome, trial, done } => {
+                match outcome {
+                    Outcome::Success => state.circuit.success(),
+                    Outcome::Failure(e) => {
+                        state.circuit.failure(Instant::now());
                         state.record_error(&e);
                     }
+                    Outcome::Neutral(e) => {
+                        state.circuit.neutral(trial);
+                        if let Some(e) = e {
+                            state.record_error(&e);
+                        }
+                    }
                 }
-            },
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
             WorkerMsg::Health(reply) => {
                 let _ = reply.send(ProviderHealth {
                     provider: state.client.config.name.clone(),
@@ -202,13 +212,24 @@ impl ProviderHandle {
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.client.execute(call, events).await;
-        report.outcome = match &result {
+        report.outcome = None;
+        let outcome = match &result {
             // Nothing to change: spare the actor a message on the hot path.
             Ok(_) if *self.view.borrow() == View::Healthy && !trial => None,
             Ok(_) => Some(Outcome::Success),
             Err(e) if e.counts_against_provider() => Some(Outcome::Failure(e.clone())),
             Err(e) => Some(Outcome::Neutral(Some(e.clone()))),
         };
+        // A change of health is reported before the caller hears the result, so that its next
+        // call already meets the circuit this one left (an open circuit stays open for it).
+        if let Some(outcome) = outcome {
+            let finished = |done| WorkerMsg::Finished {
+                outcome,
+                trial,
+                done: Some(done),
+            };
+            let _ = crate::actors::ask(&self.actor, finished, "provider worker").await;
+        }
         Ok(result)
     }
 
@@ -254,6 +275,7 @@ impl Drop for Report<'_> {
             let _ = self.actor.cast(WorkerMsg::Finished {
                 outcome,
                 trial: self.trial,
+                done: None,
             });
         }
     }

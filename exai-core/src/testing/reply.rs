@@ -29,6 +29,7 @@ pub(crate) enum ReplyKind {
         status: u16,
         body: String,
         retry_after: Option<String>,
+        location: Option<String>,
     },
     /// A stream that breaks after `chunks` content chunks (a plain request gets a cut body).
     DropAfter { chunks: usize },
@@ -69,6 +70,7 @@ impl FakeReply {
             status,
             body: body.to_string(),
             retry_after: None,
+            location: None,
         })
     }
 
@@ -115,6 +117,14 @@ impl FakeReply {
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         if let ReplyKind::Status { retry_after, .. } = &mut self.kind {
             *retry_after = Some(seconds.to_string());
+        }
+        self
+    }
+
+    /// Sets a `Location` header on an error (a 3xx, say).
+    pub fn with_location(mut self, url: impl Into<String>) -> Self {
+        if let ReplyKind::Status { location, .. } = &mut self.kind {
+            *location = Some(url.into());
         }
         self
     }

@@ -83,6 +83,7 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
             status,
             body,
             retry_after,
+            location,
         } => {
             tokio::time::sleep(reply.delay).await;
             let mut response = (
@@ -96,6 +97,9 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
             );
             if let Some(ra) = retry_after.and_then(|r| header::HeaderValue::from_str(&r).ok()) {
                 response.headers_mut().insert(header::RETRY_AFTER, ra);
+            }
+            if let Some(to) = location.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+                response.headers_mut().insert(header::LOCATION, to);
             }
             shared.completed.fetch_add(1, Ordering::SeqCst);
             shared.changed.notify_waiters();
