@@ -5,10 +5,12 @@
 //! - the RSS cost of 1,000 idle WebSocket sessions.
 //!
 //! ```sh
-//! apt-get install -y nginx-light        # once; scripts/setup.sh does not need it
-//! cargo build --release -p exai-ws && cargo bench -p exai-benches --bench load
+//! bash scripts/bench-load.sh   # installs nginx-light if missing, builds exai-ws, runs this
 //! ```
 //! Uses `target/release/exai-ws` (or `$EXAI_WS_BIN`) and `nginx` from PATH (or `$NGINX_BIN`).
+//! `EXAI_LOAD_SECS` (8) and `EXAI_LOAD_SAMPLES` (2,000) change the run lengths (for profiling);
+//! `EXAI_WS_THREADS` is passed on to the daemon. Besides requests/s and latency, it reports the
+//! CPU time the proxying process (nginx or exai-ws) spent per request, from `/proc/PID/stat`.
 //! Every process — fake upstream, nginx, exai-ws and this load generator — shares the machine, so
 //! the figures compare the three paths under the same conditions. Runs only under `cargo bench`.
 
@@ -23,8 +25,20 @@ use futures::{SinkExt, StreamExt};
 use serde_json::json;
 
 const CONCURRENCY: usize = 64;
-const THROUGHPUT_FOR: Duration = Duration::from_secs(8);
-const LATENCY_SAMPLES: usize = 2_000;
+/// How long each throughput run lasts (`EXAI_LOAD_SECS`, default 8).
+fn throughput_for() -> Duration {
+    Duration::from_secs(env_number("EXAI_LOAD_SECS", 8))
+}
+
+/// Sequential requests timed for the median (`EXAI_LOAD_SAMPLES`, default 2,000), after 100
+/// warm-up requests.
+fn latency_samples() -> usize {
+    env_number("EXAI_LOAD_SAMPLES", 2_000) as usize
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 const IDLE_SESSIONS: usize = 1_000;
 
 struct Killed(Child);
@@ -51,6 +65,17 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) a process has used so far, in seconds (`/proc/PID/stat`, 100 Hz).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 async fn wait_up(url: &str) {
@@ -121,7 +146,7 @@ fn start_nginx(upstream_port: u16, port: u16) -> Option<Killed> {
     Some(Killed(child))
 }
 
-/// Requests per second with `CONCURRENCY` clients looping for `THROUGHPUT_FOR`.
+/// Requests per second with `CONCURRENCY` clients looping for `throughput_for()`.
 async fn throughput(url: &str) -> f64 {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
@@ -129,7 +154,7 @@ async fn throughput(url: &str) -> f64 {
         .unwrap_or_default();
     let body = json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "ping"}]});
     let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + THROUGHPUT_FOR;
+    let deadline = Instant::now() + throughput_for();
     let workers = (0..CONCURRENCY).map(|_| {
         let (client, body, done, url) = (client.clone(), body.clone(), done.clone(), url.to_string());
         tokio::spawn(async move {
@@ -156,8 +181,8 @@ async fn throughput(url: &str) -> f64 {
 async fn latency(url: &str) -> Duration {
     let client = reqwest::Client::new();
     let body = json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "ping"}]});
-    let mut samples = Vec::with_capacity(LATENCY_SAMPLES);
-    for i in 0..LATENCY_SAMPLES + 100 {
+    let mut samples = Vec::with_capacity(latency_samples());
+    for i in 0..latency_samples() + 100 {
         let started = Instant::now();
         let r = client.post(url).bearer_auth("load").json(&body).send().await;
         let _ = match r {
@@ -222,12 +247,31 @@ fn main() {
             println!("(nginx not found: install nginx-light or set NGINX_BIN for the proxy comparison)");
         }
         rows.push(("exai-ws", through.clone()));
+        let pid_of = |name: &str| match name {
+            "exai-ws" => Some(exai.0.id()),
+            "nginx proxy_pass" => nginx.as_ref().map(|n| n.0.id()),
+            _ => None,
+        };
         let mut results = Vec::new();
+        let mut cpu = Vec::new();
         for (name, url) in &rows {
+            let pid = pid_of(name);
+            let before = pid.map(cpu_seconds);
             let rps = throughput(url).await;
+            let middle = pid.map(cpu_seconds);
             let median = latency(url).await;
+            let after = pid.map(cpu_seconds);
             println!("| {name} | {rps:.0} | {:.1} µs |", median.as_secs_f64() * 1e6);
             results.push((name.to_string(), rps, median));
+            if let (Some(b), Some(m), Some(a)) = (before, middle, after) {
+                let loaded = (m - b) / (rps * throughput_for().as_secs_f64()) * 1e6;
+                let single = (a - m) / (latency_samples() + 100) as f64 * 1e6;
+                cpu.push(format!("| {name} | {loaded:.0} µs | {single:.0} µs |"));
+            }
+        }
+        println!("\n| proxy process | CPU per request at {CONCURRENCY} clients | CPU per request at 1 client |\n|---|---|---|");
+        for line in &cpu {
+            println!("{line}");
         }
         let find = |n: &str| results.iter().find(|r| r.0.starts_with(n)).cloned();
         if let (Some(d), Some(x)) = (find("direct"), find("exai-ws")) {

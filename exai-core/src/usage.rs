@@ -68,7 +68,10 @@ impl<T> ByModel<T> {
         if !self.0.contains_key(provider) {
             self.0.insert(provider.to_string(), BTreeMap::new());
         }
-        let models = self.0.get_mut(provider).unwrap_or_else(|| unreachable!("inserted above"));
+        let models = self
+            .0
+            .get_mut(provider)
+            .unwrap_or_else(|| unreachable!("inserted above"));
         if !models.contains_key(model) {
             models.insert(model.to_string(), new());
         }

@@ -50,7 +50,10 @@ async fn a_redirect_is_not_followed_and_says_where_to_point_the_base_url() -> an
     let message = err.as_ref().map(ToString::to_string).unwrap_or_default();
     assert!(message.contains("308") && message.contains(&moved), "{message}");
     assert_eq!(fake.requests().len(), 1, "not retried");
-    assert!(elsewhere.requests().is_empty(), "the key was not sent to the new address");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the key was not sent to the new address"
+    );
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod state;
 mod ws;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -27,7 +28,7 @@ use axum::routing::{get, post};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
-pub use state::AppState;
+pub use state::{AppState, Shared};
 
 /// Request bodies larger than this are refused (413).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -86,6 +87,10 @@ pub async fn serve(
             token.cancel();
         })
         .await?;
+    // WebSocket connections finish their calls (within the grace period) and close with 1001.
+    let grace = state.gateway.config().sessions.shutdown_grace + Duration::from_secs(1);
+    state.connections_tracker.close();
+    let _ = tokio::time::timeout(grace, state.connections_tracker.wait()).await;
     state.gateway.shutdown().await;
     Ok(())
 }

@@ -14,7 +14,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use exai_core::{ChatEvent, ChatRequest, ChatResponse, Error, Message, ProviderErrorKind, Role, ThinkingMode};
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::state::AppState;
@@ -168,13 +168,88 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn usage_json(r: &ChatResponse) -> Value {
-    json!({
-        "prompt_tokens": r.usage.input_tokens,
-        "completion_tokens": r.usage.output_tokens,
-        "total_tokens": r.usage.input_tokens + r.usage.output_tokens,
-        "completion_tokens_details": {"reasoning_tokens": r.usage.reasoning_tokens},
-    })
+/// A plain reply, serialized straight from the gateway's response (no `Value` tree built).
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: UsageOut,
+    exai: ExaiOut<'a>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: ReplyMessage<'a>,
+    finish_reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct ReplyMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+}
+
+/// OpenAI's `usage` object.
+#[derive(Serialize)]
+struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    completion_tokens_details: ReasoningTokens,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
+}
+
+/// What exai adds: who answered, the cost, and any fallbacks on the way.
+#[derive(Serialize)]
+struct ExaiOut<'a> {
+    provider: &'a str,
+    cost_usd: f64,
+    fallbacks: &'a [exai_core::FallbackNote],
+}
+
+fn usage_out(r: &ChatResponse) -> UsageOut {
+    UsageOut {
+        prompt_tokens: r.usage.input_tokens,
+        completion_tokens: r.usage.output_tokens,
+        total_tokens: r.usage.input_tokens + r.usage.output_tokens,
+        completion_tokens_details: ReasoningTokens {
+            reasoning_tokens: r.usage.reasoning_tokens,
+        },
+    }
+}
+
+fn completion(r: &ChatResponse) -> Completion<'_> {
+    Completion {
+        id: format!("chatcmpl-{}", r.request_id),
+        object: "chat.completion",
+        created: now(),
+        model: &r.model,
+        choices: [Choice {
+            index: 0,
+            message: ReplyMessage {
+                role: "assistant",
+                content: &r.text,
+                reasoning_content: r.reasoning.as_deref(),
+            },
+            finish_reason: r.finish_reason.as_deref().unwrap_or("stop"),
+        }],
+        usage: usage_out(r),
+        exai: ExaiOut {
+            provider: &r.provider,
+            cost_usd: r.cost_usd,
+            fallbacks: &r.fallbacks,
+        },
+    }
 }
 
 fn client_ip(request: &Request) -> IpAddr {
@@ -231,22 +306,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
     let session = state.client_session(ip);
     if !stream {
         return match session.chat(chat).await {
-            Ok(r) => {
-                let mut message = json!({"role": "assistant", "content": r.text});
-                if let Some(reasoning) = &r.reasoning {
-                    message["reasoning_content"] = json!(reasoning);
-                }
-                axum::Json(json!({
-                    "id": format!("chatcmpl-{}", r.request_id),
-                    "object": "chat.completion",
-                    "created": now(),
-                    "model": r.model,
-                    "choices": [{"index": 0, "message": message, "finish_reason": r.finish_reason.clone().unwrap_or_else(|| "stop".into())}],
-                    "usage": usage_json(&r),
-                    "exai": {"provider": r.provider, "cost_usd": r.cost_usd, "fallbacks": r.fallbacks},
-                }))
-                .into_response()
-            }
+            Ok(r) => axum::Json(completion(&r)).into_response(),
             Err(e) => gateway_error(&e),
         };
     }
@@ -284,7 +344,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
                     if include_usage {
                         let mut usage = chunk(&r.model, json!({}), None);
                         usage["choices"] = json!([]);
-                        usage["usage"] = usage_json(&r);
+                        usage["usage"] = json!(usage_out(&r));
                         out.push(Event::default().data(usage.to_string()));
                     }
                     out.push(Event::default().data("[DONE]"));

@@ -16,10 +16,23 @@ use exai_core::logs::LogTap;
 use exai_core::{Gateway, Session};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-/// Shared state: the gateway and the daemon's own plumbing.
+/// Shared state: the gateway and the daemon's own plumbing. One pointer, cloned per request by
+/// axum's extractors and middleware.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points at.
+pub struct Shared {
     /// One gateway session per client address for the stateless HTTP API, so the per-session
     /// limit applies per client.
     pub(crate) clients: Arc<Mutex<HashMap<IpAddr, Session>>>,
@@ -33,6 +46,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// WebSocket connections open now, in total and per address.
     pub(crate) connections: Arc<Mutex<Connections>>,
+    /// The WebSocket connections' tasks, which [`crate::serve`] waits for before returning.
+    pub(crate) connections_tracker: TaskTracker,
     /// Requests per minute per client address.
     pub(crate) rate: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Finished (or running) EXAI `call_tool` results by `session_id:request_id`, so a client
@@ -72,19 +87,20 @@ impl AppState {
     /// State for `gateway`.
     pub fn new(gateway: Gateway, logs: LogTap, metrics: Option<PrometheusHandle>) -> Self {
         let per_minute = NonZeroU32::new(gateway.config().daemon.requests_per_minute).unwrap_or(NonZeroU32::MIN);
-        Self {
+        Self(Arc::new(Shared {
             gateway,
             logs,
             metrics,
             shutdown: CancellationToken::new(),
             clients: Arc::default(),
             connections: Arc::default(),
+            connections_tracker: TaskTracker::new(),
             rate: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
             results: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(600))
                 .build(),
-        }
+        }))
     }
 
     /// Admits a WebSocket connection from `ip`, or `None` over the limits.

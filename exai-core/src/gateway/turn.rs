@@ -159,7 +159,10 @@ async fn run_in_span(
                 let span = tracing::Span::current();
                 span.record("provider", model.provider.as_str());
                 span.record("model", model.id.as_str());
-                let response = finish(inner, &request, thread, turn, model, done, fallbacks, request_id, started).await;
+                let response = finish(
+                    inner, &request, thread, turn, model, done, fallbacks, request_id, started,
+                )
+                .await;
                 if let Some(sink) = sink {
                     let _ = sink.send(Ok(ChatEvent::Done(response.clone()))).await;
                 }
@@ -294,7 +297,9 @@ async fn finish(
 ) -> ChatResponse {
     let cost = model.price.cost(done.usage.input_tokens, done.usage.output_tokens);
     // Also counts the request as `ok` in the metrics, with handles kept per model.
-    inner.usage.success(&model.provider, &model.id, done.usage, cost, started.elapsed());
+    inner
+        .usage
+        .success(&model.provider, &model.id, done.usage, cost, started.elapsed());
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {

@@ -331,7 +331,9 @@ fn split_pieces(splitter: &mut ThinkSplitter, pieces: Vec<Piece>) -> Vec<Piece> 
 /// An `{"error": …}` object sent inside a stream.
 fn stream_error(reply: &InBand<'_>) -> Option<ProviderErrorKind> {
     let error = reply.error?;
-    let message = scrub(&openai_wire::error_message(&serde_json::json!({ "error": error }).to_string()));
+    let message = scrub(&openai_wire::error_message(
+        &serde_json::json!({ "error": error }).to_string(),
+    ));
     let code = error.get("code").and_then(Value::as_u64).map(|c| c as u16);
     Some(match code {
         Some(429) => ProviderErrorKind::RateLimited {
@@ -381,9 +383,15 @@ mod tests {
     fn errors_inside_a_stream_are_classified() {
         let chunk = |v: Value| serde_json::from_value::<StreamChunk>(v).unwrap_or_else(|e| panic!("{e}"));
         let limited = chunk(serde_json::json!({"error": {"code": 429, "message": "slow down"}}));
-        assert!(matches!(stream_error(&limited.in_band()), Some(ProviderErrorKind::RateLimited { .. })));
+        assert!(matches!(
+            stream_error(&limited.in_band()),
+            Some(ProviderErrorKind::RateLimited { .. })
+        ));
         let overloaded = chunk(serde_json::json!({"error": {"message": "overloaded"}}));
-        assert!(matches!(stream_error(&overloaded.in_band()), Some(ProviderErrorKind::Transient { .. })));
+        assert!(matches!(
+            stream_error(&overloaded.in_band()),
+            Some(ProviderErrorKind::Transient { .. })
+        ));
         assert!(stream_error(&chunk(serde_json::json!({"choices": []})).in_band()).is_none());
         assert!(stream_error(&chunk(serde_json::json!({"choices": null})).in_band()).is_none());
     }

@@ -23,7 +23,6 @@ pub(crate) mod openai_wire;
 mod think_tags;
 mod worker;
 
-
 pub use check::ProviderCheck;
 pub(crate) use client::ProviderClient;
 pub use worker::ProviderHealth;

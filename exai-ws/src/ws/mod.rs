@@ -73,7 +73,12 @@ pub(crate) async fn upgrade(State(state): State<AppState>, request: Request) -> 
         // 128 KiB default made 1,000 idle sessions cost ~140 MB).
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| connection(socket, state, ip, header_auth, guard))
+        .on_upgrade(move |socket| {
+            // Tracked: axum's graceful shutdown does not wait for upgraded connections, and the
+            // daemon must not exit before they have sent their last results and close frames.
+            let tracker = state.connections_tracker.clone();
+            tracker.track_future(connection(socket, state, ip, header_auth, guard))
+        })
 }
 
 async fn connection(
