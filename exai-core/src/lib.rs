@@ -53,6 +53,7 @@ pub mod memory;
 mod providers;
 mod request;
 mod routing;
+pub mod signals;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tools;

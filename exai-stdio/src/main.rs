@@ -19,7 +19,7 @@ async fn main() {
 
     let result = async {
         let gateway = Gateway::new(Config::from_env()?).await?;
-        exai_stdio::serve_stdio(gateway, logs, shutdown_signal()).await
+        exai_stdio::serve_stdio(gateway, logs, exai_core::signals::shutdown()).await
     }
     .await;
     // Exit at once: nothing may linger after the client is gone (no task, no child).
@@ -29,27 +29,5 @@ async fn main() {
             eprintln!("exai-stdio: {e:#}");
             std::process::exit(1);
         }
-    }
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

@@ -128,25 +128,8 @@ async fn run() {
     tracing::info!("exai-ws stopped");
 }
 
-/// SIGINT or SIGTERM.
+/// SIGINT or SIGTERM, then a word in the log.
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
+    exai_core::signals::shutdown().await;
     tracing::info!("shutting down: no new connections; draining in-flight requests");
 }

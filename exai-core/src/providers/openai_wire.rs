@@ -150,6 +150,15 @@ pub(crate) struct InBand<'a> {
     pub base_resp: Option<&'a Value>,
 }
 
+impl<'a> InBand<'a> {
+    fn of(error: &'a Option<Value>, base_resp: &'a Option<Value>) -> Self {
+        Self {
+            error: error.as_ref(),
+            base_resp: base_resp.as_ref(),
+        }
+    }
+}
+
 /// `null` read as the type's default (MiniMax sends `"choices": null` with an error status).
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -177,10 +186,7 @@ pub(crate) struct Completion {
 impl Completion {
     /// The in-band status fields of this reply.
     pub fn in_band(&self) -> InBand<'_> {
-        InBand {
-            error: self.error.as_ref(),
-            base_resp: self.base_resp.as_ref(),
-        }
+        InBand::of(&self.error, &self.base_resp)
     }
 }
 
@@ -249,10 +255,7 @@ pub(crate) struct StreamChunk {
 impl StreamChunk {
     /// The in-band status fields of this chunk.
     pub fn in_band(&self) -> InBand<'_> {
-        InBand {
-            error: self.error.as_ref(),
-            base_resp: self.base_resp.as_ref(),
-        }
+        InBand::of(&self.error, &self.base_resp)
     }
 }
 
