@@ -30,8 +30,7 @@ use crate::error::{Error, ProviderError, ProviderErrorKind};
 pub(crate) enum WorkerMsg {
     /// Decide on a call while the circuit is not plainly closed.
     Admit(RpcReplyPort<Admission>),
-    /// A call ended.
-    /// How a call ended. `done` (when given) is answered once the circuit has taken it in.
+    /// A call ended. `done` (when given) is answered once the circuit has taken it in.
     Finished {
         outcome: Outcome,
         trial: bool,
