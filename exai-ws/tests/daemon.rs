@@ -1,73 +1,13 @@
 //! The real exai-ws binary, spoken to over HTTP with reqwest.
 
+mod common;
+
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
+use common::{command, exits_with, free_port, start, state_dir};
 use exai_core::testing::{FakeReply, FakeUpstream};
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
-
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-fn state_dir(tag: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("exai-ws-test-{}-{tag}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    dir.display().to_string()
-}
-
-fn command(env: &HashMap<String, String>, port: u16, state: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exai-ws"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", state)
-        .env("EXAI_STATE_DIR", state)
-        .env("EXAI_WS_PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .envs(env)
-        .current_dir(state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-async fn start(env: &HashMap<String, String>, tag: &str) -> Daemon {
-    let port = free_port();
-    let child = command(env, port, &state_dir(tag))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn exai-ws: {e}"));
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            return Daemon { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("exai-ws did not come up on {base}");
-}
-
-async fn exits_with(mut cmd: Command) -> (i32, String) {
-    let out = tokio::time::timeout(Duration::from_secs(10), cmd.output()).await;
-    let out = out
-        .unwrap_or_else(|_| panic!("did not exit"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[tokio::test]
 async fn health_readiness_metrics_and_models() {
@@ -344,8 +284,7 @@ async fn refuses_to_start_on_a_busy_port_a_locked_state_dir_or_an_open_address()
         "{stderr}"
     );
     let first = start(&env, "locked").await;
-    let port = first.base.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let (code, stderr) = exits_with(command(&env, port, &state_dir("locked"))).await;
+    let (code, stderr) = exits_with(command(&env, first.port, &state_dir("locked"))).await;
     assert_eq!(code, 2);
     let pid = first.child.id().unwrap_or_default();
     assert!(stderr.contains(&format!("another exai-ws (pid {pid})")), "{stderr}");
@@ -380,18 +319,11 @@ async fn sigterm_lets_the_call_in_flight_finish_then_exits_cleanly() {
         fake.wait_until(Duration::from_secs(10), |f| f.requests().len() == 1)
             .await
     );
-    let pid = daemon.child.id().unwrap_or_default().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .is_ok_and(|s| s.success())
-    );
+    daemon.sigterm();
     let reply = call
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reply["choices"][0]["message"]["content"], "finished after the signal");
-    let status = tokio::time::timeout(Duration::from_secs(10), daemon.child.wait()).await;
-    assert!(matches!(status, Ok(Ok(s)) if s.success()), "{status:?}");
+    daemon.exits_cleanly().await;
 }

@@ -1,55 +1,20 @@
 //! The WebSocket dialects of the real exai-ws binary, with tokio-tungstenite as the client.
 
-use std::collections::HashMap;
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
+
+use common::{Daemon, start};
 
 use exai_core::testing::{FakeReply, FakeUpstream};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-struct Daemon {
-    child: Child,
-    port: u16,
-}
-
-async fn start(env: &HashMap<String, String>, tag: &str) -> Daemon {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("exai-ws-wstest-{}-{tag}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    let child = Command::new(env!("CARGO_BIN_EXE_exai-ws"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", &dir)
-        .env("EXAI_STATE_DIR", &dir)
-        .env("EXAI_WS_PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .envs(env)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn exai-ws: {e}"));
-    for _ in 0..200 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_ok() {
-            return Daemon { child, port };
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("exai-ws did not come up");
-}
 
 async fn connect(d: &Daemon) -> Ws {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/ws", d.port))
@@ -367,16 +332,9 @@ async fn connection_limits_close_with_1008_and_sigterm_closes_with_1001_after_th
         fake.wait_until(Duration::from_secs(10), |f| f.requests().len() == 1)
             .await
     );
-    let pid = daemon.child.id().unwrap_or_default().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .is_ok_and(|s| s.success())
-    );
+    daemon.sigterm();
     let res = until(&mut first, "call_tool_res", &mut Vec::new()).await;
     assert!(res["text"].as_str().is_some_and(|t| t.starts_with("done in time")));
     assert_eq!(next(&mut first).await.err().flatten(), Some(1001));
-    let status = tokio::time::timeout(Duration::from_secs(10), daemon.child.wait()).await;
-    assert!(matches!(status, Ok(Ok(s)) if s.success()), "{status:?}");
+    daemon.exits_cleanly().await;
 }

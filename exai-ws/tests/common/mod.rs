@@ -1,0 +1,100 @@
+//! Shared by the exai-ws integration tests: the real binary, started on a free port with its own
+//! state directory and only the environment a test gives it.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// A running exai-ws, killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Daemon {
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let pid = self.child.id().unwrap_or_default().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .is_ok_and(|s| s.success())
+        );
+    }
+
+    /// Waits (10 s at most) for the process to exit, and asserts it exited cleanly.
+    pub async fn exits_cleanly(&mut self) {
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        assert!(matches!(status, Ok(Ok(s)) if s.success()), "{status:?}");
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A state directory of this test process, named by `tag`.
+pub fn state_dir(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("exai-ws-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir.display().to_string()
+}
+
+/// The exai-ws command with `env` only, on `port`, in `state`; stdout and stderr piped.
+pub fn command(env: &HashMap<String, String>, port: u16, state: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exai-ws"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", state)
+        .env("EXAI_STATE_DIR", state)
+        .env("EXAI_WS_PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .envs(env)
+        .current_dir(state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts exai-ws and waits until `/healthz` answers. Its output is discarded: a piped stderr
+/// that nobody reads could fill up and stall the daemon.
+pub async fn start(env: &HashMap<String, String>, tag: &str) -> Daemon {
+    let port = free_port();
+    let child = command(env, port, &state_dir(tag))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn exai-ws: {e}"));
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            return Daemon { child, port, base };
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("exai-ws did not come up on {base}");
+}
+
+/// Runs `cmd` to its end (10 s at most): its exit code and stderr.
+pub async fn exits_with(mut cmd: Command) -> (i32, String) {
+    let out = tokio::time::timeout(Duration::from_secs(10), cmd.output()).await;
+    let out = out
+        .unwrap_or_else(|_| panic!("did not exit"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
