@@ -87,17 +87,12 @@ impl Tool for Consensus {
                 }
             }),
         );
-        props.extend(schema::common(
-            models,
-            &[
-                "model",
-                "continuation_id",
-                "files",
-                "images",
-                "temperature",
-                "thinking_mode",
-            ],
-        ));
+        // The models consulted answer from the prompt and files alone: no web search.
+        let params: Vec<&str> = schema::MODEL_PARAMS
+            .into_iter()
+            .filter(|p| *p != "use_websearch")
+            .collect();
+        props.extend(schema::common(models, &params));
         if let Some(m) = props.get_mut("model") {
             m["description"] = json!("Model for the synthesis; 'auto' by default.");
         }
