@@ -107,8 +107,7 @@ impl GatewayBuilder {
             Some(c) => c,
             // No redirects: a chat completion is a POST that a provider answers, never moves; a
             // 3xx is reported with its Location so the base URL can be corrected (and a key is
-            // never replayed to another address). It also spares every call reqwest's redirect
-            // layer, 3% of the daemon's instructions.
+            // never replayed to another address).
             None => reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(10))

@@ -118,14 +118,14 @@ struct Local {
     since_start: Rows,
     /// Today's rows; `day` says which day they are for.
     today: Rows,
-    day: String,
+    day: Option<time::Date>,
     metrics: ByModel<ModelMetrics>,
 }
 
 impl Local {
     /// Today's rows, starting afresh when the UTC date has changed.
     fn today(&mut self) -> &mut Rows {
-        let now = today();
+        let now = Some(today());
         if self.day != now {
             self.day = now;
             self.today = Rows::default();
@@ -140,24 +140,10 @@ pub(crate) struct UsageLedger {
     redis: Option<(ConnectionManager, String)>,
 }
 
-/// Today's UTC date, `YYYY-MM-DD`. Cached per second: it is asked on every call.
-fn today() -> String {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    static CACHED_AT: AtomicI64 = AtomicI64::new(i64::MIN);
-    static CACHED: Mutex<String> = Mutex::new(String::new());
-    let now = time::OffsetDateTime::now_utc();
-    let second = now.unix_timestamp();
-    if CACHED_AT.load(Ordering::Acquire) == second
-        && let Ok(day) = CACHED.lock()
-    {
-        return day.clone();
-    }
-    let day = now.date().to_string();
-    if let Ok(mut cached) = CACHED.lock() {
-        cached.clone_from(&day);
-        CACHED_AT.store(second, Ordering::Release);
-    }
-    day
+/// Today's UTC date (shown as `YYYY-MM-DD`). A `Date` is compared without formatting; only Redis
+/// keys format it.
+fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
 }
 
 fn row<'a>(rows: &'a mut Rows, provider: &str, model: &str) -> &'a mut UsageRow {

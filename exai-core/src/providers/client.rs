@@ -31,7 +31,7 @@ const MAX_ROUNDS: usize = 4;
 pub(crate) struct ProviderClient {
     pub config: ProviderConfig,
     pub(super) http: reqwest::Client,
-    /// `{base_url}/chat/completions`, parsed once: parsing a URL per call was 7% of the daemon's
+    /// `{base_url}/chat/completions`, parsed once: parsing it per call was 2% of the daemon's
     /// instructions. (The configuration has already checked that it parses.)
     endpoint: Option<reqwest::Url>,
     /// `Bearer {key}`, marked sensitive so that no debug output shows it.
