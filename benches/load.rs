@@ -1,7 +1,9 @@
 //! Load harness for exai-ws, on one machine, in one run:
 //! - requests/s at 64 concurrent clients and median latency at 1 client, for
 //!   `/v1/chat/completions` through exai-ws, the same fake upstream called directly, and the same
-//!   upstream behind nginx `proxy_pass` (the cost of one plain proxy hop: the practical limit);
+//!   upstream behind nginx `proxy_pass` (the cost of one plain proxy hop: the practical limit),
+//!   and a bare axum + reqwest proxy that forwards the body untouched (the floor of exai-ws's own
+//!   stack, so the figures separate what the gateway costs from what its server and client do);
 //! - the RSS cost of 1,000 idle WebSocket sessions.
 //!
 //! ```sh
@@ -197,7 +199,70 @@ async fn idle_sessions(port: u16, pid: u32) -> (u64, u64) {
     (before, after)
 }
 
+/// The floor of exai-ws's own stack: axum receiving, reqwest forwarding the body to the upstream,
+/// the reply's bytes returned — no parsing, no gateway. Runs as a child process of this harness
+/// (`load --bare-proxy PORT UPSTREAM`) with the same runtime exai-ws uses (`EXAI_WS_THREADS`).
+fn bare_proxy(port: &str, upstream: &str) {
+    use axum::body::Bytes;
+    use axum::http::StatusCode;
+    let threads: usize = std::env::var("EXAI_WS_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if threads > 1 {
+            b.worker_threads(threads);
+        }
+        b.enable_all().build()
+    }
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("{upstream}/chat/completions");
+    rt.block_on(async move {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let forward = move |body: Bytes| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let reply = client.post(&url).bearer_auth("load").body(body).send().await;
+                match reply {
+                    Ok(r) => (r.status(), r.bytes().await.unwrap_or_default()),
+                    Err(_) => (StatusCode::BAD_GATEWAY, Bytes::new()),
+                }
+            }
+        };
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", axum::routing::post(forward))
+            .route("/healthz", axum::routing::get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        axum::serve(listener, app).await.unwrap_or_else(|e| panic!("{e}"));
+    });
+}
+
+fn start_bare_proxy(upstream: &str, port: u16) -> Option<Killed> {
+    let exe = std::env::current_exe().ok()?;
+    let child = Command::new(exe)
+        .args(["--bare-proxy", &port.to_string(), upstream])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Killed(child))
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, port, upstream] = args.as_slice()
+        && flag == "--bare-proxy"
+    {
+        return bare_proxy(port, upstream);
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!("load: run with `cargo bench` to measure");
         return;
@@ -209,9 +274,10 @@ fn main() {
     rt.block_on(async {
         let fake = FakeUpstream::start().await.unwrap_or_else(|e| panic!("fake: {e}"));
         fake.stop_recording();
-        let (ws_port, nginx_port) = (free_port(), free_port());
+        let (ws_port, nginx_port, bare_port) = (free_port(), free_port(), free_port());
         let exai = start_exai_ws(&fake.base_url(), ws_port);
         let nginx = start_nginx(fake.addr().port(), nginx_port);
+        let bare = start_bare_proxy(&fake.base_url(), bare_port);
         wait_up(&format!("http://127.0.0.1:{ws_port}/healthz")).await;
         let direct = format!("{}/chat/completions", fake.base_url());
         let through = format!("http://127.0.0.1:{ws_port}/v1/chat/completions");
@@ -219,6 +285,7 @@ fn main() {
         if nginx.is_some() {
             wait_up(&format!("http://127.0.0.1:{nginx_port}/")).await;
         }
+        wait_up(&format!("http://127.0.0.1:{bare_port}/healthz")).await;
         println!("| path | requests/s at {CONCURRENCY} clients | median latency at 1 client |\n|---|---|---|");
         let mut rows = vec![("direct (fake upstream)", direct.clone())];
         if nginx.is_some() {
@@ -226,10 +293,12 @@ fn main() {
         } else {
             println!("(nginx not found: install nginx-light or set NGINX_BIN for the proxy comparison)");
         }
+        rows.push(("axum + reqwest, bare", format!("http://127.0.0.1:{bare_port}/v1/chat/completions")));
         rows.push(("exai-ws", through.clone()));
         let pid_of = |name: &str| match name {
             "exai-ws" => Some(exai.0.id()),
             "nginx proxy_pass" => nginx.as_ref().map(|n| n.0.id()),
+            "axum + reqwest, bare" => bare.as_ref().map(|b| b.0.id()),
             _ => None,
         };
         let mut results = Vec::new();
@@ -257,6 +326,13 @@ fn main() {
         if let (Some(d), Some(x)) = (find("direct"), find("exai-ws")) {
             let added = x.2.as_secs_f64() * 1e6 - d.2.as_secs_f64() * 1e6;
             println!("\nexai-ws adds {added:.1} µs median latency over direct (target < 100 µs)");
+            if let Some(b) = find("axum") {
+                println!(
+                    "the bare axum + reqwest proxy adds {:.1} µs: the floor of the stack; the gateway's own share is {:.1} µs",
+                    b.2.as_secs_f64() * 1e6 - d.2.as_secs_f64() * 1e6,
+                    x.2.as_secs_f64() * 1e6 - b.2.as_secs_f64() * 1e6
+                );
+            }
         }
         if let (Some(n), Some(x)) = (find("nginx"), find("exai-ws")) {
             println!(
@@ -272,6 +348,7 @@ fn main() {
             after.saturating_sub(before) as f64 / 1024.0
         );
         drop(nginx);
+        drop(bare);
         drop(exai);
     });
 }

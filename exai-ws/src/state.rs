@@ -132,10 +132,13 @@ impl AppState {
         let Ok(mut clients) = self.clients.lock() else {
             return self.gateway.session("http");
         };
+        if let Some(session) = clients.get(&ip).filter(|s| s.is_open()) {
+            return session.clone();
+        }
+        // Only a new or expired client pays for pruning the sessions that expired meanwhile.
         clients.retain(|_, s| s.is_open());
-        clients
-            .entry(ip)
-            .or_insert_with(|| self.gateway.session("http"))
-            .clone()
+        let session = self.gateway.session("http");
+        clients.insert(ip, session.clone());
+        session
     }
 }

@@ -85,7 +85,7 @@ async fn run_in_span(
     let started = Instant::now();
     let deadline = inner.limits.deadline();
     if let Some(full) = inner.limits.busy(limit) {
-        status(sink, format!("queued: the {full} requests in flight is full"));
+        status(sink, format_args!("queued: the {full} requests in flight is full"));
     }
     let _permits = or_cancel(cancel, inner.limits.request(limit, deadline)).await?;
 
@@ -151,7 +151,7 @@ async fn run_in_span(
             web_search: request.web_search,
         };
         if index > 0 {
-            status(sink, format!("falling back to {}/{}", model.provider, model.id));
+            status(sink, format_args!("falling back to {}/{}", model.provider, model.id));
         }
         let (result, emitted) = attempt(inner, call, sink, cancel, deadline).await?;
         let err = match result {
@@ -197,10 +197,11 @@ fn with_context(turn: &[Message], extra: &[String]) -> Vec<Message> {
     sent
 }
 
-/// Reports what the request is doing (streams only; never blocks the request).
-fn status(sink: &Sink, message: String) {
+/// Reports what the request is doing (streams only, so a plain call formats nothing; never
+/// blocks the request).
+fn status(sink: &Sink, message: std::fmt::Arguments<'_>) {
     if let Some(sink) = sink {
-        let _ = sink.try_send(Ok(ChatEvent::Status(message)));
+        let _ = sink.try_send(Ok(ChatEvent::Status(message.to_string())));
     }
 }
 
@@ -243,14 +244,22 @@ async fn attempt(
 ) -> Result<(Result<Completed, ProviderError>, bool), Error> {
     let provider = call.model.provider.clone();
     if let Some(full) = inner.limits.provider_busy(&provider) {
-        status(sink, format!("queued: the {full} requests in flight is full"));
+        status(sink, format_args!("queued: the {full} requests in flight is full"));
     }
     let _permit = or_cancel(cancel, inner.limits.provider(&provider, deadline)).await?;
-    status(sink, format!("calling {provider}/{}", call.model.id));
+    status(sink, format_args!("calling {provider}/{}", call.model.id));
     let handle = inner
         .providers
         .get(&provider)
         .ok_or_else(|| Error::Internal(format!("no worker for provider {provider}")))?;
+    if sink.is_none() {
+        // A plain call streams nothing, so there is nothing to relay. Without the relay, the
+        // task is not woken by its own channel closing — a self-wake that tokio answers by
+        // waking the other worker thread, once per request.
+        let (events, _) = mpsc::channel(1);
+        let result = or_cancel(cancel, Box::pin(handle.call(&call, &events)).map(Ok)).await?;
+        return Ok((result?, false));
+    }
     let (events, mut pieces) = mpsc::channel(PIECE_BUFFER);
     // Boxed: the provider call is the largest future of a turn; every future that holds it
     // inline would grow (and be copied) by its size.
