@@ -187,9 +187,33 @@ async fn mcp_json_rpc_over_websocket() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    fake.push(FakeReply::text("mcp over ws"));
-    let daemon = start(&fake.env_for(&["GLM"]), "mcpws").await;
+    fake.push(FakeReply::text("mcp over ws").with_delay(Duration::from_millis(2_200)));
+    fake.push(FakeReply::status(500));
+    fake.push(FakeReply::text("recovered"));
+    fake.push(FakeReply::hang());
+    fake.push(FakeReply::text("after the cancel"));
+    let mut env = fake.env_for(&["GLM"]);
+    for (k, v) in [
+        ("EXAI_RETRY_BASE_DELAY_MS", "10"),
+        ("EXAI_PROGRESS_HEARTBEAT_SECS", "1"),
+        ("EXAI_GLOBAL_MAX_INFLIGHT", "1"),
+        ("EXAI_QUEUE_TIMEOUT_MS", "3000"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    let daemon = start(&env, "mcpws").await;
     let mut ws = connect(&daemon).await;
+    let mut seen = Vec::new();
+    // Frames until the response to `id`, keeping the notifications in `seen`.
+    async fn response(ws: &mut Ws, id: u64, seen: &mut Vec<Value>) -> Value {
+        loop {
+            let f = frame(ws).await;
+            if f["id"] == id {
+                return f;
+            }
+            seen.push(f);
+        }
+    }
     send(
         &mut ws,
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -198,23 +222,97 @@ async fn mcp_json_rpc_over_websocket() {
     .await;
     let init = frame(&mut ws).await;
     assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    assert!(init["result"]["capabilities"]["logging"].is_object(), "{init}");
     send(
         &mut ws,
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
     )
     .await;
-    send(&mut ws, json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "chat", "arguments": {"prompt": "x"}}})).await;
-    let reply = loop {
-        let f = frame(&mut ws).await;
-        if f["id"] == 2 {
-            break f;
-        }
-    };
+    send(&mut ws, json!({"jsonrpc": "2.0", "id": 2, "method": "ping"})).await;
+    assert!(response(&mut ws, 2, &mut seen).await["result"].is_object());
+
+    // A long call: progress on its token, with heartbeats.
+    send(
+        &mut ws,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "chat",
+        "arguments": {"prompt": "x"}, "_meta": {"progressToken": "ws-1"}}}),
+    )
+    .await;
+    let reply = response(&mut ws, 3, &mut seen).await;
     assert!(
         reply["result"]["content"][0]["text"]
             .as_str()
             .is_some_and(|t| t.starts_with("mcp over ws")),
         "{reply}"
+    );
+    let progress: Vec<&Value> = seen
+        .iter()
+        .filter(|f| f["method"] == "notifications/progress")
+        .collect();
+    assert!(
+        progress.iter().all(|p| p["params"]["progressToken"] == "ws-1"),
+        "{progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .filter(|p| p["params"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("still working")))
+            .count()
+            >= 2,
+        "{progress:?}"
+    );
+
+    // Logging at `warning`: the retry after a 500 is reported.
+    send(
+        &mut ws,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel", "params": {"level": "warning"}}),
+    )
+    .await;
+    assert!(response(&mut ws, 4, &mut seen).await["result"].is_object());
+    seen.clear();
+    send(&mut ws, json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "chat", "arguments": {"prompt": "flaky"}}})).await;
+    assert_eq!(response(&mut ws, 5, &mut seen).await["result"]["isError"], false);
+    let retried = |seen: &[Value]| {
+        seen.iter().any(|f| {
+            f["method"] == "notifications/message"
+                && f["params"]["level"] == "warning"
+                && f["params"]["data"]["message"] == "retrying"
+        })
+    };
+    // The retry's warning may land just after the response.
+    while !retried(&seen) {
+        seen.push(frame(&mut ws).await);
+    }
+    assert!(
+        seen.iter()
+            .all(|f| f["params"]["level"] != "debug" && f["params"]["level"] != "info")
+    );
+
+    // Cancellation aborts the upstream request and frees the only global permit.
+    let before = fake.requests().len();
+    send(&mut ws, json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "chat", "arguments": {"prompt": "hang"}}})).await;
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f.requests().len() == before + 1)
+            .await
+    );
+    send(
+        &mut ws,
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 6, "reason": "user"}}),
+    )
+    .await;
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f.cut_short() == 1).await,
+        "upstream request aborted"
+    );
+    send(&mut ws, json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "chat", "arguments": {"prompt": "after"}}})).await;
+    let after = response(&mut ws, 7, &mut seen).await;
+    assert!(
+        after["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("after the cancel")),
+        "{after}"
     );
 }
 
