@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::start;
-use exai_core::testing::{FakeReply, FakeUpstream};
+use common::{lifecycle, start};
+use exai_core::testing::FakeUpstream;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientRequest, LoggingMessageNotificationParam, PingRequest,
     ProgressNotificationParam, SetLevelRequestParams,
@@ -40,19 +39,6 @@ impl ClientHandler for Recorder {
     }
 }
 
-fn env(fake: &FakeUpstream) -> HashMap<String, String> {
-    let mut env = fake.env_for(&["GLM"]);
-    for (k, v) in [
-        ("EXAI_RETRY_BASE_DELAY_MS", "10"),
-        ("EXAI_PROGRESS_HEARTBEAT_SECS", "1"),
-        ("EXAI_GLOBAL_MAX_INFLIGHT", "1"),
-        ("EXAI_QUEUE_TIMEOUT_MS", "3000"),
-    ] {
-        env.insert(k.into(), v.into());
-    }
-    env
-}
-
 fn chat(prompt: &str) -> CallToolRequestParams {
     let arguments = json!({"prompt": prompt});
     CallToolRequestParams::new("chat").with_arguments(arguments.as_object().cloned().unwrap_or_default())
@@ -68,12 +54,7 @@ async fn the_official_mcp_client_goes_through_the_whole_lifecycle_over_http() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    fake.push(FakeReply::text("done after a while").with_delay(Duration::from_millis(2_200)));
-    fake.push(FakeReply::status(500));
-    fake.push(FakeReply::text("recovered"));
-    fake.push(FakeReply::hang());
-    fake.push(FakeReply::text("after the cancel"));
-    let daemon = start(&env(&fake), "mcp-sdk").await;
+    let daemon = start(&lifecycle(&fake, "done after a while"), "mcp-sdk").await;
     let recorder = Recorder::default();
     let transport = StreamableHttpClientTransport::from_uri(format!("{}/mcp", daemon.base));
     let client = recorder

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, start};
+use common::{Daemon, lifecycle, start};
 
 use exai_core::testing::{FakeReply, FakeUpstream};
 use futures::{SinkExt, StreamExt};
@@ -187,20 +187,7 @@ async fn mcp_json_rpc_over_websocket() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    fake.push(FakeReply::text("mcp over ws").with_delay(Duration::from_millis(2_200)));
-    fake.push(FakeReply::status(500));
-    fake.push(FakeReply::text("recovered"));
-    fake.push(FakeReply::hang());
-    fake.push(FakeReply::text("after the cancel"));
-    let mut env = fake.env_for(&["GLM"]);
-    for (k, v) in [
-        ("EXAI_RETRY_BASE_DELAY_MS", "10"),
-        ("EXAI_PROGRESS_HEARTBEAT_SECS", "1"),
-        ("EXAI_GLOBAL_MAX_INFLIGHT", "1"),
-        ("EXAI_QUEUE_TIMEOUT_MS", "3000"),
-    ] {
-        env.insert(k.into(), v.into());
-    }
+    let env = lifecycle(&fake, "mcp over ws");
     let daemon = start(&env, "mcpws").await;
     let mut ws = connect(&daemon).await;
     let mut seen = Vec::new();

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
+use exai_core::testing::{FakeReply, FakeUpstream};
 use tokio::process::{Child, Command};
 
 /// A running exai-ws, killed when dropped.
@@ -97,4 +98,26 @@ pub async fn exits_with(mut cmd: Command) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Sets `fake` up for an MCP lifecycle test and returns the daemon's environment. The replies, in
+/// order: a slow one (2.2 s, so progress heartbeats come every second), a 500 then a recovery (a
+/// retry, logged at `warning`), a hang (to be cancelled) and a last one, which needs the single
+/// global permit the cancelled call must have freed.
+pub fn lifecycle(fake: &FakeUpstream, slow_text: &str) -> HashMap<String, String> {
+    fake.push(FakeReply::text(slow_text).with_delay(Duration::from_millis(2_200)));
+    fake.push(FakeReply::status(500));
+    fake.push(FakeReply::text("recovered"));
+    fake.push(FakeReply::hang());
+    fake.push(FakeReply::text("after the cancel"));
+    let mut env = fake.env_for(&["GLM"]);
+    for (k, v) in [
+        ("EXAI_RETRY_BASE_DELAY_MS", "10"),
+        ("EXAI_PROGRESS_HEARTBEAT_SECS", "1"),
+        ("EXAI_GLOBAL_MAX_INFLIGHT", "1"),
+        ("EXAI_QUEUE_TIMEOUT_MS", "3000"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    env
 }
