@@ -79,29 +79,25 @@ fn lock(port: u16) -> File {
 }
 
 fn main() {
-    let threads = std::env::var("EXAI_WS_THREADS")
-        .ok()
-        .and_then(|t| t.parse::<usize>().ok())
-        .filter(|t| *t > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let runtime = if threads == 1 {
+    // Read before the runtime exists: it says how many threads the runtime gets.
+    let config = Config::from_env().unwrap_or_else(|e| fail(e.to_string()));
+    let runtime = if config.daemon.threads == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
+            .worker_threads(config.daemon.threads)
             .enable_all()
             .build()
     };
     match runtime {
-        Ok(rt) => rt.block_on(run()),
+        Ok(rt) => rt.block_on(run(config)),
         Err(e) => fail(format!("cannot start the async runtime: {e}")),
     }
 }
 
-async fn run() {
+async fn run(config: Config) {
     let logs = LogTap::new();
     init_logging(&logs);
-    let config = Config::from_env().unwrap_or_else(|e| fail(e.to_string()));
     let (host, port) = (config.daemon.host.clone(), config.daemon.port);
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback && config.daemon.token.is_none() {

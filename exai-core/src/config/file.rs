@@ -101,6 +101,7 @@ pub(crate) struct FileDaemon {
     pub max_frame_bytes: Option<usize>,
     pub call_timeout_secs: Option<u64>,
     pub requests_per_minute: Option<u32>,
+    pub threads: Option<usize>,
 }
 
 /// One provider entry.

@@ -152,6 +152,8 @@ pub struct DaemonConfig {
     pub call_timeout: Duration,
     /// Requests per minute per client address (tool calls and completions).
     pub requests_per_minute: u32,
+    /// Runtime threads (one per CPU by default); `1` runs the daemon on one thread.
+    pub threads: usize,
 }
 
 /// The effective configuration.
@@ -369,6 +371,15 @@ impl Config {
                     6_000,
                 )?
                 .max(1),
+            threads: positive(
+                r.required(
+                    "daemon.threads",
+                    &["EXAI_WS_THREADS"],
+                    parsed.daemon.threads,
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )?,
+                "daemon.threads",
+            )?,
         };
         let providers = providers::resolve(&mut r, parsed.providers)?;
         let fallback = resolve_fallback(&mut r, parsed.routing.fallback, &providers)?;

@@ -148,6 +148,10 @@ fn invalid_values_name_the_key_and_where_they_came_from() {
             "{url}: {bad_url}"
         );
     }
+    for threads in ["many", "0"] {
+        let bad_threads = msg(load(&[("EXAI_WS_THREADS", threads)], None));
+        assert!(bad_threads.contains("daemon.threads"), "{threads}: {bad_threads}");
+    }
     let bad_kind = msg(load(
         &[],
         Some("[providers.x]\nkind = \"claude\"\nbase_url = \"http://h\""),
