@@ -132,6 +132,12 @@ impl Local {
         }
         &mut self.today
     }
+
+    /// Applies `f` to the since-start and today rows of `provider`/`model`.
+    fn apply(&mut self, provider: &str, model: &str, f: impl Fn(&mut UsageRow)) {
+        f(row(&mut self.since_start, provider, model));
+        f(row(self.today(), provider, model));
+    }
 }
 
 /// The ledger.
@@ -173,14 +179,14 @@ impl UsageLedger {
             m.input_tokens.increment(usage.input_tokens);
             m.output_tokens.increment(usage.output_tokens);
             m.cost_usd.increment(cost);
+            local.apply(provider, model, |r| {
+                r.requests += 1;
+                r.input_tokens += usage.input_tokens;
+                r.output_tokens += usage.output_tokens;
+                r.reasoning_tokens += usage.reasoning_tokens;
+                r.cost_usd += cost;
+            });
         }
-        self.apply(provider, model, |r| {
-            r.requests += 1;
-            r.input_tokens += usage.input_tokens;
-            r.output_tokens += usage.output_tokens;
-            r.reasoning_tokens += usage.reasoning_tokens;
-            r.cost_usd += cost;
-        });
         self.persist(
             provider,
             model,
@@ -196,14 +202,10 @@ impl UsageLedger {
 
     /// Records a failed call.
     pub fn error(&self, provider: &str, model: &str) {
-        self.apply(provider, model, |r| r.errors += 1);
+        if let Ok(mut local) = self.local.lock() {
+            local.apply(provider, model, |r| r.errors += 1);
+        }
         self.persist(provider, model, &[("errors", 1)], 0.0);
-    }
-
-    fn apply(&self, provider: &str, model: &str, f: impl Fn(&mut UsageRow)) {
-        let Ok(mut local) = self.local.lock() else { return };
-        f(row(&mut local.since_start, provider, model));
-        f(row(local.today(), provider, model));
     }
 
     fn persist(&self, provider: &str, model: &str, counters: &[(&str, i64)], cost: f64) {

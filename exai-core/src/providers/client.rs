@@ -331,9 +331,7 @@ fn split_pieces(splitter: &mut ThinkSplitter, pieces: Vec<Piece>) -> Vec<Piece> 
 /// An `{"error": …}` object sent inside a stream.
 fn stream_error(reply: &InBand<'_>) -> Option<ProviderErrorKind> {
     let error = reply.error?;
-    let message = scrub(&openai_wire::error_message(
-        &serde_json::json!({ "error": error }).to_string(),
-    ));
+    let message = scrub(&openai_wire::error_object_message(error));
     let code = error.get("code").and_then(Value::as_u64).map(|c| c as u16);
     Some(match code {
         Some(429) => ProviderErrorKind::RateLimited {

@@ -361,16 +361,29 @@ impl Accumulator {
 /// Extracts a readable message from an error body (`{"error":{"message":…}}` and variants).
 pub(crate) fn error_message(body: &str) -> String {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let found = parsed.as_ref().and_then(|v| {
-        let e = v.get("error").unwrap_or(v);
-        e.get("message")
-            .or_else(|| e.get("msg"))
-            .or_else(|| v.pointer("/base_resp/status_msg"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or_else(|| e.as_str().map(str::to_string))
-    });
-    let text = found.unwrap_or_else(|| body.trim().to_string());
+    let found = parsed.as_ref().and_then(message_in);
+    non_empty(found.unwrap_or_else(|| body.trim().to_string()))
+}
+
+/// The message of an `{"error": …}` object found in a stream, already parsed.
+pub(crate) fn error_object_message(error: &Value) -> String {
+    let reply = serde_json::json!({ "error": error });
+    non_empty(message_in(&reply).unwrap_or_else(|| reply.to_string()))
+}
+
+/// Where providers put the message: `error.message`, `error.msg`, MiniMax's
+/// `base_resp.status_msg`, or a bare string.
+fn message_in(v: &Value) -> Option<String> {
+    let e = v.get("error").unwrap_or(v);
+    e.get("message")
+        .or_else(|| e.get("msg"))
+        .or_else(|| v.pointer("/base_resp/status_msg"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| e.as_str().map(str::to_string))
+}
+
+fn non_empty(text: String) -> String {
     if text.is_empty() { "(empty body)".into() } else { text }
 }
 
