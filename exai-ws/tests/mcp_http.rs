@@ -17,7 +17,7 @@ use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientRequest, LoggingMessageNotificationParam, PingRequest,
     ProgressNotificationParam, SetLevelRequestParams,
 };
-use rmcp::service::{NotificationContext, PeerRequestOptions};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RequestHandle, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
@@ -42,6 +42,17 @@ impl ClientHandler for Recorder {
 fn chat(prompt: &str) -> CallToolRequestParams {
     let arguments = json!({"prompt": prompt});
     CallToolRequestParams::new("chat").with_arguments(arguments.as_object().cloned().unwrap_or_default())
+}
+
+/// Sends a `chat` call and returns its handle (its progress token, its id for cancelling).
+async fn start_chat(client: &RunningService<RoleClient, Recorder>, prompt: &str) -> RequestHandle<RoleClient> {
+    client
+        .send_request_with_option(
+            ClientRequest::CallToolRequest(CallToolRequest::new(chat(prompt))),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("tools/call: {e}"))
 }
 
 fn text_of(result: &rmcp::model::CallToolResult) -> String {
@@ -85,13 +96,7 @@ async fn the_official_mcp_client_goes_through_the_whole_lifecycle_over_http() {
     assert_eq!(tools.len(), 17);
 
     // A long call reports progress on the request's own token, with heartbeats, in order.
-    let slow = client
-        .send_request_with_option(
-            ClientRequest::CallToolRequest(CallToolRequest::new(chat("slow"))),
-            PeerRequestOptions::no_options(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let slow = start_chat(&client, "slow").await;
     let token = slow.progress_token.clone();
     let reply = slow.await_response().await.unwrap_or_else(|e| panic!("{e}"));
     let reply = serde_json::to_value(&reply).unwrap_or_default();
@@ -145,13 +150,7 @@ async fn the_official_mcp_client_goes_through_the_whole_lifecycle_over_http() {
     );
 
     // Cancellation: the upstream request is aborted and the only global permit is freed.
-    let hanging = client
-        .send_cancellable_request(
-            ClientRequest::CallToolRequest(CallToolRequest::new(chat("hang"))),
-            PeerRequestOptions::no_options(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let hanging = start_chat(&client, "hang").await;
     let before = fake.requests().len();
     assert!(
         fake.wait_until(Duration::from_secs(10), |f| f.requests().len() == before + 1)
