@@ -20,11 +20,12 @@ async fn main() -> anyhow::Result<()> {
     while let Some(event) = stream.next().await {
         match event? {
             ChatEvent::Text(text) => print!("{text}"),
-            ChatEvent::Reasoning(_) | ChatEvent::Status(_) => {}
             ChatEvent::Done(r) => println!(
                 "\n[{} / {}: {} tokens in, {} out, ${:.6}]",
                 r.provider, r.model, r.usage.input_tokens, r.usage.output_tokens, r.cost_usd
             ),
+            // Reasoning, status updates, and events later versions add.
+            _ => {}
         }
         std::io::stdout().flush()?;
     }

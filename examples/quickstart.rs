@@ -56,13 +56,14 @@ async fn main() -> anyhow::Result<()> {
     print!("   ");
     while let Some(event) = stream.next().await {
         match event? {
-            ChatEvent::Status(_) => {}
             ChatEvent::Reasoning(r) => print!("[thinking: {r}] "),
             ChatEvent::Text(t) => print!("{t}"),
             ChatEvent::Done(r) => println!(
                 "\n   — {} tokens in, {} out\n",
                 r.usage.input_tokens, r.usage.output_tokens
             ),
+            // Status updates (and events later versions add) are not part of the reply.
+            _ => {}
         }
         std::io::stdout().flush()?;
     }

@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
             ("GLM_API_KEY".to_string(), "x".to_string()),
         ]);
         let gateway = Gateway::new(Config::from_parts(&env, None)?).await?;
-        let tools = gateway.tools();
+        let tools = exai_core::ToolSuite::new(gateway.clone()).list();
         let bytes = serde_json::to_string(&tools)?.len();
         println!("| {profile} | {} | {bytes} | {} |", tools.len(), bytes / 4);
     }

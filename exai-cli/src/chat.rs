@@ -6,7 +6,7 @@
 use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
-use exai_core::{ChatEvent, ChatRequest, ChatResponse, Gateway, Message};
+use exai_core::{ChatEvent, ChatRequest, ChatResponse, Gateway};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget};
 
@@ -49,25 +49,30 @@ async fn request(gateway: &Gateway, args: ChatArgs) -> Result<ChatRequest, Failu
         paths.push(absolute.display().to_string());
     }
     let budget = gateway.config().tools.file_token_budget;
-    let attached = exai_core::tools::attach_files(paths, budget)
+    let attached = exai_core::attach_files(paths, budget)
         .await
-        .map_err(|m| Failure::new(7, m))?;
+        .map_err(|e| Failure::new(7, e.to_string()))?;
     for omitted in &attached.omitted {
         eprintln!("exai: left out {omitted}");
     }
-    Ok(ChatRequest {
-        model: args.model,
-        system: args.system,
-        messages: vec![Message::user(prompt(args.prompt)?)],
-        continuation_id: args.continuation,
-        temperature: args.temperature,
-        thinking: args.thinking,
-        web_search: args.web_search,
-        files: attached.embedded,
-        tool: Some("cli".into()),
-        context: attached.context,
-        ..ChatRequest::default()
-    })
+    let mut request = ChatRequest::new(prompt(args.prompt)?)
+        .model_opt(args.model)
+        .web_search(args.web_search)
+        .attach(attached)
+        .origin("cli");
+    if let Some(system) = args.system {
+        request = request.system(system);
+    }
+    if let Some(id) = args.continuation {
+        request = request.continuation(id);
+    }
+    if let Some(t) = args.temperature {
+        request = request.temperature(t);
+    }
+    if let Some(mode) = args.thinking {
+        request = request.thinking(mode);
+    }
+    Ok(request)
 }
 
 fn footer(r: &ChatResponse) {
@@ -129,13 +134,11 @@ pub async fn run(gateway: &Gateway, args: ChatArgs) -> Result<i32, Failure> {
                     bar.set_message(s);
                 }
             }
-            ChatEvent::Reasoning(r) => {
-                if show_reasoning {
-                    if let Some(s) = spin.take() {
-                        s.finish_and_clear();
-                    }
-                    eprint!("{r}");
+            ChatEvent::Reasoning(r) if show_reasoning => {
+                if let Some(s) = spin.take() {
+                    s.finish_and_clear();
                 }
+                eprint!("{r}");
             }
             ChatEvent::Text(t) => {
                 if let Some(s) = spin.take() {
@@ -152,6 +155,8 @@ pub async fn run(gateway: &Gateway, args: ChatArgs) -> Result<i32, Failure> {
                 footer(&reply);
                 return Ok(0);
             }
+            // Reasoning nobody asked to see, and events later versions add.
+            _ => {}
         }
     }
 }

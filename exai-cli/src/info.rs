@@ -1,7 +1,7 @@
 //! The read-mostly subcommands: `config`, `models`, `tools`, `call`, `threads`, `thread`,
 //! `usage`. Each prints a plain table (or `--json`), nothing decorative, so output pipes well.
 
-use exai_core::{Config, Gateway, Source, UsageRow};
+use exai_core::{Config, Gateway, Source, ToolSuite, UsageRow};
 use serde_json::{Value, json};
 
 use crate::exit::Failure;
@@ -64,7 +64,7 @@ pub fn models(gateway: &Gateway, as_json: bool) -> Result<i32, Failure> {
 }
 
 pub fn tools(gateway: &Gateway, as_json: bool) -> Result<i32, Failure> {
-    let tools = gateway.tools();
+    let tools = ToolSuite::new(gateway.clone()).list();
     if as_json {
         return print_json(&tools);
     }
@@ -76,18 +76,18 @@ pub fn tools(gateway: &Gateway, as_json: bool) -> Result<i32, Failure> {
 
 pub async fn call(gateway: &Gateway, tool: &str, args: &str, as_json: bool) -> Result<i32, Failure> {
     let args: Value = serde_json::from_str(args).map_err(|e| Failure::new(2, format!("--args is not JSON: {e}")))?;
-    let out = gateway
-        .call_tool(tool, args, None)
+    let out = ToolSuite::new(gateway.clone())
+        .call_embedded(tool, args, None)
         .await
         .map_err(|e| Failure::new(2, e.to_string()))?;
     if as_json {
-        print_json(&json!({"text": out.text, "structured": out.structured, "is_error": out.is_error}))?;
-    } else if out.is_error {
+        print_json(&json!({"text": out.text, "structured": out.structured, "is_error": out.is_error()}))?;
+    } else if out.is_error() {
         eprintln!("{}", out.text);
     } else {
         println!("{}", out.text);
     }
-    Ok(if out.is_error { 1 } else { 0 })
+    Ok(if out.is_error() { 1 } else { 0 })
 }
 
 pub async fn threads(gateway: &Gateway, limit: usize, as_json: bool) -> Result<i32, Failure> {

@@ -71,6 +71,28 @@ pub enum Error {
         /// A suggested delay before retrying.
         retry_after: Duration,
     },
+    /// The client made more requests per minute than `limits.requests_per_minute` allows.
+    #[error(
+        "rate limited: client {client} is over its limit of {per_minute} requests per minute; retry after {} s",
+        retry_after.as_secs().max(1)
+    )]
+    RateLimited {
+        /// The client the limit is counted for (an address, `stdio`, …).
+        client: String,
+        /// The configured limit.
+        per_minute: u32,
+        /// When the next request will be admitted.
+        retry_after: Duration,
+    },
+    /// The call ran longer than its session's deadline (`limits.call_timeout_secs`).
+    #[error(
+        "the call ran longer than {} s (limits.call_timeout_secs) and was stopped; ask for less, or raise the limit",
+        after.as_secs()
+    )]
+    DeadlineExceeded {
+        /// The deadline that passed.
+        after: Duration,
+    },
     /// The continuation id names no stored conversation.
     #[error("conversation '{0}' not found (it may have expired); start a new one without a continuation id")]
     ThreadNotFound(String),
@@ -96,7 +118,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Provider(e) => e.is_retryable(),
-            Error::OverCapacity { .. } | Error::ShuttingDown => true,
+            Error::OverCapacity { .. } | Error::RateLimited { .. } | Error::ShuttingDown => true,
             _ => false,
         }
     }
@@ -104,7 +126,7 @@ impl Error {
     /// A suggested delay before retrying, when the failure says so.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::OverCapacity { retry_after, .. } => Some(*retry_after),
+            Error::OverCapacity { retry_after, .. } | Error::RateLimited { retry_after, .. } => Some(*retry_after),
             Error::Provider(e) => e.retry_after(),
             _ => None,
         }

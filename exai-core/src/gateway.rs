@@ -5,6 +5,8 @@
 //! [`Session`] per client; `Gateway::chat` and `Gateway::chat_stream` use a built-in session for
 //! embedders that have no notion of clients.
 //!
+//! - `gateway/session.rs`: [`Session`] and its [`SessionOptions`], [`ChatStream`].
+//! - `gateway/rate.rs`: requests per minute per client, shared by every front door.
 //! - `gateway/turn.rs`: the path one turn takes.
 //! - `gateway/context.rs`: fitting history into a context window.
 //! - `gateway/status.rs`: health and status reports.
@@ -12,24 +14,26 @@
 //! Cancellation: each request gets a child of its session's token, which is a child of the
 //! gateway's. Dropping a `chat` future or a `ChatStream` cancels the request (a drop guard), which
 //! aborts the upstream HTTP request and releases its permits. `shutdown` stops new work, waits for
-//! in-flight work up to the grace period, then cancels what is left.
+//! in-flight work up to the grace period, then cancels what is left. Dropping the last handle
+//! (every `Gateway` clone and every `Session`) without `shutdown` stops the actors too — a drop
+//! guard, as mini-redis's `DbDropGuard`.
 
 pub(crate) mod context;
+mod rate;
+mod session;
 mod status;
 mod turn;
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use session::{ChatStream, Session, SessionOptions};
 pub use status::{GatewayStatus, MemoryStatus, ModelEntry};
 
 use crate::actors::conversation::ConversationQueue;
@@ -40,8 +44,9 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::memory::{LocalStore, MemoryStore, RedisStore, Thread, ThreadSummary};
 use crate::providers::{ProviderClient, ProviderHandle, spawn_worker};
-use crate::request::{ChatEvent, ChatRequest, ChatResponse, Message};
+use crate::request::{ChatRequest, ChatResponse, Message};
 use crate::usage::{UsageLedger, UsageReport};
+use rate::ClientRate;
 
 /// Events buffered between a streaming turn and its consumer.
 const STREAM_BUFFER: usize = 64;
@@ -60,8 +65,22 @@ pub(crate) struct Inner {
     tracker: TaskTracker,
     closing: AtomicBool,
     default_session: Arc<SessionCore>,
-    /// The tools the configuration offers, built once.
-    tools: Vec<Arc<dyn crate::tools::Tool>>,
+    /// Requests per minute per client, for every session opened with a client.
+    rate: ClientRate,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop the actors, whose interval tickers would otherwise keep
+    /// them (and their tasks) alive after the gateway.
+    fn drop(&mut self) {
+        self.root.cancel();
+        self.limits.close();
+        self.queue.stop();
+        self.sessions.stop();
+        for p in self.providers.values() {
+            p.stop();
+        }
+    }
 }
 
 /// The gateway. Cheap to clone.
@@ -148,7 +167,7 @@ impl GatewayBuilder {
             tracker: TaskTracker::new(),
             closing: AtomicBool::new(false),
             default_session,
-            tools: crate::tools::enabled(&config.tools),
+            rate: ClientRate::new(config.limits.requests_per_minute),
             config,
         };
         Ok(Gateway { inner: Arc::new(inner) })
@@ -171,23 +190,30 @@ impl Gateway {
         Self::builder().config(config).build().await
     }
 
-    /// Opens a session for one client. Dropping every clone of it closes it and cancels
-    /// whatever it still has in flight.
+    /// Opens a session for a client of this kind (no rate counted; the configured deadline).
+    /// Dropping every clone of it closes it and cancels whatever it still has in flight.
     pub fn session(&self, kind: &str) -> Session {
+        self.open_session(SessionOptions::new(kind))
+    }
+
+    /// Opens a session with these options: front doors name the client, so its rate counts.
+    pub fn open_session(&self, options: SessionOptions) -> Session {
         Session {
-            core: self.inner.sessions.open(kind, &self.inner.root, true),
+            core: self.inner.sessions.open(&options.kind, &self.inner.root, true),
             gateway: self.clone(),
+            client: options.client.map(Arc::from),
+            deadline: options.deadline.unwrap_or(self.inner.config.limits.call_timeout),
         }
     }
 
     /// One reply, through the built-in session.
     pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        self.chat_in(&self.inner.default_session, request).await
+        self.default_session().chat(request).await
     }
 
     /// A streamed reply, through the built-in session.
     pub fn chat_stream(&self, request: ChatRequest) -> ChatStream {
-        self.stream_in(&self.inner.default_session, request)
+        self.default_session().chat_stream(request)
     }
 
     /// The effective configuration.
@@ -247,7 +273,7 @@ impl Gateway {
     /// intermediate step — creating the conversation when `continuation_id` is `None`. Runs in
     /// the conversation's queue, so it lands between the turns before and after it. Returns the
     /// conversation id.
-    pub async fn note(
+    pub(crate) async fn note(
         &self,
         continuation_id: Option<String>,
         tool: Option<String>,
@@ -286,15 +312,13 @@ impl Gateway {
         }
     }
 
-    pub(crate) fn inner_tools(&self) -> &[Arc<dyn crate::tools::Tool>] {
-        &self.inner.tools
-    }
-
-    /// The built-in session, as a [`Session`].
+    /// The built-in session, as a [`Session`]: no rate counted, the configured deadline.
     pub(crate) fn default_session(&self) -> Session {
         Session {
             core: self.inner.default_session.clone(),
             gateway: self.clone(),
+            client: None,
+            deadline: self.inner.config.limits.call_timeout,
         }
     }
 
@@ -310,7 +334,6 @@ impl Gateway {
     }
 
     async fn chat_in(&self, core: &SessionCore, request: ChatRequest) -> Result<ChatResponse, Error> {
-        self.admit(core)?;
         let cancel = core.cancel.child_token();
         let _cancel_on_drop = cancel.clone().drop_guard();
         let _tracked = self.inner.tracker.token();
@@ -334,24 +357,31 @@ impl Gateway {
         }
     }
 
-    fn stream_in(&self, core: &SessionCore, request: ChatRequest) -> ChatStream {
+    /// Starts a streamed turn; with a `deadline`, a turn that outlives it ends with
+    /// [`Error::DeadlineExceeded`].
+    fn stream_in(&self, core: &SessionCore, request: ChatRequest, deadline: Option<Duration>) -> ChatStream {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let cancel = core.cancel.child_token();
-        let guard = cancel.clone().drop_guard();
-        if let Err(e) = self.admit(core) {
-            let _ = tx.try_send(Err(e));
-            return ChatStream {
-                events: rx,
-                _cancel_on_drop: guard,
-            };
-        }
+        let guard = Some(cancel.clone().drop_guard());
         let tracked = self.inner.tracker.token();
         let (inner, limit, session_id) = (self.inner.clone(), core.limit.clone(), core.id.clone());
         let conversation = queue_key(&request);
         let job = async move {
             let _tracked = tracked;
-            if !cancel.is_cancelled() {
-                let _ = turn::run(inner, limit, session_id, request, Some(tx), cancel).await;
+            if cancel.is_cancelled() {
+                return;
+            }
+            let late = tx.clone();
+            let turn = turn::run(inner, limit, session_id, request, Some(tx), cancel);
+            match deadline {
+                None => {
+                    let _ = turn.await;
+                }
+                Some(after) => {
+                    if tokio::time::timeout(after, turn).await.is_err() {
+                        let _ = late.send(Err(Error::DeadlineExceeded { after })).await;
+                    }
+                }
             }
         };
         match conversation {
@@ -360,12 +390,7 @@ impl Gateway {
             }
             Some(conversation) => {
                 if let Err(e) = self.inner.queue.submit(&conversation, Box::pin(job)) {
-                    let (tx, rx) = mpsc::channel(1);
-                    let _ = tx.try_send(Err(e));
-                    return ChatStream {
-                        events: rx,
-                        _cancel_on_drop: guard,
-                    };
+                    return ChatStream::failed(e);
                 }
             }
         }
@@ -382,63 +407,5 @@ fn queue_key(request: &ChatRequest) -> Option<String> {
     request.continuation_id.clone().filter(|_| !request.ephemeral)
 }
 
-/// A client's session: its own id, in-flight limit and cancellation scope.
-#[derive(Clone)]
-pub struct Session {
-    core: Arc<SessionCore>,
-    gateway: Gateway,
-}
-
-impl Session {
-    /// The session id.
-    pub fn id(&self) -> &str {
-        &self.core.id
-    }
-
-    /// One reply.
-    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        self.gateway.chat_in(&self.core, request).await
-    }
-
-    /// A streamed reply.
-    pub fn chat_stream(&self, request: ChatRequest) -> ChatStream {
-        self.gateway.stream_in(&self.core, request)
-    }
-
-    /// Whether the session still takes requests (not closed, not expired after being idle).
-    pub fn is_open(&self) -> bool {
-        !self.core.cancel.is_cancelled()
-    }
-
-    /// The gateway this session belongs to.
-    pub fn gateway(&self) -> &Gateway {
-        &self.gateway
-    }
-}
-
-/// A streamed reply: text and reasoning deltas, then [`ChatEvent::Done`] with usage — or one
-/// error. Dropping it cancels the request upstream.
-pub struct ChatStream {
-    events: mpsc::Receiver<Result<ChatEvent, Error>>,
-    _cancel_on_drop: DropGuard,
-}
-
-impl ChatStream {
-    /// Drains the stream into the final response (convenient in tests and simple callers).
-    pub async fn collect_response(mut self) -> Result<ChatResponse, Error> {
-        while let Some(event) = self.events.recv().await {
-            if let ChatEvent::Done(response) = event? {
-                return Ok(response);
-            }
-        }
-        Err(Error::Cancelled)
-    }
-}
-
-impl Stream for ChatStream {
-    type Item = Result<ChatEvent, Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_recv(cx)
-    }
-}
+#[cfg(all(test, feature = "testing"))]
+mod tests;

@@ -44,29 +44,36 @@
 //! exporter.
 
 mod actors;
-pub mod catalog;
-pub mod config;
-pub mod error;
-pub mod gateway;
-pub mod logs;
-pub mod memory;
+mod catalog;
+mod config;
+mod error;
+mod gateway;
+mod memory;
 mod providers;
 mod request;
 mod routing;
-pub mod signals;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod tools;
-pub mod usage;
+mod tools;
+mod usage;
 
 pub use actors::conversation::QueueStats;
 pub use actors::limits::LimitUsage;
 pub use actors::session::SessionInfo;
 pub use catalog::{Capabilities, Catalog, ModelInfo, Price};
-pub use config::{Config, ConfigEntry, ConfigError, Source};
+pub use config::{
+    Config, ConfigBuilder, ConfigEntry, ConfigError, DaemonConfig, LimitsConfig, LogFormat, MemoryConfig, ModelDecl,
+    ProviderConfig, ProviderKind, RetryConfig, RoutingConfig, Secret, SessionConfig, Source, ToolsConfig,
+};
 pub use error::{Error, ProviderError, ProviderErrorKind, Result};
-pub use gateway::{ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Session};
+pub use gateway::{
+    ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Session, SessionOptions,
+};
+pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, Thread, ThreadSummary, Turn};
 pub use providers::{ProviderCheck, ProviderHealth};
 pub use request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage};
-pub use tools::{Progress, ProgressSender, ToolDef, ToolError, ToolOutput};
+pub use tools::{
+    AttachError, Attachments, FailureKind, Progress, ProgressSender, ToolDef, ToolError, ToolFailure, ToolOutput,
+    ToolSuite, attach_files,
+};
 pub use usage::{UsageReport, UsageRow};

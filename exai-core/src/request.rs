@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Instructions.
@@ -61,6 +62,7 @@ impl Message {
 
 /// How hard the model should think; mapped to each provider's own switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(rename_all = "lowercase")]
 pub enum ThinkingMode {
     /// As little as the model allows (GLM: thinking disabled).
@@ -103,53 +105,74 @@ impl fmt::Display for ThinkingMode {
     }
 }
 
-/// One turn sent to the gateway.
+/// One turn sent to the gateway, built with its methods:
 ///
-/// `messages` are this turn's new messages. With a `continuation_id`, the conversation's earlier
-/// turns are loaded from memory and sent first, as native messages, trimmed to the model's
-/// context window.
+/// ```
+/// use exai_core::{ChatRequest, ThinkingMode};
+/// let request = ChatRequest::new("Review this plan")
+///     .model("auto")
+///     .system("Be brief.")
+///     .thinking(ThinkingMode::High)
+///     .temperature(0.3)
+///     .max_tokens(800);
+/// assert_eq!(request.requested_model(), Some("auto"));
+/// ```
+///
+/// Its messages are this turn's new messages (usually one user message); the system prompt is
+/// set once, with [`ChatRequest::system`] — a `system` message among them is refused. With a
+/// continuation id, the conversation's earlier turns are loaded from memory and sent first, as
+/// native messages, trimmed to the model's context window.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ChatRequest {
     /// `auto`, an alias, a model id or `provider/model`; `None` uses the configured default.
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// A system prompt for this turn (not stored in the conversation).
-    pub system: Option<String>,
-    /// This turn's messages (usually one user message).
-    pub messages: Vec<Message>,
+    pub(crate) system: Option<String>,
+    /// This turn's messages.
+    pub(crate) messages: Vec<Message>,
     /// Continue this conversation.
-    pub continuation_id: Option<String>,
+    pub(crate) continuation_id: Option<String>,
     /// Sampling temperature; clamped to the model's range.
-    pub temperature: Option<f32>,
+    pub(crate) temperature: Option<f32>,
     /// Largest reply, in tokens.
-    pub max_tokens: Option<u32>,
+    pub(crate) max_tokens: Option<u32>,
     /// Thinking depth.
-    pub thinking: Option<ThinkingMode>,
+    pub(crate) thinking: Option<ThinkingMode>,
     /// Use provider-native web search.
-    pub web_search: bool,
-    /// Paths of files whose contents the caller embedded (recorded with the turn).
-    pub files: Vec<String>,
-    /// The tool that issued this turn (recorded with the conversation).
-    pub tool: Option<String>,
+    pub(crate) web_search: bool,
+    /// Paths of files whose contents are embedded (recorded with the turn).
+    pub(crate) files: Vec<String>,
+    /// Who issued this turn (`cli`, a tool's name), recorded with the conversation.
+    pub(crate) tool: Option<String>,
     /// Extra context sent with this turn only, after its last user message — embedded file
     /// contents, typically. Not stored: the conversation keeps the file paths (`files`), and
     /// tools re-embed them on later turns within their budget.
-    pub context: Vec<String>,
-    /// Answer without storing anything (a consultation, such as one voice of a consensus). The
-    /// conversation's history is still read; ephemeral turns run outside its queue, in parallel.
-    pub ephemeral: bool,
+    pub(crate) context: Vec<String>,
+    /// Answer without storing anything (a consultation, or a client that keeps its own
+    /// history). The conversation's history is still read; such turns run outside its queue.
+    pub(crate) ephemeral: bool,
 }
 
 impl ChatRequest {
     /// A one-message request.
     pub fn new(prompt: impl Into<String>) -> Self {
+        Self::from_messages(vec![Message::user(prompt)])
+    }
+    /// A request whose turn is these messages (a client that sends a whole exchange).
+    pub fn from_messages(messages: Vec<Message>) -> Self {
         Self {
-            messages: vec![Message::user(prompt)],
+            messages,
             ..Self::default()
         }
     }
-    /// Sets the model.
+    /// Sets the model: `auto`, an alias, a model id or `provider/model`.
     pub fn model(mut self, model: impl Into<String>) -> Self {
         self.model = Some(model.into());
+        self
+    }
+    /// Sets the model, or leaves the configured default when `None`.
+    pub fn model_opt(mut self, model: Option<String>) -> Self {
+        self.model = model;
         self
     }
     /// Continues a conversation.
@@ -157,10 +180,69 @@ impl ChatRequest {
         self.continuation_id = Some(id.into());
         self
     }
-    /// Sets the system prompt.
+    /// Sets the system prompt of this turn (not stored with the conversation).
     pub fn system(mut self, system: impl Into<String>) -> Self {
         self.system = Some(system.into());
         self
+    }
+    /// Sets the sampling temperature (clamped to the model's range).
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+    /// Caps the reply, in tokens.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+    /// Sets how hard the model thinks.
+    pub fn thinking(mut self, mode: ThinkingMode) -> Self {
+        self.thinking = Some(mode);
+        self
+    }
+    /// Uses the provider's own web search, where the model has one.
+    pub fn web_search(mut self, on: bool) -> Self {
+        self.web_search = on;
+        self
+    }
+    /// Sends these files' contents with the turn (after its last user message) and records
+    /// their paths with the conversation.
+    pub fn attach(mut self, attachments: crate::tools::Attachments) -> Self {
+        self.files = attachments.embedded;
+        self.context = attachments.context;
+        self
+    }
+    /// Names who issued the turn (`cli`, an app's name), as `exai threads` shows it.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.tool = Some(origin.into());
+        self
+    }
+    /// Whether the turn is stored in the conversation (yes by default). A client that keeps
+    /// the history itself, as OpenAI's API does, stores nothing.
+    pub fn store(mut self, store: bool) -> Self {
+        self.ephemeral = !store;
+        self
+    }
+
+    /// The model asked for, if any.
+    pub fn requested_model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+    /// The system prompt, if any.
+    pub fn system_prompt(&self) -> Option<&str> {
+        self.system.as_deref()
+    }
+    /// This turn's messages.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+    /// The thinking depth asked for, if any.
+    pub fn thinking_mode(&self) -> Option<ThinkingMode> {
+        self.thinking
+    }
+    /// Whether the turn is stored in the conversation.
+    pub fn stores(&self) -> bool {
+        !self.ephemeral
     }
 }
 
@@ -222,6 +304,7 @@ pub struct ChatResponse {
 
 /// One item of a streamed reply.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum ChatEvent {
     /// What the request is doing now (waiting for a free slot, calling a provider, falling
     /// back), for progress displays. Not part of the reply.

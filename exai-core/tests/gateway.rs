@@ -70,6 +70,7 @@ async fn chat_stream_yields_reasoning_and_text_deltas_then_done_with_usage() -> 
             ChatEvent::Reasoning(r) => reasoning.push_str(&r),
             ChatEvent::Status(s) => statuses.push(s),
             ChatEvent::Done(r) => done = Some(r),
+            other => anyhow::bail!("unexpected event {other:?}"),
         }
     }
     let done = done.ok_or_else(|| anyhow::anyhow!("no Done event"))?;
@@ -210,13 +211,7 @@ async fn bad_requests_get_clear_errors() -> anyhow::Result<()> {
         .await
         .err();
     assert!(matches!(missing, Some(Error::ThreadNotFound(_))));
-    let empty = gw
-        .chat(ChatRequest {
-            messages: vec![],
-            ..ChatRequest::default()
-        })
-        .await
-        .err();
+    let empty = gw.chat(ChatRequest::from_messages(vec![])).await.err();
     assert!(matches!(empty, Some(Error::InvalidRequest(_))));
     let huge = ChatRequest::new("x".repeat(1_000_000)).model("glm-4.5v");
     assert!(matches!(gw.chat(huge).await.err(), Some(Error::InvalidRequest(m)) if m.contains("context window")));
@@ -247,12 +242,7 @@ async fn images_go_to_a_vision_model_as_content_parts() -> anyhow::Result<()> {
     let gw = common::gateway(&fake, &["GLM"], &[]).await;
     let mut msg = Message::user("what is this?");
     msg.images.push("data:image/png;base64,iVBORw0KGgo=".into());
-    let reply = gw
-        .chat(ChatRequest {
-            messages: vec![msg],
-            ..ChatRequest::default()
-        })
-        .await?;
+    let reply = gw.chat(ChatRequest::from_messages(vec![msg])).await?;
     assert_eq!(reply.model, "glm-4.5v");
     let sent = fake.requests()[0].messages();
     assert_eq!(sent[0]["content"][1]["type"], "image_url");
@@ -308,9 +298,14 @@ async fn ephemeral_turns_read_history_but_store_nothing() -> anyhow::Result<()> 
     let fake = FakeUpstream::start().await?;
     let gw = common::gateway(&fake, &["GLM"], &[]).await;
     let first = gw.chat(ChatRequest::new("hello")).await?;
-    let mut side = ChatRequest::new("a side question").continuation(&first.continuation_id);
-    side.ephemeral = true;
-    side.context.push("--- file a.rs ---\nfn main() {}".into());
+    let attached = exai_core::Attachments {
+        context: vec!["--- file a.rs ---\nfn main() {}".into()],
+        ..Default::default()
+    };
+    let side = ChatRequest::new("a side question")
+        .continuation(&first.continuation_id)
+        .store(false)
+        .attach(attached);
     let reply = gw.chat(side).await?;
     assert_eq!(reply.continuation_id, first.continuation_id);
     let sent = fake.requests()[1].messages();
@@ -322,40 +317,5 @@ async fn ephemeral_turns_read_history_but_store_nothing() -> anyhow::Result<()> 
         .ok_or_else(|| anyhow::anyhow!("gone"))?;
     assert_eq!(thread.turns.len(), 2, "nothing stored");
     assert_eq!(gw.threads(10).await?.len(), 1);
-    Ok(())
-}
-
-#[tokio::test]
-async fn notes_are_recorded_in_order_without_a_provider_call() -> anyhow::Result<()> {
-    let fake = FakeUpstream::start().await?;
-    let gw = common::gateway(&fake, &["GLM"], &[]).await;
-    let id = gw
-        .note(
-            None,
-            Some("debug".into()),
-            vec![Message::user("step 1: read the logs")],
-            vec!["/tmp/a.log".into()],
-        )
-        .await?;
-    gw.note(
-        Some(id.clone()),
-        Some("debug".into()),
-        vec![Message::user("step 2: found it")],
-        vec![],
-    )
-    .await?;
-    let reply = gw.chat(ChatRequest::new("conclude").continuation(&id)).await?;
-    assert_eq!(fake.requests().len(), 1);
-    assert!(reply.text.starts_with("echo (3 messages)"));
-    let thread = gw.thread(&id).await?.ok_or_else(|| anyhow::anyhow!("gone"))?;
-    assert_eq!(
-        (thread.tool.as_deref(), thread.turns[0].files.as_slice()),
-        (Some("debug"), &["/tmp/a.log".to_string()][..])
-    );
-    assert!(
-        gw.note(Some("nope".into()), None, vec![Message::user("x")], vec![])
-            .await
-            .is_err()
-    );
     Ok(())
 }

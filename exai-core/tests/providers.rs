@@ -13,13 +13,13 @@ use serde_json::json;
 async fn glm_gets_its_thinking_switch_and_web_search_tool() -> anyhow::Result<()> {
     let fake = FakeUpstream::start().await?;
     let gw = common::gateway(&fake, &["GLM"], &[]).await;
-    let mut request = ChatRequest::new("news?").model("glm");
-    request.thinking = Some(ThinkingMode::High);
-    request.web_search = true;
-    request.temperature = Some(1.5);
+    let request = ChatRequest::new("news?")
+        .model("glm")
+        .thinking(ThinkingMode::High)
+        .web_search(true)
+        .temperature(1.5);
     gw.chat(request).await?;
-    let mut minimal = ChatRequest::new("quick").model("glm");
-    minimal.thinking = Some(ThinkingMode::Minimal);
+    let minimal = ChatRequest::new("quick").model("glm").thinking(ThinkingMode::Minimal);
     gw.chat(minimal).await?;
     let sent = fake.requests();
     assert_eq!(sent[0].body["thinking"], json!({"type": "enabled"}));
@@ -44,8 +44,7 @@ async fn kimi_web_search_echoes_the_builtin_call_and_returns_the_final_answer() 
     })));
     fake.push(FakeReply::text("Rust 1.95 is out").with_usage(300, 8));
     let gw = common::gateway(&fake, &["KIMI"], &[]).await;
-    let mut request = ChatRequest::new("latest rust?").model("kimi");
-    request.web_search = true;
+    let request = ChatRequest::new("latest rust?").model("kimi").web_search(true);
     let reply = gw.chat(request).await?;
     assert_eq!(reply.text, "Rust 1.95 is out");
     assert_eq!(
@@ -72,8 +71,7 @@ async fn minimax_reasoning_in_think_tags_is_split_from_the_reply() -> anyhow::Re
     fake.push(FakeReply::text("<think>the user wants 4</think>\n\nIt is 4."));
     fake.push(FakeReply::text("<think>again 4</think>Still 4."));
     let gw = common::gateway(&fake, &["MINIMAX"], &[]).await;
-    let mut request = ChatRequest::new("2+2?");
-    request.temperature = Some(0.0);
+    let request = ChatRequest::new("2+2?").temperature(0.0);
     let plain = gw.chat(request).await?;
     assert_eq!(
         (plain.text.as_str(), plain.reasoning.as_deref()),
@@ -139,8 +137,7 @@ async fn an_openai_compatible_provider_from_the_file_works_keyless_with_its_own_
     let config = Config::from_parts(&common::fast_env(), Some((Path::new("exai.toml"), &toml)))?;
     let gw = Gateway::new(config).await?;
     fake.push(FakeReply::text("<think>hmm</think>hello"));
-    let mut request = ChatRequest::new("hi");
-    request.thinking = Some(ThinkingMode::Low);
+    let request = ChatRequest::new("hi").thinking(ThinkingMode::Low);
     let reply = gw.chat(request).await?;
     assert_eq!((reply.provider.as_str(), reply.model.as_str()), ("local", "qwen3"));
     assert_eq!(

@@ -6,11 +6,23 @@ mod common;
 use std::time::Duration;
 
 use exai_core::testing::{FakeReply, FakeUpstream};
-use exai_core::{Gateway, ToolError, ToolOutput};
+use exai_core::{FailureKind, Gateway, ToolError, ToolOutput, ToolSuite};
 use serde_json::{Value, json};
 
 async fn call(gw: &Gateway, tool: &str, args: Value) -> anyhow::Result<ToolOutput> {
-    Ok(gw.call_tool(tool, args, None).await?)
+    Ok(ToolSuite::new(gw.clone()).call_embedded(tool, args, None).await?)
+}
+
+fn tools(gw: &Gateway) -> Vec<exai_core::ToolDef> {
+    ToolSuite::new(gw.clone()).list()
+}
+
+/// The message of an invalid-arguments failure, or what came instead.
+fn invalid_arguments(out: &ToolOutput) -> Option<&str> {
+    match &out.failure {
+        Some(f) if f.kind == FailureKind::InvalidArguments => out.structured["error"].as_str(),
+        _ => None,
+    }
 }
 
 fn temp_file(name: &str, content: &str) -> anyhow::Result<String> {
@@ -33,7 +45,7 @@ fn user_text(request: &exai_core::testing::RecordedRequest) -> String {
 #[tokio::test]
 async fn profiles_choose_the_tools_and_every_schema_is_closed() -> anyhow::Result<()> {
     let fake = FakeUpstream::start().await?;
-    let standard = common::gateway(&fake, &["GLM"], &[]).await.tools();
+    let standard = tools(&common::gateway(&fake, &["GLM"], &[]).await);
     let names: Vec<&str> = standard.iter().map(|t| t.name).collect();
     assert_eq!(
         names,
@@ -62,9 +74,7 @@ async fn profiles_choose_the_tools_and_every_schema_is_closed() -> anyhow::Resul
         assert_eq!(t.input_schema["additionalProperties"], false, "{}", t.name);
         assert!(t.description.len() < 300, "{} has a long description", t.name);
     }
-    let lean = common::gateway(&fake, &["GLM"], &[("EXAI_TOOLS", "lean")])
-        .await
-        .tools();
+    let lean = tools(&common::gateway(&fake, &["GLM"], &[("EXAI_TOOLS", "lean")]).await);
     let lean_names: Vec<&str> = lean.iter().map(|t| t.name).collect();
     assert_eq!(
         lean_names,
@@ -86,10 +96,10 @@ async fn profiles_choose_the_tools_and_every_schema_is_closed() -> anyhow::Resul
         &[("EXAI_TOOLS", "chat,status,debug"), ("EXAI_DISABLED_TOOLS", "status")],
     )
     .await;
-    let custom_names: Vec<&str> = custom.tools().iter().map(|t| t.name).collect();
+    let custom_names: Vec<&str> = tools(&custom).iter().map(|t| t.name).collect();
     assert_eq!(custom_names, ["chat", "debug"]);
     assert!(matches!(
-        custom.call_tool("status", json!({}), None).await,
+        ToolSuite::new(custom).call_embedded("status", json!({}), None).await,
         Err(ToolError::UnknownTool { .. })
     ));
     // The definitions' cost to the client, as bytes / 4.
@@ -117,7 +127,7 @@ async fn chat_embeds_files_with_line_numbers_and_reports_who_answered() -> anyho
         json!({"prompt": "Is this right?", "files": [file], "model": "glm"}),
     )
     .await?;
-    assert!(!out.is_error, "{}", out.text);
+    assert!(!out.is_error(), "{}", out.text);
     assert!(out.text.starts_with("Looks fine."));
     assert!(out.text.contains("glm-4.6 via glm"));
     assert_eq!(out.structured["status"], "complete");
@@ -304,7 +314,7 @@ async fn consensus_reports_a_failing_model_and_still_synthesises() -> anyhow::Re
         {"model": "glm", "stance": "for"}, {"model": "flash", "stance": "against"}, {"model": "kimi", "stance": "neutral"}
     ]});
     let out = call(&gw, "consensus", args).await?;
-    assert!(!out.is_error, "{}", out.text);
+    assert!(!out.is_error(), "{}", out.text);
     assert!(out.text.contains("FOR: it is simpler.") && out.text.contains("AGAINST: it will not scale."));
     assert!(out.text.contains("### Not consulted") && out.text.contains("kimi"));
     assert!(out.text.contains("Synthesis: start simple"));
@@ -320,10 +330,7 @@ async fn consensus_reports_a_failing_model_and_still_synthesises() -> anyhow::Re
     assert!(stances.iter().any(|s| s.contains("FOR —")) && stances.iter().any(|s| s.contains("AGAINST —")));
     let duplicate =
         json!({"prompt": "x", "models": [{"model": "glm", "stance": "for"}, {"model": "glm-4.6", "stance": "for"}]});
-    assert!(matches!(
-        gw.call_tool("consensus", duplicate, None).await,
-        Err(ToolError::InvalidArguments { .. })
-    ));
+    assert!(invalid_arguments(&call(&gw, "consensus", duplicate).await?).is_some());
     Ok(())
 }
 
@@ -332,15 +339,16 @@ async fn a_missing_file_and_an_oversized_prompt_are_answered_without_a_provider_
     let fake = FakeUpstream::start().await?;
     let gw = common::gateway(&fake, &["GLM"], &[("EXAI_MAX_PROMPT_CHARS", "100")]).await;
     let missing = call(&gw, "chat", json!({"prompt": "read it", "files": ["/no/such/file.rs"]})).await?;
-    assert!(missing.is_error);
+    assert!(missing.is_error());
     assert_eq!(missing.structured["status"], "file_error");
     assert!(missing.text.contains("/no/such/file.rs"), "{}", missing.text);
-    let relative = gw
-        .call_tool("chat", json!({"prompt": "x", "files": ["src/main.rs"]}), None)
-        .await;
-    assert!(matches!(relative, Err(ToolError::InvalidArguments { message, .. }) if message.contains("absolute")));
+    let relative = call(&gw, "chat", json!({"prompt": "x", "files": ["src/main.rs"]})).await?;
+    assert!(
+        invalid_arguments(&relative).is_some_and(|m| m.contains("absolute")),
+        "{relative:?}"
+    );
     let big = call(&gw, "chat", json!({"prompt": "x".repeat(101)})).await?;
-    assert!(big.is_error);
+    assert!(big.is_error());
     assert_eq!(big.structured["status"], "resend_prompt");
     assert!(big.text.contains("absolute path in `files`"));
     assert!(fake.requests().is_empty());
@@ -352,15 +360,21 @@ async fn bad_arguments_and_provider_failures_come_back_clearly() -> anyhow::Resu
     let fake = FakeUpstream::start().await?;
     fake.require_key("right");
     let gw = common::gateway(&fake, &["GLM"], &[]).await;
-    let typo = gw.call_tool("chat", json!({"promt": "hi"}), None).await;
+    let typo = call(&gw, "chat", json!({"promt": "hi"})).await?;
     assert!(
-        matches!(&typo, Err(ToolError::InvalidArguments { message, .. }) if message.contains("'promt'")),
+        invalid_arguments(&typo).is_some_and(|m| m.contains("'promt'")),
         "{typo:?}"
     );
-    let unknown = gw.call_tool("nope", json!({}), None).await;
+    assert!(
+        typo.text
+            .starts_with("invalid arguments for chat: unknown parameter 'promt'"),
+        "{}",
+        typo.text
+    );
+    let unknown = ToolSuite::new(gw.clone()).call_embedded("nope", json!({}), None).await;
     assert!(matches!(unknown, Err(ToolError::UnknownTool { available, .. }) if available.contains("chat")));
     let auth = call(&gw, "chat", json!({"prompt": "hi"})).await?;
-    assert!(auth.is_error);
+    assert!(auth.is_error());
     assert!(auth.text.contains("GLM_API_KEY"), "{}", auth.text);
     assert_eq!(auth.structured["kind"], "auth");
     Ok(())
@@ -391,10 +405,10 @@ async fn progress_reports_stages_streaming_and_a_heartbeat() -> anyhow::Result<(
     );
     let gw = common::gateway(&fake, &["GLM"], &[("EXAI_PROGRESS_HEARTBEAT_SECS", "1")]).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let out = gw
-        .call_tool("chat", json!({"prompt": "take your time"}), Some(tx))
+    let out = ToolSuite::new(gw.clone())
+        .call_embedded("chat", json!({"prompt": "take your time"}), Some(tx))
         .await?;
-    assert!(!out.is_error);
+    assert!(!out.is_error());
     let reports: Vec<exai_core::Progress> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
     let messages: Vec<&str> = reports.iter().map(|p| p.message.as_str()).collect();
     assert!(
@@ -429,8 +443,14 @@ async fn listmodels_version_and_status_describe_the_server() -> anyhow::Result<(
         "{}",
         models.text
     );
-    let version = call(&gw, "version", json!({})).await?;
-    assert!(version.text.contains("2025-06-18"));
+    let suite = ToolSuite::new(gw.clone()).with_protocol("mcp", vec!["2025-03-26".into(), "2025-06-18".into()]);
+    let version = suite.call_embedded("version", json!({}), None).await?;
+    assert!(
+        version.text.contains("protocol mcp: 2025-03-26, 2025-06-18"),
+        "{}",
+        version.text
+    );
+    assert_eq!(version.structured["protocols"]["mcp"][1], "2025-06-18");
     let status = call(&gw, "status", json!({})).await?;
     assert!(
         status.text.contains("glm: configured, circuit closed, 1 calls"),
@@ -440,6 +460,6 @@ async fn listmodels_version_and_status_describe_the_server() -> anyhow::Result<(
     assert!(status.text.contains("glm/glm-4.6: 1 requests"));
     assert!(status.text.contains("hello there"), "recent conversations listed");
     assert_eq!(status.structured["gateway"]["memory"]["backend"], "local");
-    assert!(gw.call_tool("version", json!({"x": 1}), None).await.is_err());
+    assert!(invalid_arguments(&call(&gw, "version", json!({"x": 1})).await?).is_some());
     Ok(())
 }

@@ -1,23 +1,24 @@
 //! The MCP handler: each request becomes one core call, each core event one MCP message.
 //!
-//! - `tools/list` → `Gateway::tools` (honouring the profile).
-//! - `tools/call` → `Session::call_tool`, with the client's `progressToken` receiving every
-//!   progress report, and `notifications/cancelled` (rmcp cancels the request's token) dropping
-//!   the call — which cancels the upstream request and frees its permits.
+//! - `tools/list` → `ToolSuite::list` (honouring the profile).
+//! - `tools/call` → `ToolSuite::call` in the client's session, with the client's `progressToken`
+//!   receiving every progress report, and `notifications/cancelled` (rmcp cancels the request's
+//!   token) dropping the call — which cancels the upstream request and frees its permits.
 //! - `logging/setLevel` → from then on, log records at or above that level are sent as
 //!   `notifications/message`.
 //!
-//! A tool's own failure (provider down, bad key, unreadable file, arguments that do not fit)
-//! comes back as a result with `isError: true`, so the client's model can read it and act; only
-//! an unknown tool is a protocol error (-32602).
+//! A tool's own failure (provider down, bad key, unreadable file, arguments that do not fit, the
+//! client over its rate, a call past its deadline) comes back as a result with `isError: true`,
+//! so the client's model can read it and act; only an unknown tool is a protocol error (-32602).
+//! Which failure it was is decided in the core (`ToolOutput::failure`); nothing here reads it
+//! back out of JSON.
 
 #![allow(deprecated)] // MCP logging is deprecated by SEP-2577 but still part of the versions we serve.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
-use exai_core::logs::{LogRecord, LogTap};
-use exai_core::{Session, ToolError, ToolOutput};
+use exai_core::{Session, ToolOutput, ToolSuite};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
     LoggingLevel, LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
@@ -28,25 +29,61 @@ use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::logs::{LogRecord, LogTap};
+
 /// The newest protocol version served (the last with the `initialize` handshake).
 pub const MAX_PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
 
-/// The server: one per connection, bound to one gateway session.
+/// The MCP protocol versions served, oldest first (rmcp's list up to [`MAX_PROTOCOL`]).
+pub fn protocol_versions() -> Vec<String> {
+    ProtocolVersion::known_up_to(&MAX_PROTOCOL)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Which gateway session a request runs in.
+#[derive(Clone)]
+pub enum SessionSource {
+    /// One session for the whole connection (stdio, a WebSocket): its client's rate and
+    /// deadline.
+    Fixed(Session),
+    /// A session chosen per request from its HTTP request (MCP over streamable HTTP: the
+    /// client's address decides, as for every HTTP route of the daemon).
+    PerRequest(Arc<dyn Fn(&http::request::Parts) -> Session + Send + Sync>),
+}
+
+/// The server: one per MCP connection.
 #[derive(Clone)]
 pub struct ExaiServer {
-    session: Session,
+    tools: ToolSuite,
+    sessions: SessionSource,
     logs: LogTap,
     /// The level the client asked for with `logging/setLevel`; `None` sends no log messages.
     level: Arc<Mutex<Option<LoggingLevel>>>,
 }
 
 impl ExaiServer {
-    /// A server for `session`, forwarding records from `logs` once the client sets a level.
-    pub fn new(session: Session, logs: LogTap) -> Self {
+    /// A server running `tools` in the sessions `sessions` gives, forwarding records from `logs`
+    /// once the client sets a level.
+    pub fn new(tools: ToolSuite, sessions: SessionSource, logs: LogTap) -> Self {
         Self {
-            session,
+            tools,
+            sessions,
             logs,
             level: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The session this request runs in.
+    fn session(&self, context: &RequestContext<RoleServer>) -> Result<Session, McpError> {
+        match &self.sessions {
+            SessionSource::Fixed(session) => Ok(session.clone()),
+            SessionSource::PerRequest(choose) => context
+                .extensions
+                .get::<http::request::Parts>()
+                .map(|parts| choose(parts))
+                .ok_or_else(|| McpError::internal_error("no HTTP request to choose a session by", None)),
         }
     }
 }
@@ -60,8 +97,9 @@ fn to_mcp_tool(def: exai_core::ToolDef) -> Tool {
 }
 
 fn to_result(out: ToolOutput) -> CallToolResult {
+    let failed = out.is_error();
     let content = vec![ContentBlock::text(out.text)];
-    let mut result = if out.is_error {
+    let mut result = if failed {
         CallToolResult::error(content)
     } else {
         CallToolResult::success(content)
@@ -154,7 +192,7 @@ impl ServerHandler for ExaiServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        let tools = self.session.gateway().tools().into_iter().map(to_mcp_tool).collect();
+        let tools = self.tools.list().into_iter().map(to_mcp_tool).collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -163,6 +201,7 @@ impl ServerHandler for ExaiServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let session = self.session(&context)?;
         let args = Value::Object(request.arguments.unwrap_or_default());
         let (progress, mut reports) = mpsc::unbounded_channel::<exai_core::Progress>();
         if let Some(token) = context.meta.get_progress_token() {
@@ -180,19 +219,14 @@ impl ServerHandler for ExaiServer {
                 }
             });
         }
-        let call = self.session.call_tool(&request.name, args, Some(progress));
+        let call = self.tools.call(&session, &request.name, args, Some(progress));
         let outcome = tokio::select! {
             () = context.ct.cancelled() => return Err(McpError::internal_error("request cancelled", None)),
             outcome = call => outcome,
         };
         match outcome {
             Ok(out) => Ok(to_result(out).into()),
-            Err(ToolError::InvalidArguments { tool, message }) => Ok(to_result(ToolOutput {
-                text: format!("invalid arguments for {tool}: {message}"),
-                structured: serde_json::json!({"status": "invalid_arguments", "error": message}),
-                is_error: true,
-            })
-            .into()),
+            // An unknown tool: the one failure that is the protocol's, not the tool's.
             Err(e) => Err(McpError::invalid_params(e.to_string(), None)),
         }
     }

@@ -4,7 +4,16 @@
 //! stdout, `exai-ws` over streamable HTTP and WebSocket. Following rmcp's own split, the protocol
 //! (this handler) is separate from the transports, and the handler only maps MCP to core calls:
 //! every tool, limit, memory and usage decision is made in `exai-core`.
+//!
+//! - `handler.rs`: [`ExaiServer`], the rmcp `ServerHandler` over a [`exai_core::ToolSuite`].
+//! - `logs.rs`: [`LogTap`], the tracing layer whose records become MCP log notifications.
+//! - `signals.rs`: [`shutdown_signal`], the stop signals of the server processes that embed
+//!   this crate (`exai-stdio`, `exai-ws`).
 
 mod handler;
+mod logs;
+mod signals;
 
-pub use handler::{ExaiServer, MAX_PROTOCOL};
+pub use handler::{ExaiServer, MAX_PROTOCOL, SessionSource, protocol_versions};
+pub use logs::{LogRecord, LogTap};
+pub use signals::shutdown_signal;

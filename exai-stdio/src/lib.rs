@@ -16,10 +16,8 @@ mod eof;
 
 use std::time::Duration;
 
-use exai_mcp::ExaiServer;
-
-use exai_core::Gateway;
-use exai_core::logs::LogTap;
+use exai_core::{Gateway, SessionOptions, ToolSuite};
+use exai_mcp::{ExaiServer, LogTap, SessionSource};
 use rmcp::ServiceExt;
 use rmcp::transport::async_rw::AsyncRwTransport;
 
@@ -28,9 +26,13 @@ use rmcp::transport::async_rw::AsyncRwTransport;
 pub const DRAIN: Duration = Duration::from_secs(1);
 
 /// Serves MCP on this process's stdin and stdout until the client closes stdin or `shutdown`
-/// resolves, then drains the gateway.
+/// resolves, then drains the gateway. The one client is counted as `stdio` against
+/// `limits.requests_per_minute`, and each call has `limits.call_timeout_secs`, as at every
+/// other front door.
 pub async fn serve_stdio(gateway: Gateway, logs: LogTap, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let server = ExaiServer::new(gateway.session("stdio"), logs);
+    let tools = ToolSuite::new(gateway.clone()).with_protocol("mcp", exai_mcp::protocol_versions());
+    let session = gateway.open_session(SessionOptions::new("stdio").client("stdio"));
+    let server = ExaiServer::new(tools, SessionSource::Fixed(session), logs);
     let (read, write) = rmcp::transport::stdio_pipes();
     let (transport, eof) = eof::EofSignal::new(AsyncRwTransport::new_server(read, write));
     let running = server.serve(transport).await?;

@@ -2,8 +2,8 @@
 //! in Claude Code, Cursor and Codex. Reads the same configuration as every exai frontend
 //! (`exai.toml`, environment); logs to stderr (`RUST_LOG`, default `warn`).
 
-use exai_core::logs::LogTap;
 use exai_core::{Config, Gateway};
+use exai_mcp::LogTap;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -19,7 +19,7 @@ async fn main() {
 
     let result = async {
         let gateway = Gateway::new(Config::from_env()?).await?;
-        exai_stdio::serve_stdio(gateway, logs, exai_core::signals::shutdown()).await
+        exai_stdio::serve_stdio(gateway, logs, exai_mcp::shutdown_signal()).await
     }
     .await;
     // Exit at once: nothing may linger after the client is gone (no task, no child).

@@ -313,3 +313,54 @@ async fn two_processes_share_a_conversation_through_redis() {
         "history came from the other process"
     );
 }
+
+#[tokio::test]
+async fn the_client_rate_and_the_call_deadline_hold_over_stdio() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::hang());
+    let limits = [("EXAI_REQUESTS_PER_MINUTE", "3"), ("EXAI_CALL_TIMEOUT_SECS", "1")];
+    let mut mcp = McpChild::spawn(&env(&fake, &limits));
+    mcp.initialize("2025-06-18").await;
+    let started = Instant::now();
+    let late = mcp
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "chat", "arguments": {"prompt": "hang"}}),
+        )
+        .await;
+    assert_eq!(late["result"]["isError"], true, "{late}");
+    assert!(
+        late["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("ran longer than 1 s")),
+        "{late}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped at the deadline");
+    for id in [3, 4] {
+        let ok = mcp
+            .request(id, "tools/call", json!({"name": "version", "arguments": {}}))
+            .await;
+        assert_eq!(ok["result"]["isError"], false, "{ok}");
+    }
+    let limited = mcp
+        .request(5, "tools/call", json!({"name": "version", "arguments": {}}))
+        .await;
+    assert_eq!(limited["result"]["isError"], true, "{limited}");
+    assert!(
+        limited["result"]["structuredContent"]["retry_after_secs"]
+            .as_u64()
+            .is_some_and(|s| s >= 1),
+        "{limited}"
+    );
+    assert!(
+        limited["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("rate limited") && t.contains("3 requests per minute")),
+        "{limited}"
+    );
+    let ping = mcp.request(6, "ping", json!({})).await;
+    assert!(ping["result"].is_object(), "still serving: {ping}");
+}

@@ -10,9 +10,15 @@
 //! - `/healthz`, `/readyz`, `/metrics` (`ops.rs`).
 //!
 //! Transports stay thin: every route parses its protocol, calls the gateway, maps the reply.
-//! `auth.rs` holds the token and `Origin` checks; `main.rs` binds, locks and handles signals.
+//! Admission is applied once for every front door: the client's rate and each call's deadline
+//! in the core session every route opens for its client (`state.rs`), the body limit as one
+//! layer over every HTTP route (`body_limit.rs`), the frame limit at the WebSocket upgrade.
+//! `auth.rs` holds the token and `Origin` checks; `client.rs` says who a request comes from;
+//! `main.rs` binds, locks and handles signals.
 
 mod auth;
+mod body_limit;
+mod client;
 mod openai;
 mod ops;
 mod state;
@@ -21,17 +27,17 @@ mod ws;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
+use exai_mcp::SessionSource;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
 pub use state::{AppState, Shared};
-
-/// Request bodies larger than this are refused (413).
-pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub use ws::EXAI_WS_PROTOCOL;
 
 /// The daemon's routes.
 pub fn router(state: AppState) -> Router {
@@ -44,10 +50,17 @@ pub fn router(state: AppState) -> Router {
             state.gateway.config().daemon.host.as_str(),
         ])
         .with_cancellation_token(state.shutdown.child_token());
+    // MCP over HTTP runs each call in the HTTP session of the client's address, as the OpenAI
+    // API does: one rate, one deadline, one per-session limit per client.
+    let choose = {
+        let state = state.clone();
+        Arc::new(move |parts: &axum::http::request::Parts| state.client_session(client::client_ip(&parts.extensions)))
+    };
     let mcp = StreamableHttpService::new(
         move || {
             Ok(exai_mcp::ExaiServer::new(
-                mcp_state.gateway.session("mcp-http"),
+                mcp_state.tools.clone(),
+                SessionSource::PerRequest(choose.clone()),
                 mcp_state.logs.clone(),
             ))
         },
@@ -68,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws::upgrade))
         .merge(protected)
         .layer(middleware::from_fn(auth::check_origin))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), body_limit::limit_body))
         .with_state(state)
 }
 

@@ -11,10 +11,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::Path;
 
-use exai_core::logs::LogTap;
-use exai_core::{Config, Gateway};
+use exai_core::{Config, Gateway, LogFormat};
+use exai_mcp::LogTap;
 use exai_ws::AppState;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing_subscriber::layer::SubscriberExt;
@@ -26,10 +26,9 @@ fn fail(message: String) -> ! {
     std::process::exit(2);
 }
 
-fn init_logging(logs: &LogTap) {
+fn init_logging(logs: &LogTap, format: LogFormat) {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("EXAI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let stderr = if json {
+    let stderr = if format == LogFormat::Json {
         tracing_subscriber::fmt::layer()
             .json()
             .with_writer(std::io::stderr)
@@ -45,13 +44,9 @@ fn init_logging(logs: &LogTap) {
     tracing_subscriber::registry().with(stderr).with(logs.layer()).init();
 }
 
-/// Takes the lock for `port`, or says who holds it.
-fn lock(port: u16) -> File {
-    let dir = std::env::var_os("EXAI_STATE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| dirs::state_dir().or_else(dirs::data_local_dir).map(|d| d.join("exai")))
-        .unwrap_or_else(|| std::env::temp_dir().join("exai"));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
+/// Takes the lock for `port` in the state directory, or says who holds it.
+fn lock(dir: &Path, port: u16) -> File {
+    if let Err(e) = std::fs::create_dir_all(dir) {
         fail(format!("cannot create the state directory {}: {e}", dir.display()));
     }
     let path = dir.join(format!("exai-ws-{port}.lock"));
@@ -97,7 +92,7 @@ fn main() {
 
 async fn run(config: Config) {
     let logs = LogTap::new();
-    init_logging(&logs);
+    init_logging(&logs, config.log_format);
     let (host, port) = (config.daemon.host.clone(), config.daemon.port);
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback && config.daemon.token.is_none() {
@@ -105,7 +100,7 @@ async fn run(config: Config) {
             "refusing to listen on {host} without a token: set EXAI_WS_TOKEN, or bind to 127.0.0.1"
         ));
     }
-    let _lock = lock(port);
+    let _lock = lock(&config.state_dir, port);
     let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => fail(format!(
@@ -126,6 +121,6 @@ async fn run(config: Config) {
 
 /// SIGINT or SIGTERM, then a word in the log.
 async fn shutdown_signal() {
-    exai_core::signals::shutdown().await;
+    exai_mcp::shutdown_signal().await;
     tracing::info!("shutting down: no new connections; draining in-flight requests");
 }

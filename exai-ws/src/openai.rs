@@ -5,10 +5,9 @@
 //! ephemeral: nothing is stored in exai's memory; usage is recorded as for any call.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -66,6 +65,8 @@ fn gateway_error(e: &Error) -> Response {
             "provider_not_configured",
         ),
         Error::OverCapacity { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "over_capacity"),
+        Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limited"),
+        Error::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "server_error", "timeout"),
         Error::ShuttingDown | Error::SessionClosed(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down")
         }
@@ -151,17 +152,24 @@ fn to_request(body: CompletionRequest) -> Result<ChatRequest, String> {
         .as_deref()
         .map(str::parse::<ThinkingMode>)
         .transpose()?;
-    Ok(ChatRequest {
-        model: body.model,
-        system: (!system.is_empty()).then(|| system.join("\n\n")),
-        messages,
-        temperature: body.temperature,
-        max_tokens: body.max_completion_tokens.or(body.max_tokens),
-        thinking,
-        tool: Some("openai".into()),
-        ephemeral: true,
-        ..ChatRequest::default()
-    })
+    // The client keeps the history and sends it every time: nothing is stored.
+    let mut request = ChatRequest::from_messages(messages)
+        .model_opt(body.model)
+        .origin("openai")
+        .store(false);
+    if !system.is_empty() {
+        request = request.system(system.join("\n\n"));
+    }
+    if let Some(t) = body.temperature {
+        request = request.temperature(t);
+    }
+    if let Some(max) = body.max_completion_tokens.or(body.max_tokens) {
+        request = request.max_tokens(max);
+    }
+    if let Some(mode) = thinking {
+        request = request.thinking(mode);
+    }
+    Ok(request)
 }
 
 fn now() -> u64 {
@@ -252,36 +260,13 @@ fn completion(r: &ChatResponse) -> Completion<'_> {
     }
 }
 
-fn client_ip(request: &Request) -> IpAddr {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip())
-}
-
 pub(crate) async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    let ip = client_ip(&request);
-    if let Err(wait) = state.check_rate(ip) {
-        let mut response = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_error",
-            "rate_limited",
-            "too many requests from this client".into(),
-        );
-        if let Ok(after) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, after);
-        }
-        return response;
-    }
-    let bytes = match axum::body::to_bytes(request.into_body(), crate::MAX_BODY_BYTES).await {
+    let ip = crate::client::client_ip(request.extensions());
+    // The body-limit layer caps what this reads; a body that grew past it fails here.
+    let bytes = match axum::body::to_bytes(request.into_body(), usize::MAX).await {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                "body_too_large",
-                e.to_string(),
-            );
+        Err(_) => {
+            return crate::body_limit::too_large("/v1/chat/completions", state.gateway.config().daemon.max_body_bytes);
         }
     };
     let body: CompletionRequest = match serde_json::from_slice(&bytes) {
@@ -316,7 +301,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
-    let requested = chat.model.clone().unwrap_or_else(|| "auto".into());
+    let requested = chat.requested_model().unwrap_or("auto").to_string();
     let events = session.chat_stream(chat);
     let mut first = true;
     let mut ended = false;
@@ -359,7 +344,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
                         Event::default().data("[DONE]"),
                     ])
                 }
-                Err(_) => None,
+                Err(_) | Ok(_) => None,
             };
             std::future::ready(out.map(|events| futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>))))
         })
@@ -396,11 +381,11 @@ mod tests {
         }))
         .map_err(|e| e.to_string())?;
         let r = to_request(body)?;
-        assert_eq!(r.system.as_deref(), Some("be brief"));
-        assert_eq!(r.messages.len(), 3);
-        assert_eq!(r.messages[0].images, ["data:x"]);
-        assert_eq!(r.thinking, Some(ThinkingMode::High));
-        assert!(r.ephemeral);
+        assert_eq!(r.system_prompt(), Some("be brief"));
+        assert_eq!(r.messages().len(), 3);
+        assert_eq!(r.messages()[0].images, ["data:x"]);
+        assert_eq!(r.thinking_mode(), Some(ThinkingMode::High));
+        assert!(!r.stores());
         let tool = serde_json::from_value::<CompletionRequest>(json!({"messages": [{"role": "tool", "content": "x"}]}));
         assert!(tool.map_err(|e| e.to_string()).and_then(to_request).is_err());
         Ok(())

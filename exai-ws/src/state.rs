@@ -2,18 +2,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use moka::future::Cache;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use exai_core::logs::LogTap;
-use exai_core::{Gateway, Session};
+use exai_core::{Gateway, Session, SessionOptions, ToolSuite};
+use exai_mcp::LogTap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,11 +30,13 @@ impl std::ops::Deref for AppState {
 
 /// What [`AppState`] points at.
 pub struct Shared {
-    /// One gateway session per client address for the stateless HTTP API, so the per-session
-    /// limit applies per client.
+    /// One gateway session per client address for the HTTP routes (the OpenAI API and MCP
+    /// over HTTP), so the per-session limit applies per client.
     pub(crate) clients: Arc<Mutex<HashMap<IpAddr, Session>>>,
     /// The gateway all clients share.
     pub gateway: Gateway,
+    /// The MCP tools on that gateway, for every MCP and EXAI client.
+    pub tools: ToolSuite,
     /// Log records for MCP clients' `notifications/message`.
     pub logs: LogTap,
     /// Renders `/metrics`; `None` when no recorder is installed (tests embedding the router).
@@ -48,8 +47,6 @@ pub struct Shared {
     pub(crate) connections: Arc<Mutex<Connections>>,
     /// The WebSocket connections' tasks, which [`crate::serve`] waits for before returning.
     pub(crate) connections_tracker: TaskTracker,
-    /// Requests per minute per client address.
-    pub(crate) rate: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     /// Finished (or running) EXAI `call_tool` results by `session_id:request_id`, so a client
     /// retrying after a reconnect gets the stored result instead of a second provider call.
     pub(crate) results: Cache<String, watch::Receiver<Option<Value>>>,
@@ -86,16 +83,18 @@ impl Drop for ConnectionGuard {
 impl AppState {
     /// State for `gateway`.
     pub fn new(gateway: Gateway, logs: LogTap, metrics: Option<PrometheusHandle>) -> Self {
-        let per_minute = NonZeroU32::new(gateway.config().daemon.requests_per_minute).unwrap_or(NonZeroU32::MIN);
+        let tools = ToolSuite::new(gateway.clone())
+            .with_protocol("mcp", exai_mcp::protocol_versions())
+            .with_protocol("exai_ws", vec![crate::ws::EXAI_WS_PROTOCOL.to_string()]);
         Self(Arc::new(Shared {
             gateway,
+            tools,
             logs,
             metrics,
             shutdown: CancellationToken::new(),
             clients: Arc::default(),
             connections: Arc::default(),
             connections_tracker: TaskTracker::new(),
-            rate: Arc::new(RateLimiter::keyed(Quota::per_minute(per_minute))),
             results: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(600))
@@ -120,24 +119,24 @@ impl AppState {
         })
     }
 
-    /// Whether `ip` may make another request now; otherwise, how long to wait.
-    pub(crate) fn check_rate(&self, ip: IpAddr) -> Result<(), Duration> {
-        self.rate
-            .check_key(&ip)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    /// A new session for the client at `ip`: its requests count against the client's rate,
+    /// each call has the configured deadline — at every front door.
+    pub(crate) fn open_session(&self, kind: &str, ip: IpAddr) -> Session {
+        self.gateway
+            .open_session(SessionOptions::new(kind).client(ip.to_string()))
     }
 
-    /// The session of the client at `ip` (a new one if it had none, or if it expired).
+    /// The HTTP session of the client at `ip` (a new one if it had none, or if it expired).
     pub(crate) fn client_session(&self, ip: IpAddr) -> Session {
         let Ok(mut clients) = self.clients.lock() else {
-            return self.gateway.session("http");
+            return self.open_session("http", ip);
         };
         if let Some(session) = clients.get(&ip).filter(|s| s.is_open()) {
             return session.clone();
         }
         // Only a new or expired client pays for pruning the sessions that expired meanwhile.
         clients.retain(|_, s| s.is_open());
-        let session = self.gateway.session("http");
+        let session = self.open_session("http", ip);
         clients.insert(ip, session.clone());
         session
     }

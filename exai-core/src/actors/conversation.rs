@@ -230,6 +230,12 @@ impl ConversationQueue {
         super::ask(&self.actor, QueueMsg::Stats, "conversation queue").await
     }
 
+    /// The actor, for tests that watch it stop.
+    #[cfg(test)]
+    pub(crate) fn actor_status_probe(&self) -> ractor::ActorCell {
+        self.actor.get_cell()
+    }
+
     pub fn stop(&self) {
         self.actor.stop(None);
     }

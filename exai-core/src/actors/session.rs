@@ -208,6 +208,12 @@ impl Sessions {
         super::ask(&self.actor, SessionMsg::List, "session registry").await
     }
 
+    /// The actor, for tests that watch it stop.
+    #[cfg(test)]
+    pub(crate) fn actor_status_probe(&self) -> ractor::ActorCell {
+        self.actor.get_cell()
+    }
+
     pub fn stop(&self) {
         self.actor.stop(None);
     }

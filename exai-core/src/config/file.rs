@@ -34,6 +34,15 @@ pub(crate) struct FileConfig {
     /// Extra aliases: `fast = "glm-4.5-flash"`.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub log: FileLog,
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileLog {
+    pub format: Option<super::LogFormat>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +51,8 @@ pub(crate) struct FileLimits {
     pub global_max_inflight: Option<usize>,
     pub session_max_inflight: Option<usize>,
     pub queue_timeout_ms: Option<u64>,
+    pub requests_per_minute: Option<u32>,
+    pub call_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,8 +110,7 @@ pub(crate) struct FileDaemon {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub max_frame_bytes: Option<usize>,
-    pub call_timeout_secs: Option<u64>,
-    pub requests_per_minute: Option<u32>,
+    pub max_body_bytes: Option<usize>,
     pub threads: Option<usize>,
 }
 

@@ -10,6 +10,7 @@
 //! - `providers.rs`: provider entries (built-ins plus OpenAI-compatible ones).
 
 mod file;
+mod keys;
 mod providers;
 mod source;
 
@@ -57,6 +58,7 @@ pub enum ConfigError {
 
 /// Concurrency limits.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LimitsConfig {
     /// Requests in flight across the whole gateway.
     pub global_max_inflight: usize,
@@ -64,10 +66,17 @@ pub struct LimitsConfig {
     pub session_max_inflight: usize,
     /// How long a request may wait for a permit before failing with `OverCapacity`.
     pub queue_timeout: Duration,
+    /// Requests per minute per client (an address, or one stdio client) at every front door:
+    /// completions and tool calls.
+    pub requests_per_minute: u32,
+    /// Longest a call (a completion or a tool call) may run before it is stopped and answered
+    /// with a timeout, at every front door.
+    pub call_timeout: Duration,
 }
 
 /// Conversation memory.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct MemoryConfig {
     /// Redis URL; when absent, memory is in-process.
     pub redis_url: Option<Secret>,
@@ -81,6 +90,7 @@ pub struct MemoryConfig {
 
 /// Retries and circuit breaking, shared by all providers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RetryConfig {
     /// Retries after the first attempt, for transient failures and 429s.
     pub max_retries: u32,
@@ -98,6 +108,7 @@ pub struct RetryConfig {
 
 /// `auto` routing.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RoutingConfig {
     /// Providers tried in order after the first choice fails transiently.
     pub fallback: Vec<String>,
@@ -107,6 +118,7 @@ pub struct RoutingConfig {
 
 /// Sessions, conversations and shutdown.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SessionConfig {
     /// A session idle this long (no request in flight) is closed.
     pub idle_timeout: Duration,
@@ -118,6 +130,7 @@ pub struct SessionConfig {
 
 /// The MCP tool suite.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ToolsConfig {
     /// `lean`, `standard` (all tools), or a comma-separated list of tool names.
     pub profile: String,
@@ -135,6 +148,7 @@ pub struct ToolsConfig {
 
 /// The daemon (`exai-ws`): where it listens and the token clients present.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DaemonConfig {
     /// Bind address (`127.0.0.1` by default; another address requires a token).
     pub host: String,
@@ -148,16 +162,46 @@ pub struct DaemonConfig {
     pub max_connections_per_ip: usize,
     /// Largest WebSocket frame or message accepted.
     pub max_frame_bytes: usize,
-    /// Longest a tool call may run before it is answered with a timeout.
-    pub call_timeout: Duration,
-    /// Requests per minute per client address (tool calls and completions).
-    pub requests_per_minute: u32,
+    /// Largest HTTP request body accepted (413 above it).
+    pub max_body_bytes: usize,
     /// Runtime threads (one per CPU by default); `1` runs the daemon on one thread.
     pub threads: usize,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format '{other}'; expected text or json")),
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
 /// The effective configuration.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// The model used when a request names none (`auto` by default).
     pub default_model: String,
@@ -179,221 +223,152 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Aliases from the file (they extend the built-in ones).
     pub aliases: BTreeMap<String, String>,
+    /// How the binaries write log lines to stderr.
+    pub log_format: LogFormat,
+    /// Where state files live (the daemon's lock files).
+    pub state_dir: PathBuf,
     /// The file that was loaded, if any.
     pub file: Option<PathBuf>,
     entries: Vec<ConfigEntry>,
 }
 
+impl Default for Config {
+    /// Built-in defaults only: no file is read and no environment variable consulted.
+    fn default() -> Self {
+        match Self::builder().without_file().build() {
+            Ok(config) => config,
+            // The defaults are checked by a test; reaching this is a bug in `keys.rs`.
+            Err(e) => unreachable!("the built-in defaults do not load: {e}"),
+        }
+    }
+}
+
 impl Config {
+    /// Builds a configuration in code: values set by key, over an optional environment map and
+    /// file. Nothing is read from the process environment unless asked for.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
     /// Loads from the process environment and the config file it points to.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let env: HashMap<String, String> = std::env::vars().collect();
-        Self::load(&env)
+        Self::builder().env(std::env::vars().collect()).build()
     }
 
     /// Loads with `env` standing in for the process environment (the file is still searched).
     pub fn load(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        match find_file(env)? {
-            Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                Self::from_parts(env, Some((&path, &text)))
-            }
-            None => Self::from_parts(env, None),
-        }
+        Self::builder().env(env.clone()).build()
     }
 
     /// Loads from `env` and, optionally, a file's path and text.
     pub fn from_parts(env: &HashMap<String, String>, file: Option<(&Path, &str)>) -> Result<Self, ConfigError> {
-        let parsed: FileConfig = match file {
+        let builder = Self::builder().env(env.clone());
+        match file {
+            Some((path, text)) => builder.file_text(path, text),
+            None => builder.without_file(),
+        }
+        .build()
+    }
+
+    fn resolve(
+        env: &HashMap<String, String>,
+        code: HashMap<String, String>,
+        file: Option<(&Path, &str)>,
+    ) -> Result<Self, ConfigError> {
+        let f: FileConfig = match file {
             Some((path, text)) => toml::from_str(text).map_err(|e| ConfigError::Parse {
                 path: path.display().to_string(),
                 message: e.to_string().trim().to_string(),
             })?,
             None => FileConfig::default(),
         };
-        let mut r = Resolver::new(env);
-        let default_model = r.required(
-            "default_model",
-            &["EXAI_DEFAULT_MODEL"],
-            parsed.default_model.clone(),
-            "auto".to_string(),
-        )?;
+        let mut r = Resolver::new(env, code);
+        let default_model = r.get(&keys::DEFAULT_MODEL, f.default_model)?;
         let limits = LimitsConfig {
-            global_max_inflight: positive(
-                r.required(
-                    "limits.global_max_inflight",
-                    &["EXAI_GLOBAL_MAX_INFLIGHT"],
-                    parsed.limits.global_max_inflight,
-                    24,
-                )?,
-                "limits.global_max_inflight",
-            )?,
-            session_max_inflight: positive(
-                r.required(
-                    "limits.session_max_inflight",
-                    &["EXAI_SESSION_MAX_INFLIGHT"],
-                    parsed.limits.session_max_inflight,
-                    8,
-                )?,
-                "limits.session_max_inflight",
-            )?,
-            queue_timeout: Duration::from_millis(r.required(
-                "limits.queue_timeout_ms",
-                &["EXAI_QUEUE_TIMEOUT_MS"],
-                parsed.limits.queue_timeout_ms,
-                30_000,
-            )?),
+            global_max_inflight: r.get(&keys::GLOBAL_MAX_INFLIGHT, f.limits.global_max_inflight)?,
+            session_max_inflight: r.get(&keys::SESSION_MAX_INFLIGHT, f.limits.session_max_inflight)?,
+            queue_timeout: Duration::from_millis(r.get(&keys::QUEUE_TIMEOUT_MS, f.limits.queue_timeout_ms)?),
+            requests_per_minute: r.get(&keys::REQUESTS_PER_MINUTE, f.limits.requests_per_minute)?,
+            call_timeout: Duration::from_secs(r.get(&keys::CALL_TIMEOUT_SECS, f.limits.call_timeout_secs)?),
         };
-        let (redis_url, _) = r.secret("memory.redis_url", &["REDIS_URL"], parsed.memory.redis_url);
+        let (redis_key, redis_env) = keys::REDIS_URL;
         let memory = MemoryConfig {
-            redis_url,
-            ttl: Duration::from_secs(r.required(
-                "memory.ttl_secs",
-                &["EXAI_MEMORY_TTL_SECS"],
-                parsed.memory.ttl_secs,
-                3 * 24 * 3600,
-            )?),
-            max_turns: positive(
-                r.required("memory.max_turns", &["EXAI_MAX_TURNS"], parsed.memory.max_turns, 50)?,
-                "memory.max_turns",
-            )?,
-            key_prefix: r.required(
-                "memory.key_prefix",
-                &["EXAI_REDIS_PREFIX"],
-                parsed.memory.key_prefix,
-                "exai:".to_string(),
-            )?,
+            redis_url: r.secret(redis_key, redis_env, f.memory.redis_url).0,
+            ttl: Duration::from_secs(r.get(&keys::MEMORY_TTL_SECS, f.memory.ttl_secs)?),
+            max_turns: r.get(&keys::MAX_TURNS, f.memory.max_turns)?,
+            key_prefix: r.get(&keys::KEY_PREFIX, f.memory.key_prefix)?,
         };
         let retry = RetryConfig {
-            max_retries: r.required("retry.max_retries", &["EXAI_MAX_RETRIES"], parsed.retry.max_retries, 2)?,
-            base_delay: Duration::from_millis(r.required(
-                "retry.base_delay_ms",
-                &["EXAI_RETRY_BASE_DELAY_MS"],
-                parsed.retry.base_delay_ms,
-                250,
-            )?),
-            max_delay: Duration::from_millis(r.required(
-                "retry.max_delay_ms",
-                &["EXAI_RETRY_MAX_DELAY_MS"],
-                parsed.retry.max_delay_ms,
-                8_000,
-            )?),
-            max_retry_after: Duration::from_secs(r.required(
-                "retry.max_retry_after_secs",
-                &["EXAI_MAX_RETRY_AFTER_SECS"],
-                parsed.retry.max_retry_after_secs,
-                30,
-            )?),
-            circuit_failure_threshold: r.required(
-                "retry.circuit_failure_threshold",
-                &["EXAI_CIRCUIT_FAILURE_THRESHOLD"],
-                parsed.retry.circuit_failure_threshold,
-                5,
-            )?,
-            circuit_cooldown: Duration::from_secs(r.required(
-                "retry.circuit_cooldown_secs",
-                &["EXAI_CIRCUIT_COOLDOWN_SECS"],
-                parsed.retry.circuit_cooldown_secs,
-                30,
-            )?),
+            max_retries: r.get(&keys::MAX_RETRIES, f.retry.max_retries)?,
+            base_delay: Duration::from_millis(r.get(&keys::BASE_DELAY_MS, f.retry.base_delay_ms)?),
+            max_delay: Duration::from_millis(r.get(&keys::MAX_DELAY_MS, f.retry.max_delay_ms)?),
+            max_retry_after: Duration::from_secs(r.get(&keys::MAX_RETRY_AFTER_SECS, f.retry.max_retry_after_secs)?),
+            circuit_failure_threshold: r.get(&keys::CIRCUIT_FAILURE_THRESHOLD, f.retry.circuit_failure_threshold)?,
+            circuit_cooldown: Duration::from_secs(r.get(&keys::CIRCUIT_COOLDOWN_SECS, f.retry.circuit_cooldown_secs)?),
         };
         let sessions = SessionConfig {
-            idle_timeout: Duration::from_secs(r.required(
-                "sessions.idle_timeout_secs",
-                &["EXAI_SESSION_IDLE_SECS"],
-                parsed.sessions.idle_timeout_secs,
-                3600,
-            )?),
-            conversation_idle: Duration::from_secs(r.required(
-                "sessions.conversation_idle_secs",
-                &["EXAI_CONVERSATION_IDLE_SECS"],
-                parsed.sessions.conversation_idle_secs,
-                300,
-            )?),
-            shutdown_grace: Duration::from_secs(r.required(
-                "sessions.shutdown_grace_secs",
-                &["EXAI_SHUTDOWN_GRACE_SECS"],
-                parsed.sessions.shutdown_grace_secs,
-                30,
-            )?),
+            idle_timeout: Duration::from_secs(r.get(&keys::IDLE_TIMEOUT_SECS, f.sessions.idle_timeout_secs)?),
+            conversation_idle: Duration::from_secs(
+                r.get(&keys::CONVERSATION_IDLE_SECS, f.sessions.conversation_idle_secs)?,
+            ),
+            shutdown_grace: Duration::from_secs(r.get(&keys::SHUTDOWN_GRACE_SECS, f.sessions.shutdown_grace_secs)?),
         };
-        let tools = resolve_tools(&mut r, parsed.tools)?;
+        let (disabled_key, disabled_env) = keys::DISABLED_TOOLS;
+        let tools = ToolsConfig {
+            profile: r.get(&keys::TOOLS_PROFILE, f.tools.profile)?,
+            disabled: r.list(disabled_key, disabled_env, f.tools.disabled, Vec::new()).0,
+            max_output_chars: r.get(&keys::MAX_OUTPUT_CHARS, f.tools.max_output_chars)?,
+            max_prompt_chars: r.get(&keys::MAX_PROMPT_CHARS, f.tools.max_prompt_chars)?,
+            file_token_budget: r.get(&keys::FILE_TOKEN_BUDGET, f.tools.file_token_budget)?,
+            heartbeat: Duration::from_secs(r.get(&keys::HEARTBEAT_SECS, f.tools.heartbeat_secs)?),
+        };
+        let (token_key, token_env) = keys::TOKEN;
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let daemon = DaemonConfig {
-            host: r.required(
-                "daemon.host",
-                &["EXAI_WS_HOST"],
-                parsed.daemon.host,
-                "127.0.0.1".to_string(),
-            )?,
-            port: r.required("daemon.port", &["EXAI_WS_PORT"], parsed.daemon.port, 8079)?,
-            token: r.secret("daemon.token", &["EXAI_WS_TOKEN"], parsed.daemon.token).0,
-            max_connections: positive(
-                r.required(
-                    "daemon.max_connections",
-                    &["EXAI_WS_MAX_CONNECTIONS"],
-                    parsed.daemon.max_connections,
-                    1_024,
-                )?,
-                "daemon.max_connections",
-            )?,
-            max_connections_per_ip: positive(
-                r.required(
-                    "daemon.max_connections_per_ip",
-                    &["EXAI_WS_MAX_CONNECTIONS_PER_IP"],
-                    parsed.daemon.max_connections_per_ip,
-                    1_024,
-                )?,
-                "daemon.max_connections_per_ip",
-            )?,
-            max_frame_bytes: positive(
-                r.required(
-                    "daemon.max_frame_bytes",
-                    &["EXAI_WS_MAX_FRAME_BYTES"],
-                    parsed.daemon.max_frame_bytes,
-                    4 << 20,
-                )?,
-                "daemon.max_frame_bytes",
-            )?,
-            call_timeout: Duration::from_secs(r.required(
-                "daemon.call_timeout_secs",
-                &["EXAI_WS_CALL_TIMEOUT_SECS"],
-                parsed.daemon.call_timeout_secs,
-                600,
-            )?),
-            requests_per_minute: r
-                .required(
-                    "daemon.requests_per_minute",
-                    &["EXAI_WS_REQUESTS_PER_MINUTE"],
-                    parsed.daemon.requests_per_minute,
-                    6_000,
-                )?
-                .max(1),
-            threads: positive(
-                r.required(
-                    "daemon.threads",
-                    &["EXAI_WS_THREADS"],
-                    parsed.daemon.threads,
-                    std::thread::available_parallelism().map_or(2, |n| n.get()),
-                )?,
-                "daemon.threads",
-            )?,
+            host: r.get(&keys::HOST, f.daemon.host)?,
+            port: r.get(&keys::PORT, f.daemon.port)?,
+            token: r.secret(token_key, token_env, f.daemon.token).0,
+            max_connections: r.get(&keys::MAX_CONNECTIONS, f.daemon.max_connections)?,
+            max_connections_per_ip: r.get(&keys::MAX_CONNECTIONS_PER_IP, f.daemon.max_connections_per_ip)?,
+            max_frame_bytes: r.get(&keys::MAX_FRAME_BYTES, f.daemon.max_frame_bytes)?,
+            max_body_bytes: r.get(&keys::MAX_BODY_BYTES, f.daemon.max_body_bytes)?,
+            threads: r.get_or(&keys::THREADS, f.daemon.threads, cpus)?,
         };
-        let providers = providers::resolve(&mut r, parsed.providers)?;
-        let fallback = resolve_fallback(&mut r, parsed.routing.fallback, &providers)?;
+        let log_format = r.get(&keys::LOG_FORMAT, f.log.format)?;
+        let (state_key, state_env) = keys::STATE_DIR;
+        let state_dir = match r.raw(state_key, state_env) {
+            Some((dir, source)) => (PathBuf::from(dir), source),
+            None => match f.state_dir {
+                Some(dir) => (dir, Source::File),
+                None => (default_state_dir(), Source::Default),
+            },
+        };
+        r.record(state_key, Some(state_dir.0.display().to_string()), state_dir.1);
+        let providers = providers::resolve(&mut r, f.providers)?;
+        let (fallback_key, fallback_env) = keys::FALLBACK;
+        let all: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
+        let (fallback, source) = r.list(fallback_key, fallback_env, f.routing.fallback, all.clone());
+        if let Some(unknown) = fallback.iter().find(|n| !all.contains(n)) {
+            return Err(ConfigError::Invalid {
+                key: fallback_key.into(),
+                origin: source,
+                message: format!("unknown provider '{unknown}'; known: {}", all.join(", ")),
+            });
+        }
         let routing = RoutingConfig {
             fallback,
-            long_context_tokens: r.required(
-                "routing.long_context_tokens",
-                &["EXAI_LONG_CONTEXT_TOKENS"],
-                parsed.routing.long_context_tokens,
-                100_000,
-            )?,
+            long_context_tokens: r.get(&keys::LONG_CONTEXT_TOKENS, f.routing.long_context_tokens)?,
         };
-        for (alias, target) in &parsed.aliases {
+        for (alias, target) in &f.aliases {
             r.record(&format!("aliases.{alias}"), Some(target.clone()), Source::File);
+        }
+        let unused = r.unused_code_keys();
+        if let Some(key) = unused.first() {
+            return Err(ConfigError::Invalid {
+                key: key.clone(),
+                origin: Source::Code,
+                message: "no such setting (see `exai config` for every key)".into(),
+            });
         }
         Ok(Config {
             default_model,
@@ -405,7 +380,9 @@ impl Config {
             tools,
             daemon,
             providers,
-            aliases: parsed.aliases,
+            aliases: f.aliases,
+            log_format,
+            state_dir: state_dir.0,
             file: file.map(|(p, _)| p.to_path_buf()),
             entries: r.entries,
         })
@@ -427,97 +404,89 @@ impl Config {
     }
 }
 
-fn positive(value: usize, key: &str) -> Result<usize, ConfigError> {
-    if value == 0 {
-        return Err(ConfigError::Invalid {
-            key: key.to_string(),
-            origin: Source::Default,
-            message: "must be at least 1".into(),
-        });
-    }
-    Ok(value)
+/// Where exai keeps state by default: the user's state directory (`~/.local/state/exai`), or
+/// the local data directory, or a temporary one.
+fn default_state_dir() -> PathBuf {
+    dirs::state_dir()
+        .or_else(dirs::data_local_dir)
+        .map(|d| d.join("exai"))
+        .unwrap_or_else(|| std::env::temp_dir().join("exai"))
 }
 
-fn resolve_tools(r: &mut Resolver<'_>, file: file::FileTools) -> Result<ToolsConfig, ConfigError> {
-    let profile = r.required("tools.profile", &["EXAI_TOOLS"], file.profile, "standard".to_string())?;
-    let (disabled, source) = match r.env_var(&["EXAI_DISABLED_TOOLS"]) {
-        Some((name, raw)) => (
-            raw.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            Source::Env(name),
-        ),
-        None => match file.disabled {
-            Some(list) => (list, Source::File),
-            None => (Vec::new(), Source::Default),
-        },
-    };
-    r.record("tools.disabled", Some(disabled.join(",")), source);
-    Ok(ToolsConfig {
-        profile,
-        disabled,
-        max_output_chars: positive(
-            r.required(
-                "tools.max_output_chars",
-                &["EXAI_MAX_OUTPUT_CHARS"],
-                file.max_output_chars,
-                80_000,
-            )?,
-            "tools.max_output_chars",
-        )?,
-        max_prompt_chars: positive(
-            r.required(
-                "tools.max_prompt_chars",
-                &["EXAI_MAX_PROMPT_CHARS"],
-                file.max_prompt_chars,
-                50_000,
-            )?,
-            "tools.max_prompt_chars",
-        )?,
-        file_token_budget: r.required(
-            "tools.file_token_budget",
-            &["EXAI_FILE_TOKEN_BUDGET"],
-            file.file_token_budget,
-            60_000,
-        )?,
-        heartbeat: Duration::from_secs(
-            r.required(
-                "tools.heartbeat_secs",
-                &["EXAI_PROGRESS_HEARTBEAT_SECS"],
-                file.heartbeat_secs,
-                5,
-            )?
-            .max(1),
-        ),
-    })
+/// Builds a [`Config`] in code.
+///
+/// ```
+/// # fn demo() -> Result<(), exai_core::ConfigError> {
+/// let config = exai_core::Config::builder()
+///     .set("providers.glm.api_key", "sk-…")
+///     .set("limits.global_max_inflight", 4)
+///     .build()?;
+/// assert_eq!(config.limits.global_max_inflight, 4);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct ConfigBuilder {
+    env: HashMap<String, String>,
+    code: HashMap<String, String>,
+    file: FileChoice,
 }
 
-fn resolve_fallback(
-    r: &mut Resolver<'_>,
-    file: Option<Vec<String>>,
-    providers: &[ProviderConfig],
-) -> Result<Vec<String>, ConfigError> {
-    let (list, source) = if let Some((name, raw)) = r.env_var(&["EXAI_FALLBACK"]) {
-        let list = raw.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-        (list.collect::<Vec<_>>(), Source::Env(name))
-    } else if let Some(list) = file {
-        (list, Source::File)
-    } else {
-        (providers.iter().map(|p| p.name.clone()).collect(), Source::Default)
-    };
-    if let Some(unknown) = list.iter().find(|n| !providers.iter().any(|p| &&p.name == n)) {
-        return Err(ConfigError::Invalid {
-            key: "routing.fallback".into(),
-            origin: source,
-            message: format!(
-                "unknown provider '{unknown}'; known: {}",
-                providers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        });
+/// Which file a builder reads.
+#[derive(Debug, Default)]
+enum FileChoice {
+    /// `$EXAI_CONFIG` (from the builder's environment), `./exai.toml`, the user config dir.
+    #[default]
+    Search,
+    /// None.
+    Without,
+    /// This path and text.
+    Text(PathBuf, String),
+}
+
+impl ConfigBuilder {
+    /// Sets `key` (as in `exai.toml`: `limits.global_max_inflight`, `providers.glm.api_key`) to
+    /// `value`, over the environment and the file; `exai config` shows it as set in `code`. An
+    /// unknown key fails [`ConfigBuilder::build`].
+    pub fn set(mut self, key: &str, value: impl ToString) -> Self {
+        self.code.insert(key.to_string(), value.to_string());
+        self
     }
-    r.record("routing.fallback", Some(list.join(",")), source);
-    Ok(list)
+
+    /// Uses `env` as the environment (none by default).
+    pub fn env(mut self, env: HashMap<String, String>) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Reads no configuration file.
+    pub fn without_file(mut self) -> Self {
+        self.file = FileChoice::Without;
+        self
+    }
+
+    /// Uses this file text (and names `path` in messages) instead of searching for a file.
+    pub fn file_text(mut self, path: &Path, text: &str) -> Self {
+        self.file = FileChoice::Text(path.to_path_buf(), text.to_string());
+        self
+    }
+
+    /// Resolves and checks every setting.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        match self.file {
+            FileChoice::Without => Config::resolve(&self.env, self.code, None),
+            FileChoice::Text(path, text) => Config::resolve(&self.env, self.code, Some((&path, &text))),
+            FileChoice::Search => match find_file(&self.env)? {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                    Config::resolve(&self.env, self.code, Some((&path, &text)))
+                }
+                None => Config::resolve(&self.env, self.code, None),
+            },
+        }
+    }
 }
 
 fn find_file(env: &HashMap<String, String>) -> Result<Option<PathBuf>, ConfigError> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::file::{FileModel, FileProvider};
-use super::source::{Resolver, Secret, Source};
+use super::source::{Resolver, Secret, Source, any, positive};
 
 /// Which wire dialect a provider speaks (all are OpenAI chat-completions with quirks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -239,13 +239,10 @@ fn one(
         &[&base_url_env],
         entry.base_url,
         builtin.map(|b| b.base_url.to_string()),
+        http_url,
     )?;
     let base_url = match base_url {
-        Some(url) if is_http_url(&url) => url.trim_end_matches('/').to_string(),
-        Some(url) => {
-            let origin = r.entries.last().map_or(Source::File, |e| e.source.clone());
-            return Err(invalid("base_url", origin, format!("'{url}' is not an http(s) URL")));
-        }
+        Some(url) => url.trim_end_matches('/').to_string(),
         None => {
             return Err(invalid(
                 "base_url",
@@ -254,29 +251,28 @@ fn one(
             ));
         }
     };
-    let max_inflight = r.required(
-        &key("max_inflight"),
-        &[&format!("{prefix}_MAX_INFLIGHT")],
-        entry.max_inflight,
-        builtin.map(|b| b.max_inflight).unwrap_or(8),
-    )?;
-    if max_inflight == 0 {
-        return Err(invalid("max_inflight", Source::Default, "must be at least 1".into()));
-    }
-    let rpm = r.value(&key("rpm"), &[&format!("{prefix}_RPM")], entry.rpm, None)?;
-    if rpm == Some(0) {
-        return Err(invalid(
-            "rpm",
-            Source::Default,
-            "must be at least 1 (omit it for no limit)".into(),
-        ));
-    }
-    let timeout = Duration::from_secs(r.required(
-        &key("timeout_secs"),
-        &[&format!("{prefix}_TIMEOUT_SECS")],
-        entry.timeout_secs,
-        300,
-    )?);
+    let max_inflight = r
+        .value(
+            &key("max_inflight"),
+            &[&format!("{prefix}_MAX_INFLIGHT")],
+            entry.max_inflight,
+            Some(builtin.map_or(8, |b| b.max_inflight)),
+            positive,
+        )?
+        .unwrap_or(1);
+    let rpm = r.value(&key("rpm"), &[&format!("{prefix}_RPM")], entry.rpm, None, |rpm| {
+        positive(rpm).map_err(|m| format!("{m} (omit it for no limit)"))
+    })?;
+    let timeout = Duration::from_secs(
+        r.value(
+            &key("timeout_secs"),
+            &[&format!("{prefix}_TIMEOUT_SECS")],
+            entry.timeout_secs,
+            Some(300),
+            positive,
+        )?
+        .unwrap_or(300),
+    );
     let models: Vec<ModelDecl> = entry.models.into_iter().map(ModelDecl::from).collect();
     let fallback_model = builtin
         .map(|b| b.default_model.to_string())
@@ -287,6 +283,7 @@ fn one(
             &[&format!("{prefix}_DEFAULT_MODEL")],
             entry.default_model,
             fallback_model,
+            any,
         )?
         .ok_or_else(|| {
             invalid(
@@ -311,7 +308,10 @@ fn one(
     })
 }
 
-/// Whether `url` parses as an absolute `http` or `https` URL.
-fn is_http_url(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+/// Accepts an absolute `http` or `https` URL.
+fn http_url(url: &String) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
+        _ => Err(format!("'{url}' is not an http(s) URL")),
+    }
 }

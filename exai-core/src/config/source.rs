@@ -14,6 +14,7 @@ use super::ConfigError;
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Source {
     /// The built-in default.
     Default,
@@ -21,6 +22,8 @@ pub enum Source {
     File,
     /// An environment variable, by name.
     Env(String),
+    /// Set in code ([`super::ConfigBuilder::set`]) by the program embedding exai.
+    Code,
 }
 
 impl fmt::Display for Source {
@@ -29,6 +32,7 @@ impl fmt::Display for Source {
             Source::Default => f.write_str("default"),
             Source::File => f.write_str("file"),
             Source::Env(name) => write!(f, "env {name}"),
+            Source::Code => f.write_str("code"),
         }
     }
 }
@@ -75,18 +79,65 @@ pub struct ConfigEntry {
     pub secret: bool,
 }
 
-/// Resolves settings from env, file and defaults, recording each as a [`ConfigEntry`].
+/// A check a resolved value must pass; the message says what would be right.
+pub(crate) type Check<T> = fn(&T) -> Result<(), String>;
+
+/// Accepts any value.
+pub(crate) fn any<T>(_: &T) -> Result<(), String> {
+    Ok(())
+}
+
+/// Accepts 1 and more.
+pub(crate) fn positive<T: PartialOrd + From<u8>>(v: &T) -> Result<(), String> {
+    if *v < T::from(1) {
+        return Err("must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// One setting, declared once: its dotted key, the variables that set it (first wins), its
+/// default as text (parsed like an environment value) and the check its value must pass.
+pub(crate) struct Key<T> {
+    pub key: &'static str,
+    pub env: &'static [&'static str],
+    pub default: Option<&'static str>,
+    pub check: Check<T>,
+}
+
+/// Resolves settings from values set in code, env, file and defaults (in that order), checks
+/// each, and records each as a [`ConfigEntry`]. A failed check names the key and the source
+/// the bad value really came from.
 pub(crate) struct Resolver<'a> {
     env: &'a HashMap<String, String>,
+    /// Values set in code ([`super::ConfigBuilder::set`]), by key; consumed as they are resolved,
+    /// so what is left names a key that does not exist.
+    code: HashMap<String, String>,
     pub(crate) entries: Vec<ConfigEntry>,
 }
 
 impl<'a> Resolver<'a> {
-    pub(crate) fn new(env: &'a HashMap<String, String>) -> Self {
+    pub(crate) fn new(env: &'a HashMap<String, String>, code: HashMap<String, String>) -> Self {
         Self {
             env,
+            code,
             entries: Vec::new(),
         }
+    }
+
+    /// Keys set in code that no setting took.
+    pub(crate) fn unused_code_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.code.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// The value set in code for `key`, or else the first non-empty variable among `names`,
+    /// with its source.
+    pub(crate) fn raw(&mut self, key: &str, names: &[&str]) -> Option<(String, Source)> {
+        if let Some(v) = self.code.remove(key) {
+            return Some((v, Source::Code));
+        }
+        self.env_var(names).map(|(name, v)| (v.to_string(), Source::Env(name)))
     }
 
     /// The first non-empty variable among `names`, with its name.
@@ -100,30 +151,72 @@ impl<'a> Resolver<'a> {
         })
     }
 
-    /// Resolves a parsed value: env, then file, then default.
+    /// Resolves a declared setting that always has a value.
+    pub(crate) fn get<T>(&mut self, key: &Key<T>, file: Option<T>) -> Result<T, ConfigError>
+    where
+        T: FromStr + fmt::Display,
+        T::Err: fmt::Display,
+    {
+        let default = match key.default {
+            Some(text) => Some(text.parse::<T>().map_err(|e| ConfigError::Invalid {
+                key: key.key.to_string(),
+                origin: Source::Default,
+                message: format!("built-in default '{text}' does not parse: {e}"),
+            })?),
+            None => None,
+        };
+        self.value(key.key, key.env, file, default, key.check)?
+            .ok_or_else(|| ConfigError::Invalid {
+                key: key.key.to_string(),
+                origin: Source::Default,
+                message: "missing".into(),
+            })
+    }
+
+    /// Resolves a declared setting whose default is computed (`default` stands in for the
+    /// declared one).
+    pub(crate) fn get_or<T>(&mut self, key: &Key<T>, file: Option<T>, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + fmt::Display,
+        T::Err: fmt::Display,
+    {
+        Ok(self
+            .value(key.key, key.env, file, Some(default), key.check)?
+            .unwrap_or_else(|| unreachable!("a default was given")))
+    }
+
+    /// Resolves a value: code, then env, then file, then default; then checks it.
     pub(crate) fn value<T>(
         &mut self,
         key: &str,
         env: &[&str],
         file: Option<T>,
         default: Option<T>,
+        check: Check<T>,
     ) -> Result<Option<T>, ConfigError>
     where
         T: FromStr + fmt::Display,
         T::Err: fmt::Display,
     {
-        let (value, source) = if let Some((name, raw)) = self.env_var(env) {
+        let (value, source) = if let Some((raw, source)) = self.raw(key, env) {
             let parsed = raw.parse::<T>().map_err(|e| ConfigError::Invalid {
                 key: key.to_string(),
-                origin: Source::Env(name.clone()),
+                origin: source.clone(),
                 message: format!("cannot parse '{raw}': {e}"),
             })?;
-            (Some(parsed), Source::Env(name))
+            (Some(parsed), source)
         } else if let Some(v) = file {
             (Some(v), Source::File)
         } else {
             (default, Source::Default)
         };
+        if let Some(v) = &value {
+            check(v).map_err(|message| ConfigError::Invalid {
+                key: key.to_string(),
+                origin: source.clone(),
+                message,
+            })?;
+        }
         self.entries.push(ConfigEntry {
             key: key.to_string(),
             value: value.as_ref().map(ToString::to_string),
@@ -133,31 +226,19 @@ impl<'a> Resolver<'a> {
         Ok(value)
     }
 
-    /// Resolves a value that must be present (it has a default).
-    pub(crate) fn required<T>(&mut self, key: &str, env: &[&str], file: Option<T>, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr + fmt::Display,
-        T::Err: fmt::Display,
-    {
-        self.value(key, env, file, Some(default))?
-            .ok_or_else(|| ConfigError::Invalid {
-                key: key.to_string(),
-                origin: Source::Default,
-                message: "missing".into(),
-            })
-    }
-
-    /// Resolves a secret: env, then file. Returns the secret and a description of its source
-    /// that is safe to print (`GLM_API_KEY (env)`).
+    /// Resolves a secret: code, then env, then file. Returns the secret and a description of
+    /// its source that is safe to print (`GLM_API_KEY (env)`).
     pub(crate) fn secret(&mut self, key: &str, env: &[&str], file: Option<String>) -> (Option<Secret>, Option<String>) {
-        let (value, source, label) = if let Some((name, raw)) = self.env_var(env) {
-            let label = format!("{name} (env)");
-            (Some(Secret::new(raw)), Source::Env(name), Some(label))
-        } else if let Some(v) = file.filter(|v| !v.trim().is_empty()) {
-            let label = format!("{key} (file)");
-            (Some(Secret::new(v.trim())), Source::File, Some(label))
-        } else {
-            (None, Source::Default, None)
+        let (value, source, label) = match self.raw(key, env) {
+            Some((raw, Source::Env(name))) => {
+                let label = format!("{name} (env)");
+                (Some(Secret::new(raw)), Source::Env(name), Some(label))
+            }
+            Some((raw, source)) => (Some(Secret::new(raw.trim())), source, Some(format!("{key} (code)"))),
+            None => match file.filter(|v| !v.trim().is_empty()) {
+                Some(v) => (Some(Secret::new(v.trim())), Source::File, Some(format!("{key} (file)"))),
+                None => (None, Source::Default, None),
+            },
         };
         self.entries.push(ConfigEntry {
             key: key.to_string(),
@@ -168,7 +249,32 @@ impl<'a> Resolver<'a> {
         (value, label)
     }
 
-    /// Records a value decided elsewhere (a list, a derived value).
+    /// Resolves a comma-separated list: code, then env, then file, then `default`.
+    pub(crate) fn list(
+        &mut self,
+        key: &str,
+        env: &[&str],
+        file: Option<Vec<String>>,
+        default: Vec<String>,
+    ) -> (Vec<String>, Source) {
+        let (list, source) = match self.raw(key, env) {
+            Some((raw, source)) => (
+                raw.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                source,
+            ),
+            None => match file {
+                Some(list) => (list, Source::File),
+                None => (default, Source::Default),
+            },
+        };
+        self.record(key, Some(list.join(",")), source.clone());
+        (list, source)
+    }
+
+    /// Records a value decided elsewhere (a derived value).
     pub(crate) fn record(&mut self, key: &str, value: Option<String>, source: Source) {
         self.entries.push(ConfigEntry {
             key: key.to_string(),
@@ -186,10 +292,10 @@ mod tests {
     #[test]
     fn env_wins_over_file_and_default_and_is_recorded() -> Result<(), ConfigError> {
         let env = HashMap::from([("N".to_string(), " 7 ".to_string())]);
-        let mut r = Resolver::new(&env);
-        assert_eq!(r.required("a.n", &["N"], Some(5u32), 1)?, 7);
-        assert_eq!(r.required("a.m", &["M"], Some(5u32), 1)?, 5);
-        assert_eq!(r.required("a.d", &["D"], None, 1u32)?, 1);
+        let mut r = Resolver::new(&env, HashMap::new());
+        assert_eq!(r.value("a.n", &["N"], Some(5u32), Some(1), any)?, Some(7));
+        assert_eq!(r.value("a.m", &["M"], Some(5u32), Some(1), any)?, Some(5));
+        assert_eq!(r.value("a.d", &["D"], None, Some(1u32), any)?, Some(1));
         let sources: Vec<_> = r.entries.iter().map(|e| e.source.to_string()).collect();
         assert_eq!(sources, ["env N", "file", "default"]);
         Ok(())
@@ -198,8 +304,8 @@ mod tests {
     #[test]
     fn bad_env_value_names_key_and_variable() {
         let env = HashMap::from([("N".to_string(), "lots".to_string())]);
-        let mut r = Resolver::new(&env);
-        let err = r.required("limits.n", &["N"], None, 1u32).err();
+        let mut r = Resolver::new(&env, HashMap::new());
+        let err = r.value("limits.n", &["N"], None, Some(1u32), any).err();
         let msg = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(
             msg.contains("limits.n") && msg.contains("env N") && msg.contains("lots"),
@@ -208,9 +314,42 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_check_names_the_source_the_value_came_from() {
+        let env = HashMap::from([("N".to_string(), "0".to_string())]);
+        let mut r = Resolver::new(&env, HashMap::new());
+        let msg = r
+            .value("limits.n", &["N"], Some(3usize), Some(1), positive)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            msg.as_deref(),
+            Some("invalid configuration: limits.n (from env N): must be at least 1")
+        );
+        let mut r = Resolver::new(&env, HashMap::from([("limits.n".to_string(), "0".to_string())]));
+        let msg = r
+            .value("limits.n", &["N"], None, Some(1usize), positive)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            msg.as_deref(),
+            Some("invalid configuration: limits.n (from code): must be at least 1")
+        );
+        let none = HashMap::new();
+        let mut r = Resolver::new(&none, HashMap::new());
+        let msg = r
+            .value("limits.n", &["N"], Some(0usize), Some(1), positive)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            msg.as_deref(),
+            Some("invalid configuration: limits.n (from file): must be at least 1")
+        );
+    }
+
+    #[test]
     fn secrets_never_print() {
         let env = HashMap::from([("K".to_string(), "sk-very-secret".to_string())]);
-        let mut r = Resolver::new(&env);
+        let mut r = Resolver::new(&env, HashMap::new());
         let (secret, label) = r.secret("providers.glm.api_key", &["K"], None);
         let secret = secret.map(|s| format!("{s} {s:?}")).unwrap_or_default();
         assert!(!secret.contains("very-secret"));

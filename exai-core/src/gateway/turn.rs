@@ -113,14 +113,9 @@ async fn run_in_span(
             images: Vec::new(),
         })
         .collect();
-    let turn: Vec<Message> = request
-        .messages
-        .iter()
-        .filter(|m| m.role != Role::System)
-        .cloned()
-        .collect();
-    let sent = with_context(&turn, &request.context);
-    let system = system_prompt(&request);
+    let system = system_prompt(&request)?;
+    let turn: &[Message] = &request.messages;
+    let sent = with_context(turn, &request.context);
     let needs = Needs {
         tokens: context::estimate_messages(history.iter().chain(&sent))
             + system.as_deref().map_or(0, context::estimate),
@@ -160,7 +155,15 @@ async fn run_in_span(
                 span.record("provider", model.provider.as_str());
                 span.record("model", model.id.as_str());
                 let response = finish(
-                    inner, &request, thread, turn, model, done, fallbacks, request_id, started,
+                    inner,
+                    &request,
+                    thread,
+                    turn.to_vec(),
+                    model,
+                    done,
+                    fallbacks,
+                    request_id,
+                    started,
                 )
                 .await;
                 if let Some(sink) = sink {
@@ -205,14 +208,14 @@ fn status(sink: &Sink, message: std::fmt::Arguments<'_>) {
     }
 }
 
-fn system_prompt(request: &ChatRequest) -> Option<String> {
-    let inline = request
-        .messages
-        .iter()
-        .filter(|m| m.role == Role::System)
-        .map(|m| m.content.as_str());
-    let parts: Vec<&str> = request.system.as_deref().into_iter().chain(inline).collect();
-    (!parts.is_empty()).then(|| parts.join("\n\n"))
+/// The turn's system prompt: set once, with `ChatRequest::system`.
+fn system_prompt(request: &ChatRequest) -> Result<Option<String>, Error> {
+    if request.messages.iter().any(|m| m.role == Role::System) {
+        return Err(Error::InvalidRequest(
+            "a system message among the turn's messages; set the system prompt with ChatRequest::system".into(),
+        ));
+    }
+    Ok(request.system.clone())
 }
 
 fn note(model: &ModelInfo, error: &str) -> FallbackNote {

@@ -256,6 +256,12 @@ impl ProviderHandle {
     }
 
     /// Stops the worker.
+    /// The actor, for tests that watch it stop.
+    #[cfg(test)]
+    pub(crate) fn actor_status_probe(&self) -> ractor::ActorCell {
+        self.actor.get_cell()
+    }
+
     pub fn stop(&self) {
         self.actor.stop(None);
     }

@@ -56,10 +56,9 @@ impl Tool for Challenge {
             .await?;
         let structured =
             json!({"status": "challenge_created", "original_statement": args.prompt, "continuation_id": id});
-        Ok(ToolOutput {
-            text: format!("{wrapped}\n\n[continuation_id: {id}]"),
+        Ok(ToolOutput::ok(
+            format!("{wrapped}\n\n[continuation_id: {id}]"),
             structured,
-            is_error: false,
-        })
+        ))
     }
 }

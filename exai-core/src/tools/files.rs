@@ -63,22 +63,35 @@ pub(crate) async fn prepare(
         .map_err(|e| Failure::Gateway(crate::error::Error::Internal(format!("file reader failed: {e}"))))?
 }
 
-/// Files embedded for one turn outside a tool call (the CLI's `--file`).
-#[derive(Debug, Default)]
+/// Files embedded for one turn outside a tool call (the CLI's `--file`); give them to
+/// [`crate::ChatRequest::attach`].
+#[derive(Debug, Clone, Default)]
 pub struct Attachments {
-    /// Text blocks for [`crate::ChatRequest::context`].
+    /// The files' contents, as text blocks sent after the turn's last user message.
     pub context: Vec<String>,
-    /// Paths embedded (for [`crate::ChatRequest::files`]).
+    /// Paths embedded (recorded with the turn).
     pub embedded: Vec<String>,
     /// What was left out, and why.
     pub omitted: Vec<String>,
 }
 
+/// Why files could not be attached.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// A path is relative.
+    #[error("paths must be absolute; got '{0}'")]
+    NotAbsolute(String),
+    /// A file could not be read or embedded; the message says which and why.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
 /// Reads absolute `paths` (files or directories) within `budget` estimated tokens, with the same
 /// rules and messages as the tools' `files` parameter.
-pub async fn attach_files(paths: Vec<String>, budget: u64) -> Result<Attachments, String> {
+pub async fn attach_files(paths: Vec<String>, budget: u64) -> Result<Attachments, AttachError> {
     if let Some(relative) = paths.iter().find(|p| !Path::new(p).is_absolute()) {
-        return Err(format!("paths must be absolute; got '{relative}'"));
+        return Err(AttachError::NotAbsolute(relative.clone()));
     }
     let read = tokio::task::spawn_blocking(move || read_all(&paths, &[], &[], budget)).await;
     match read {
@@ -87,9 +100,11 @@ pub async fn attach_files(paths: Vec<String>, budget: u64) -> Result<Attachments
             embedded: p.embedded,
             omitted: p.omitted,
         }),
-        Ok(Err(Failure::Refused { message, .. } | Failure::Arguments(message))) => Err(message),
-        Ok(Err(Failure::Gateway(e))) => Err(e.to_string()),
-        Err(e) => Err(format!("file reader failed: {e}")),
+        Ok(Err(Failure::Refused { message, .. } | Failure::Arguments(message))) => {
+            Err(AttachError::Unreadable(message))
+        }
+        Ok(Err(Failure::Gateway(e))) => Err(AttachError::Unreadable(e.to_string())),
+        Err(e) => Err(AttachError::Unreadable(format!("file reader failed: {e}"))),
     }
 }
 

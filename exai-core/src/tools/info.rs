@@ -7,11 +7,6 @@ use serde_json::{Map, Value, json};
 
 use super::{Failure, Tool, ToolCtx, ToolOutput, args::parse, schema};
 
-/// MCP protocol versions the frontends negotiate.
-pub const MCP_PROTOCOL_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
-/// Version of the EXAI WebSocket protocol.
-pub const EXAI_WS_PROTOCOL: &str = "1";
-
 fn empty() -> Value {
     schema::object(Map::new(), &[])
 }
@@ -79,11 +74,10 @@ impl Tool for ListModels {
             .iter()
             .map(|p| json!({"name": p.name, "kind": p.kind, "configured": p.is_ready(), "key_present": p.api_key.is_some()}))
             .collect();
-        Ok(ToolOutput {
+        Ok(ToolOutput::ok(
             text,
-            structured: json!({"status": "ok", "providers": providers, "models": models}),
-            is_error: false,
-        })
+            json!({"status": "ok", "providers": providers, "models": models}),
+        ))
     }
 }
 
@@ -101,30 +95,32 @@ impl Tool for Version {
     fn schema(&self, _models: &[String]) -> Value {
         empty()
     }
-    async fn run(&self, _ctx: &ToolCtx<'_>, args: Value) -> Result<ToolOutput, Failure> {
+    async fn run(&self, ctx: &ToolCtx<'_>, args: Value) -> Result<ToolOutput, Failure> {
         let _: Map<String, Value> = parse(&empty(), args)?;
+        let protocols: Map<String, Value> = ctx
+            .suite
+            .protocols()
+            .iter()
+            .map(|(name, versions)| (name.clone(), json!(versions)))
+            .collect();
         let info = json!({
             "status": "ok",
             "name": "exai",
             "version": env!("CARGO_PKG_VERSION"),
             "build": {"target_os": std::env::consts::OS, "target_arch": std::env::consts::ARCH, "debug": cfg!(debug_assertions)},
-            "mcp_protocol_versions": MCP_PROTOCOL_VERSIONS,
-            "exai_ws_protocol": EXAI_WS_PROTOCOL,
+            "protocols": protocols,
         });
-        let text = format!(
-            "exai {} ({}/{}{})\nMCP protocol versions: {}\nEXAI WebSocket protocol: {}",
+        let mut text = format!(
+            "exai {} ({}/{}{})",
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
             std::env::consts::ARCH,
             if cfg!(debug_assertions) { ", debug build" } else { "" },
-            MCP_PROTOCOL_VERSIONS.join(", "),
-            EXAI_WS_PROTOCOL
         );
-        Ok(ToolOutput {
-            text,
-            structured: info,
-            is_error: false,
-        })
+        for (name, versions) in ctx.suite.protocols() {
+            text.push_str(&format!("\nprotocol {name}: {}", versions.join(", ")));
+        }
+        Ok(ToolOutput::ok(text, info))
     }
 }
 
@@ -207,10 +203,6 @@ impl Tool for Status {
             ));
         }
         let structured = json!({"status": "ok", "gateway": status, "threads": threads});
-        Ok(ToolOutput {
-            text,
-            structured,
-            is_error: false,
-        })
+        Ok(ToolOutput::ok(text, structured))
     }
 }

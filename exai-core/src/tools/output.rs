@@ -51,11 +51,7 @@ mod tests {
     use super::*;
 
     fn out(text: &str) -> ToolOutput {
-        ToolOutput {
-            text: text.into(),
-            structured: serde_json::json!({}),
-            is_error: false,
-        }
+        ToolOutput::ok(text.into(), serde_json::json!({}))
     }
 
     #[test]

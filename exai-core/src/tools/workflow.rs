@@ -157,11 +157,7 @@ impl Tool for Workflow {
             if !last {
                 structured["required_actions"] = json!(spec.guidance.lines().collect::<Vec<_>>());
             }
-            return Ok(ToolOutput {
-                text,
-                structured,
-                is_error: false,
-            });
+            return Ok(ToolOutput::ok(text, structured));
         }
 
         ctx.reporter

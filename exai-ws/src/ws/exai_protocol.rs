@@ -7,6 +7,11 @@
 //! `request_id`. A `call_tool` repeated with the same `request_id` in the same session (a client
 //! retrying after a reconnect) gets the stored result instead of a second provider call.
 //!
+//! A call's failure is mapped from the core's typed [`ToolFailure`]: arguments that do not fit →
+//! `VALIDATION_ERROR`, the client over its rate → `OVER_CAPACITY` (with `retry_after`), past the
+//! deadline → `TIMEOUT` (all three as `error` frames), any other failure → `call_tool_res` with
+//! its `error` code.
+//!
 //! When the connection goes away, its calls are dropped — cancelling their upstream requests.
 
 use std::collections::HashMap;
@@ -14,15 +19,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use exai_core::tools::EXAI_WS_PROTOCOL;
-use exai_core::{Session, ToolError, ToolOutput};
+use exai_core::{FailureKind, Session, ToolError, ToolFailure, ToolOutput};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::close;
+use super::{EXAI_WS_PROTOCOL, close};
 use crate::state::AppState;
 
 /// Frames queued for one connection's writer.
@@ -37,7 +41,6 @@ struct Conn {
     state: AppState,
     session: Session,
     session_id: String,
-    ip: IpAddr,
     out: mpsc::Sender<Message>,
     calls: JoinSet<()>,
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
@@ -72,7 +75,7 @@ impl Conn {
                     .await;
             }
             "list_tools" => {
-                let tools = self.state.gateway.tools();
+                let tools = self.state.tools.list();
                 self.send(json!({"op": "list_tools_res", "request_id": rid, "tools": tools}))
                     .await;
             }
@@ -156,17 +159,6 @@ impl Conn {
                 ))
                 .await;
         };
-        if let Err(wait) = self.state.check_rate(self.ip) {
-            let details = json!({"retry_after": wait.as_secs().max(1)});
-            return self
-                .send(error_frame(
-                    Some(&request_id),
-                    "OVER_CAPACITY",
-                    "too many requests from this client",
-                    details,
-                ))
-                .await;
-        }
         let arguments = frame.get("arguments").cloned().unwrap_or(Value::Null);
         let key = format!("{}:{request_id}", self.session_id);
         self.send(json!({"op": "call_tool_ack", "request_id": request_id}))
@@ -205,10 +197,9 @@ impl Conn {
                     let _ = relay_out.send(Message::Text(frame.to_string().into())).await;
                 }
             });
-            let timeout = state.gateway.config().daemon.call_timeout;
             let outcome = tokio::select! {
                 () = cancel.cancelled() => None,
-                r = tokio::time::timeout(timeout, session.call_tool(&name, arguments, Some(progress))) => Some(r),
+                r = state.tools.call(&session, &name, arguments, Some(progress)) => Some(r),
             };
             let _ = relay.await;
             if let Ok(mut running) = running.lock() {
@@ -219,23 +210,24 @@ impl Conn {
                     state.results.invalidate(&key).await;
                     return;
                 }
-                Some(Err(_)) => {
-                    state.results.invalidate(&key).await;
-                    error_frame(
-                        Some(&request_id),
-                        "TIMEOUT",
-                        format!("the call ran longer than {} s", timeout.as_secs()),
-                        Value::Null,
-                    )
-                }
-                Some(Ok(Err(ToolError::UnknownTool { name, available }))) => error_frame(
+                Some(Err(ToolError::UnknownTool { name, available })) => error_frame(
                     Some(&request_id),
                     "TOOL_NOT_FOUND",
                     format!("unknown tool '{name}'"),
                     json!({"available": available}),
                 ),
-                Some(Ok(Err(e))) => error_frame(Some(&request_id), "VALIDATION_ERROR", e.to_string(), Value::Null),
-                Some(Ok(Ok(output))) => result_frame(&request_id, output),
+                Some(Err(e)) => error_frame(Some(&request_id), "TOOL_NOT_FOUND", e.to_string(), Value::Null),
+                Some(Ok(output)) => {
+                    // A call refused or stopped before it could answer may be retried: forget it.
+                    if output
+                        .failure
+                        .as_ref()
+                        .is_some_and(|f| matches!(f.kind, FailureKind::RateLimited | FailureKind::DeadlineExceeded))
+                    {
+                        state.results.invalidate(&key).await;
+                    }
+                    result_frame(&request_id, output)
+                }
             };
             let _ = done.send(Some(frame.clone()));
             let _ = out.send(Message::Text(frame.to_string().into())).await;
@@ -243,23 +235,41 @@ impl Conn {
     }
 }
 
+/// A call's outcome: `call_tool_res`, or an `error` frame for failures the protocol names.
 fn result_frame(request_id: &str, out: ToolOutput) -> Value {
-    let mut frame = json!({
+    let Some(failure) = &out.failure else {
+        return json!({
+            "op": "call_tool_res",
+            "request_id": request_id,
+            "outputs": [{"type": "text", "text": out.text}],
+            "text": out.text,
+            "structured": out.structured,
+        });
+    };
+    let code = match &failure.kind {
+        FailureKind::InvalidArguments => {
+            return error_frame(Some(request_id), "VALIDATION_ERROR", out.text, Value::Null);
+        }
+        FailureKind::DeadlineExceeded => return error_frame(Some(request_id), "TIMEOUT", out.text, Value::Null),
+        FailureKind::RateLimited => {
+            return error_frame(Some(request_id), "OVER_CAPACITY", out.text, retry_details(failure));
+        }
+        FailureKind::Provider { .. } => "PROVIDER_ERROR",
+        FailureKind::OverCapacity => "OVER_CAPACITY",
+        _ => "TOOL_EXECUTION_ERROR",
+    };
+    json!({
         "op": "call_tool_res",
         "request_id": request_id,
         "outputs": [{"type": "text", "text": out.text}],
         "text": out.text,
         "structured": out.structured,
-    });
-    if out.is_error {
-        let code = match out.structured.get("kind").and_then(Value::as_str) {
-            Some(_) => "PROVIDER_ERROR",
-            None if out.structured.get("retry_after_secs").is_some() => "OVER_CAPACITY",
-            None => "TOOL_EXECUTION_ERROR",
-        };
-        frame["error"] = json!({"code": code, "message": out.text, "details": out.structured});
-    }
-    frame
+        "error": {"code": code, "message": out.text, "details": out.structured},
+    })
+}
+
+fn retry_details(failure: &ToolFailure) -> Value {
+    json!({"retry_after": failure.retry_after.map_or(1, |d| d.as_secs().max(1)), "action": failure.action})
 }
 
 pub(crate) async fn run(mut socket: WebSocket, state: AppState, hello: Value, ip: IpAddr, header_auth: bool) {
@@ -301,10 +311,9 @@ pub(crate) async fn run(mut socket: WebSocket, state: AppState, hello: Value, ip
         }
     });
     let mut conn = Conn {
-        session: state.gateway.session("ws"),
+        session: state.open_session("ws", ip),
         state: state.clone(),
         session_id: session_id.clone(),
-        ip,
         out: out.clone(),
         calls: JoinSet::new(),
         running: Arc::default(),
@@ -318,8 +327,7 @@ pub(crate) async fn run(mut socket: WebSocket, state: AppState, hello: Value, ip
                 Some(Ok(Message::Binary(_))) => conn.send(error_frame(None, "INVALID_REQUEST", "frames are JSON text", Value::Null)).await,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    // The one read error worth answering: a frame over the size limit.
-                    if e.to_string().contains("limit exceeded") {
+                    if super::is_too_big(e) {
                         let frame = CloseFrame { code: close::TOO_BIG, reason: "frame over the size limit".into() };
                         let _ = out.send(Message::Close(Some(frame))).await;
                     }

@@ -2,6 +2,8 @@
 //! (exai-mcp's handler), one gateway session per connection. Frames that are not JSON-RPC are
 //! ignored, as the MCP SDKs do on every transport.
 
+use std::net::IpAddr;
+
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use rmcp::ServiceExt;
@@ -9,7 +11,7 @@ use rmcp::service::{RoleServer, RxJsonRpcMessage, TxJsonRpcMessage};
 
 use crate::state::AppState;
 
-pub(crate) async fn run(socket: WebSocket, state: AppState, first: String) {
+pub(crate) async fn run(socket: WebSocket, state: AppState, first: String, ip: IpAddr) {
     let (sink, stream) = socket.split();
     let incoming = futures::stream::once(async move { Ok(Message::Text(first.into())) })
         .chain(stream)
@@ -32,7 +34,8 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, first: String) {
                 .map_err(axum::Error::new),
         )
     });
-    let server = exai_mcp::ExaiServer::new(state.gateway.session("mcp-ws"), state.logs.clone());
+    let session = exai_mcp::SessionSource::Fixed(state.open_session("mcp-ws", ip));
+    let server = exai_mcp::ExaiServer::new(state.tools.clone(), session, state.logs.clone());
     let running = match server.serve((outgoing, Box::pin(incoming))).await {
         Ok(r) => r,
         Err(e) => {

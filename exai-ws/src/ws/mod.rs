@@ -4,21 +4,25 @@
 //! clients keep working). Anything else closes with 4000.
 //!
 //! Limits: connections in total and per address (over them: close 1008), frame and message size
-//! (over it: the WebSocket layer closes with 1009), and the daemon's per-address request rate.
+//! (over it: the WebSocket layer closes with 1009), and — through the core session each
+//! connection opens for its address — the client's request rate and each call's deadline.
 
 mod exai_protocol;
 mod mcp_ws;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::token_ok;
 use crate::state::{AppState, ConnectionGuard};
+
+/// Version of the EXAI WebSocket protocol (`docs/exai-ws-protocol.md`).
+pub const EXAI_WS_PROTOCOL: &str = "1";
 
 /// Initial read buffer per connection.
 const READ_BUFFER: usize = 4 * 1024;
@@ -50,11 +54,17 @@ pub(crate) async fn close_with(socket: &mut WebSocket, code: u16, reason: &str) 
     let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
+/// Whether a read failed on a frame or message over the size limit (the one read error worth
+/// answering, with close 1009).
+pub(crate) fn is_too_big(error: axum::Error) -> bool {
+    matches!(
+        error.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
 pub(crate) async fn upgrade(State(state): State<AppState>, request: Request) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |c| c.0.ip());
+    let ip = crate::client::client_ip(request.extensions());
     let header_auth = match &state.gateway.config().daemon.token {
         Some(token) => token_ok(request.headers(), token.expose()),
         None => true,
@@ -124,7 +134,7 @@ async fn connection(
             .await;
             return;
         }
-        mcp_ws::run(socket, state, first).await;
+        mcp_ws::run(socket, state, first, ip).await;
     } else if value.get("op").is_some() {
         exai_protocol::run(socket, state, value, ip, header_auth).await;
     } else {

@@ -10,6 +10,8 @@ use std::time::Duration;
 use exai_core::testing::{FakeReply, FakeUpstream};
 use tokio::process::{Child, Command};
 
+pub mod ws;
+
 /// A running exai-ws, killed when dropped.
 pub struct Daemon {
     pub child: Child,

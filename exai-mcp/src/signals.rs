@@ -1,9 +1,9 @@
-//! The stop signals every exai binary obeys: SIGINT (Ctrl-C) and, on Unix, SIGTERM — what a
-//! terminal, systemd, Docker or an MCP client sends. Each binary awaits [`shutdown`] and then
-//! drains through [`crate::Gateway::shutdown`].
+//! The stop signals every exai server process obeys: SIGINT (Ctrl-C) and, on Unix, SIGTERM —
+//! what a terminal, systemd, Docker or an MCP client sends. `exai-stdio` and `exai-ws` await
+//! [`shutdown_signal`] and then drain through `Gateway::shutdown`.
 
 /// Resolves at the first SIGINT or SIGTERM.
-pub async fn shutdown() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

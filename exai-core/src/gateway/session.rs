@@ -1,0 +1,164 @@
+//! [`Session`] — one client's view of the gateway — and [`ChatStream`], a streamed reply.
+//!
+//! A front door opens a session per client with [`SessionOptions`]: the client it counts
+//! requests for (`limits.requests_per_minute`, an address or `stdio`) and the deadline of each
+//! call (`limits.call_timeout_secs`). Every call made through the session is admitted the same
+//! way whichever front door made it: the gateway is running, the session is open, the client is
+//! under its rate, and the call ends by its deadline.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_util::sync::DropGuard;
+
+use super::Gateway;
+use crate::actors::session::SessionCore;
+use crate::error::Error;
+use crate::request::{ChatEvent, ChatRequest, ChatResponse};
+
+/// How a front door opens a session for one client.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionOptions {
+    /// What kind of client (`stdio`, `ws`, `http`, `cli`, …), as `status` shows it.
+    pub kind: String,
+    /// The client its requests are counted for against `limits.requests_per_minute` (an
+    /// address, `stdio`); sessions of one client share its rate. `None` counts nothing (an
+    /// embedder's own calls).
+    pub client: Option<String>,
+    /// How long one call may run; `None` takes `limits.call_timeout_secs`.
+    pub deadline: Option<Duration>,
+}
+
+impl SessionOptions {
+    /// Options for a client of this kind, counted for no rate limit.
+    pub fn new(kind: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            client: None,
+            deadline: None,
+        }
+    }
+
+    /// Counts this session's requests for `client` (its address, or `stdio`).
+    pub fn client(mut self, client: impl Into<String>) -> Self {
+        self.client = Some(client.into());
+        self
+    }
+
+    /// Gives each call this long instead of `limits.call_timeout_secs`.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
+/// A client's session: its own id, in-flight limit, cancellation scope, rate and deadline.
+#[derive(Clone)]
+pub struct Session {
+    pub(super) core: Arc<SessionCore>,
+    pub(super) gateway: Gateway,
+    /// The client counted against the rate limit, if any.
+    pub(super) client: Option<Arc<str>>,
+    pub(super) deadline: Duration,
+}
+
+impl Session {
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.core.id
+    }
+
+    /// One reply, within the session's deadline.
+    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
+        self.admit()?;
+        self.within_deadline(self.gateway.chat_in(&self.core, request)).await
+    }
+
+    /// A streamed reply, ended with [`Error::DeadlineExceeded`] if it outlives the deadline.
+    pub fn chat_stream(&self, request: ChatRequest) -> ChatStream {
+        match self.admit() {
+            Ok(()) => self.gateway.stream_in(&self.core, request, Some(self.deadline)),
+            Err(e) => ChatStream::failed(e),
+        }
+    }
+
+    /// Whether the session still takes requests (not closed, not expired after being idle).
+    pub fn is_open(&self) -> bool {
+        !self.core.cancel.is_cancelled()
+    }
+
+    /// How long one call of this session may run.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// The gateway this session belongs to.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// Admits one call from the client: the gateway runs, the session is open, the client is
+    /// under its rate. The tool suite calls it once per tool call, however many turns the tool
+    /// then makes.
+    pub(crate) fn admit(&self) -> Result<(), Error> {
+        self.gateway.admit(&self.core)?;
+        match &self.client {
+            Some(client) => self.gateway.inner.rate.check(client),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `call` within the session's deadline.
+    pub(crate) async fn within_deadline<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        tokio::time::timeout(self.deadline, call)
+            .await
+            .unwrap_or(Err(Error::DeadlineExceeded { after: self.deadline }))
+    }
+
+    /// A turn inside an admitted call (a tool's): no second admission, the call's deadline.
+    pub(crate) fn stream_admitted(&self, request: ChatRequest) -> ChatStream {
+        self.gateway.stream_in(&self.core, request, None)
+    }
+}
+
+/// A streamed reply: text and reasoning deltas, then [`ChatEvent::Done`] with usage — or one
+/// error. Dropping it cancels the request upstream.
+pub struct ChatStream {
+    pub(super) events: mpsc::Receiver<Result<ChatEvent, Error>>,
+    pub(super) _cancel_on_drop: Option<DropGuard>,
+}
+
+impl ChatStream {
+    /// A stream that yields `error` and ends.
+    pub(super) fn failed(error: Error) -> Self {
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx.try_send(Err(error));
+        Self {
+            events: rx,
+            _cancel_on_drop: None,
+        }
+    }
+
+    /// Drains the stream into the final response (convenient in tests and simple callers).
+    pub async fn collect_response(mut self) -> Result<ChatResponse, Error> {
+        while let Some(event) = self.events.recv().await {
+            if let ChatEvent::Done(response) = event? {
+                return Ok(response);
+            }
+        }
+        Err(Error::Cancelled)
+    }
+}
+
+impl Stream for ChatStream {
+    type Item = Result<ChatEvent, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_recv(cx)
+    }
+}

@@ -1,0 +1,38 @@
+//! The request-body limit (`daemon.max_body_bytes`), one layer for every HTTP route: a body
+//! announced larger is refused at once with 413, and one that grows past the limit while being
+//! read fails its read — whichever route, and whoever reads it (axum, or rmcp for `/mcp`).
+//! The refusal is in the caller's protocol: JSON-RPC for `/mcp`, OpenAI's error shape elsewhere.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::Limited;
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub(crate) async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let max = state.gateway.config().daemon.max_body_bytes;
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return too_large(request.uri().path(), max);
+    }
+    next.run(request.map(|body| Body::new(Limited::new(body, max)))).await
+}
+
+/// 413 in the protocol of the route.
+pub(crate) fn too_large(path: &str, max: usize) -> Response {
+    let message = format!("the request body is over this server's limit of {max} bytes (daemon.max_body_bytes)");
+    let body = if path.starts_with("/mcp") {
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": message}})
+    } else {
+        json!({"error": {"message": message, "type": "invalid_request_error", "code": "body_too_large", "param": null}})
+    };
+    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+}
