@@ -14,27 +14,36 @@
 //! ```
 //!
 //! # Layout
-//! - [`gateway`]: [`Gateway`], [`Session`], [`ChatStream`] — the public API.
-//! - [`config`]: [`Config`], loaded from `exai.toml` and the environment, every value with its
-//!   source; secrets redacted.
-//! - [`catalog`]: models, aliases, capabilities and prices.
+//! Every module is private; what callers use is re-exported here, once.
+//! - `gateway`: [`Gateway`], [`GatewayBuilder`], [`Session`] and [`SessionOptions`],
+//!   [`ChatStream`] — the public API; per-client admission (rate, deadline) lives here.
+//! - `config`: [`Config`] (loaded from `exai.toml` and the environment, or built in code with
+//!   [`Config::builder`]), every value with its [`Source`]; secrets redacted.
+//! - `request`: [`ChatRequest`] (a builder), [`ChatResponse`], [`ChatEvent`], [`Usage`].
+//! - `catalog`: models, aliases, capabilities and prices.
 //! - `actors`: sessions, the conversation queue, the semaphore manager.
 //! - `providers`: one worker actor per provider; the shared OpenAI wire format; one file of
 //!   quirks per provider; retries and the circuit breaker.
 //! - `routing`: `auto` selection and the fallback chain.
-//! - [`memory`]: conversation threads in Redis or in process.
-//! - [`usage`]: the ledger of tokens, requests, errors and cost.
-//! - [`tools`]: the MCP tool suite (17 tools, profiles), the same for every frontend.
-//! - [`testing`] (feature `testing`): a fake upstream for tests, benches and the quickstart.
-//! - [`logs`]: a tracing layer that hands log events to frontends (MCP log notifications).
-//! - [`error`]: the error types.
+//! - `memory`: conversation threads behind [`MemoryStore`] (Redis or in process).
+//! - `usage`: the ledger of tokens, requests, errors and cost.
+//! - `tools`: the MCP tool suite, [`ToolSuite`] — built on a gateway by the front doors; the
+//!   gateway knows nothing of it.
+//! - `testing` (feature `testing`): a fake upstream for tests, benches and the quickstart.
+//! - `error`: [`Error`] and the provider failure taxonomy.
+//!
+//! Process concerns stay with the binaries: log notifications and stop signals are in
+//! `exai-mcp`, protocol versions come from the crates that speak the protocols.
 //!
 //! # The path of a request
-//! frontend → [`Session`] (cancellation scope, per-session limit) → conversation queue (turns of
-//! one conversation in order; new conversations skip it) → limits (session, global, then the
-//! provider's) → router (plan, fallback chain) → provider worker (circuit breaker, rate limit,
-//! retries, HTTP/SSE) → memory (the turn is stored) and usage (the ledger) → the reply, which
-//! names the provider and model that actually answered.
+//! front door → [`Session`] (admission: the gateway runs, the session is open, the client is
+//! under `limits.requests_per_minute`; the call's deadline; cancellation scope; per-session
+//! limit) → conversation queue (turns of one conversation in order; new conversations skip it)
+//! → limits (session, global, then the provider's) → router (plan, fallback chain) → provider
+//! worker (circuit breaker, rate limit, retries, HTTP/SSE) → memory (the turn is stored) and
+//! usage (the ledger) → the reply, which names the provider and model that actually answered.
+//! A tool call takes the same path: [`ToolSuite::call`] admits it once, then the tool's turns run
+//! inside that admission.
 //!
 //! Every request runs in a tracing span (`chat`: request id, session, conversation, provider,
 //! model) and records metrics through the `metrics` facade: `exai_requests_total`,
@@ -77,3 +86,8 @@ pub use tools::{
     ToolSuite, attach_files,
 };
 pub use usage::{UsageReport, UsageRow};
+
+/// README's Rust snippets, compiled as doc tests so they cannot drift from the API.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -11,10 +11,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::ws::{Ws, connect, frame, hello, next, send, until};
-use common::{Daemon, start};
+use common::{Daemon, start, text_of, tool};
 use exai_core::testing::{FakeReply, FakeUpstream};
 use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
@@ -76,15 +75,6 @@ async fn the_openai_api_limits_rate_deadline_and_body() {
     assert!(limited.headers().get("retry-after").is_some());
     let body: Value = limited.json().await.unwrap_or_default();
     assert_eq!(body["error"]["code"], "rate_limited", "{body}");
-}
-
-fn tool(name: &str, arguments: Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(name.to_string()).with_arguments(arguments.as_object().cloned().unwrap_or_default())
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    let value = serde_json::to_value(result).unwrap_or_default();
-    value["content"][0]["text"].as_str().unwrap_or_default().to_string()
 }
 
 #[tokio::test]

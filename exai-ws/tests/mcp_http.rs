@@ -11,7 +11,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{lifecycle, start};
+use common::{lifecycle, start, text_of, tool};
 use exai_core::testing::FakeUpstream;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientRequest, LoggingMessageNotificationParam, PingRequest,
@@ -40,8 +40,7 @@ impl ClientHandler for Recorder {
 }
 
 fn chat(prompt: &str) -> CallToolRequestParams {
-    let arguments = json!({"prompt": prompt});
-    CallToolRequestParams::new("chat").with_arguments(arguments.as_object().cloned().unwrap_or_default())
+    tool("chat", json!({"prompt": prompt}))
 }
 
 /// Sends a `chat` call and returns its handle (its progress token, its id for cancelling).
@@ -53,11 +52,6 @@ async fn start_chat(client: &RunningService<RoleClient, Recorder>, prompt: &str)
         )
         .await
         .unwrap_or_else(|e| panic!("tools/call: {e}"))
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    let value = serde_json::to_value(result).unwrap_or_default();
-    value["content"][0]["text"].as_str().unwrap_or_default().to_string()
 }
 
 #[tokio::test]

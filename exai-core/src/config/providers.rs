@@ -17,6 +17,7 @@ use super::source::{Resolver, Secret, Source, any, positive};
 /// Which wire dialect a provider speaks (all are OpenAI chat-completions with quirks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ProviderKind {
     /// Z.ai GLM.
     Glm,
@@ -56,6 +57,7 @@ impl FromStr for ProviderKind {
 
 /// A model declared (or a built-in overridden) in the file.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ModelDecl {
     /// Upstream model id.
     pub id: String,
@@ -95,6 +97,7 @@ impl From<FileModel> for ModelDecl {
 
 /// One provider, resolved.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProviderConfig {
     /// Name used in model ids (`glm/glm-4.6`), metrics and the fallback chain.
     pub name: String,

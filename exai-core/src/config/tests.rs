@@ -130,10 +130,17 @@ fn invalid_values_name_the_key_and_where_they_came_from() {
         "{typo}"
     );
     let zero = msg(load(&[("EXAI_GLOBAL_MAX_INFLIGHT", "0")], None));
-    assert!(
-        zero.contains("limits.global_max_inflight") && zero.contains("at least 1"),
-        "{zero}"
+    assert_eq!(
+        zero,
+        "invalid configuration: limits.global_max_inflight (from env EXAI_GLOBAL_MAX_INFLIGHT): must be at least 1"
     );
+    let zero_in_file = msg(load(&[], Some("[memory]\nmax_turns = 0")));
+    assert_eq!(
+        zero_in_file,
+        "invalid configuration: memory.max_turns (from file): must be at least 1"
+    );
+    let zero_rpm = msg(load(&[("GLM_RPM", "0")], None));
+    assert!(zero_rpm.contains("providers.glm.rpm (from env GLM_RPM)"), "{zero_rpm}");
     let no_url = msg(load(&[], Some("[providers.ollama]\nkind = \"openai_compat\"")));
     assert!(
         no_url.contains("providers.ollama.base_url") && no_url.contains("OLLAMA_BASE_URL"),
@@ -193,4 +200,98 @@ fn exai_config_must_point_at_a_file_that_exists() {
         .err()
         .map(|e| e.to_string());
     assert!(err.is_some_and(|m| m.contains("/nonexistent/exai.toml") && m.contains("EXAI_CONFIG")));
+}
+
+#[test]
+fn a_config_is_built_in_code_with_its_sources_kept() -> Result<(), ConfigError> {
+    let c = Config::builder()
+        .env(env(&[("EXAI_SESSION_MAX_INFLIGHT", "5")]))
+        .without_file()
+        .set("limits.global_max_inflight", 4)
+        .set("providers.glm.api_key", "sk-from-code")
+        .set("providers.glm.base_url", "http://127.0.0.1:9/v1")
+        .build()?;
+    assert_eq!((c.limits.global_max_inflight, c.limits.session_max_inflight), (4, 5));
+    assert_eq!(
+        entry(&c, "limits.global_max_inflight").map(|e| e.source.clone()),
+        Some(Source::Code)
+    );
+    assert_eq!(
+        entry(&c, "limits.session_max_inflight")
+            .map(|e| e.source.to_string())
+            .as_deref(),
+        Some("env EXAI_SESSION_MAX_INFLIGHT")
+    );
+    let glm = c.provider("glm").map(|p| (p.is_ready(), p.base_url.clone()));
+    assert_eq!(glm, Some((true, "http://127.0.0.1:9/v1".to_string())));
+    assert!(
+        !format!("{:?}", c.entries()).contains("sk-from-code"),
+        "the key is redacted"
+    );
+    let unknown = Config::builder()
+        .without_file()
+        .set("limits.global_max_inflght", 4)
+        .build();
+    assert_eq!(
+        unknown.err().map(|e| e.to_string()).as_deref(),
+        Some(
+            "invalid configuration: limits.global_max_inflght (from code): no such setting (see `exai config` for every key)"
+        )
+    );
+    let defaults = Config::default();
+    assert_eq!(
+        (defaults.default_model.as_str(), defaults.limits.requests_per_minute),
+        ("auto", 6000)
+    );
+    Ok(())
+}
+
+#[test]
+fn every_setting_lives_in_the_config_and_is_printed() -> Result<(), ConfigError> {
+    let c = load(
+        &[
+            ("EXAI_LOG_FORMAT", "json"),
+            ("EXAI_STATE_DIR", "/tmp/exai-state"),
+            ("EXAI_WS_CALL_TIMEOUT_SECS", "9"),
+        ],
+        None,
+    )?;
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.state_dir, std::path::PathBuf::from("/tmp/exai-state"));
+    assert_eq!(
+        c.limits.call_timeout,
+        std::time::Duration::from_secs(9),
+        "the old name still works"
+    );
+    for (key, source) in [
+        ("log.format", "env EXAI_LOG_FORMAT"),
+        ("state_dir", "env EXAI_STATE_DIR"),
+        ("limits.call_timeout_secs", "env EXAI_WS_CALL_TIMEOUT_SECS"),
+        ("limits.requests_per_minute", "default"),
+        ("daemon.max_body_bytes", "default"),
+    ] {
+        assert_eq!(
+            entry(&c, key).map(|e| e.source.to_string()).as_deref(),
+            Some(source),
+            "{key}"
+        );
+    }
+    let bad = load(&[("EXAI_LOG_FORMAT", "yaml")], None)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        bad.contains("log.format (from env EXAI_LOG_FORMAT)") && bad.contains("text or json"),
+        "{bad}"
+    );
+    let file = load(
+        &[],
+        Some("state_dir = \"/srv/exai\"\n[log]\nformat = \"json\"\n[limits]\nrequests_per_minute = 60"),
+    )?;
+    assert_eq!(
+        (file.log_format, file.limits.requests_per_minute),
+        (LogFormat::Json, 60)
+    );
+    assert_eq!(file.state_dir, std::path::PathBuf::from("/srv/exai"));
+    Ok(())
 }

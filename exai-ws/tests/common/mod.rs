@@ -123,3 +123,15 @@ pub fn lifecycle(fake: &FakeUpstream, slow_text: &str) -> HashMap<String, String
     }
     env
 }
+
+/// An MCP `tools/call` of `name` with `arguments` (a JSON object).
+pub fn tool(name: &str, arguments: serde_json::Value) -> rmcp::model::CallToolRequestParams {
+    rmcp::model::CallToolRequestParams::new(name.to_string())
+        .with_arguments(arguments.as_object().cloned().unwrap_or_default())
+}
+
+/// The text of a tool result's first content block.
+pub fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    let value = serde_json::to_value(result).unwrap_or_default();
+    value["content"][0]["text"].as_str().unwrap_or_default().to_string()
+}
