@@ -80,10 +80,12 @@ pub use gateway::{
 };
 pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, Thread, ThreadSummary, Turn};
 pub use providers::{ProviderCheck, ProviderHealth};
-pub use request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage};
+pub use request::{
+    Attachments, ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage,
+};
 pub use tools::{
-    AttachError, Attachments, FailureKind, Progress, ProgressSender, ToolDef, ToolError, ToolFailure, ToolOutput,
-    ToolSuite, attach_files,
+    AttachError, FailureKind, Progress, ProgressSender, ToolDef, ToolError, ToolFailure, ToolOutput, ToolSuite,
+    attach_files,
 };
 pub use usage::{UsageReport, UsageRow};
 

@@ -207,7 +207,7 @@ impl ChatRequest {
     }
     /// Sends these files' contents with the turn (after its last user message) and records
     /// their paths with the conversation.
-    pub fn attach(mut self, attachments: crate::tools::Attachments) -> Self {
+    pub fn attach(mut self, attachments: Attachments) -> Self {
         self.files = attachments.embedded;
         self.context = attachments.context;
         self
@@ -244,6 +244,18 @@ impl ChatRequest {
     pub fn stores(&self) -> bool {
         !self.ephemeral
     }
+}
+
+/// Files embedded for one turn outside a tool call (the CLI's `--file`); give them to
+/// [`ChatRequest::attach`]; [`crate::attach_files`] reads them.
+#[derive(Debug, Clone, Default)]
+pub struct Attachments {
+    /// The files' contents, as text blocks sent after the turn's last user message.
+    pub context: Vec<String>,
+    /// Paths embedded (recorded with the turn).
+    pub embedded: Vec<String>,
+    /// What was left out, and why.
+    pub omitted: Vec<String>,
 }
 
 /// Token counts of one call.

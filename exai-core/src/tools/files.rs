@@ -16,6 +16,7 @@ use base64::Engine;
 
 use super::{Failure, ToolCtx};
 use crate::gateway::context::estimate;
+use crate::request::Attachments;
 
 /// Files read from one directory at most.
 const MAX_DIR_FILES: usize = 500;
@@ -61,18 +62,6 @@ pub(crate) async fn prepare(
     tokio::task::spawn_blocking(move || read_all(&files, &earlier, &images, budget))
         .await
         .map_err(|e| Failure::Gateway(crate::error::Error::Internal(format!("file reader failed: {e}"))))?
-}
-
-/// Files embedded for one turn outside a tool call (the CLI's `--file`); give them to
-/// [`crate::ChatRequest::attach`].
-#[derive(Debug, Clone, Default)]
-pub struct Attachments {
-    /// The files' contents, as text blocks sent after the turn's last user message.
-    pub context: Vec<String>,
-    /// Paths embedded (recorded with the turn).
-    pub embedded: Vec<String>,
-    /// What was left out, and why.
-    pub omitted: Vec<String>,
 }
 
 /// Why files could not be attached.

@@ -32,7 +32,7 @@ mod workflows;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-pub use files::{AttachError, Attachments, attach_files};
+pub use files::{AttachError, attach_files};
 pub use progress::{Progress, ProgressSender};
 pub use result::{FailureKind, ToolDef, ToolError, ToolFailure, ToolOutput};
 pub use suite::ToolSuite;
