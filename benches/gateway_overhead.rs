@@ -1,7 +1,7 @@
 //! Gateway overhead: the same chat call through `Gateway` and directly with reqwest, both against
 //! the fake upstream on 127.0.0.1. The difference of the two medians is what exai adds per call
 //! (session and global permits, routing, the provider worker actor, the usage ledger, storing the
-//! turn in memory).
+//! turn in the default SQLite store).
 //!
 //! ```sh
 //! cargo bench -p exai-benches --bench gateway_overhead
@@ -24,7 +24,11 @@ fn overhead(c: &mut Criterion) {
             .await
             .unwrap_or_else(|e| panic!("fake upstream: {e}"));
         fake.stop_recording();
-        let config = Config::from_parts(&fake.env_for(&["GLM"]), None).unwrap_or_else(|e| panic!("config: {e}"));
+        // The default store, in a file of its own.
+        let mut env = fake.env_for(&["GLM"]);
+        let state = std::env::temp_dir().join(format!("exai-bench-overhead-{}", std::process::id()));
+        env.insert("EXAI_STATE_DIR".into(), state.display().to_string());
+        let config = Config::from_parts(&env, None).unwrap_or_else(|e| panic!("config: {e}"));
         let gateway = Gateway::new(config).await.unwrap_or_else(|e| panic!("gateway: {e}"));
         (fake, gateway)
     });

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use exai_core::{Config, Gateway};
+use exai_core::{Config, Gateway, MemoryBackend};
 use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -118,26 +118,46 @@ async fn providers(gateway: &Gateway, offline: bool) -> Vec<Check> {
 }
 
 async fn memory(gateway: &Gateway, offline: bool) -> Check {
-    if gateway.config().memory.redis_url.is_none() {
-        return check(
-            "memory",
-            Verdict::Pass,
-            "in-process (set REDIS_URL to share conversations and usage between processes)",
-        );
-    }
-    if offline {
-        return check("memory", Verdict::Skip, "redis configured; not checked (--offline)");
+    let memory = &gateway.config().memory;
+    match memory.backend {
+        MemoryBackend::Memory => {
+            return check(
+                "memory",
+                Verdict::Pass,
+                "in this process only (memory.backend = memory); unset EXAI_MEMORY to keep conversations in SQLite",
+            );
+        }
+        MemoryBackend::Redis if offline => {
+            return check("memory", Verdict::Skip, "redis configured; not checked (--offline)");
+        }
+        _ => {}
     }
     let status = gateway.check_memory().await;
-    if status.reachable {
-        check("memory", Verdict::Pass, "redis reachable and writable")
-    } else {
-        let why = status.error.unwrap_or_default();
-        check(
+    let path = memory.sqlite_path.display();
+    match (memory.backend, status.backend, status.reachable) {
+        (MemoryBackend::Sqlite, "sqlite", true) => check("memory", Verdict::Pass, format!("sqlite {path}: writable")),
+        (MemoryBackend::Sqlite, "sqlite", false) => check(
             "memory",
             Verdict::Fail,
-            format!("redis unreachable ({why}); start it or fix REDIS_URL — requests still work, in process"),
-        )
+            format!(
+                "sqlite {path}: {}; requests still work, in process",
+                status.error.unwrap_or_default()
+            ),
+        ),
+        (MemoryBackend::Sqlite, _, _) => check(
+            "memory",
+            Verdict::Fail,
+            format!("sqlite {path} could not be opened (the log says why); conversations stay in process"),
+        ),
+        (_, _, true) => check("memory", Verdict::Pass, "redis reachable and writable"),
+        (_, _, false) => {
+            let why = status.error.unwrap_or_default();
+            check(
+                "memory",
+                Verdict::Fail,
+                format!("redis unreachable ({why}); start it or fix REDIS_URL — requests still work, in process"),
+            )
+        }
     }
 }
 

@@ -98,12 +98,7 @@ pub async fn threads(gateway: &Gateway, limit: usize, as_json: bool) -> Result<i
     if threads.is_empty() {
         eprintln!(
             "no conversations stored (memory: {})",
-            gateway
-                .config()
-                .memory
-                .redis_url
-                .as_ref()
-                .map_or("in-process", |_| "redis")
+            gateway.memory_status().await.backend
         );
     }
     for t in threads {
@@ -167,10 +162,10 @@ pub async fn usage(gateway: &Gateway, as_json: bool) -> Result<i32, Failure> {
         return print_json(&report);
     }
     usage_table("today (UTC):", &report.today);
-    let all = if report.backend == "redis" {
-        "all time:"
+    let all = if report.backend == "local" {
+        "all time (this process only: memory.backend is memory):"
     } else {
-        "all time (this process only; set REDIS_URL to keep a ledger):"
+        "all time:"
     };
     usage_table(all, &report.all_time);
     Ok(0)

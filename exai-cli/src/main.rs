@@ -38,19 +38,30 @@ async fn gateway() -> Result<Gateway, Failure> {
 }
 
 async fn run(cli: Cli) -> Result<i32, Failure> {
-    match cli.command {
+    let command = match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "exai", &mut std::io::stdout());
-            Ok(0)
+            return Ok(0);
         }
-        Command::Config(f) => info::config(f.json),
-        Command::Doctor { offline, json } => doctor::run(offline, json.json).await,
-        Command::Chat(args) => chat::run(&gateway().await?, args).await,
-        Command::Models(f) => info::models(&gateway().await?, f.json),
-        Command::Tools(f) => info::tools(&gateway().await?, f.json),
-        Command::Call { tool, args, json } => info::call(&gateway().await?, &tool, &args, json.json).await,
-        Command::Threads { limit, json } => info::threads(&gateway().await?, limit, json.json).await,
-        Command::Thread { id, json } => info::thread(&gateway().await?, &id, json.json).await,
-        Command::Usage(f) => info::usage(&gateway().await?, f.json).await,
-    }
+        Command::Config(f) => return info::config(f.json),
+        Command::Doctor { offline, json } => return doctor::run(offline, json.json).await,
+        other => other,
+    };
+    let gateway = gateway().await?;
+    let code = match command {
+        Command::Chat(args) => chat::run(&gateway, args).await,
+        Command::Models(f) => info::models(&gateway, f.json),
+        Command::Tools(f) => info::tools(&gateway, f.json),
+        Command::Call { tool, args, json } => info::call(&gateway, &tool, &args, json.json).await,
+        Command::Threads { limit, json } => info::threads(&gateway, limit, json.json).await,
+        Command::Thread { id, json } => info::thread(&gateway, &id, json.json).await,
+        Command::Usage(f) => info::usage(&gateway, f.json).await,
+        Command::Completions { .. } | Command::Config(_) | Command::Doctor { .. } => Ok(0),
+    };
+    // The usage ledger's writes leave the request path; wait (briefly) so none is lost.
+    gateway.shutdown_within(LEDGER_DRAIN).await;
+    code
 }
+
+/// How long a command waits for the usage ledger's last writes before exiting.
+const LEDGER_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);

@@ -364,3 +364,110 @@ async fn ctrl_c_during_a_stream_cancels_the_request_and_exits_130() {
         "the upstream request was cancelled"
     );
 }
+
+/// A state directory of its own for one test (its SQLite file).
+fn state_dir(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("exai-cli-state-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.display().to_string()
+}
+
+#[tokio::test]
+async fn without_redis_conversations_and_usage_outlive_each_invocation_in_sqlite() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_STATE_DIR".into(), state_dir("sqlite"));
+    let first = exai(&["chat", "--json", "first"], &env, None).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let reply: Value = serde_json::from_str(&first.stdout).unwrap_or_default();
+    let id = reply["continuation_id"].as_str().unwrap_or_default().to_string();
+    let second = exai(&["chat", "--continue", &id, "--no-stream", "second"], &env, None).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stdout.starts_with("echo (3 messages): second"),
+        "{}",
+        second.stdout
+    );
+
+    // Eight processes write turns to the one conversation at once; none is lost.
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let (env, id) = (env.clone(), id.clone());
+            tokio::spawn(async move {
+                let prompt = format!("writer {i}");
+                exai(&["chat", "--continue", &id, "--no-stream", &prompt], &env, None).await
+            })
+        })
+        .collect();
+    for w in writers {
+        let run = w.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let thread = exai(&["thread", &id, "--json"], &env, None).await;
+    let thread: Value = serde_json::from_str(&thread.stdout).unwrap_or_default();
+    let turns = thread["turns"].as_array().cloned().unwrap_or_default();
+    assert_eq!(turns.len(), 4 + 16, "{thread}");
+    for i in 0..8 {
+        let prompt = format!("writer {i}");
+        assert!(turns.iter().any(|t| t["content"] == prompt.as_str()), "{prompt} kept");
+    }
+
+    let listed = exai(&["threads"], &env, None).await;
+    assert!(
+        listed.stdout.contains(&id) && listed.stdout.contains("20 turns"),
+        "{}",
+        listed.stdout
+    );
+    let usage = exai(&["usage", "--json"], &env, None).await;
+    let usage: Value = serde_json::from_str(&usage.stdout).unwrap_or_default();
+    assert_eq!(usage["backend"], "sqlite", "{usage}");
+    let requests: u64 = usage["all_time"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["requests"].as_u64())
+        .sum();
+    assert_eq!(requests, 10, "every invocation's calls in one ledger: {usage}");
+    let config = exai(&["config"], &env, None).await;
+    assert!(
+        config
+            .stdout
+            .lines()
+            .any(|l| l.contains("memory.backend") && l.contains("sqlite")),
+        "{}",
+        config.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_sqlite_file_is_named_and_the_call_still_works_in_memory() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let dir = state_dir("corrupt");
+    let _ = std::fs::create_dir_all(&dir);
+    let db = format!("{dir}/exai.db");
+    let _ = std::fs::write(&db, vec![b'x'; 8192]);
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_STATE_DIR".into(), dir);
+    let run = exai(&["chat", "--no-stream", "still answered"], &env, None).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("echo (1 messages): still answered"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(&db) && run.stderr.contains("not a database"),
+        "{}",
+        run.stderr
+    );
+    let doctor = exai(&["doctor", "--offline"], &env, None).await;
+    assert!(
+        doctor.stdout.lines().any(|l| l.contains("memory") && l.contains(&db)),
+        "{}",
+        doctor.stdout
+    );
+}

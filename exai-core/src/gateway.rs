@@ -41,11 +41,12 @@ use crate::actors::limits::Limits;
 use crate::actors::session::{SessionCore, Sessions};
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::config::MemoryBackend;
 use crate::error::Error;
-use crate::memory::{LocalStore, MemoryStore, RedisStore, Thread, ThreadSummary};
+use crate::memory::{LocalStore, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary};
 use crate::providers::{ProviderClient, ProviderHandle, spawn_worker};
 use crate::request::{ChatRequest, ChatResponse, Message};
-use crate::usage::{UsageLedger, UsageReport};
+use crate::usage::{SharedLedger, UsageLedger, UsageReport};
 use rate::ClientRate;
 
 /// Events buffered between a streaming turn and its consumer.
@@ -135,17 +136,9 @@ impl GatewayBuilder {
                 .build()
                 .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?,
         };
-        let (memory, redis): (Arc<dyn MemoryStore>, Option<_>) = match (self.memory, &config.memory.redis_url) {
-            (Some(store), _) => (store, None),
-            (None, Some(url)) => {
-                let store = Arc::new(RedisStore::new(url, &config.memory)?);
-                let shared = (store.connection(), store.prefix().to_string());
-                if let Err(e) = store.ping().await {
-                    tracing::warn!(error = %e, "redis is not reachable at start; memory runs in process until it is");
-                }
-                (store, Some(shared))
-            }
-            (None, None) => (Arc::new(LocalStore::new(config.memory.ttl)), None),
+        let (memory, shared) = match self.memory {
+            Some(store) => (store, None),
+            None => open_memory(&config).await?,
         };
         let mut providers = HashMap::new();
         for p in &config.providers {
@@ -153,6 +146,7 @@ impl GatewayBuilder {
             providers.insert(p.name.clone(), spawn_worker(client, config.retry.clone()).await?);
         }
         let root = CancellationToken::new();
+        let tracker = TaskTracker::new();
         let sessions = Sessions::spawn(config.sessions.idle_timeout, config.limits.session_max_inflight).await?;
         let default_session = sessions.open("embedded", &root, false);
         let inner = Inner {
@@ -162,9 +156,9 @@ impl GatewayBuilder {
             queue: ConversationQueue::spawn(config.sessions.conversation_idle).await?,
             sessions,
             memory,
-            usage: UsageLedger::new(redis),
+            usage: UsageLedger::new(shared, tracker.clone()),
             root,
-            tracker: TaskTracker::new(),
+            tracker,
             closing: AtomicBool::new(false),
             default_session,
             rate: ClientRate::new(config.limits.requests_per_minute),
@@ -286,7 +280,7 @@ impl Gateway {
         let key = continuation_id.clone();
         let inner = self.inner.clone();
         let write = async move {
-            let mut thread = match &continuation_id {
+            let thread = match &continuation_id {
                 Some(id) => inner
                     .memory
                     .load(id)
@@ -294,8 +288,9 @@ impl Gateway {
                     .ok_or_else(|| Error::ThreadNotFound(id.clone()))?,
                 None => turn::new_thread(tool.clone()),
             };
-            turn::push_turns(&mut thread, messages, files, tool);
-            Ok(turn::save(&inner, thread).await)
+            let mut turns = Vec::new();
+            turn::push_turns(&mut turns, messages, files, tool);
+            Ok(turn::save(&inner, thread, turns).await)
         };
         match key {
             None => write.await,
@@ -398,6 +393,41 @@ impl Gateway {
             events: rx,
             _cancel_on_drop: guard,
         }
+    }
+}
+
+/// The memory store the configuration selects, and where the usage ledger is shared. A SQLite
+/// file that cannot be opened (read-only, locked, not a database) is reported naming its path,
+/// and the process carries on in process memory.
+async fn open_memory(config: &Config) -> Result<(Arc<dyn MemoryStore>, Option<SharedLedger>), Error> {
+    let local = || Arc::new(LocalStore::new(config.memory.ttl)) as Arc<dyn MemoryStore>;
+    match (config.memory.backend, &config.memory.redis_url) {
+        (MemoryBackend::Redis, Some(url)) => {
+            let store = Arc::new(RedisStore::new(url, &config.memory)?);
+            let shared = SharedLedger::Redis(store.connection(), store.prefix().to_string());
+            if let Err(e) = store.ping().await {
+                tracing::warn!(error = %e, "redis is not reachable at start; memory runs in process until it is");
+            }
+            Ok((store, Some(shared)))
+        }
+        (MemoryBackend::Sqlite, _) => {
+            let (path, ttl) = (config.memory.sqlite_path.clone(), config.memory.ttl);
+            let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&path, ttl))
+                .await
+                .map_err(|e| Error::Internal(format!("opening the SQLite file: {e}")))?;
+            match opened {
+                Ok(store) => {
+                    let shared = SharedLedger::Sqlite(store.db().clone());
+                    Ok((Arc::new(store), Some(shared)))
+                }
+                Err(e) => {
+                    metrics::counter!("exai_memory_errors_total", "op" => "open").increment(1);
+                    tracing::error!(error = %e, "conversations and usage stay in this process's memory");
+                    Ok((local(), None))
+                }
+            }
+        }
+        _ => Ok((local(), None)),
     }
 }
 

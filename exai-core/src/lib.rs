@@ -71,14 +71,15 @@ pub use actors::limits::LimitUsage;
 pub use actors::session::SessionInfo;
 pub use catalog::{Capabilities, Catalog, ModelInfo, Price};
 pub use config::{
-    Config, ConfigBuilder, ConfigEntry, ConfigError, DaemonConfig, LimitsConfig, LogFormat, MemoryConfig, ModelDecl,
-    ProviderConfig, ProviderKind, RetryConfig, RoutingConfig, Secret, SessionConfig, Source, ToolsConfig,
+    Config, ConfigBuilder, ConfigEntry, ConfigError, DaemonConfig, LimitsConfig, LogFormat, MemoryBackend,
+    MemoryConfig, ModelDecl, ProviderConfig, ProviderKind, RetryConfig, RoutingConfig, Secret, SessionConfig, Source,
+    ToolsConfig,
 };
 pub use error::{Error, ProviderError, ProviderErrorKind, Result};
 pub use gateway::{
     ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Session, SessionOptions,
 };
-pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, Thread, ThreadSummary, Turn};
+pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, Turn};
 pub use providers::{ProviderCheck, ProviderHealth};
 pub use request::{
     Attachments, ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage,

@@ -1,11 +1,11 @@
 //! The usage ledger: requests, errors, tokens and cost per provider and model.
 //!
 //! This is what answers "are my credits actually being used?". Every finished call is recorded
-//! in process (since this process started, and per UTC day) and, when Redis is configured, added
-//! to shared counters so that every exai process on the machine — stdio servers, the daemon, the
-//! CLI — contributes to one ledger: `exai:usage:all` and `exai:usage:day:YYYY-MM-DD` hashes whose
-//! fields are `provider|model|counter`. Redis writes happen off the request path; a failure is
-//! counted and the in-process figures remain.
+//! in process (since this process started, and per UTC day) and added to shared counters so that
+//! every exai process — stdio servers, the daemon, the CLI — contributes to one ledger: in the
+//! SQLite file (`usage` rows per day and `all`), or in Redis (`exai:usage:all` and
+//! `exai:usage:day:YYYY-MM-DD` hashes whose fields are `provider|model|counter`). Shared writes
+//! happen off the request path; a failure is counted and the in-process figures remain.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde::Serialize;
+use tokio_util::task::TaskTracker;
 
+use crate::memory::Db;
 use crate::request::Usage;
 
 /// Day keys are kept this long in Redis.
@@ -141,9 +143,20 @@ impl Local {
 }
 
 /// The ledger.
+/// Where the shared ledger lives.
+pub(crate) enum SharedLedger {
+    /// Redis hashes under this prefix.
+    Redis(ConnectionManager, String),
+    /// The SQLite file's `usage` table.
+    Sqlite(Db),
+}
+
 pub(crate) struct UsageLedger {
     local: Mutex<Local>,
-    redis: Option<(ConnectionManager, String)>,
+    shared: Option<SharedLedger>,
+    /// The gateway's tracker: shared writes run off the request path, and `shutdown` waits for
+    /// them, so a short-lived process (`exai chat`) loses none.
+    writes: TaskTracker,
 }
 
 /// Today's UTC date (shown as `YYYY-MM-DD`). A `Date` is compared without formatting; only Redis
@@ -161,10 +174,11 @@ fn row<'a>(rows: &'a mut Rows, provider: &str, model: &str) -> &'a mut UsageRow 
 }
 
 impl UsageLedger {
-    pub fn new(redis: Option<(ConnectionManager, String)>) -> Self {
+    pub fn new(shared: Option<SharedLedger>, writes: TaskTracker) -> Self {
         Self {
             local: Mutex::new(Local::default()),
-            redis,
+            shared,
+            writes,
         }
     }
 
@@ -209,7 +223,11 @@ impl UsageLedger {
     }
 
     fn persist(&self, provider: &str, model: &str, counters: &[(&str, i64)], cost: f64) {
-        let Some((conn, prefix)) = &self.redis else { return };
+        let (conn, prefix) = match &self.shared {
+            None => return,
+            Some(SharedLedger::Sqlite(db)) => return persist_sqlite(&self.writes, db, provider, model, counters, cost),
+            Some(SharedLedger::Redis(conn, prefix)) => (conn, prefix),
+        };
         let mut conn = conn.clone();
         let all = format!("{prefix}usage:all");
         let day = format!("{prefix}usage:day:{}", today());
@@ -227,7 +245,7 @@ impl UsageLedger {
             }
         }
         pipe.expire(&day, DAY_TTL_SECS).ignore();
-        tokio::spawn(async move {
+        self.writes.spawn(async move {
             let sent = tokio::time::timeout(std::time::Duration::from_secs(2), pipe.query_async::<()>(&mut conn)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 metrics::counter!("exai_memory_errors_total", "op" => "usage").increment(1);
@@ -244,7 +262,26 @@ impl UsageLedger {
             ),
             Err(_) => (Vec::new(), Vec::new()),
         };
-        if let Some((conn, prefix)) = &self.redis {
+        if let Some(SharedLedger::Sqlite(db)) = &self.shared {
+            let day = today().to_string();
+            let read = db
+                .call("usage report", move |conn| {
+                    Ok((read_sqlite(conn, "all")?, read_sqlite(conn, &day)?))
+                })
+                .await;
+            match read {
+                Ok((all_time, today)) => {
+                    return UsageReport {
+                        backend: "sqlite",
+                        since_start,
+                        today,
+                        all_time,
+                    };
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the usage ledger; showing this process's figures"),
+            }
+        }
+        if let Some(SharedLedger::Redis(conn, prefix)) = &self.shared {
             let mut conn = conn.clone();
             let mut pipe = redis::pipe();
             pipe.hgetall(format!("{prefix}usage:all"))
@@ -270,6 +307,67 @@ impl UsageLedger {
 }
 
 /// Rebuilds rows from `provider|model|counter` hash fields.
+/// Adds one call's counters to the file's rows for today and for all time, off the request path.
+fn persist_sqlite(writes: &TaskTracker, db: &Db, provider: &str, model: &str, counters: &[(&str, i64)], cost: f64) {
+    let count = |name: &str| counters.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v);
+    let values = [
+        count("requests"),
+        count("errors"),
+        count("input_tokens"),
+        count("output_tokens"),
+        count("reasoning_tokens"),
+    ];
+    let (db, provider, model, day) = (db.clone(), provider.to_string(), model.to_string(), today().to_string());
+    writes.spawn(async move {
+        let written = db
+            .call("usage", move |conn| {
+                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                for d in ["all", day.as_str()] {
+                    tx.execute(
+                        "INSERT INTO usage (day, provider, model, requests, errors, input_tokens, output_tokens,
+                             reasoning_tokens, cost_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT(day, provider, model) DO UPDATE SET
+                             requests = requests + excluded.requests, errors = errors + excluded.errors,
+                             input_tokens = input_tokens + excluded.input_tokens,
+                             output_tokens = output_tokens + excluded.output_tokens,
+                             reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+                             cost_usd = cost_usd + excluded.cost_usd",
+                        rusqlite::params![
+                            d, provider, model, values[0], values[1], values[2], values[3], values[4], cost
+                        ],
+                    )?;
+                }
+                tx.commit()
+            })
+            .await;
+        if written.is_err() {
+            metrics::counter!("exai_memory_errors_total", "op" => "usage").increment(1);
+        }
+    });
+}
+
+/// The file's rows for `day` (or `all`).
+fn read_sqlite(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<UsageRow>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd
+         FROM usage WHERE day = ?1 ORDER BY provider, model",
+    )?;
+    statement
+        .query_map([day], |r| {
+            Ok(UsageRow {
+                provider: r.get(0)?,
+                model: r.get(1)?,
+                requests: r.get::<_, i64>(2)? as u64,
+                errors: r.get::<_, i64>(3)? as u64,
+                input_tokens: r.get::<_, i64>(4)? as u64,
+                output_tokens: r.get::<_, i64>(5)? as u64,
+                reasoning_tokens: r.get::<_, i64>(6)? as u64,
+                cost_usd: r.get(7)?,
+            })
+        })?
+        .collect()
+}
+
 fn parse_rows(fields: &BTreeMap<String, String>) -> Vec<UsageRow> {
     let mut rows = Rows::default();
     for (field, value) in fields {
@@ -301,7 +399,7 @@ mod tests {
 
     #[tokio::test]
     async fn local_ledger_adds_up_per_provider_and_model() {
-        let l = UsageLedger::new(None);
+        let l = UsageLedger::new(None, TaskTracker::new());
         let u = Usage {
             input_tokens: 10,
             output_tokens: 5,

@@ -14,7 +14,11 @@ async fn redis_gateway(fake: &FakeUpstream, redis: &RedisServer, prefix: &str) -
     common::gateway(
         fake,
         &["GLM"],
-        &[("REDIS_URL", url.as_str()), ("EXAI_REDIS_PREFIX", prefix)],
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("EXAI_MEMORY", "redis"),
+            ("EXAI_REDIS_PREFIX", prefix),
+        ],
     )
     .await
 }
@@ -121,11 +125,20 @@ async fn conversations_expire_with_their_ttl() -> anyhow::Result<()> {
     let gw = common::gateway(
         &fake,
         &["GLM"],
-        &[("REDIS_URL", url.as_str()), ("EXAI_MEMORY_TTL_SECS", "1")],
+        &[
+            ("REDIS_URL", url.as_str()),
+            ("EXAI_MEMORY", "redis"),
+            ("EXAI_MEMORY_TTL_SECS", "1"),
+        ],
     )
     .await;
     let first = gw.chat(ChatRequest::new("short-lived")).await?;
-    let other = common::gateway(&fake, &["GLM"], &[("REDIS_URL", url.as_str())]).await;
+    let other = common::gateway(
+        &fake,
+        &["GLM"],
+        &[("REDIS_URL", url.as_str()), ("EXAI_MEMORY", "redis")],
+    )
+    .await;
     assert!(other.thread(&first.continuation_id).await?.is_some());
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     assert!(other.thread(&first.continuation_id).await?.is_none());

@@ -286,7 +286,22 @@ async fn two_processes_share_a_conversation_through_redis() {
     };
     let redis = exai_core::testing::RedisServer::start();
     let url = redis.url();
-    let env = env(&fake, &[("REDIS_URL", url.as_str())]);
+    two_processes_share_a_conversation(&fake, env(&fake, &[("REDIS_URL", url.as_str())])).await;
+}
+
+#[tokio::test]
+async fn two_processes_share_a_conversation_through_the_sqlite_file() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let state = std::env::temp_dir().join(format!("exai-stdio-sqlite-{}", std::process::id()));
+    let state = state.display().to_string();
+    two_processes_share_a_conversation(&fake, env(&fake, &[("EXAI_STATE_DIR", state.as_str())])).await;
+    assert!(std::path::Path::new(&state).join("exai.db").is_file());
+}
+
+/// One exai-stdio starts a conversation and exits; a second one continues it.
+async fn two_processes_share_a_conversation(fake: &FakeUpstream, env: HashMap<String, String>) {
     let mut first = McpChild::spawn(&env);
     first.initialize("2025-06-18").await;
     let reply = first

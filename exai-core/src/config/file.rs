@@ -58,6 +58,7 @@ pub(crate) struct FileLimits {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileMemory {
+    pub backend: Option<super::MemoryBackend>,
     pub redis_url: Option<String>,
     pub ttl_secs: Option<u64>,
     pub max_turns: Option<usize>,

@@ -43,6 +43,13 @@ pub(super) const CALL_TIMEOUT_SECS: Key<u64> = key(
 );
 
 pub(super) const REDIS_URL: (&str, &[&str]) = ("memory.redis_url", &["REDIS_URL"]);
+/// Its default is `redis` when a Redis URL is set, else `sqlite`, filled in by `mod.rs`.
+pub(super) const MEMORY_BACKEND: Key<MemoryBackend> = Key {
+    key: "memory.backend",
+    env: &["EXAI_MEMORY"],
+    default: None,
+    check: any,
+};
 pub(super) const MEMORY_TTL_SECS: Key<u64> = key("memory.ttl_secs", &["EXAI_MEMORY_TTL_SECS"], "259200", positive);
 pub(super) const MAX_TURNS: Key<usize> = key("memory.max_turns", &["EXAI_MAX_TURNS"], "50", positive);
 pub(super) const KEY_PREFIX: Key<String> = key("memory.key_prefix", &["EXAI_REDIS_PREFIX"], "exai:", any);
@@ -134,4 +141,4 @@ pub(super) const LOG_FORMAT: Key<LogFormat> = key("log.format", &["EXAI_LOG_FORM
 /// Its default is the user's state directory, filled in by `mod.rs`.
 pub(super) const STATE_DIR: (&str, &[&str]) = ("state_dir", &["EXAI_STATE_DIR"]);
 
-use super::LogFormat;
+use super::{LogFormat, MemoryBackend};

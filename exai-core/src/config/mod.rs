@@ -74,11 +74,52 @@ pub struct LimitsConfig {
     pub call_timeout: Duration,
 }
 
+/// Where conversations and the usage ledger are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum MemoryBackend {
+    /// A SQLite file in the state directory, shared by the processes of one machine (default).
+    Sqlite,
+    /// Redis, shared by many machines and daemons (default when a Redis URL is set).
+    Redis,
+    /// This process only (tests, throwaway runs).
+    Memory,
+}
+
+impl std::str::FromStr for MemoryBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sqlite" => Ok(Self::Sqlite),
+            "redis" => Ok(Self::Redis),
+            "memory" | "local" => Ok(Self::Memory),
+            other => Err(format!(
+                "unknown memory backend '{other}'; expected sqlite, redis or memory"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sqlite => "sqlite",
+            Self::Redis => "redis",
+            Self::Memory => "memory",
+        })
+    }
+}
+
 /// Conversation memory.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct MemoryConfig {
-    /// Redis URL; when absent, memory is in-process.
+    /// Where conversations and the usage ledger live.
+    pub backend: MemoryBackend,
+    /// The SQLite file (`state_dir/exai.db`), for the `sqlite` backend.
+    pub sqlite_path: PathBuf,
+    /// Redis URL, for the `redis` backend.
     pub redis_url: Option<Secret>,
     /// Conversation lifetime, refreshed on every turn.
     pub ttl: Duration,
@@ -291,9 +332,34 @@ impl Config {
             requests_per_minute: r.get(&keys::REQUESTS_PER_MINUTE, f.limits.requests_per_minute)?,
             call_timeout: Duration::from_secs(r.get(&keys::CALL_TIMEOUT_SECS, f.limits.call_timeout_secs)?),
         };
+        let (state_key, state_env) = keys::STATE_DIR;
+        let state_dir = match r.raw(state_key, state_env) {
+            Some((dir, source)) => (PathBuf::from(dir), source),
+            None => match f.state_dir {
+                Some(dir) => (dir, Source::File),
+                None => (default_state_dir(), Source::Default),
+            },
+        };
+        r.record(state_key, Some(state_dir.0.display().to_string()), state_dir.1);
         let (redis_key, redis_env) = keys::REDIS_URL;
+        let redis_url = r.secret(redis_key, redis_env, f.memory.redis_url).0;
+        let default_backend = if redis_url.is_some() {
+            MemoryBackend::Redis
+        } else {
+            MemoryBackend::Sqlite
+        };
+        let backend = r.get_or(&keys::MEMORY_BACKEND, f.memory.backend, default_backend)?;
+        if backend == MemoryBackend::Redis && redis_url.is_none() {
+            return Err(ConfigError::Invalid {
+                key: keys::MEMORY_BACKEND.key.into(),
+                origin: r.entries.last().map_or(Source::Default, |e| e.source.clone()),
+                message: "redis needs memory.redis_url (REDIS_URL)".into(),
+            });
+        }
         let memory = MemoryConfig {
-            redis_url: r.secret(redis_key, redis_env, f.memory.redis_url).0,
+            backend,
+            sqlite_path: state_dir.0.join("exai.db"),
+            redis_url,
             ttl: Duration::from_secs(r.get(&keys::MEMORY_TTL_SECS, f.memory.ttl_secs)?),
             max_turns: r.get(&keys::MAX_TURNS, f.memory.max_turns)?,
             key_prefix: r.get(&keys::KEY_PREFIX, f.memory.key_prefix)?,
@@ -335,15 +401,6 @@ impl Config {
             threads: r.get_or(&keys::THREADS, f.daemon.threads, cpus)?,
         };
         let log_format = r.get(&keys::LOG_FORMAT, f.log.format)?;
-        let (state_key, state_env) = keys::STATE_DIR;
-        let state_dir = match r.raw(state_key, state_env) {
-            Some((dir, source)) => (PathBuf::from(dir), source),
-            None => match f.state_dir {
-                Some(dir) => (dir, Source::File),
-                None => (default_state_dir(), Source::Default),
-            },
-        };
-        r.record(state_key, Some(state_dir.0.display().to_string()), state_dir.1);
         let providers = providers::resolve(&mut r, f.providers)?;
         let (fallback_key, fallback_env) = keys::FALLBACK;
         let all: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();

@@ -12,7 +12,8 @@ use crate::request::{ChatRequest, Message};
 use crate::testing::FakeUpstream;
 
 async fn gateway(fake: &FakeUpstream) -> anyhow::Result<Gateway> {
-    let env: HashMap<String, String> = fake.env_for(&["GLM"]).into_iter().collect();
+    let mut env: HashMap<String, String> = fake.env_for(&["GLM"]).into_iter().collect();
+    env.insert("EXAI_MEMORY".into(), "memory".into());
     Ok(Gateway::new(Config::builder().env(env).without_file().build()?).await?)
 }
 

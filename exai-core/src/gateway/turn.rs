@@ -315,10 +315,10 @@ async fn finish(
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {
-        let mut thread = thread.unwrap_or_else(|| new_thread(request.tool.clone()));
-        let files = request.files.clone();
-        push_turns(&mut thread, turn, files, request.tool.clone());
-        thread.turns.push(Turn {
+        let thread = thread.unwrap_or_else(|| new_thread(request.tool.clone()));
+        let mut turns = Vec::new();
+        push_turns(&mut turns, turn, request.files.clone(), request.tool.clone());
+        turns.push(Turn {
             role: Role::Assistant,
             content: done.text.clone(),
             provider: Some(model.provider.clone()),
@@ -329,7 +329,7 @@ async fn finish(
             tool: request.tool.clone(),
             timestamp_ms: now_ms(),
         });
-        save(inner, thread).await
+        save(inner, thread, turns).await
     };
     ChatResponse {
         text: done.text,
@@ -359,10 +359,10 @@ pub(crate) fn new_thread(tool: Option<String>) -> Thread {
 }
 
 /// Appends the caller's messages as turns; `files` go with the first.
-pub(crate) fn push_turns(thread: &mut Thread, messages: Vec<Message>, mut files: Vec<String>, tool: Option<String>) {
+pub(crate) fn push_turns(turns: &mut Vec<Turn>, messages: Vec<Message>, mut files: Vec<String>, tool: Option<String>) {
     let now = now_ms();
     for m in messages {
-        thread.turns.push(Turn {
+        turns.push(Turn {
             role: m.role,
             content: m.content,
             provider: None,
@@ -376,11 +376,12 @@ pub(crate) fn push_turns(thread: &mut Thread, messages: Vec<Message>, mut files:
     }
 }
 
-/// Trims and stores a thread; a failure is logged, never fatal (the reply was paid for).
-pub(crate) async fn save(inner: &Inner, mut thread: Thread) -> String {
-    thread.trim(inner.config.memory.max_turns);
+/// Stores `turns` at the end of `thread` (as it was loaded, or new); a failure is logged, never
+/// fatal (the reply was paid for).
+pub(crate) async fn save(inner: &Inner, mut thread: Thread, turns: Vec<Turn>) -> String {
     thread.updated_ms = now_ms();
-    if let Err(e) = inner.memory.save(&thread).await {
+    let max = inner.config.memory.max_turns;
+    if let Err(e) = inner.memory.append(&thread, &turns, max).await {
         tracing::error!(error = %e, conversation = %thread.id, "could not store the turn; the reply is still returned");
     }
     thread.id

@@ -2,7 +2,9 @@
 //!
 //! - [`MemoryStore`]: the trait both stores implement, with the same semantics (TTL refreshed on
 //!   every save, listing newest first).
-//! - `local.rs`: the in-process store (moka), the embedded default.
+//! - `local.rs`: the in-process store (moka), for tests and `EXAI_MEMORY=memory`.
+//! - `sqlite.rs` (over `db.rs`, the file and its migrations): the SQLite store, the durable
+//!   default — one file per machine, shared by every exai process.
 //! - `redis.rs`: the Redis store (connection manager, JSON threads under the `exai:` prefix). It
 //!   mirrors every thread in a local store, so when Redis goes away mid-run requests keep working
 //!   (the failure is logged and counted) and the connection manager reconnects in the background.
@@ -10,14 +12,18 @@
 //! Trimming to `max_turns` happens in [`Thread::trim`], called by the gateway before each save, so
 //! both stores hold exactly the same thing.
 
+mod db;
 mod local;
 mod redis;
+mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use db::Db;
 pub use local::LocalStore;
 pub use redis::RedisStore;
+pub use sqlite::SqliteStore;
 
 use crate::request::{Role, Usage};
 
@@ -25,6 +31,16 @@ use crate::request::{Role, Usage};
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum MemoryError {
+    /// The SQLite file failed: it names the file, what was being done, and SQLite's reason.
+    #[error("sqlite {op} of {path} failed: {message}")]
+    Sqlite {
+        /// The file.
+        path: String,
+        /// What was being done.
+        op: &'static str,
+        /// SQLite's message.
+        message: String,
+    },
     /// Redis could not be reached or answered with an error.
     #[error("redis {op} failed: {message}")]
     Redis {
@@ -152,6 +168,16 @@ pub trait MemoryStore: Send + Sync + 'static {
     async fn list(&self, limit: usize) -> Result<Vec<ThreadSummary>, MemoryError>;
     /// Whether the store answers now (`Ok` for the in-process store).
     async fn ping(&self) -> Result<(), MemoryError>;
+    /// Appends `turns` to the conversation `thread` (as the caller loaded it, or new), keeps its
+    /// newest `max_turns` and refreshes its lifetime from `thread.updated_ms`. A store that
+    /// several processes share makes this one atomic step, so writers to one conversation at
+    /// once lose no turn; by default the caller's copy is extended and saved.
+    async fn append(&self, thread: &Thread, turns: &[Turn], max_turns: usize) -> Result<(), MemoryError> {
+        let mut whole = thread.clone();
+        whole.turns.extend_from_slice(turns);
+        whole.trim(max_turns);
+        self.save(&whole).await
+    }
     /// Whether the store answers and accepts writes; by default the same as `ping`.
     async fn probe(&self) -> Result<(), MemoryError> {
         self.ping().await

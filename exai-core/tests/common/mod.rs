@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use exai_core::testing::FakeUpstream;
 use exai_core::{Config, Gateway};
 
-/// Settings that keep tests quick: short backoff, no long waits.
+/// Settings that keep tests quick (short backoff, no long waits) and to themselves (memory in
+/// process unless a test asks for a store).
 pub fn fast_env() -> HashMap<String, String> {
     HashMap::from([
+        ("EXAI_MEMORY".to_string(), "memory".to_string()),
         ("EXAI_RETRY_BASE_DELAY_MS".to_string(), "10".to_string()),
         ("EXAI_RETRY_MAX_DELAY_MS".to_string(), "50".to_string()),
         ("EXAI_QUEUE_TIMEOUT_MS".to_string(), "5000".to_string()),

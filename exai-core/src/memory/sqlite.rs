@@ -1,0 +1,265 @@
+//! The SQLite store: the durable default when no Redis is configured. Conversations outlive the
+//! process and are shared by every exai process on the machine (`exai chat --continue` in a new
+//! shell, two editors' exai-stdio, a daemon) with the Redis store's semantics: the lifetime is
+//! refreshed on every save, `max_turns` kept, listings newest first, expired threads purged.
+//!
+//! A turn is a row, and [`MemoryStore::append`] adds a call's turns in one immediate
+//! transaction, so processes writing to one conversation at once lose no turn. Like the Redis
+//! store, every thread is mirrored in process: when the file fails mid-run (removed, made
+//! read-only, disk full) the failure is logged once and counted, and conversations carry on in
+//! memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use super::db::Db;
+use super::{LocalStore, MemoryError, MemoryStore, Thread, ThreadSummary, Turn};
+use crate::actors::session::now_ms;
+
+/// Conversations in a SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    db: Db,
+    ttl: Duration,
+    mirror: LocalStore,
+    /// Whether the last operation failed (so a failure is logged once, and a recovery once).
+    degraded: Arc<AtomicBool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the file at `path`; threads live `ttl` after their last
+    /// save.
+    pub fn open(path: &std::path::Path, ttl: Duration) -> Result<Self, MemoryError> {
+        Ok(Self {
+            db: Db::open(path)?,
+            ttl,
+            mirror: LocalStore::new(ttl),
+            degraded: Arc::default(),
+        })
+    }
+
+    /// The database, shared with the usage ledger.
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Notes how an operation went: a failure is counted, and logged when it starts a run of
+    /// failures; the first success after one is logged too.
+    fn note<T>(&self, op: &'static str, result: &Result<T, MemoryError>) {
+        match result {
+            Ok(_) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!(path = %self.db.path().display(), "the SQLite file works again");
+                }
+            }
+            Err(e) => {
+                metrics::counter!("exai_memory_errors_total", "op" => op).increment(1);
+                if !self.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "SQLite failed; conversations continue in process memory");
+                }
+            }
+        }
+    }
+
+    async fn load_db(&self, id: &str) -> Result<Option<Thread>, MemoryError> {
+        let id = id.to_string();
+        self.db.call("load", move |conn| load_thread(conn, &id, now_ms())).await
+    }
+}
+
+/// Reads a thread that has not expired, its turns in order.
+fn load_thread(conn: &rusqlite::Connection, id: &str, now: u64) -> rusqlite::Result<Option<Thread>> {
+    let head = conn
+        .query_row(
+            "SELECT parent, tool, created_ms, updated_ms FROM threads WHERE id = ?1 AND expires_ms > ?2",
+            params![id, now as i64],
+            |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((parent, tool, created_ms, updated_ms)) = head else {
+        return Ok(None);
+    };
+    let mut statement = conn.prepare_cached("SELECT turn FROM turns WHERE thread_id = ?1 ORDER BY seq")?;
+    let turns = statement
+        .query_map(params![id], |r| r.get::<_, String>(0))?
+        .map(|json| {
+            json.and_then(|j| {
+                serde_json::from_str::<Turn>(&j)
+                    .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+            })
+        })
+        .collect::<rusqlite::Result<Vec<Turn>>>()?;
+    Ok(Some(Thread {
+        id: id.to_string(),
+        parent,
+        tool,
+        created_ms: created_ms as u64,
+        updated_ms: updated_ms as u64,
+        turns,
+    }))
+}
+
+/// Writes `thread`'s row (new, or its times refreshed) and appends `turns`, keeping the newest
+/// `max_turns`; purges what expired. One immediate transaction.
+fn append_turns(
+    conn: &mut rusqlite::Connection,
+    thread: &Thread,
+    turns: &[String],
+    max_turns: usize,
+    expires_ms: u64,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let now = now_ms() as i64;
+    tx.execute("DELETE FROM threads WHERE expires_ms <= ?1", params![now])?;
+    tx.execute(
+        "INSERT INTO threads (id, parent, tool, created_ms, updated_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(id) DO UPDATE SET updated_ms = excluded.updated_ms, expires_ms = excluded.expires_ms",
+        params![
+            thread.id,
+            thread.parent,
+            thread.tool,
+            thread.created_ms as i64,
+            thread.updated_ms as i64,
+            expires_ms as i64
+        ],
+    )?;
+    {
+        let mut insert = tx.prepare_cached("INSERT INTO turns (thread_id, turn) VALUES (?1, ?2)")?;
+        for turn in turns {
+            insert.execute(params![thread.id, turn])?;
+        }
+    }
+    tx.execute(
+        "DELETE FROM turns WHERE thread_id = ?1 AND seq NOT IN
+             (SELECT seq FROM turns WHERE thread_id = ?1 ORDER BY seq DESC LIMIT ?2)",
+        params![thread.id, max_turns as i64],
+    )?;
+    tx.commit()
+}
+
+fn to_json(turns: &[Turn]) -> Result<Vec<String>, MemoryError> {
+    turns
+        .iter()
+        .map(|t| {
+            serde_json::to_string(t).map_err(|e| MemoryError::Corrupt {
+                id: String::new(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl MemoryStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<Thread>, MemoryError> {
+        let result = self.load_db(id).await;
+        self.note("load", &result);
+        match result {
+            Ok(Some(thread)) => Ok(Some(thread)),
+            // Not in the file, or the file failed: a thread written while it failed is here.
+            Ok(None) | Err(_) => self.mirror.load(id).await,
+        }
+    }
+
+    async fn save(&self, thread: &Thread) -> Result<(), MemoryError> {
+        let head = Thread {
+            turns: Vec::new(),
+            ..thread.clone()
+        };
+        let id = thread.id.clone();
+        let cleared = self
+            .db
+            .call("save", move |conn| {
+                conn.execute("DELETE FROM turns WHERE thread_id = ?1", params![id])
+                    .map(|_| ())
+            })
+            .await;
+        self.note("save", &cleared);
+        self.append(&head, &thread.turns, usize::MAX / 2).await
+    }
+
+    async fn append(&self, thread: &Thread, turns: &[Turn], max_turns: usize) -> Result<(), MemoryError> {
+        let mut mirrored = thread.clone();
+        mirrored.turns.extend_from_slice(turns);
+        mirrored.trim(max_turns);
+        self.mirror.save(&mirrored).await?;
+        let (head, json) = (
+            Thread {
+                turns: Vec::new(),
+                ..thread.clone()
+            },
+            to_json(turns)?,
+        );
+        let expires = thread.updated_ms + self.ttl.as_millis() as u64;
+        let result = self
+            .db
+            .call("append", move |conn| {
+                append_turns(conn, &head, &json, max_turns, expires)
+            })
+            .await;
+        self.note("append", &result);
+        // The mirror holds the turns; the failure is logged and counted, not fatal.
+        Ok(())
+    }
+
+    async fn list(&self, limit: usize) -> Result<Vec<ThreadSummary>, MemoryError> {
+        let result = self
+            .db
+            .call("list", move |conn| {
+                let now = now_ms();
+                let ids = conn
+                    .prepare_cached(
+                        "SELECT id FROM threads WHERE expires_ms > ?1 ORDER BY updated_ms DESC, rowid DESC LIMIT ?2",
+                    )?
+                    .query_map(params![now as i64, limit as i64], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                let mut out = Vec::new();
+                for id in ids {
+                    if let Some(thread) = load_thread(conn, &id, now)? {
+                        out.push(thread.summary());
+                    }
+                }
+                Ok(out)
+            })
+            .await;
+        self.note("list", &result);
+        match result {
+            Ok(list) => Ok(list),
+            Err(_) => self.mirror.list(limit).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), MemoryError> {
+        self.db
+            .call("ping", |conn| {
+                conn.query_row("SELECT count(*) FROM threads", [], |_| Ok(()))
+            })
+            .await
+    }
+
+    async fn probe(&self) -> Result<(), MemoryError> {
+        // A write, so a file that became read-only is found out.
+        self.db
+            .call("probe", |conn| {
+                conn.execute_batch(
+                    "BEGIN IMMEDIATE; INSERT INTO usage (day, provider, model) VALUES ('probe', '', ''); ROLLBACK;",
+                )
+            })
+            .await
+    }
+}
