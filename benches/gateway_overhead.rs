@@ -3,6 +3,10 @@
 //! (session and global permits, routing, the provider worker actor, the usage ledger, storing the
 //! turn in the default SQLite store).
 //!
+//! A third row runs the same call through a gateway whose limits are shared through a real
+//! redis-server on loopback (`limits.shared`): its difference with the second row is what a
+//! shared lease costs per call (a global and a provider lease, each taken and released).
+//!
 //! ```sh
 //! cargo bench -p exai-benches --bench gateway_overhead
 //! ```
@@ -10,7 +14,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use exai_core::testing::FakeUpstream;
+use exai_core::testing::{FakeUpstream, RedisServer};
 use exai_core::{ChatRequest, Config, Gateway};
 use serde_json::json;
 
@@ -19,7 +23,8 @@ fn overhead(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
-    let (fake, gateway) = rt.block_on(async {
+    let redis = RedisServer::start();
+    let (fake, gateway, shared) = rt.block_on(async {
         let fake = FakeUpstream::start()
             .await
             .unwrap_or_else(|e| panic!("fake upstream: {e}"));
@@ -30,7 +35,12 @@ fn overhead(c: &mut Criterion) {
         env.insert("EXAI_STATE_DIR".into(), state.display().to_string());
         let config = Config::from_parts(&env, None).unwrap_or_else(|e| panic!("config: {e}"));
         let gateway = Gateway::new(config).await.unwrap_or_else(|e| panic!("gateway: {e}"));
-        (fake, gateway)
+        // The same, with the limits shared through Redis (memory stays in the SQLite file).
+        env.insert("REDIS_URL".into(), redis.url());
+        env.insert("EXAI_MEMORY".into(), "sqlite".into());
+        let config = Config::from_parts(&env, None).unwrap_or_else(|e| panic!("config: {e}"));
+        let shared = Gateway::new(config).await.unwrap_or_else(|e| panic!("gateway: {e}"));
+        (fake, gateway, shared)
     });
     let client = reqwest::Client::new();
     let url = format!("{}/chat/completions", fake.base_url());
@@ -57,6 +67,15 @@ fn overhead(c: &mut Criterion) {
     group.bench_function("through_gateway", |b| {
         b.to_async(&rt).iter(|| async {
             let reply = gateway
+                .chat(ChatRequest::new("ping").model("glm-4.6"))
+                .await
+                .unwrap_or_else(|e| panic!("gateway call: {e}"));
+            assert!(!reply.text.is_empty());
+        })
+    });
+    group.bench_function("through_gateway_shared_limits", |b| {
+        b.to_async(&rt).iter(|| async {
+            let reply = shared
                 .chat(ChatRequest::new("ping").model("glm-4.6"))
                 .await
                 .unwrap_or_else(|e| panic!("gateway call: {e}"));

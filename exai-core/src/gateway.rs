@@ -34,16 +34,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use session::{ChatStream, Session, SessionOptions};
-pub use status::{GatewayStatus, MemoryStatus, ModelEntry};
+pub use status::{GatewayStatus, MemoryStatus, ModelEntry, SharedLimitsStatus};
 
 use crate::actors::conversation::ConversationQueue;
 use crate::actors::limits::Limits;
 use crate::actors::session::{SessionCore, Sessions};
+use crate::actors::shared::SharedLimits;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::config::MemoryBackend;
 use crate::error::Error;
-use crate::memory::{LocalStore, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary};
+use crate::memory::{LocalStore, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, connect_redis};
 use crate::providers::{ProviderClient, ProviderHandle, spawn_worker};
 use crate::request::{ChatRequest, ChatResponse, Message};
 use crate::usage::{SharedLedger, UsageLedger, UsageReport};
@@ -151,7 +152,7 @@ impl GatewayBuilder {
         let default_session = sessions.open("embedded", &root, false);
         let inner = Inner {
             catalog: Catalog::from_config(&config),
-            limits: Limits::new(&config),
+            limits: share_limits(Limits::new(&config), &config, &providers)?,
             providers,
             queue: ConversationQueue::spawn(config.sessions.conversation_idle).await?,
             sessions,
@@ -394,6 +395,31 @@ impl Gateway {
             _cancel_on_drop: guard,
         }
     }
+}
+
+/// Shares the global and provider limits through Redis when `limits.shared` is on, and
+/// publishes each provider's circuit as it opens so the other daemons stop sending too.
+fn share_limits(limits: Limits, config: &Config, providers: &HashMap<String, ProviderHandle>) -> Result<Limits, Error> {
+    let (true, Some(url)) = (config.limits.shared, &config.memory.redis_url) else {
+        return Ok(limits);
+    };
+    let shared = Arc::new(SharedLimits::new(
+        connect_redis(url)?,
+        &config.memory.key_prefix,
+        config.limits.lease,
+    ));
+    for (name, handle) in providers {
+        let (shared, name, opened) = (shared.clone(), name.clone(), handle.circuit_opened());
+        tokio::spawn(async move {
+            futures::pin_mut!(opened);
+            while let Some(until) = futures::StreamExt::next(&mut opened).await {
+                shared
+                    .publish_open(&name, until.saturating_duration_since(tokio::time::Instant::now()))
+                    .await;
+            }
+        });
+    }
+    Ok(limits.share(shared))
 }
 
 /// The memory store the configuration selects, and where the usage ledger is shared. A SQLite

@@ -78,6 +78,7 @@ pub use config::{
 pub use error::{Error, ProviderError, ProviderErrorKind, Result};
 pub use gateway::{
     ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Session, SessionOptions,
+    SharedLimitsStatus,
 };
 pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, Turn};
 pub use providers::{ProviderCheck, ProviderHealth};

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use exai_core::SharedLimitsStatus;
+
 use crate::state::AppState;
 
 pub(crate) async fn healthz() -> Response {
@@ -31,7 +33,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"ready": reasons.is_empty(), "reasons": reasons, "memory": memory.backend});
+    // Degraded, still ready: with Redis failing, this daemon serves on its own limits.
+    let limits = gateway.shared_limits();
+    let mut body = json!({"ready": reasons.is_empty(), "reasons": reasons, "memory": memory.backend, "limits": limits});
+    if limits == SharedLimitsStatus::Degraded {
+        body["degraded"] = json!(["shared limits: redis is failing; this daemon runs on its local limits"]);
+    }
     (status, axum::Json(body)).into_response()
 }
 

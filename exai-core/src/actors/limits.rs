@@ -7,6 +7,10 @@
 //!
 //! Permits are `OwnedSemaphorePermit`s held in guards, so they are released by drop on every path:
 //! success, error, panic and cancellation (the future holding them is dropped).
+//!
+//! With shared limits (`shared.rs`), the global and provider permits also hold a lease in Redis
+//! and a provider's `rpm` is paced there, so the limits hold across daemons; callers see the
+//! same API. The local permits always apply too: when Redis fails, they are the limits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::shared::{Lease, Leased, SharedLimits};
 use crate::config::Config;
 use crate::error::Error;
 
@@ -45,6 +50,8 @@ pub(crate) struct Limits {
     global: SessionLimit,
     providers: HashMap<String, ProviderLimit>,
     queue_timeout: Duration,
+    /// The limits shared through Redis, when configured.
+    shared: Option<Arc<SharedLimits>>,
     /// Metric handles, registered once rather than looked up by name and labels per request.
     global_inflight: metrics::Gauge,
     request_wait: metrics::Histogram,
@@ -55,6 +62,8 @@ struct ProviderLimit {
     limit: SessionLimit,
     /// `provider NAME`, as over-capacity errors name it.
     scope: String,
+    /// Requests per minute, paced across daemons when the limits are shared.
+    rpm: Option<u32>,
     inflight: metrics::Gauge,
 }
 
@@ -63,6 +72,7 @@ struct ProviderLimit {
 pub(crate) struct RequestPermits {
     _session: OwnedSemaphorePermit,
     _global: OwnedSemaphorePermit,
+    _lease: Option<Lease>,
     _gauge: Gauge,
 }
 
@@ -70,6 +80,7 @@ pub(crate) struct RequestPermits {
 #[derive(Debug)]
 pub(crate) struct ProviderPermit {
     _permit: OwnedSemaphorePermit,
+    _lease: Option<Lease>,
     _gauge: Gauge,
 }
 
@@ -115,6 +126,7 @@ impl Limits {
                 let limit = ProviderLimit {
                     limit: SessionLimit::new(p.max_inflight),
                     scope: format!("provider {}", p.name),
+                    rpm: p.rpm,
                     inflight: metrics::gauge!("exai_inflight", "scope" => "provider", "name" => p.name.clone()),
                 };
                 (p.name.clone(), limit)
@@ -124,6 +136,7 @@ impl Limits {
             global: SessionLimit::new(config.limits.global_max_inflight),
             providers,
             queue_timeout: config.limits.queue_timeout,
+            shared: None,
             global_inflight: metrics::gauge!("exai_inflight", "scope" => "global", "name" => "global"),
             request_wait: metrics::histogram!("exai_queue_wait_seconds", "scope" => "request"),
             provider_wait: metrics::histogram!("exai_queue_wait_seconds", "scope" => "provider"),
@@ -131,6 +144,28 @@ impl Limits {
     }
 
     /// The deadline for a request arriving now.
+    /// Shares the global and provider limits through Redis.
+    pub fn share(mut self, shared: Arc<SharedLimits>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared limits, if any.
+    pub fn shared(&self) -> Option<&Arc<SharedLimits>> {
+        self.shared.as_ref()
+    }
+
+    /// A lease on `scope` when the limits are shared (none when Redis failed: local only).
+    async fn lease(&self, scope: &str, max: usize, deadline: Instant) -> Result<Option<Lease>, Error> {
+        match &self.shared {
+            None => Ok(None),
+            Some(shared) => match shared.lease(scope, max, deadline).await? {
+                Leased::Held(lease) => Ok(Some(lease)),
+                Leased::Local => Ok(None),
+            },
+        }
+    }
+
     pub fn deadline(&self) -> Instant {
         Instant::now() + self.queue_timeout
     }
@@ -140,10 +175,12 @@ impl Limits {
         let started = Instant::now();
         let session_permit = acquire(session, "session", started, deadline).await?;
         let global = acquire(&self.global, "global", started, deadline).await?;
+        let lease = self.lease("global", self.global.max, deadline).await?;
         self.request_wait.record(started.elapsed().as_secs_f64());
         Ok(RequestPermits {
             _session: session_permit,
             _global: global,
+            _lease: lease,
             _gauge: Gauge::new(&self.global_inflight),
         })
     }
@@ -173,9 +210,14 @@ impl Limits {
             .ok_or_else(|| Error::Internal(format!("no limit for provider {provider}")))?;
         let started = Instant::now();
         let permit = acquire(&limit.limit, &limit.scope, started, deadline).await?;
+        let lease = self.lease(provider, limit.limit.max, deadline).await?;
+        if let (Some(shared), Some(rpm)) = (&self.shared, limit.rpm) {
+            shared.pace(provider, rpm, deadline).await?;
+        }
         self.provider_wait.record(started.elapsed().as_secs_f64());
         Ok(ProviderPermit {
             _permit: permit,
+            _lease: lease,
             _gauge: Gauge::new(&limit.inflight),
         })
     }

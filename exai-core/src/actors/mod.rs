@@ -3,7 +3,8 @@
 //! - `session.rs`: the session registry actor (one session per client, idle expiry).
 //! - `conversation.rs`: the conversation queue — one actor per active conversation runs its
 //!   turns strictly in order; different conversations run in parallel; idle ones are evicted.
-//! - `limits.rs`: the semaphore manager (global, per-provider, per-session permits).
+//! - `limits.rs`: the semaphore manager (global, per-provider, per-session permits), and
+//!   `shared.rs`: the same limits shared by every daemon on one Redis (leases, `rpm`, circuits).
 //!
 //! Provider workers live with the providers (`providers/worker.rs`). Every request/reply
 //! exchange with an actor goes through [`ask`], which maps ractor's send and timeout failures into
@@ -12,6 +13,7 @@
 pub(crate) mod conversation;
 pub(crate) mod limits;
 pub(crate) mod session;
+pub(crate) mod shared;
 
 use std::time::Duration;
 

@@ -53,6 +53,8 @@ pub(crate) struct FileLimits {
     pub queue_timeout_ms: Option<u64>,
     pub requests_per_minute: Option<u32>,
     pub call_timeout_secs: Option<u64>,
+    pub shared: Option<bool>,
+    pub lease_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

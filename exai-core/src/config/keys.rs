@@ -42,6 +42,15 @@ pub(super) const CALL_TIMEOUT_SECS: Key<u64> = key(
     positive,
 );
 
+/// Its default is on when a Redis URL is set, filled in by `mod.rs`.
+pub(super) const SHARED_LIMITS: Key<bool> = Key {
+    key: "limits.shared",
+    env: &["EXAI_SHARED_LIMITS"],
+    default: None,
+    check: any,
+};
+pub(super) const LEASE_SECS: Key<u64> = key("limits.lease_secs", &["EXAI_LEASE_SECS"], "15", positive);
+
 pub(super) const REDIS_URL: (&str, &[&str]) = ("memory.redis_url", &["REDIS_URL"]);
 /// Its default is `redis` when a Redis URL is set, else `sqlite`, filled in by `mod.rs`.
 pub(super) const MEMORY_BACKEND: Key<MemoryBackend> = Key {

@@ -72,6 +72,12 @@ pub struct LimitsConfig {
     /// Longest a call (a completion or a tool call) may run before it is stopped and answered
     /// with a timeout, at every front door.
     pub call_timeout: Duration,
+    /// Whether the global and provider limits (in flight, `rpm`, open circuits) are shared by
+    /// every daemon on the Redis (on by default with a Redis URL).
+    pub shared: bool,
+    /// How long a shared lease lives unless its holder renews it: what a daemon killed
+    /// mid-call holds at most.
+    pub lease: Duration,
 }
 
 /// Where conversations and the usage ledger are kept.
@@ -325,13 +331,6 @@ impl Config {
         };
         let mut r = Resolver::new(env, code);
         let default_model = r.get(&keys::DEFAULT_MODEL, f.default_model)?;
-        let limits = LimitsConfig {
-            global_max_inflight: r.get(&keys::GLOBAL_MAX_INFLIGHT, f.limits.global_max_inflight)?,
-            session_max_inflight: r.get(&keys::SESSION_MAX_INFLIGHT, f.limits.session_max_inflight)?,
-            queue_timeout: Duration::from_millis(r.get(&keys::QUEUE_TIMEOUT_MS, f.limits.queue_timeout_ms)?),
-            requests_per_minute: r.get(&keys::REQUESTS_PER_MINUTE, f.limits.requests_per_minute)?,
-            call_timeout: Duration::from_secs(r.get(&keys::CALL_TIMEOUT_SECS, f.limits.call_timeout_secs)?),
-        };
         let (state_key, state_env) = keys::STATE_DIR;
         let state_dir = match r.raw(state_key, state_env) {
             Some((dir, source)) => (PathBuf::from(dir), source),
@@ -356,6 +355,23 @@ impl Config {
                 message: "redis needs memory.redis_url (REDIS_URL)".into(),
             });
         }
+        let shared = r.get_or(&keys::SHARED_LIMITS, f.limits.shared, redis_url.is_some())?;
+        if shared && redis_url.is_none() {
+            return Err(ConfigError::Invalid {
+                key: keys::SHARED_LIMITS.key.into(),
+                origin: r.entries.last().map_or(Source::Default, |e| e.source.clone()),
+                message: "shared limits need memory.redis_url (REDIS_URL)".into(),
+            });
+        }
+        let limits = LimitsConfig {
+            global_max_inflight: r.get(&keys::GLOBAL_MAX_INFLIGHT, f.limits.global_max_inflight)?,
+            session_max_inflight: r.get(&keys::SESSION_MAX_INFLIGHT, f.limits.session_max_inflight)?,
+            queue_timeout: Duration::from_millis(r.get(&keys::QUEUE_TIMEOUT_MS, f.limits.queue_timeout_ms)?),
+            requests_per_minute: r.get(&keys::REQUESTS_PER_MINUTE, f.limits.requests_per_minute)?,
+            call_timeout: Duration::from_secs(r.get(&keys::CALL_TIMEOUT_SECS, f.limits.call_timeout_secs)?),
+            shared,
+            lease: Duration::from_secs(r.get(&keys::LEASE_SECS, f.limits.lease_secs)?),
+        };
         let memory = MemoryConfig {
             backend,
             sqlite_path: state_dir.0.join("exai.db"),

@@ -53,7 +53,29 @@ pub struct GatewayStatus {
     pub usage: UsageReport,
 }
 
+/// Whether the global and provider limits are shared with other daemons right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SharedLimitsStatus {
+    /// Not shared (`limits.shared` off, or no Redis): this process's limits only.
+    Off,
+    /// Shared through Redis.
+    Shared,
+    /// Shared, but Redis is failing: this daemon runs on its local limits until it is back.
+    Degraded,
+}
+
 impl Gateway {
+    /// Whether the limits are shared with other daemons, and working.
+    pub fn shared_limits(&self) -> SharedLimitsStatus {
+        match self.inner.limits.shared() {
+            None => SharedLimitsStatus::Off,
+            Some(s) if s.is_degraded() => SharedLimitsStatus::Degraded,
+            Some(_) => SharedLimitsStatus::Shared,
+        }
+    }
+
     /// Every model in the catalog, with whether it can be used now.
     pub fn models(&self) -> Vec<ModelEntry> {
         let config = &self.inner.config;

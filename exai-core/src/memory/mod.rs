@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use db::Db;
 pub use local::LocalStore;
 pub use redis::RedisStore;
+pub(crate) use redis::connect as connect_redis;
 pub use sqlite::SqliteStore;
 
 use crate::request::{Role, Usage};

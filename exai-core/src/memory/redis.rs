@@ -35,21 +35,8 @@ impl RedisStore {
     /// Creates the store. The connection is made lazily, so a Redis that is down at start only
     /// degrades memory to the mirror until it comes up.
     pub fn new(url: &Secret, config: &MemoryConfig) -> Result<Self, MemoryError> {
-        let client = redis::Client::open(url.expose()).map_err(|e| MemoryError::Redis {
-            op: "connect",
-            message: format!("REDIS_URL is not a valid Redis URL ({})", e.category()),
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|e| MemoryError::Redis {
-            op: "connect",
-            message: e.to_string(),
-        })?;
         Ok(Self {
-            conn,
+            conn: connect(url)?,
             prefix: config.key_prefix.clone(),
             ttl_secs: config.ttl.as_secs().max(1),
             mirror: LocalStore::new(config.ttl),
@@ -108,6 +95,24 @@ impl RedisStore {
         }
         result
     }
+}
+
+/// A connection manager for `url`: connected lazily and reconnected in the background, with
+/// short timeouts so a Redis that is down degrades a call instead of stalling it.
+pub(crate) fn connect(url: &Secret) -> Result<ConnectionManager, MemoryError> {
+    let client = redis::Client::open(url.expose()).map_err(|e| MemoryError::Redis {
+        op: "connect",
+        message: format!("REDIS_URL is not a valid Redis URL ({})", e.category()),
+    })?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|e| MemoryError::Redis {
+        op: "connect",
+        message: e.to_string(),
+    })
 }
 
 #[async_trait]

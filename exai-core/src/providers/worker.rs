@@ -262,6 +262,18 @@ impl ProviderHandle {
         self.actor.get_cell()
     }
 
+    /// When the circuit opens, the time it opens until — for publishing it to other daemons.
+    /// Ends when the worker stops.
+    pub fn circuit_opened(&self) -> impl futures::Stream<Item = Instant> + Send + 'static {
+        let changes = tokio_stream::wrappers::WatchStream::from_changes(self.view.clone());
+        futures::StreamExt::filter_map(changes, |view| async move {
+            match view {
+                View::OpenUntil(until) => Some(until),
+                _ => None,
+            }
+        })
+    }
+
     pub fn stop(&self) {
         self.actor.stop(None);
     }

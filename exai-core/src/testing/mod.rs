@@ -76,6 +76,9 @@ pub(crate) struct Shared {
     pub not_recording: std::sync::atomic::AtomicBool,
     pub completed: AtomicUsize,
     pub cut_short: AtomicUsize,
+    /// Chat requests accepted, and the most that were open at once.
+    pub accepted: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
     pub changed: Notify,
 }
 
@@ -166,6 +169,12 @@ impl FakeUpstream {
     /// Replies abandoned because the client went away before the end.
     pub fn cut_short(&self) -> usize {
         self.shared.cut_short.load(Ordering::SeqCst)
+    }
+
+    /// The most chat requests that were open at once (accepted and not yet answered in full or
+    /// abandoned) — what a limit on requests in flight must bound.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Waits until `check` holds (re-checked on every request and reply), or `timeout` passes.

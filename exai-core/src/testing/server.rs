@@ -66,6 +66,10 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
     if let Some(denied) = record(&shared, &uri, &headers, request.clone()) {
         return denied;
     }
+    let open = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1
+        - shared.completed.load(Ordering::SeqCst)
+        - shared.cut_short.load(Ordering::SeqCst);
+    shared.max_in_flight.fetch_max(open, Ordering::SeqCst);
     let reply = shared
         .script
         .lock()
