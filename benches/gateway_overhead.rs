@@ -3,7 +3,8 @@
 //! (session and global permits, routing, the provider worker actor, the usage ledger, storing the
 //! turn in the default SQLite store).
 //!
-//! A third row runs the same call through a gateway whose limits are shared through a real
+//! The gateway rows differ by store: memory in process only (the gateway's own work), the SQLite
+//! file (the default: the turn is stored before the reply returns), and a third row runs the same call through a gateway whose limits are shared through a real
 //! redis-server on loopback (`limits.shared`): its difference with the second row is what a
 //! shared lease costs per call (a global and a provider lease, each taken and released).
 //!
@@ -24,7 +25,7 @@ fn overhead(c: &mut Criterion) {
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     let redis = RedisServer::start();
-    let (fake, gateway, shared) = rt.block_on(async {
+    let (fake, in_process, gateway, shared) = rt.block_on(async {
         let fake = FakeUpstream::start()
             .await
             .unwrap_or_else(|e| panic!("fake upstream: {e}"));
@@ -33,14 +34,20 @@ fn overhead(c: &mut Criterion) {
         let mut env = fake.env_for(&["GLM"]);
         let state = std::env::temp_dir().join(format!("exai-bench-overhead-{}", std::process::id()));
         env.insert("EXAI_STATE_DIR".into(), state.display().to_string());
-        let config = Config::from_parts(&env, None).unwrap_or_else(|e| panic!("config: {e}"));
-        let gateway = Gateway::new(config).await.unwrap_or_else(|e| panic!("gateway: {e}"));
+        let gateway_with = |env: &std::collections::HashMap<String, String>| {
+            let config = Config::from_parts(env, None).unwrap_or_else(|e| panic!("config: {e}"));
+            Gateway::new(config)
+        };
+        let gateway = gateway_with(&env).await.unwrap_or_else(|e| panic!("gateway: {e}"));
+        // Memory in process only: the gateway's own work, no store.
+        let mut memory_env = env.clone();
+        memory_env.insert("EXAI_MEMORY".into(), "memory".into());
+        let in_process = gateway_with(&memory_env).await.unwrap_or_else(|e| panic!("gateway: {e}"));
         // The same, with the limits shared through Redis (memory stays in the SQLite file).
         env.insert("REDIS_URL".into(), redis.url());
         env.insert("EXAI_MEMORY".into(), "sqlite".into());
-        let config = Config::from_parts(&env, None).unwrap_or_else(|e| panic!("config: {e}"));
-        let shared = Gateway::new(config).await.unwrap_or_else(|e| panic!("gateway: {e}"));
-        (fake, gateway, shared)
+        let shared = gateway_with(&env).await.unwrap_or_else(|e| panic!("gateway: {e}"));
+        (fake, in_process, gateway, shared)
     });
     let client = reqwest::Client::new();
     let url = format!("{}/chat/completions", fake.base_url());
@@ -62,6 +69,15 @@ fn overhead(c: &mut Criterion) {
                 .await
                 .unwrap_or_else(|e| panic!("direct body: {e}"));
             assert!(reply["choices"][0]["message"]["content"].is_string());
+        })
+    });
+    group.bench_function("through_gateway_in_process_memory", |b| {
+        b.to_async(&rt).iter(|| async {
+            let reply = in_process
+                .chat(ChatRequest::new("ping").model("glm-4.6"))
+                .await
+                .unwrap_or_else(|e| panic!("gateway call: {e}"));
+            assert!(!reply.text.is_empty());
         })
     });
     group.bench_function("through_gateway", |b| {
