@@ -42,7 +42,9 @@ fn overhead(c: &mut Criterion) {
         // Memory in process only: the gateway's own work, no store.
         let mut memory_env = env.clone();
         memory_env.insert("EXAI_MEMORY".into(), "memory".into());
-        let in_process = gateway_with(&memory_env).await.unwrap_or_else(|e| panic!("gateway: {e}"));
+        let in_process = gateway_with(&memory_env)
+            .await
+            .unwrap_or_else(|e| panic!("gateway: {e}"));
         // The same, with the limits shared through Redis (memory stays in the SQLite file).
         env.insert("REDIS_URL".into(), redis.url());
         env.insert("EXAI_MEMORY".into(), "sqlite".into());

@@ -27,14 +27,16 @@ pub const DRAIN: Duration = Duration::from_secs(1);
 
 /// Serves MCP on this process's stdin and stdout until the client closes stdin or `shutdown`
 /// resolves, then drains the gateway. The one client is counted as `stdio` against
-/// `limits.requests_per_minute`, and each call has `limits.call_timeout_secs`, as at every
-/// other front door.
+/// `limits.requests_per_minute`, each call has `limits.call_timeout_secs`, and a line over
+/// `limits.max_frame_bytes` is dropped (the server keeps serving), as at every other front door.
 pub async fn serve_stdio(gateway: Gateway, logs: LogTap, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let tools = ToolSuite::new(gateway.clone()).with_protocol("mcp", exai_mcp::protocol_versions());
     let session = gateway.open_session(SessionOptions::new("stdio").client("stdio"));
     let server = ExaiServer::new(tools, SessionSource::Fixed(session), logs);
     let (read, write) = rmcp::transport::stdio_pipes();
-    let (transport, eof) = eof::EofSignal::new(AsyncRwTransport::new_server(read, write));
+    let max_line = gateway.config().limits.max_frame_bytes;
+    let transport = AsyncRwTransport::new_server(read, write).with_max_line_length(max_line);
+    let (transport, eof) = eof::EofSignal::new(transport);
     let running = server.serve(transport).await?;
     let cancel = running.cancellation_token();
     tokio::select! {

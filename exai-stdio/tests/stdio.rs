@@ -335,7 +335,11 @@ async fn the_client_rate_and_the_call_deadline_hold_over_stdio() {
         panic!("fake")
     };
     fake.push(FakeReply::hang());
-    let limits = [("EXAI_REQUESTS_PER_MINUTE", "3"), ("EXAI_CALL_TIMEOUT_SECS", "1")];
+    let limits = [
+        ("EXAI_REQUESTS_PER_MINUTE", "3"),
+        ("EXAI_CALL_TIMEOUT_SECS", "1"),
+        ("EXAI_MAX_FRAME_BYTES", "4096"),
+    ];
     let mut mcp = McpChild::spawn(&env(&fake, &limits));
     mcp.initialize("2025-06-18").await;
     let started = Instant::now();
@@ -378,4 +382,13 @@ async fn the_client_rate_and_the_call_deadline_hold_over_stdio() {
     );
     let ping = mcp.request(6, "ping", json!({})).await;
     assert!(ping["result"].is_object(), "still serving: {ping}");
+    // A line over the frame limit is dropped, unread; the server keeps serving.
+    mcp.send(json!({"jsonrpc": "2.0", "id": 7, "method": "ping", "params": {"pad": "x".repeat(5_000)}}))
+        .await;
+    let after = mcp.request(8, "ping", json!({})).await;
+    assert!(after["result"].is_object(), "still serving: {after}");
+    assert!(
+        mcp.seen.iter().all(|f| f["id"] != 7),
+        "the oversized request was not answered"
+    );
 }

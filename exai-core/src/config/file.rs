@@ -55,6 +55,7 @@ pub(crate) struct FileLimits {
     pub call_timeout_secs: Option<u64>,
     pub shared: Option<bool>,
     pub lease_secs: Option<u64>,
+    pub max_frame_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,7 +113,6 @@ pub(crate) struct FileDaemon {
     pub token: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
-    pub max_frame_bytes: Option<usize>,
     pub max_body_bytes: Option<usize>,
     pub threads: Option<usize>,
 }

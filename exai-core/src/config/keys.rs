@@ -127,8 +127,8 @@ pub(super) const MAX_CONNECTIONS_PER_IP: Key<usize> = key(
     positive,
 );
 pub(super) const MAX_FRAME_BYTES: Key<usize> = key(
-    "daemon.max_frame_bytes",
-    &["EXAI_WS_MAX_FRAME_BYTES"],
+    "limits.max_frame_bytes",
+    &["EXAI_MAX_FRAME_BYTES", "EXAI_WS_MAX_FRAME_BYTES"],
     "4194304",
     positive,
 );

@@ -78,6 +78,9 @@ pub struct LimitsConfig {
     /// How long a shared lease lives unless its holder renews it: what a daemon killed
     /// mid-call holds at most.
     pub lease: Duration,
+    /// Largest protocol frame accepted: a WebSocket frame or message (closed with 1009), a line
+    /// of MCP over stdio (dropped; the server keeps serving).
+    pub max_frame_bytes: usize,
 }
 
 /// Where conversations and the usage ledger are kept.
@@ -207,8 +210,6 @@ pub struct DaemonConfig {
     pub max_connections: usize,
     /// WebSocket connections at once, per client address.
     pub max_connections_per_ip: usize,
-    /// Largest WebSocket frame or message accepted.
-    pub max_frame_bytes: usize,
     /// Largest HTTP request body accepted (413 above it).
     pub max_body_bytes: usize,
     /// Runtime threads (one per CPU by default); `1` runs the daemon on one thread.
@@ -371,6 +372,7 @@ impl Config {
             call_timeout: Duration::from_secs(r.get(&keys::CALL_TIMEOUT_SECS, f.limits.call_timeout_secs)?),
             shared,
             lease: Duration::from_secs(r.get(&keys::LEASE_SECS, f.limits.lease_secs)?),
+            max_frame_bytes: r.get(&keys::MAX_FRAME_BYTES, f.limits.max_frame_bytes)?,
         };
         let memory = MemoryConfig {
             backend,
@@ -412,7 +414,6 @@ impl Config {
             token: r.secret(token_key, token_env, f.daemon.token).0,
             max_connections: r.get(&keys::MAX_CONNECTIONS, f.daemon.max_connections)?,
             max_connections_per_ip: r.get(&keys::MAX_CONNECTIONS_PER_IP, f.daemon.max_connections_per_ip)?,
-            max_frame_bytes: r.get(&keys::MAX_FRAME_BYTES, f.daemon.max_frame_bytes)?,
             max_body_bytes: r.get(&keys::MAX_BODY_BYTES, f.daemon.max_body_bytes)?,
             threads: r.get_or(&keys::THREADS, f.daemon.threads, cpus)?,
         };

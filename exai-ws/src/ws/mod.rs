@@ -74,7 +74,7 @@ pub(crate) async fn upgrade(State(state): State<AppState>, request: Request) -> 
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),
     };
-    let max = state.gateway.config().daemon.max_frame_bytes;
+    let max = state.gateway.config().limits.max_frame_bytes;
     let guard = state.admit(ip);
     upgrade
         .max_message_size(max)
