@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks for building and testing exai: redis-server (the memory
-# tests start real ones) and the rustfmt/clippy components. Safe to run again; does nothing when
-# everything is present.
+# Installs what a fresh machine lacks for building and testing exai: redis-server and redis-cli
+# (the tests start real servers, a real Redis Cluster and a TLS server), openssl (the TLS test
+# makes its own certificates) and the rustfmt/clippy components. Safe to run again; does nothing
+# when everything is present.
 set -euo pipefail
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "setup: installing redis-server" >&2
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The packaged service is not needed (tests start their own servers on free ports).
-command -v redis-server >/dev/null || { echo "setup: redis-server is still missing" >&2; exit 1; }
+for tool in redis-server redis-cli openssl; do
+    command -v "$tool" >/dev/null || { echo "setup: $tool is still missing" >&2; exit 1; }
+done
 
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then

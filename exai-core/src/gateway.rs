@@ -152,7 +152,7 @@ impl GatewayBuilder {
         let default_session = sessions.open("embedded", &root, false);
         let inner = Inner {
             catalog: Catalog::from_config(&config),
-            limits: share_limits(Limits::new(&config), &config, &providers)?,
+            limits: share_limits(Limits::new(&config), &config, &providers).await?,
             providers,
             queue: ConversationQueue::spawn(config.sessions.conversation_idle).await?,
             sessions,
@@ -399,12 +399,16 @@ impl Gateway {
 
 /// Shares the global and provider limits through Redis when `limits.shared` is on, and
 /// publishes each provider's circuit as it opens so the other daemons stop sending too.
-fn share_limits(limits: Limits, config: &Config, providers: &HashMap<String, ProviderHandle>) -> Result<Limits, Error> {
+async fn share_limits(
+    limits: Limits,
+    config: &Config,
+    providers: &HashMap<String, ProviderHandle>,
+) -> Result<Limits, Error> {
     let (true, Some(url)) = (config.limits.shared, &config.memory.redis_url) else {
         return Ok(limits);
     };
     let shared = Arc::new(SharedLimits::new(
-        connect_redis(url)?,
+        connect_redis(url).await?,
         &config.memory.key_prefix,
         config.limits.lease,
     ));
@@ -429,7 +433,7 @@ async fn open_memory(config: &Config) -> Result<(Arc<dyn MemoryStore>, Option<Sh
     let local = || Arc::new(LocalStore::new(config.memory.ttl)) as Arc<dyn MemoryStore>;
     match (config.memory.backend, &config.memory.redis_url) {
         (MemoryBackend::Redis, Some(url)) => {
-            let store = Arc::new(RedisStore::new(url, &config.memory)?);
+            let store = Arc::new(RedisStore::new(connect_redis(url).await?, &config.memory)?);
             let shared = SharedLedger::Redis(store.connection(), store.prefix().to_string());
             if let Err(e) = store.ping().await {
                 tracing::warn!(error = %e, "redis is not reachable at start; memory runs in process until it is");

@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
-use crate::memory::Db;
+use crate::memory::{Db, RedisConn};
 use crate::request::Usage;
 
 /// Day keys are kept this long in Redis.
@@ -146,7 +145,7 @@ impl Local {
 /// Where the shared ledger lives.
 pub(crate) enum SharedLedger {
     /// Redis hashes under this prefix.
-    Redis(ConnectionManager, String),
+    Redis(RedisConn, String),
     /// The SQLite file's `usage` table.
     Sqlite(Db),
 }
@@ -229,8 +228,9 @@ impl UsageLedger {
             Some(SharedLedger::Redis(conn, prefix)) => (conn, prefix),
         };
         let mut conn = conn.clone();
-        let all = format!("{prefix}usage:all");
-        let day = format!("{prefix}usage:day:{}", today());
+        // One hash tag for the ledger: its pipeline stays on one slot of a cluster.
+        let all = format!("{prefix}{{usage}}:all");
+        let day = format!("{prefix}{{usage}}:day:{}", today());
         let mut pipe = redis::pipe();
         for key in [&all, &day] {
             for (name, n) in counters {
@@ -284,8 +284,8 @@ impl UsageLedger {
         if let Some(SharedLedger::Redis(conn, prefix)) = &self.shared {
             let mut conn = conn.clone();
             let mut pipe = redis::pipe();
-            pipe.hgetall(format!("{prefix}usage:all"))
-                .hgetall(format!("{prefix}usage:day:{}", today()));
+            pipe.hgetall(format!("{prefix}{{usage}}:all"))
+                .hgetall(format!("{prefix}{{usage}}:day:{}", today()));
             let read = tokio::time::timeout(std::time::Duration::from_secs(2), pipe.query_async(&mut conn)).await;
             if let Ok(Ok((all, day))) = read {
                 let (all, day): (BTreeMap<String, String>, BTreeMap<String, String>) = (all, day);

@@ -241,3 +241,102 @@ async fn with_redis_down_a_daemon_serves_on_its_local_limits_and_says_so() {
     }
     assert_eq!(limits, "shared", "back on the shared limits once redis returns");
 }
+
+#[tokio::test]
+async fn on_a_redis_cluster_the_limit_the_conversation_and_the_ledger_hold_too() {
+    let cluster = exai_core::testing::RedisCluster::start(3);
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    for _ in 0..12 {
+        fake.push(FakeReply::text("done").with_delay(Duration::from_millis(100)));
+    }
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("REDIS_URL".into(), cluster.url());
+    env.insert("GLM_MAX_INFLIGHT".into(), "2".into());
+    env.insert("EXAI_QUEUE_TIMEOUT_MS".into(), "30000".into());
+    let (a, b) = (start(&env, "cluster-a").await, start(&env, "cluster-b").await);
+    let client = reqwest::Client::new();
+    let calls = (0..12).map(|i| {
+        let (client, d) = (client.clone(), if i % 2 == 0 { &a } else { &b });
+        async move { complete(&client, d, &format!("call {i}")).await }
+    });
+    for (status, body) in futures::future::join_all(calls).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(fake.max_in_flight(), 2, "the lease limit holds on the cluster");
+
+    let connect = |d: &Daemon| StreamableHttpClientTransport::from_uri(format!("{}/mcp", d.base));
+    let first = ().serve(connect(&a)).await.unwrap_or_else(|e| panic!("{e}"));
+    let reply = first
+        .call_tool(tool("chat", json!({"prompt": "remember: green"})))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = reply.structured_content.unwrap_or_default()["continuation_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let second = ().serve(connect(&b)).await.unwrap_or_else(|e| panic!("{e}"));
+    let continued = second
+        .call_tool(tool("chat", json!({"prompt": "which colour?", "continuation_id": id})))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(continued.is_error, Some(false), "{}", text_of(&continued));
+    let sent = fake.requests().last().map(|r| r.messages()).unwrap_or_default();
+    assert!(
+        sent.iter()
+            .any(|m| m["content"].as_str().is_some_and(|c| c.contains("remember: green"))),
+        "the history came from the cluster: {sent:?}"
+    );
+    let mut requests = 0;
+    for _ in 0..50 {
+        let status = second
+            .call_tool(tool("status", json!({})))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let usage = &status.structured_content.unwrap_or_default()["gateway"]["usage"];
+        assert_eq!(usage["backend"], "redis");
+        requests = usage["all_time"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["requests"].as_u64())
+            .sum();
+        if requests == 14 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(requests, 14, "one ledger for both daemons");
+    let _ = first.cancel().await;
+    let _ = second.cancel().await;
+}
+
+#[tokio::test]
+async fn redis_over_tls_with_a_password_carries_memory_and_the_shared_limits() {
+    let redis = RedisServer::start_tls("s3cret-pw");
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = env(&fake, &redis, &[]);
+    assert!(env["REDIS_URL"].starts_with("rediss://"));
+    let ca = redis.ca_file().map(|p| p.display().to_string()).unwrap_or_default();
+    env.insert("SSL_CERT_FILE".into(), ca);
+    let d = start(&env, "redis-tls").await;
+    let client = reqwest::Client::new();
+    assert_eq!(complete(&client, &d, "over tls").await.0, 200);
+    let ready: Value = client
+        .get(format!("{}/readyz", d.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        (ready["ready"].as_bool(), ready["memory"].as_str()),
+        (Some(true), Some("redis")),
+        "{ready}"
+    );
+    assert_eq!(ready["limits"], "shared", "{ready}");
+}

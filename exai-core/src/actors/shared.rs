@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::memory::RedisConn;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -76,7 +76,7 @@ return 0
 
 /// The shared limits of one gateway.
 pub(crate) struct SharedLimits {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     lease: Duration,
     /// Names this process's leases (`pid-uuid:n`).
@@ -100,7 +100,7 @@ pub(crate) enum Leased {
 #[derive(Debug)]
 pub(crate) struct Lease {
     renewing: JoinHandle<()>,
-    release: Option<(ConnectionManager, String, String)>,
+    release: Option<(RedisConn, String, String)>,
 }
 
 impl Drop for Lease {
@@ -118,7 +118,7 @@ impl Drop for Lease {
 }
 
 impl SharedLimits {
-    pub fn new(conn: ConnectionManager, prefix: &str, lease: Duration) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, lease: Duration) -> Self {
         Self {
             conn,
             prefix: prefix.to_string(),

@@ -15,6 +15,7 @@
 mod db;
 mod local;
 mod redis;
+mod redis_conn;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use db::Db;
 pub use local::LocalStore;
 pub use redis::RedisStore;
-pub(crate) use redis::connect as connect_redis;
+pub(crate) use redis_conn::{RedisConn, connect as connect_redis};
 pub use sqlite::SqliteStore;
 
 use crate::request::{Role, Usage};

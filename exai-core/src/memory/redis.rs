@@ -1,8 +1,10 @@
 //! The Redis store.
 //!
-//! Layout (prefix `exai:` by default): `exai:thread:{id}` holds the thread as JSON with the
-//! conversation TTL, reset on every save; `exai:threads` is a sorted set of ids by last update,
-//! for listings (entries whose thread expired are pruned when listed).
+//! Layout (prefix `exai:` by default): `exai:{thread:ID}` holds the thread as JSON with the
+//! conversation TTL, reset on every save; `exai:{threads}` is a sorted set of ids by last update,
+//! for listings (entries whose thread expired are pruned when listed). The braces are hash tags:
+//! on a cluster, each thread lives on its own slot, and no command spans two slots (a save is
+//! two commands, thread then index).
 //!
 //! Redis going away must not take requests with it. Every operation is bounded by a timeout; a
 //! failure is logged, counted (`exai_memory_errors_total`) and absorbed by the local mirror, which
@@ -13,18 +15,17 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
+use super::redis_conn::RedisConn;
 use super::{LocalStore, MemoryError, MemoryStore, Thread, ThreadSummary};
-use crate::config::{MemoryConfig, Secret};
+use crate::config::MemoryConfig;
+use async_trait::async_trait;
 
 /// Longest any single Redis operation may take before it counts as failed.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The Redis store with its local mirror.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     ttl_secs: u64,
     mirror: LocalStore,
@@ -34,9 +35,9 @@ pub struct RedisStore {
 impl RedisStore {
     /// Creates the store. The connection is made lazily, so a Redis that is down at start only
     /// degrades memory to the mirror until it comes up.
-    pub fn new(url: &Secret, config: &MemoryConfig) -> Result<Self, MemoryError> {
+    pub(crate) fn new(conn: RedisConn, config: &MemoryConfig) -> Result<Self, MemoryError> {
         Ok(Self {
-            conn: connect(url)?,
+            conn,
             prefix: config.key_prefix.clone(),
             ttl_secs: config.ttl.as_secs().max(1),
             mirror: LocalStore::new(config.ttl),
@@ -45,7 +46,7 @@ impl RedisStore {
     }
 
     /// The connection, shared with the usage ledger.
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub(crate) fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 
@@ -60,11 +61,11 @@ impl RedisStore {
     }
 
     fn thread_key(&self, id: &str) -> String {
-        format!("{}thread:{id}", self.prefix)
+        format!("{}{{thread:{id}}}", self.prefix)
     }
 
     fn index_key(&self) -> String {
-        format!("{}threads", self.prefix)
+        format!("{}{{threads}}", self.prefix)
     }
 
     async fn run<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &redis::Pipeline) -> Result<T, MemoryError> {
@@ -97,24 +98,6 @@ impl RedisStore {
     }
 }
 
-/// A connection manager for `url`: connected lazily and reconnected in the background, with
-/// short timeouts so a Redis that is down degrades a call instead of stalling it.
-pub(crate) fn connect(url: &Secret) -> Result<ConnectionManager, MemoryError> {
-    let client = redis::Client::open(url.expose()).map_err(|e| MemoryError::Redis {
-        op: "connect",
-        message: format!("REDIS_URL is not a valid Redis URL ({})", e.category()),
-    })?;
-    let manager_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(1)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|e| MemoryError::Redis {
-        op: "connect",
-        message: e.to_string(),
-    })
-}
-
 #[async_trait]
 impl MemoryStore for RedisStore {
     fn backend(&self) -> &'static str {
@@ -145,14 +128,15 @@ impl MemoryStore for RedisStore {
             id: thread.id.clone(),
             message: e.to_string(),
         })?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set_ex(self.thread_key(&thread.id), json, self.ttl_secs)
-            .ignore()
-            .zadd(self.index_key(), &thread.id, thread.updated_ms)
-            .ignore();
+        // Two commands, never one spanning two slots: the thread, then the index.
+        let mut set = redis::pipe();
+        set.set_ex(self.thread_key(&thread.id), json, self.ttl_secs).ignore();
+        let mut index = redis::pipe();
+        index.zadd(self.index_key(), &thread.id, thread.updated_ms).ignore();
         // The mirror has it; a Redis failure was logged and counted in `run`.
-        let _ = self.run::<()>("set", &pipe).await;
+        if self.run::<()>("set", &set).await.is_ok() {
+            let _ = self.run::<()>("index", &index).await;
+        }
         Ok(())
     }
 
@@ -165,11 +149,17 @@ impl MemoryStore for RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut get = redis::pipe();
-        for id in &ids {
+        // One read per thread (each on its own slot), all at once.
+        let reads = ids.iter().map(|id| {
+            let mut get = redis::pipe();
             get.get(self.thread_key(id));
-        }
-        let Ok(values) = self.run::<Vec<Option<String>>>("list", &get).await else {
+            async move { self.run::<(Option<String>,)>("list", &get).await.map(|(v,)| v) }
+        });
+        let Ok(values) = futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<Option<String>>, _>>()
+        else {
             return self.mirror.list(limit).await;
         };
         let mut out = Vec::new();
@@ -189,7 +179,7 @@ impl MemoryStore for RedisStore {
     }
 
     async fn probe(&self) -> Result<(), MemoryError> {
-        let key = format!("{}probe:{}", self.prefix, uuid::Uuid::new_v4());
+        let key = format!("{}{{probe:{}}}", self.prefix, uuid::Uuid::new_v4());
         let mut pipe = redis::pipe();
         pipe.set_ex(&key, "ok", 10).ignore().get(&key).del(&key).ignore();
         let (value,): (Option<String>,) = self.run("probe", &pipe).await?;

@@ -7,7 +7,7 @@
 //! the queue is empty), and counts replies that were cut short because the client went away — the
 //! evidence that cancelling a request really aborts it upstream.
 //!
-//! [`RedisServer`] starts a real `redis-server` per test.
+//! [`RedisServer`] starts a real `redis-server` per test; [`RedisCluster`] a real Redis Cluster.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 
-pub use redis::RedisServer;
+pub use redis::{RedisCluster, RedisServer};
 pub use reply::FakeReply;
 
 /// A request the fake received.
