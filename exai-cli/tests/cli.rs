@@ -471,3 +471,59 @@ async fn an_unusable_sqlite_file_is_named_and_the_call_still_works_in_memory() {
         doctor.stdout
     );
 }
+
+#[tokio::test]
+async fn a_read_only_sqlite_file_is_named_and_the_call_still_works_in_memory() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let dir = state_dir("read-only");
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_STATE_DIR".into(), dir.clone());
+    assert_eq!(
+        exai(&["chat", "--no-stream", "made the file"], &env, None).await.code,
+        0
+    );
+    let db = format!("{dir}/exai.db");
+    // Read-only for whoever runs exai: root ignores file modes, so as root exai runs as nobody.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o444));
+    }
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555));
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let mut cmd = if root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_exai"),
+        ]);
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_exai"))
+    };
+    let home = std::env::temp_dir();
+    let out = cmd
+        .args(["chat", "--no-stream", "still answered"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .envs(&env)
+        .current_dir(&home)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.starts_with("echo (1 messages): still answered"), "{stdout}");
+    assert!(stderr.contains(&db) && stderr.contains("readonly"), "{stderr}");
+}
