@@ -4,6 +4,8 @@
 //!   upstream behind nginx `proxy_pass` (the cost of one plain proxy hop: the practical limit),
 //!   and a bare axum + reqwest proxy that forwards the body untouched (the floor of exai-ws's own
 //!   stack, so the figures separate what the gateway costs from what its server and client do);
+//! - the same through exai-ws with its limits shared through a redis-server on loopback
+//!   (`limits.shared`: two leases per request), against exai-ws on its own;
 //! - the RSS cost of 1,000 idle WebSocket sessions.
 //!
 //! ```sh
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use exai_benches::{cpu_seconds, rss_kib};
-use exai_core::testing::FakeUpstream;
+use exai_core::testing::{FakeUpstream, RedisServer};
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 
@@ -70,7 +72,7 @@ async fn wait_up(url: &str) {
     panic!("{url} did not come up");
 }
 
-fn start_exai_ws(upstream: &str, port: u16) -> Killed {
+fn start_exai_ws(upstream: &str, port: u16, extra: &[(&str, String)]) -> Killed {
     let bin = std::env::var_os("EXAI_WS_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/exai-ws"));
@@ -97,6 +99,7 @@ fn start_exai_ws(upstream: &str, port: u16) -> Killed {
         .env("EXAI_WS_MAX_CONNECTIONS_PER_IP", "4096")
         .env("RUST_LOG", "error")
         .envs(std::env::var("EXAI_WS_THREADS").map(|t| ("EXAI_WS_THREADS", t)))
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(&state)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -274,8 +277,13 @@ fn main() {
     rt.block_on(async {
         let fake = FakeUpstream::start().await.unwrap_or_else(|e| panic!("fake: {e}"));
         fake.stop_recording();
-        let (ws_port, nginx_port, bare_port) = (free_port(), free_port(), free_port());
-        let exai = start_exai_ws(&fake.base_url(), ws_port);
+        let (ws_port, nginx_port, bare_port, shared_port) = (free_port(), free_port(), free_port(), free_port());
+        let exai = start_exai_ws(&fake.base_url(), ws_port, &[]);
+        // The same daemon with its limits shared through a redis-server on loopback.
+        let redis = RedisServer::start();
+        let shared_env = [("REDIS_URL", redis.url()), ("EXAI_MEMORY", "sqlite".to_string())];
+        let shared = start_exai_ws(&fake.base_url(), shared_port, &shared_env);
+        wait_up(&format!("http://127.0.0.1:{shared_port}/healthz")).await;
         let nginx = start_nginx(fake.addr().port(), nginx_port);
         let bare = start_bare_proxy(&fake.base_url(), bare_port);
         wait_up(&format!("http://127.0.0.1:{ws_port}/healthz")).await;
@@ -295,8 +303,13 @@ fn main() {
         }
         rows.push(("axum + reqwest, bare", format!("http://127.0.0.1:{bare_port}/v1/chat/completions")));
         rows.push(("exai-ws", through.clone()));
+        rows.push((
+            "exai-ws, limits shared (Redis)",
+            format!("http://127.0.0.1:{shared_port}/v1/chat/completions"),
+        ));
         let pid_of = |name: &str| match name {
             "exai-ws" => Some(exai.0.id()),
+            "exai-ws, limits shared (Redis)" => Some(shared.0.id()),
             "nginx proxy_pass" => nginx.as_ref().map(|n| n.0.id()),
             "axum + reqwest, bare" => bare.as_ref().map(|b| b.0.id()),
             _ => None,
@@ -334,6 +347,13 @@ fn main() {
                 );
             }
         }
+        if let (Some(x), Some(s)) = (find("exai-ws"), find("exai-ws, limits shared")) {
+            println!(
+                "with shared limits, exai-ws keeps {:.0}% of its own requests/s (target ≥ 70%) and adds {:.1} µs at 1 client",
+                100.0 * s.1 / x.1,
+                s.2.as_secs_f64() * 1e6 - x.2.as_secs_f64() * 1e6
+            );
+        }
         if let (Some(n), Some(x)) = (find("nginx"), find("exai-ws")) {
             println!(
                 "exai-ws reaches {:.0}% of nginx's requests/s (target ≥ 50%)",
@@ -349,6 +369,7 @@ fn main() {
         );
         drop(nginx);
         drop(bare);
+        drop(shared);
         drop(exai);
     });
 }

@@ -527,3 +527,22 @@ async fn a_read_only_sqlite_file_is_named_and_the_call_still_works_in_memory() {
     assert!(stdout.starts_with("echo (1 messages): still answered"), "{stdout}");
     assert!(stderr.contains(&db) && stderr.contains("readonly"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_expired_conversation_is_gone_from_the_sqlite_file() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_STATE_DIR".into(), state_dir("ttl"));
+    env.insert("EXAI_MEMORY_TTL_SECS".into(), "1".into());
+    let first = exai(&["chat", "--json", "short-lived"], &env, None).await;
+    let reply: Value = serde_json::from_str(&first.stdout).unwrap_or_default();
+    let id = reply["continuation_id"].as_str().unwrap_or_default().to_string();
+    assert!(exai(&["threads"], &env, None).await.stdout.contains(&id));
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let late = exai(&["chat", "--continue", &id, "--no-stream", "still there?"], &env, None).await;
+    assert_ne!(late.code, 0);
+    assert!(late.stderr.contains("not found"), "{}", late.stderr);
+    assert!(!exai(&["threads"], &env, None).await.stdout.contains(&id), "purged from listings");
+}

@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::ws::{Ws, connect, frame, hello, next, send, until};
+use common::ws::{Ws, close_code, connect, frame, hello, send, until};
 use common::{Daemon, start, text_of, tool};
 use exai_core::testing::{FakeReply, FakeUpstream};
 use rmcp::ServiceExt;
@@ -184,12 +184,7 @@ async fn mcp_over_websocket_limits_rate_deadline_and_frames() {
         json!({"jsonrpc": "2.0", "id": 6, "method": "ping", "pad": "x".repeat(5_000)}),
     )
     .await;
-    let closed = loop {
-        match next(&mut ws).await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
+    let closed = close_code(&mut ws).await;
     assert!(
         matches!(closed, Some(1009) | None),
         "oversize frame ends the connection: {closed:?}"
@@ -241,11 +236,6 @@ async fn the_exai_protocol_limits_rate_deadline_and_frames() {
         "{limited}"
     );
     send(&mut ws, json!({"op": "ping", "pad": "x".repeat(5_000)})).await;
-    let closed = loop {
-        match next(&mut ws).await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
+    let closed = close_code(&mut ws).await;
     assert_eq!(closed, Some(1009), "an oversize frame closes with 1009");
 }

@@ -159,8 +159,14 @@ async fn a_conversation_and_the_usage_ledger_are_one_across_daemons() {
     };
     let env = env(&fake, &redis, &[]);
     let (a, b) = (start(&env, "conv-a").await, start(&env, "conv-b").await);
+    one_conversation_and_one_ledger(&fake, &a, &b, 2).await;
+}
+
+/// A conversation started through daemon `a` continues through daemon `b`, and `b`'s ledger
+/// counts `calls` calls in all (a's and b's).
+async fn one_conversation_and_one_ledger(fake: &FakeUpstream, a: &Daemon, b: &Daemon, calls: u64) {
     let connect = |d: &Daemon| StreamableHttpClientTransport::from_uri(format!("{}/mcp", d.base));
-    let first = ().serve(connect(&a)).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = ().serve(connect(a)).await.unwrap_or_else(|e| panic!("{e}"));
     let reply = first
         .call_tool(tool("chat", json!({"prompt": "remember: blue"})))
         .await
@@ -169,14 +175,14 @@ async fn a_conversation_and_the_usage_ledger_are_one_across_daemons() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let second = ().serve(connect(&b)).await.unwrap_or_else(|e| panic!("{e}"));
+    let second = ().serve(connect(b)).await.unwrap_or_else(|e| panic!("{e}"));
     let args = json!({"prompt": "what colour?", "continuation_id": id});
     let continued = second
         .call_tool(tool("chat", args))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(continued.is_error, Some(false), "{}", text_of(&continued));
-    let sent = fake.requests()[1].messages();
+    let sent = fake.requests().last().map(|r| r.messages()).unwrap_or_default();
     assert!(
         sent.iter()
             .any(|m| m["content"].as_str().is_some_and(|c| c.contains("remember: blue"))),
@@ -184,23 +190,24 @@ async fn a_conversation_and_the_usage_ledger_are_one_across_daemons() {
     );
     let mut requests = 0;
     for _ in 0..50 {
-        let status = first
+        let status = second
             .call_tool(tool("status", json!({})))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let usage = &status.structured_content.unwrap_or_default()["gateway"]["usage"];
+        assert_eq!(usage["backend"], "redis");
         requests = usage["all_time"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|r| r["requests"].as_u64())
             .sum();
-        if requests == 2 {
+        if requests == calls {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(requests, 2, "daemon a's ledger counts daemon b's call");
+    assert_eq!(requests, calls, "one ledger for both daemons");
     let _ = first.cancel().await;
     let _ = second.cancel().await;
 }
@@ -266,50 +273,7 @@ async fn on_a_redis_cluster_the_limit_the_conversation_and_the_ledger_hold_too()
     }
     assert_eq!(fake.max_in_flight(), 2, "the lease limit holds on the cluster");
 
-    let connect = |d: &Daemon| StreamableHttpClientTransport::from_uri(format!("{}/mcp", d.base));
-    let first = ().serve(connect(&a)).await.unwrap_or_else(|e| panic!("{e}"));
-    let reply = first
-        .call_tool(tool("chat", json!({"prompt": "remember: green"})))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let id = reply.structured_content.unwrap_or_default()["continuation_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let second = ().serve(connect(&b)).await.unwrap_or_else(|e| panic!("{e}"));
-    let continued = second
-        .call_tool(tool("chat", json!({"prompt": "which colour?", "continuation_id": id})))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(continued.is_error, Some(false), "{}", text_of(&continued));
-    let sent = fake.requests().last().map(|r| r.messages()).unwrap_or_default();
-    assert!(
-        sent.iter()
-            .any(|m| m["content"].as_str().is_some_and(|c| c.contains("remember: green"))),
-        "the history came from the cluster: {sent:?}"
-    );
-    let mut requests = 0;
-    for _ in 0..50 {
-        let status = second
-            .call_tool(tool("status", json!({})))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let usage = &status.structured_content.unwrap_or_default()["gateway"]["usage"];
-        assert_eq!(usage["backend"], "redis");
-        requests = usage["all_time"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["requests"].as_u64())
-            .sum();
-        if requests == 14 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(requests, 14, "one ledger for both daemons");
-    let _ = first.cancel().await;
-    let _ = second.cancel().await;
+    one_conversation_and_one_ledger(&fake, &a, &b, 14).await;
 }
 
 #[tokio::test]
@@ -339,4 +303,42 @@ async fn redis_over_tls_with_a_password_carries_memory_and_the_shared_limits() {
         "{ready}"
     );
     assert_eq!(ready["limits"], "shared", "{ready}");
+}
+
+#[tokio::test]
+async fn a_circuit_opened_by_one_daemon_stops_the_others_sending() {
+    let redis = RedisServer::start();
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::status(500));
+    let env = env(
+        &fake,
+        &redis,
+        &[
+            ("EXAI_MAX_RETRIES", "0"),
+            ("EXAI_CIRCUIT_FAILURE_THRESHOLD", "1"),
+            ("EXAI_CIRCUIT_COOLDOWN_SECS", "30"),
+        ],
+    );
+    let (a, b) = (start(&env, "circuit-a").await, start(&env, "circuit-b").await);
+    let client = reqwest::Client::new();
+    let (status, body) = complete(&client, &a, "fails").await;
+    assert_eq!(status, 502, "{body}");
+    // The open circuit reaches Redis off the request path.
+    let mut refused = (0, Value::Null);
+    for _ in 0..50 {
+        refused = complete(&client, &b, "elsewhere").await;
+        if refused.0 == 429 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused.0, 429, "{}", refused.1);
+    assert!(
+        refused.1["error"]["message"].as_str().is_some_and(|m| m.contains("circuit opened by another daemon")),
+        "{}",
+        refused.1
+    );
+    assert_eq!(fake.requests().len(), 1, "daemon b sent nothing to the failing provider");
 }

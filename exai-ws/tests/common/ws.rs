@@ -64,3 +64,12 @@ pub async fn hello(ws: &mut Ws, extra: Value) -> Value {
     send(ws, h).await;
     frame(ws).await
 }
+
+/// Reads until the server closes: its close code (`None` when the connection just ended).
+pub async fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        if let Err(code) = next(ws).await {
+            return code;
+        }
+    }
+}
