@@ -544,5 +544,8 @@ async fn an_expired_conversation_is_gone_from_the_sqlite_file() {
     let late = exai(&["chat", "--continue", &id, "--no-stream", "still there?"], &env, None).await;
     assert_ne!(late.code, 0);
     assert!(late.stderr.contains("not found"), "{}", late.stderr);
-    assert!(!exai(&["threads"], &env, None).await.stdout.contains(&id), "purged from listings");
+    assert!(
+        !exai(&["threads"], &env, None).await.stdout.contains(&id),
+        "purged from listings"
+    );
 }

@@ -336,9 +336,15 @@ async fn a_circuit_opened_by_one_daemon_stops_the_others_sending() {
     }
     assert_eq!(refused.0, 429, "{}", refused.1);
     assert!(
-        refused.1["error"]["message"].as_str().is_some_and(|m| m.contains("circuit opened by another daemon")),
+        refused.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("circuit opened by another daemon")),
         "{}",
         refused.1
     );
-    assert_eq!(fake.requests().len(), 1, "daemon b sent nothing to the failing provider");
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "daemon b sent nothing to the failing provider"
+    );
 }
