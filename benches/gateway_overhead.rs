@@ -73,33 +73,22 @@ fn overhead(c: &mut Criterion) {
             assert!(reply["choices"][0]["message"]["content"].is_string());
         })
     });
-    group.bench_function("through_gateway_in_process_memory", |b| {
-        b.to_async(&rt).iter(|| async {
-            let reply = in_process
-                .chat(ChatRequest::new("ping").model("glm-4.6"))
-                .await
-                .unwrap_or_else(|e| panic!("gateway call: {e}"));
-            assert!(!reply.text.is_empty());
-        })
-    });
-    group.bench_function("through_gateway", |b| {
-        b.to_async(&rt).iter(|| async {
-            let reply = gateway
-                .chat(ChatRequest::new("ping").model("glm-4.6"))
-                .await
-                .unwrap_or_else(|e| panic!("gateway call: {e}"));
-            assert!(!reply.text.is_empty());
-        })
-    });
-    group.bench_function("through_gateway_shared_limits", |b| {
-        b.to_async(&rt).iter(|| async {
-            let reply = shared
-                .chat(ChatRequest::new("ping").model("glm-4.6"))
-                .await
-                .unwrap_or_else(|e| panic!("gateway call: {e}"));
-            assert!(!reply.text.is_empty());
-        })
-    });
+    let gateways = [
+        ("through_gateway_in_process_memory", &in_process),
+        ("through_gateway", &gateway),
+        ("through_gateway_shared_limits", &shared),
+    ];
+    for (name, gateway) in gateways {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let reply = gateway
+                    .chat(ChatRequest::new("ping").model("glm-4.6"))
+                    .await
+                    .unwrap_or_else(|e| panic!("gateway call: {e}"));
+                assert!(!reply.text.is_empty());
+            })
+        });
+    }
     group.finish();
 }
 
