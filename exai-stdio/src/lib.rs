@@ -7,19 +7,21 @@
 //!
 //! - `exai-mcp` (crate): the MCP handler shared with `exai-ws`: MCP requests → core calls,
 //!   core progress and log records → MCP notifications.
+//! - `lines.rs`: the transport — a JSON-RPC message per line, with an answer for a line that is
+//!   not JSON (-32700), not a request (-32600) or over the frame limit.
 //! - `eof.rs`: noticing at once that the client closed stdin.
 //! - `main.rs`: logging to stderr, the gateway, the transport, the signals.
 //!
 //! stdout carries protocol frames only; every log line goes to stderr.
 
 mod eof;
+mod lines;
 
 use std::time::Duration;
 
 use exai_core::{Gateway, SessionOptions, ToolSuite};
 use exai_mcp::{ExaiServer, LogTap, SessionSource};
 use rmcp::ServiceExt;
-use rmcp::transport::async_rw::AsyncRwTransport;
 
 /// How long in-flight calls may finish after the client goes away or a signal arrives (the
 /// process must be gone within 2 s of its client).
@@ -28,14 +30,13 @@ pub const DRAIN: Duration = Duration::from_secs(1);
 /// Serves MCP on this process's stdin and stdout until the client closes stdin or `shutdown`
 /// resolves, then drains the gateway. The one client is counted as `stdio` against
 /// `limits.requests_per_minute`, each call has `limits.call_timeout_secs`, and a line over
-/// `limits.max_frame_bytes` is dropped (the server keeps serving), as at every other front door.
+/// `limits.max_frame_bytes` is refused (the server keeps serving), as at every other front door.
 pub async fn serve_stdio(gateway: Gateway, logs: LogTap, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let tools = ToolSuite::new(gateway.clone()).with_protocol("mcp", exai_mcp::protocol_versions());
     let session = gateway.open_session(SessionOptions::new("stdio").client("stdio"));
     let server = ExaiServer::new(tools, SessionSource::Fixed(session), logs);
     let (read, write) = rmcp::transport::stdio_pipes();
-    let max_line = gateway.config().limits.max_frame_bytes;
-    let transport = AsyncRwTransport::new_server(read, write).with_max_line_length(max_line);
+    let transport = lines::Lines::new(read, write, gateway.config().limits.max_frame_bytes);
     let (transport, eof) = eof::EofSignal::new(transport);
     let running = server.serve(transport).await?;
     let cancel = running.cancellation_token();

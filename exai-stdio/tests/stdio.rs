@@ -180,6 +180,23 @@ async fn malformed_input_and_unknown_tools_get_errors_and_the_server_keeps_servi
     );
     let ping = mcp.request(6, "ping", json!({})).await;
     assert!(ping["result"].is_object(), "still serving: {ping}");
+    // JSON-RPC 2.0 §5.1: a line that is not JSON is answered with -32700 and id null.
+    let parse_errors: Vec<_> = mcp.seen.iter().filter(|f| f["error"]["code"] == -32700).collect();
+    assert_eq!(parse_errors.len(), 2, "{:?}", mcp.seen);
+    assert!(parse_errors.iter().all(|f| f["id"].is_null()));
+    // JSON that is no request gets -32600; a stray response is never answered.
+    mcp.send_raw("42").await;
+    mcp.send(json!({"jsonrpc": "2.0", "id": 99, "result": {}})).await;
+    let ping = mcp.request(7, "ping", json!({})).await;
+    assert!(ping["result"].is_object(), "still serving: {ping}");
+    assert!(
+        mcp.seen
+            .iter()
+            .any(|f| f["error"]["code"] == -32600 && f["id"].is_null()),
+        "{:?}",
+        mcp.seen
+    );
+    assert!(mcp.seen.iter().all(|f| f["id"] != 99), "a response is not answered");
     assert!(mcp.child.try_wait().ok().flatten().is_none());
 }
 

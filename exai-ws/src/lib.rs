@@ -94,6 +94,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let token = state.shutdown.clone();
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    // Replies go out in several small writes (SSE events, the last chunk of a body): without
+    // TCP_NODELAY, Nagle holds the last one back until the client's delayed ACK, ~40 ms on
+    // every request of a keep-alive connection after the first.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted socket");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -327,3 +327,39 @@ async fn sigterm_lets_the_call_in_flight_finish_then_exits_cleanly() {
     assert_eq!(reply["choices"][0]["message"]["content"], "finished after the signal");
     daemon.exits_cleanly().await;
 }
+
+#[tokio::test]
+async fn streamed_replies_on_one_keep_alive_connection_are_not_held_back() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let daemon = start(&fake.env_for(&["GLM"]), "nodelay").await;
+    // One connection, reused: what every OpenAI SDK does.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("{}/v1/chat/completions", daemon.base);
+    let body = json!({"stream": true, "messages": [{"role": "user", "content": "a reply in many pieces, streamed"}]});
+    let mut took = Vec::new();
+    for _ in 0..9 {
+        let started = std::time::Instant::now();
+        let text = client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        took.push(started.elapsed());
+        assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    }
+    // The first request opens the connection; Nagle held back every later one by ~40 ms.
+    let mut later = took[1..].to_vec();
+    later.sort();
+    let median = later[later.len() / 2];
+    assert!(median < Duration::from_millis(20), "streamed replies took {took:?}");
+}
