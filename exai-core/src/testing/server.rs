@@ -255,9 +255,13 @@ fn produce(shared: Arc<Shared>, parts: Vec<(Duration, Bytes)>, end: End, stream:
     tokio::spawn(async move {
         let mut left = false;
         for (delay, bytes) in parts {
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = tx.closed() => { left = true; break; }
+            // No timer for no delay: a zero sleep still waits for the timer wheel's next tick
+            // (about 1 ms), which made every chunk of a stream cost a millisecond.
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = tx.closed() => { left = true; break; }
+                }
             }
             if tx.send(Ok(bytes)).await.is_err() {
                 left = true;
