@@ -5,15 +5,18 @@
 //! (this handler) is separate from the transports, and the handler only maps MCP to core calls:
 //! every tool, limit, memory and usage decision is made in `exai-core`.
 //!
+//! - `frames.rs`: reading one incoming frame, with the JSON-RPC error a bad one deserves.
 //! - `handler.rs`: [`ExaiServer`], the rmcp `ServerHandler` over a [`exai_core::ToolSuite`].
 //! - `logs.rs`: [`LogTap`], the tracing layer whose records become MCP log notifications.
 //! - `signals.rs`: [`shutdown_signal`], the stop signals of the server processes that embed
 //!   this crate (`exai-stdio`, `exai-ws`).
 
+mod frames;
 mod handler;
 mod logs;
 mod signals;
 
+pub use frames::{INVALID_REQUEST, Incoming, PARSE_ERROR, error_response, read_frame};
 pub use handler::{ExaiServer, MAX_PROTOCOL, SessionSource, protocol_versions};
 pub use logs::{LogRecord, LogTap};
 pub use signals::shutdown_signal;

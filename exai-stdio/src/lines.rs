@@ -2,27 +2,22 @@
 //!
 //! rmcp's own stdio transport ignores a line that is not JSON (and drops an oversized one in
 //! silence), so a client author who sends a broken line waits forever. This transport answers
-//! as JSON-RPC 2.0 §5.1 says: a line that is not JSON gets `-32700` (parse error) and well-formed
-//! JSON that is not a request or notification gets `-32600` (invalid request), both with the id
-//! when one can be read, else `null`; a line over `limits.max_frame_bytes` is dropped unread and
-//! answered with `-32600`. A response is never answered (so two peers cannot start an error
-//! storm), and the server keeps serving after every one of these.
+//! each line as `exai_mcp::read_frame` says (`-32700` for a line that is not JSON, `-32600` for
+//! JSON that is not a request; a response is never answered), and a line over
+//! `limits.max_frame_bytes` is dropped unread and answered with `-32600`. The server keeps
+//! serving after every one of these.
 //!
 //! Reads are cancellation-safe: `receive` runs inside rmcp's `select!`, so a partial line stays
 //! in the buffer until its newline arrives.
 
 use std::sync::Arc;
 
+use exai_mcp::{INVALID_REQUEST, Incoming, error_response, read_frame};
 use rmcp::service::{RoleServer, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::Mutex;
-
-/// JSON-RPC's "the input is not JSON".
-const PARSE_ERROR: i64 = -32700;
-/// JSON-RPC's "this JSON is not a valid request".
-const INVALID_REQUEST: i64 = -32600;
 
 /// The transport: lines in, lines out.
 pub(crate) struct Lines<R, W> {
@@ -79,36 +74,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lines<R, W> {
             }
         }
     }
-
-    /// The message on the line just read, or the error response it deserves.
-    fn parse(&self) -> Result<Option<RxJsonRpcMessage<RoleServer>>, (Value, i64, String)> {
-        let text = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-        let text = text.strip_suffix(b"\r").unwrap_or(text);
-        if text.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        let value: Value =
-            serde_json::from_slice(text).map_err(|e| (Value::Null, PARSE_ERROR, format!("Parse error: {e}")))?;
-        let id = value.get("id").cloned().unwrap_or(Value::Null);
-        let is_response =
-            value.get("method").is_none() && (value.get("result").is_some() || value.get("error").is_some());
-        match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value) {
-            Ok(message) => Ok(Some(message)),
-            // A response that fits no request of ours is dropped, never answered.
-            Err(_) if is_response => Ok(None),
-            Err(e) => Err((id, INVALID_REQUEST, format!("Invalid request: {e}"))),
-        }
-    }
 }
 
 /// Writes one error response.
-async fn answer<W: AsyncWrite + Unpin>(
-    write: Arc<Mutex<W>>,
-    id: Value,
-    code: i64,
-    message: String,
-) -> std::io::Result<()> {
-    let frame = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+async fn answer<W: AsyncWrite + Unpin>(write: Arc<Mutex<W>>, frame: Value) -> std::io::Result<()> {
     let mut bytes = frame.to_string().into_bytes();
     bytes.push(b'\n');
     let mut write = write.lock().await;
@@ -150,15 +119,19 @@ where
                         "the line is over this server's limit of {} bytes (limits.max_frame_bytes); dropped",
                         self.max
                     );
-                    answer(self.write.clone(), Value::Null, INVALID_REQUEST, message).await
+                    answer(
+                        self.write.clone(),
+                        error_response(Value::Null, INVALID_REQUEST, message),
+                    )
+                    .await
                 }
                 Ok(Read::Line) => {
-                    let parsed = self.parse();
+                    let incoming = read_frame(&self.line);
                     self.line.clear();
-                    match parsed {
-                        Ok(Some(message)) => return Some(message),
-                        Ok(None) => Ok(()),
-                        Err((id, code, message)) => answer(self.write.clone(), id, code, message).await,
+                    match incoming {
+                        Incoming::Message(message) => return Some(*message),
+                        Incoming::Answer(frame) => answer(self.write.clone(), frame).await,
+                        _ => Ok(()),
                     }
                 }
             };

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::ws::{Ws, close_code, connect, frame, hello, send, until};
 use common::{Daemon, start, text_of, tool};
 use exai_core::testing::{FakeReply, FakeUpstream};
+use futures::SinkExt;
 use rmcp::ServiceExt;
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
@@ -179,6 +180,19 @@ async fn mcp_over_websocket_limits_rate_deadline_and_frames() {
             .as_u64()
             .is_some_and(|s| s >= 1)
     );
+    // JSON-RPC 2.0 §5.1, as on stdio: not JSON → -32700, not a request → -32600, id null.
+    ws.send(tokio_tungstenite::tungstenite::Message::Text("not json".into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let parse_error = frame(&mut ws).await;
+    assert_eq!(
+        (parse_error["id"].clone(), parse_error["error"]["code"].as_i64()),
+        (Value::Null, Some(-32700))
+    );
+    send(&mut ws, json!(42)).await;
+    assert_eq!(frame(&mut ws).await["error"]["code"], -32600);
+    send(&mut ws, json!({"jsonrpc": "2.0", "id": 7, "method": "ping"})).await;
+    assert!(response(&mut ws, 7).await["result"].is_object(), "still serving");
     send(
         &mut ws,
         json!({"jsonrpc": "2.0", "id": 6, "method": "ping", "pad": "x".repeat(5_000)}),
