@@ -72,8 +72,14 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+        // A response goes to rmcp (it may answer a request of ours), and a malformed one is
+        // dropped: neither is ever answered.
         assert!(matches!(
             read_frame(br#"{"jsonrpc": "2.0", "id": 9, "result": {}}"#),
+            Incoming::Message(_)
+        ));
+        assert!(matches!(
+            read_frame(br#"{"jsonrpc": "2.0", "id": 9, "error": "not an error object"}"#),
             Incoming::Ignore
         ));
         assert!(matches!(read_frame(b"  \r\n"), Incoming::Ignore));
