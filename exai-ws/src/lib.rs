@@ -50,11 +50,14 @@ pub fn router(state: AppState) -> Router {
             state.gateway.config().daemon.host.as_str(),
         ])
         .with_cancellation_token(state.shutdown.child_token());
-    // MCP over HTTP runs each call in the HTTP session of the client's address, as the OpenAI
-    // API does: one rate, one deadline, one per-session limit per client.
+    // MCP over HTTP runs each call in a gateway session of its MCP session, counted for the
+    // client's address: the same rate and deadline as the OpenAI API, a per-session limit each.
     let choose = {
         let state = state.clone();
-        Arc::new(move |parts: &axum::http::request::Parts| state.client_session(client::client_ip(&parts.extensions)))
+        Arc::new(move |parts: &axum::http::request::Parts| {
+            let mcp = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+            state.client_session(client::client_ip(&parts.extensions), mcp)
+        })
     };
     let mcp = StreamableHttpService::new(
         move || {

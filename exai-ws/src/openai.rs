@@ -288,7 +288,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
         Ok(c) => c,
         Err(m) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m),
     };
-    let session = state.client_session(ip);
+    let session = state.client_session(ip, None);
     if !stream {
         return match session.chat(chat).await {
             Ok(r) => axum::Json(completion(&r)).into_response(),

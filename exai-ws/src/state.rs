@@ -30,9 +30,10 @@ impl std::ops::Deref for AppState {
 
 /// What [`AppState`] points at.
 pub struct Shared {
-    /// One gateway session per client address for the HTTP routes (the OpenAI API and MCP
-    /// over HTTP), so the per-session limit applies per client.
-    pub(crate) clients: Arc<Mutex<HashMap<IpAddr, Session>>>,
+    /// One gateway session per client of the HTTP routes — per address for the OpenAI API, per
+    /// address and MCP session for `/mcp` — so the per-session limit applies per client (the
+    /// rate is counted per address whichever session a call runs in).
+    pub(crate) clients: Arc<Mutex<HashMap<(IpAddr, Option<String>), Session>>>,
     /// The gateway all clients share.
     pub gateway: Gateway,
     /// The MCP tools on that gateway, for every MCP and EXAI client.
@@ -126,18 +127,21 @@ impl AppState {
             .open_session(SessionOptions::new(kind).client(ip.to_string()))
     }
 
-    /// The HTTP session of the client at `ip` (a new one if it had none, or if it expired).
-    pub(crate) fn client_session(&self, ip: IpAddr) -> Session {
+    /// The HTTP session of the client at `ip` — of its MCP session `mcp`, for `/mcp` — (a new
+    /// one if it had none, or if it expired).
+    pub(crate) fn client_session(&self, ip: IpAddr, mcp: Option<&str>) -> Session {
+        let kind = if mcp.is_some() { "mcp-http" } else { "http" };
         let Ok(mut clients) = self.clients.lock() else {
-            return self.open_session("http", ip);
+            return self.open_session(kind, ip);
         };
-        if let Some(session) = clients.get(&ip).filter(|s| s.is_open()) {
+        let key = (ip, mcp.map(str::to_string));
+        if let Some(session) = clients.get(&key).filter(|s| s.is_open()) {
             return session.clone();
         }
         // Only a new or expired client pays for pruning the sessions that expired meanwhile.
         clients.retain(|_, s| s.is_open());
-        let session = self.open_session("http", ip);
-        clients.insert(ip, session.clone());
+        let session = self.open_session(kind, ip);
+        clients.insert(key, session.clone());
         session
     }
 }
