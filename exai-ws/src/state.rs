@@ -28,12 +28,15 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// An HTTP client: its address, and its MCP session id for `/mcp`.
+type ClientKey = (IpAddr, Option<String>);
+
 /// What [`AppState`] points at.
 pub struct Shared {
     /// One gateway session per client of the HTTP routes — per address for the OpenAI API, per
     /// address and MCP session for `/mcp` — so the per-session limit applies per client (the
     /// rate is counted per address whichever session a call runs in).
-    pub(crate) clients: Arc<Mutex<HashMap<(IpAddr, Option<String>), Session>>>,
+    pub(crate) clients: Arc<Mutex<HashMap<ClientKey, Session>>>,
     /// The gateway all clients share.
     pub gateway: Gateway,
     /// The MCP tools on that gateway, for every MCP and EXAI client.
