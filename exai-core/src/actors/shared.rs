@@ -106,8 +106,9 @@ pub(crate) struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewing.abort();
-        if let Some((mut conn, key, id)) = self.release.take() {
-            tokio::spawn(async move {
+        // Outside a runtime (a process tearing down) the lease simply expires.
+        if let (Some((mut conn, key, id)), Ok(runtime)) = (self.release.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move {
                 let mut zrem = redis::cmd("ZREM");
                 zrem.arg(&key).arg(&id);
                 // An unanswered release expires with the lease.
