@@ -17,6 +17,7 @@ use exit::Failure;
 
 #[tokio::main]
 async fn main() {
+    sigpipe::reset();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

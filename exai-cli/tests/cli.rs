@@ -549,3 +549,23 @@ async fn an_expired_conversation_is_gone_from_the_sqlite_file() {
         "purged from listings"
     );
 }
+
+#[tokio::test]
+async fn a_closed_pipe_ends_the_output_quietly() {
+    // The reader is gone before exai writes, as with `exai completions bash | head -0`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exai"))
+        .args(["completions", "bash"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}

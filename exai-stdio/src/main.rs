@@ -8,8 +8,28 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+/// The MCP server that Claude Code, Cursor, Codex and other MCP clients start: MCP over stdin and
+/// stdout, with the exai gateway inside. Configured by exai.toml and the environment (see
+/// `exai config`); logs go to stderr (RUST_LOG, default warn).
+#[derive(clap::Parser)]
+#[command(name = "exai-stdio", version, after_help = SET_UP)]
+struct Args {}
+
+/// What a person who runs it by hand needs to know.
+const SET_UP: &str = "exai-stdio is started by an MCP client, which speaks to it over stdin and stdout. Add it to one:
+  Claude Code:  claude mcp add exai --env GLM_API_KEY=... -- exai-stdio
+  Cursor:       an \"exai\" entry with \"command\": \"exai-stdio\" in ~/.cursor/mcp.json
+  Codex:        [mcp_servers.exai] command = \"exai-stdio\" in ~/.codex/config.toml
+To talk to the models yourself, use `exai chat`.";
+
 #[tokio::main]
 async fn main() {
+    <Args as clap::Parser>::parse();
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // A person at a terminal, not an MCP client: say what this is instead of waiting.
+        eprintln!("{SET_UP}");
+        std::process::exit(2);
+    }
     let logs = LogTap::new();
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

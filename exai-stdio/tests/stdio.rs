@@ -409,3 +409,25 @@ async fn the_client_rate_and_the_call_deadline_hold_over_stdio() {
         "the oversized request was not answered"
     );
 }
+
+#[tokio::test]
+async fn help_version_and_unknown_flags_answer_without_serving() {
+    let run = |arg: &'static str| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_exai-stdio"))
+            .arg(arg)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, stdout) = run("--version").await;
+    assert_eq!(
+        (code, stdout.trim()),
+        (Some(0), concat!("exai-stdio ", env!("CARGO_PKG_VERSION")))
+    );
+    let (code, stdout) = run("--help").await;
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("claude mcp add exai"), "{stdout}");
+    assert_eq!(run("--bogus-flag").await.0, Some(2));
+}

@@ -73,7 +73,16 @@ fn lock(dir: &Path, port: u16) -> File {
     file
 }
 
+/// The exai daemon: one port for the OpenAI-compatible API, MCP over HTTP and WebSocket, and
+/// health and metrics. Configured by exai.toml and the environment (see `exai config`); logs go
+/// to stderr (RUST_LOG, default info).
+#[derive(clap::Parser)]
+#[command(name = "exai-ws", version)]
+struct Args {}
+
 fn main() {
+    // `--help`, `--version`, or a flag it does not know (exit 2) — before anything starts.
+    <Args as clap::Parser>::parse();
     // Read before the runtime exists: it says how many threads the runtime gets.
     let config = Config::from_env().unwrap_or_else(|e| fail(e.to_string()));
     let runtime = if config.daemon.threads == 1 {

@@ -363,3 +363,37 @@ async fn streamed_replies_on_one_keep_alive_connection_are_not_held_back() {
     let median = later[later.len() / 2];
     assert!(median < Duration::from_millis(20), "streamed replies took {took:?}");
 }
+
+#[tokio::test]
+async fn help_version_and_unknown_flags_answer_before_anything_starts() {
+    let state = state_dir("flags");
+    let port = free_port();
+    let run = |args: &'static [&'static str]| {
+        let mut cmd = command(&HashMap::new(), port, &state);
+        cmd.args(args);
+        async move {
+            let out = cmd.output().await.unwrap_or_else(|e| panic!("{e}"));
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    let (code, stdout) = run(&["--version"]).await;
+    assert_eq!(
+        (code, stdout.trim()),
+        (Some(0), concat!("exai-ws ", env!("CARGO_PKG_VERSION")))
+    );
+    let (code, stdout) = run(&["--help"]).await;
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("Usage: exai-ws"), "{stdout}");
+    let (code, _) = run(&["--bogus-flag"]).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        !std::path::Path::new(&state)
+            .join(format!("exai-ws-{port}.lock"))
+            .exists(),
+        "nothing started: no lock file"
+    );
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the port is free"
+    );
+}
