@@ -114,10 +114,13 @@ impl Session {
     }
 
     /// Runs `call` within the session's deadline.
-    pub(crate) async fn within_deadline<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    pub(crate) async fn within_deadline<T, E: From<Error>>(
+        &self,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         tokio::time::timeout(self.deadline, call)
             .await
-            .unwrap_or(Err(Error::DeadlineExceeded { after: self.deadline }))
+            .unwrap_or_else(|_| Err(Error::DeadlineExceeded { after: self.deadline }.into()))
     }
 
     /// A turn inside an admitted call (a tool's): no second admission, the call's deadline.

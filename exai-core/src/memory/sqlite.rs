@@ -65,6 +65,42 @@ impl SqliteStore {
         }
     }
 
+    /// Writes `turns` to the mirror and the file (`thread`'s own turns are the mirror's base
+    /// when appending); a file failure is logged and counted, not fatal — the mirror has them.
+    async fn write(
+        &self,
+        op: &'static str,
+        thread: &Thread,
+        turns: &[Turn],
+        mode: Turns,
+        max_turns: usize,
+    ) -> Result<(), MemoryError> {
+        let mut mirrored = Thread {
+            turns: match mode {
+                Turns::Append => thread.turns.clone(),
+                Turns::Replace => Vec::new(),
+            },
+            ..thread.clone()
+        };
+        mirrored.turns.extend_from_slice(turns);
+        mirrored.trim(max_turns);
+        self.mirror.save(&mirrored).await?;
+        let head = Thread {
+            turns: Vec::new(),
+            ..thread.clone()
+        };
+        let json = to_json(turns)?;
+        let expires = thread.updated_ms + self.ttl.as_millis() as u64;
+        let result = self
+            .db
+            .call(op, move |conn| {
+                write_turns(conn, &head, &json, mode, max_turns, expires)
+            })
+            .await;
+        self.note(op, &result);
+        Ok(())
+    }
+
     async fn load_db(&self, id: &str) -> Result<Option<Thread>, MemoryError> {
         let id = id.to_string();
         self.db.call("load", move |conn| load_thread(conn, &id, now_ms())).await
@@ -110,18 +146,31 @@ fn load_thread(conn: &rusqlite::Connection, id: &str, now: u64) -> rusqlite::Res
     }))
 }
 
-/// Writes `thread`'s row (new, or its times refreshed) and appends `turns`, keeping the newest
+/// How a write treats the turns already stored.
+#[derive(Clone, Copy)]
+enum Turns {
+    /// Keeps them and adds the new ones after (a call's turns).
+    Append,
+    /// Drops them first (a whole thread saved).
+    Replace,
+}
+
+/// Writes `thread`'s row (new, or its times refreshed) and `turns`, keeping the newest
 /// `max_turns`; purges what expired. One immediate transaction.
-fn append_turns(
+fn write_turns(
     conn: &mut rusqlite::Connection,
     thread: &Thread,
     turns: &[String],
+    mode: Turns,
     max_turns: usize,
     expires_ms: u64,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let now = now_ms() as i64;
     tx.execute("DELETE FROM threads WHERE expires_ms <= ?1", params![now])?;
+    if let Turns::Replace = mode {
+        tx.execute("DELETE FROM turns WHERE thread_id = ?1", params![thread.id])?;
+    }
     tx.execute(
         "INSERT INTO threads (id, parent, tool, created_ms, updated_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(id) DO UPDATE SET updated_ms = excluded.updated_ms, expires_ms = excluded.expires_ms",
@@ -177,44 +226,12 @@ impl MemoryStore for SqliteStore {
     }
 
     async fn save(&self, thread: &Thread) -> Result<(), MemoryError> {
-        let head = Thread {
-            turns: Vec::new(),
-            ..thread.clone()
-        };
-        let id = thread.id.clone();
-        let cleared = self
-            .db
-            .call("save", move |conn| {
-                conn.execute("DELETE FROM turns WHERE thread_id = ?1", params![id])
-                    .map(|_| ())
-            })
-            .await;
-        self.note("save", &cleared);
-        self.append(&head, &thread.turns, usize::MAX / 2).await
+        let kept = thread.turns.len().max(1);
+        self.write("save", thread, &thread.turns, Turns::Replace, kept).await
     }
 
     async fn append(&self, thread: &Thread, turns: &[Turn], max_turns: usize) -> Result<(), MemoryError> {
-        let mut mirrored = thread.clone();
-        mirrored.turns.extend_from_slice(turns);
-        mirrored.trim(max_turns);
-        self.mirror.save(&mirrored).await?;
-        let (head, json) = (
-            Thread {
-                turns: Vec::new(),
-                ..thread.clone()
-            },
-            to_json(turns)?,
-        );
-        let expires = thread.updated_ms + self.ttl.as_millis() as u64;
-        let result = self
-            .db
-            .call("append", move |conn| {
-                append_turns(conn, &head, &json, max_turns, expires)
-            })
-            .await;
-        self.note("append", &result);
-        // The mirror holds the turns; the failure is logged and counted, not fatal.
-        Ok(())
+        self.write("append", thread, turns, Turns::Append, max_turns).await
     }
 
     async fn list(&self, limit: usize) -> Result<Vec<ThreadSummary>, MemoryError> {

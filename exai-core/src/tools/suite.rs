@@ -102,10 +102,7 @@ impl ToolSuite {
                 ))),
             }
         };
-        let deadline = session.deadline();
-        let result = tokio::time::timeout(deadline, run)
-            .await
-            .unwrap_or(Err(Failure::Gateway(Error::DeadlineExceeded { after: deadline })));
+        let result = session.within_deadline(run).await;
         Ok(match result {
             Ok(out) => output::limit(out, config.max_output_chars),
             Err(failure) => failure_output(name, failure),
