@@ -60,7 +60,12 @@ pub enum Command {
         json: JsonFlag,
     },
     /// Tokens, requests, errors and cost per provider and model: today and all time.
-    Usage(JsonFlag),
+    Usage(UsageArgs),
+    /// API keys for a shared exai: create, list, show, update, revoke, rotate.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// The effective configuration: every value with its source, secrets redacted.
     Config(JsonFlag),
     /// Check config, provider keys, Redis, the daemon port, clock and TLS.
@@ -76,6 +81,88 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Group by: `key` (calls made with keys, per key).
+    #[arg(long, value_parser = ["key"])]
+    pub by: Option<String>,
+    /// Only this key's calls, per provider and model.
+    #[arg(long, value_name = "NAME", conflicts_with = "by")]
+    pub key: Option<String>,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its secret (shown once; only its SHA-256 is stored).
+    Create {
+        /// Its name: letters, digits, '-', '_', '.', '@'.
+        name: String,
+        #[command(flatten)]
+        limits: LimitFlags,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Every key: status, spend, limits, last use (never a secret).
+    List(JsonFlag),
+    /// One key.
+    Show {
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Change a key's limits (every daemon applies them within a second); `none` removes one.
+    Update {
+        name: String,
+        #[command(flatten)]
+        limits: LimitFlags,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Revoke a key: refused everywhere within a second.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Give a key a new secret (printed once); the old one stops working within a second.
+    Rotate {
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// A key's limits as flags; each takes `none` to remove the limit (`exai keys update`).
+#[derive(Debug, Args)]
+pub struct LimitFlags {
+    /// Most USD the key may spend per period.
+    #[arg(long, value_name = "USD")]
+    pub budget_usd: Option<String>,
+    /// The budget's period: day, week, month (default) or total.
+    #[arg(long)]
+    pub period: Option<exai_core::Period>,
+    /// Requests per minute.
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<String>,
+    /// Tokens (in and out) per minute.
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<String>,
+    /// Calls in flight at once.
+    #[arg(long, value_name = "N")]
+    pub max_inflight: Option<String>,
+    /// Models it may use, comma-separated (ids, aliases, provider/model or a provider).
+    #[arg(long, value_name = "LIST")]
+    pub models: Option<String>,
+    /// MCP tools it may call, comma-separated.
+    #[arg(long, value_name = "LIST")]
+    pub tools: Option<String>,
+    /// The last day it works (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "DATE")]
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Args)]

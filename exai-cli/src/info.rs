@@ -1,7 +1,9 @@
 //! The read-mostly subcommands: `config`, `models`, `tools`, `call`, `threads`, `thread`,
 //! `usage`. Each prints a plain table (or `--json`), nothing decorative, so output pipes well.
 
-use exai_core::{Config, Gateway, Source, ToolSuite, UsageRow};
+use exai_core::{Config, Gateway, KeyUsageRow, Source, ToolSuite, UsageRow};
+
+use crate::cli::UsageArgs;
 use serde_json::{Value, json};
 
 use crate::exit::Failure;
@@ -156,7 +158,52 @@ fn usage_table(title: &str, rows: &[UsageRow]) {
     println!("  total ${total:.6}");
 }
 
-pub async fn usage(gateway: &Gateway, as_json: bool) -> Result<i32, Failure> {
+/// Per key: totals (`--by key`), or one key's rows per provider and model (`--key NAME`).
+fn key_table(title: &str, rows: &[KeyUsageRow], by: &UsageArgs) {
+    if let Some(name) = &by.key {
+        let mine: Vec<UsageRow> = rows
+            .iter()
+            .filter(|r| &r.key == name)
+            .map(|r| r.usage.clone())
+            .collect();
+        return usage_table(title, &mine);
+    }
+    println!("{title}");
+    let mut totals: std::collections::BTreeMap<&str, UsageRow> = Default::default();
+    for r in rows {
+        let t = totals.entry(&r.key).or_default();
+        t.requests += r.usage.requests;
+        t.errors += r.usage.errors;
+        t.input_tokens += r.usage.input_tokens;
+        t.output_tokens += r.usage.output_tokens;
+        t.cost_usd += r.usage.cost_usd;
+    }
+    if totals.is_empty() {
+        println!("  no calls made with a key");
+    }
+    for (key, t) in totals {
+        println!(
+            "  {key:<24} {:>6} req {:>4} err {:>10} in {:>10} out  ${:.6}",
+            t.requests, t.errors, t.input_tokens, t.output_tokens, t.cost_usd
+        );
+    }
+}
+
+pub async fn usage(gateway: &Gateway, args: UsageArgs) -> Result<i32, Failure> {
+    let as_json = args.json.json;
+    if args.by.is_some() || args.key.is_some() {
+        let mut report = gateway.usage_by_key().await;
+        if let Some(name) = &args.key {
+            report.today.retain(|r| &r.key == name);
+            report.all_time.retain(|r| &r.key == name);
+        }
+        if as_json {
+            return print_json(&report);
+        }
+        key_table("today (UTC):", &report.today, &args);
+        key_table("all time:", &report.all_time, &args);
+        return Ok(0);
+    }
     let report = gateway.usage().await;
     if as_json {
         return print_json(&report);

@@ -7,6 +7,7 @@ mod cli;
 mod doctor;
 mod exit;
 mod info;
+mod keys;
 
 use clap::{CommandFactory, Parser};
 use exai_core::{Config, Gateway};
@@ -46,6 +47,7 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         }
         Command::Config(f) => return info::config(f.json),
         Command::Doctor { offline, json } => return doctor::run(offline, json.json).await,
+        Command::Keys { command } => return keys::run(&Config::from_env()?, command).await,
         other => other,
     };
     let gateway = gateway().await?;
@@ -56,8 +58,8 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Call { tool, args, json } => info::call(&gateway, &tool, &args, json.json).await,
         Command::Threads { limit, json } => info::threads(&gateway, limit, json.json).await,
         Command::Thread { id, json } => info::thread(&gateway, &id, json.json).await,
-        Command::Usage(f) => info::usage(&gateway, f.json).await,
-        Command::Completions { .. } | Command::Config(_) | Command::Doctor { .. } => Ok(0),
+        Command::Usage(u) => info::usage(&gateway, u).await,
+        Command::Completions { .. } | Command::Config(_) | Command::Doctor { .. } | Command::Keys { .. } => Ok(0),
     };
     // The usage ledger's writes leave the request path; wait (briefly) so none is lost.
     gateway.shutdown_within(LEDGER_DRAIN).await;

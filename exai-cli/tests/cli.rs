@@ -5,7 +5,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use exai_core::testing::{FakeReply, FakeUpstream, RedisServer};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -568,4 +568,156 @@ async fn a_closed_pipe_ends_the_output_quietly() {
         !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
         "{stderr}"
     );
+}
+
+fn json_of(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr))
+}
+
+#[tokio::test]
+async fn keys_are_created_listed_updated_rotated_and_revoked_without_showing_a_secret_twice() {
+    let dir = std::env::temp_dir().join(format!("exai-cli-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let env = HashMap::from([
+        ("EXAI_STATE_DIR".to_string(), dir.display().to_string()),
+        ("EXAI_ADMIN_TOKEN".to_string(), "admin-secret-value".to_string()),
+        ("EXAI_WS_TOKEN".to_string(), "master-secret-value".to_string()),
+    ]);
+    let empty = exai(&["keys", "list"], &env, None).await;
+    assert_eq!(empty.code, 0, "{}", empty.stderr);
+    assert!(empty.stdout.contains("no keys"), "{}", empty.stdout);
+
+    let created = exai(
+        &[
+            "keys",
+            "create",
+            "alice",
+            "--budget-usd",
+            "5",
+            "--period",
+            "week",
+            "--rpm",
+            "10",
+            "--models",
+            "glm-4.6,kimi",
+            "--expires",
+            "2027-01-01",
+            "--json",
+        ],
+        &env,
+        None,
+    )
+    .await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let created = json_of(&created);
+    let secret = created["secret"].as_str().unwrap_or_default().to_string();
+    assert!(secret.starts_with("exai-sk-") && secret.len() >= 40, "{created}");
+    assert_eq!(
+        (
+            &created["name"],
+            &created["rpm"],
+            &created["period"],
+            &created["budget_usd"],
+            &created["expires"]
+        ),
+        (
+            &json!("alice"),
+            &json!(10),
+            &json!("week"),
+            &json!(5.0),
+            &json!("2027-01-01")
+        )
+    );
+    assert_eq!(created["models"], json!(["glm-4.6", "kimi"]));
+
+    let again = exai(&["keys", "create", "alice"], &env, None).await;
+    assert_eq!(again.code, 7, "{}", again.stderr);
+    assert!(again.stderr.contains("exists"), "{}", again.stderr);
+    let bad = exai(&["keys", "create", "no spaces"], &env, None).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let bad_rpm = exai(&["keys", "update", "alice", "--rpm", "lots"], &env, None).await;
+    assert_eq!(bad_rpm.code, 2, "{}", bad_rpm.stderr);
+
+    for args in [
+        &["keys", "list"][..],
+        &["keys", "list", "--json"],
+        &["keys", "show", "alice", "--json"],
+        &["config"],
+    ] {
+        let run = exai(args, &env, None).await;
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        for secret in [
+            secret.as_str(),
+            &secret["exai-sk-".len()..],
+            "admin-secret-value",
+            "master-secret-value",
+        ] {
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "{args:?} shows a secret"
+            );
+        }
+    }
+    let listed = json_of(&exai(&["keys", "list", "--json"], &env, None).await);
+    assert_eq!(listed[0]["name"], "alice");
+    assert!(listed[0].get("secret").is_none());
+
+    let updated = json_of(
+        &exai(
+            &["keys", "update", "alice", "--rpm", "none", "--tpm", "1000", "--json"],
+            &env,
+            None,
+        )
+        .await,
+    );
+    assert_eq!(
+        (&updated["rpm"], &updated["tpm"], &updated["budget_usd"]),
+        (&Value::Null, &json!(1000), &json!(5.0))
+    );
+
+    let rotated = json_of(&exai(&["keys", "rotate", "alice", "--json"], &env, None).await);
+    let new_secret = rotated["secret"].as_str().unwrap_or_default();
+    assert!(new_secret.starts_with("exai-sk-") && new_secret != secret);
+
+    // A key's calls, made by a gateway on the same file, are in `exai usage --by key`.
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut gateway_env = fake.env_for(&["GLM"]);
+    gateway_env.insert("EXAI_STATE_DIR".into(), dir.display().to_string());
+    let config = exai_core::Config::from_parts(&gateway_env, None).unwrap_or_else(|e| panic!("{e}"));
+    let gateway = exai_core::Gateway::new(config).await.unwrap_or_else(|e| panic!("{e}"));
+    let caller = gateway
+        .authenticate(Some(new_secret))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let session = gateway.open_session(exai_core::SessionOptions::new("test").caller(caller));
+    fake.push(FakeReply::text("paid").with_usage(1000, 500));
+    session
+        .chat(exai_core::ChatRequest::new("hi"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    gateway.shutdown().await;
+    let by_key = exai(&["usage", "--by", "key"], &env, None).await;
+    assert_eq!(by_key.code, 0, "{}", by_key.stderr);
+    assert!(
+        by_key
+            .stdout
+            .lines()
+            .any(|l| l.contains("alice") && l.contains("1 req") && l.contains("1000 in")),
+        "{}",
+        by_key.stdout
+    );
+    let one = json_of(&exai(&["usage", "--key", "alice", "--json"], &env, None).await);
+    assert_eq!(one["all_time"][0]["model"], "glm-4.6", "{one}");
+    assert_eq!(one["all_time"][0]["output_tokens"], 500, "{one}");
+    let shown = json_of(&exai(&["keys", "show", "alice", "--json"], &env, None).await);
+    assert!(shown["spent_usd"].as_f64().is_some_and(|s| s > 0.0), "{shown}");
+
+    let revoked = exai(&["keys", "revoke", "alice"], &env, None).await;
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    let shown = json_of(&exai(&["keys", "show", "alice", "--json"], &env, None).await);
+    assert_eq!(shown["status"], "revoked");
+    let missing = exai(&["keys", "show", "bob"], &env, None).await;
+    assert_eq!(missing.code, 7, "{}", missing.stderr);
 }

@@ -93,6 +93,60 @@ pub enum Error {
         /// The deadline that passed.
         after: Duration,
     },
+    /// No valid key was presented (or the key was revoked, rotated or expired).
+    #[error("unauthorized: {reason}")]
+    Unauthorized {
+        /// What was wrong, naming the key when there was one (never its secret).
+        reason: String,
+    },
+    /// The key may not use this model or tool.
+    #[error("forbidden: key {key} may not {what}")]
+    Forbidden {
+        /// The key's name.
+        key: String,
+        /// What it asked for, and what it may do instead.
+        what: String,
+    },
+    /// The key's spend in its period has reached its budget.
+    #[error(
+        "key {key} has spent ${spent_usd:.4} of its ${budget_usd:.2} {} budget; {}",
+        period_name(*period),
+        resets_at.as_ref().map_or_else(
+            || "it does not reset: raise it with `exai keys update` or use another key".to_string(),
+            |at| format!("it resets at {at}")
+        )
+    )]
+    BudgetExceeded {
+        /// The key's name.
+        key: String,
+        /// Its budget.
+        budget_usd: f64,
+        /// What it spent in the period.
+        spent_usd: f64,
+        /// The budget's period.
+        period: crate::keys::Period,
+        /// When the period ends (RFC 3339), unless it is `total`.
+        resets_at: Option<String>,
+    },
+    /// The key is over one of its own limits (requests or tokens per minute, calls in flight).
+    #[error(
+        "rate limited: key {key} is over its limit of {limit}; retry after {} s",
+        retry_after.as_secs().max(1)
+    )]
+    KeyLimited {
+        /// The key's name.
+        key: String,
+        /// Which limit, with its value.
+        limit: String,
+        /// When a call may succeed again.
+        retry_after: Duration,
+    },
+    /// The keys could not be read, so no key can be checked.
+    #[error("keys cannot be checked: {0}")]
+    KeysUnavailable(String),
+    /// Managing keys failed.
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
     /// The continuation id names no stored conversation.
     #[error("conversation '{0}' not found (it may have expired); start a new one without a continuation id")]
     ThreadNotFound(String),
@@ -118,7 +172,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Provider(e) => e.is_retryable(),
-            Error::OverCapacity { .. } | Error::RateLimited { .. } | Error::ShuttingDown => true,
+            Error::OverCapacity { .. }
+            | Error::RateLimited { .. }
+            | Error::KeyLimited { .. }
+            | Error::KeysUnavailable(_)
+            | Error::ShuttingDown => true,
             _ => false,
         }
     }
@@ -126,10 +184,23 @@ impl Error {
     /// A suggested delay before retrying, when the failure says so.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::OverCapacity { retry_after, .. } | Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::OverCapacity { retry_after, .. }
+            | Error::RateLimited { retry_after, .. }
+            | Error::KeyLimited { retry_after, .. } => Some(*retry_after),
             Error::Provider(e) => e.retry_after(),
             _ => None,
         }
+    }
+}
+
+/// `monthly`, `weekly`, …, as a budget is named.
+fn period_name(period: crate::keys::Period) -> &'static str {
+    use crate::keys::Period;
+    match period {
+        Period::Day => "daily",
+        Period::Week => "weekly",
+        Period::Month => "monthly",
+        Period::Total => "total",
     }
 }
 

@@ -44,11 +44,15 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::config::MemoryBackend;
 use crate::error::Error;
+use crate::keys::{Caller, Clock, KeyStore, Keys, system_clock};
 use crate::memory::{LocalStore, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, connect_redis};
 use crate::providers::{ProviderClient, ProviderHandle, spawn_worker};
 use crate::request::{ChatRequest, ChatResponse, Message};
-use crate::usage::{SharedLedger, UsageLedger, UsageReport};
+use crate::usage::{KeyUsageReport, SharedLedger, UsageLedger, UsageReport};
 use rate::ClientRate;
+
+/// A stream's admission still to run in its task (a key's checks), or already passed.
+pub(crate) type Admission = std::pin::Pin<Box<dyn Future<Output = Result<Option<crate::keys::KeyPass>, Error>> + Send>>;
 
 /// Events buffered between a streaming turn and its consumer.
 const STREAM_BUFFER: usize = 64;
@@ -69,6 +73,8 @@ pub(crate) struct Inner {
     default_session: Arc<SessionCore>,
     /// Requests per minute per client, for every session opened with a client.
     rate: ClientRate,
+    /// API keys: who may call, and each key's limits and spend.
+    pub keys: Keys,
 }
 
 impl Drop for Inner {
@@ -76,6 +82,7 @@ impl Drop for Inner {
     /// them (and their tasks) alive after the gateway.
     fn drop(&mut self) {
         self.root.cancel();
+        self.keys.stop();
         self.limits.close();
         self.queue.stop();
         self.sessions.stop();
@@ -97,6 +104,7 @@ pub struct GatewayBuilder {
     config: Option<Config>,
     memory: Option<Arc<dyn MemoryStore>>,
     http: Option<reqwest::Client>,
+    clock: Option<Clock>,
 }
 
 impl GatewayBuilder {
@@ -115,6 +123,13 @@ impl GatewayBuilder {
     /// Uses this HTTP client for providers (default: a pooled rustls client).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
+        self
+    }
+
+    /// Reckons key budgets' periods (and tokens per minute) by this wall clock instead of the
+    /// system's — for tests of a period's end.
+    pub fn clock(mut self, now: impl Fn() -> std::time::SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(move || time::OffsetDateTime::from(now())));
         self
     }
 
@@ -150,6 +165,12 @@ impl GatewayBuilder {
         let tracker = TaskTracker::new();
         let sessions = Sessions::spawn(config.sessions.idle_timeout, config.limits.session_max_inflight).await?;
         let default_session = sessions.open("embedded", &root, false);
+        let keys = open_keys(
+            &shared,
+            &config,
+            self.clock.unwrap_or_else(system_clock),
+            tracker.clone(),
+        );
         let inner = Inner {
             catalog: Catalog::from_config(&config),
             limits: share_limits(Limits::new(&config), &config, &providers).await?,
@@ -163,6 +184,7 @@ impl GatewayBuilder {
             closing: AtomicBool::new(false),
             default_session,
             rate: ClientRate::new(config.limits.requests_per_minute),
+            keys,
             config,
         };
         Ok(Gateway { inner: Arc::new(inner) })
@@ -191,14 +213,33 @@ impl Gateway {
         self.open_session(SessionOptions::new(kind))
     }
 
-    /// Opens a session with these options: front doors name the client, so its rate counts.
+    /// Opens a session with these options: front doors name the client, so its rate counts,
+    /// and the caller, so its key's limits apply.
     pub fn open_session(&self, options: SessionOptions) -> Session {
         Session {
             core: self.inner.sessions.open(&options.kind, &self.inner.root, true),
             gateway: self.clone(),
             client: options.client.map(Arc::from),
             deadline: options.deadline.unwrap_or(self.inner.config.limits.call_timeout),
+            caller: options.caller,
         }
+    }
+
+    /// Who presented `token` (a bearer token, an `x-api-key`, `hello.token`; `None` when none
+    /// was sent): the master token (`daemon.token`), a key, or — when no key exists and no
+    /// master token is set — anyone. Every front door calls this and opens its session with the
+    /// answer. Fails with [`Error::Unauthorized`] (or [`Error::KeysUnavailable`] while the key
+    /// store has never answered).
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, Error> {
+        self.inner
+            .keys
+            .authenticate(token, self.inner.config.daemon.token.as_ref())
+            .await
+    }
+
+    /// The gateway's API keys: manage them, see what each spent.
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
     }
 
     /// One reply, through the built-in session.
@@ -224,6 +265,11 @@ impl Gateway {
     /// The usage ledger.
     pub async fn usage(&self) -> UsageReport {
         self.inner.usage.report().await
+    }
+
+    /// The ledger of calls made with keys, per key, provider and model.
+    pub async fn usage_by_key(&self) -> KeyUsageReport {
+        self.inner.usage.report_by_key().await
     }
 
     /// A stored conversation.
@@ -256,6 +302,7 @@ impl Gateway {
             );
         }
         self.inner.root.cancel();
+        self.inner.keys.stop();
         self.inner.limits.close();
         self.inner.queue.stop();
         self.inner.sessions.stop();
@@ -315,6 +362,7 @@ impl Gateway {
             gateway: self.clone(),
             client: None,
             deadline: self.inner.config.limits.call_timeout,
+            caller: Caller::default(),
         }
     }
 
@@ -355,7 +403,13 @@ impl Gateway {
 
     /// Starts a streamed turn; with a `deadline`, a turn that outlives it ends with
     /// [`Error::DeadlineExceeded`].
-    fn stream_in(&self, core: &SessionCore, request: ChatRequest, deadline: Option<Duration>) -> ChatStream {
+    fn stream_in(
+        &self,
+        core: &SessionCore,
+        mut request: ChatRequest,
+        deadline: Option<Duration>,
+        admission: Option<Admission>,
+    ) -> ChatStream {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let cancel = core.cancel.child_token();
         let guard = Some(cancel.clone().drop_guard());
@@ -367,6 +421,21 @@ impl Gateway {
             if cancel.is_cancelled() {
                 return;
             }
+            let _pass = match admission {
+                None => None,
+                Some(admission) => match admission.await {
+                    Ok(pass) => {
+                        if let Some(p) = &pass {
+                            request.key = Some(p.key.clone());
+                        }
+                        pass
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                },
+            };
             let late = tx.clone();
             let turn = turn::run(inner, limit, session_id, request, Some(tx), cancel);
             match deadline {
@@ -395,6 +464,26 @@ impl Gateway {
             _cancel_on_drop: guard,
         }
     }
+}
+
+/// The keys, in the state store the ledger uses (none without one). Keys in Redis share their
+/// per-key limits across daemons.
+fn open_keys(shared: &Option<SharedLedger>, config: &Config, clock: Clock, writes: TaskTracker) -> Keys {
+    let store = match shared {
+        Some(SharedLedger::Sqlite(db)) => Some(KeyStore::Sqlite(db.clone())),
+        Some(SharedLedger::Redis(conn, prefix)) => Some(KeyStore::Redis {
+            conn: conn.clone(),
+            prefix: prefix.clone(),
+        }),
+        None => None,
+    };
+    let limits = match &store {
+        Some(KeyStore::Redis { conn, prefix }) => {
+            Some(Arc::new(SharedLimits::new(conn.clone(), prefix, config.limits.lease)))
+        }
+        _ => None,
+    };
+    Keys::new(store, limits, clock, writes)
 }
 
 /// Shares the global and provider limits through Redis when `limits.shared` is on, and

@@ -26,7 +26,8 @@
 //!   quirks per provider; retries and the circuit breaker.
 //! - `routing`: `auto` selection and the fallback chain.
 //! - `memory`: conversation threads behind [`MemoryStore`] (Redis or in process).
-//! - `usage`: the ledger of tokens, requests, errors and cost.
+//! - `keys`: API keys ([`Keys`]): who may call, with what limits and budget, and what each spent.
+//! - `usage`: the ledger of tokens, requests, errors and cost (per key too).
 //! - `tools`: the MCP tool suite, [`ToolSuite`] — built on a gateway by the front doors; the
 //!   gateway knows nothing of it.
 //! - `testing` (feature `testing`): a fake upstream for tests, benches and the quickstart.
@@ -57,6 +58,7 @@ mod catalog;
 mod config;
 mod error;
 mod gateway;
+mod keys;
 mod memory;
 mod providers;
 mod request;
@@ -80,6 +82,7 @@ pub use gateway::{
     ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Session, SessionOptions,
     SharedLimitsStatus,
 };
+pub use keys::{Caller, CreatedKey, KeyError, KeyInfo, KeyLimits, KeyStatus, KeyUpdate, Keys, Period, parse_date};
 pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, Turn};
 pub use providers::{ProviderCheck, ProviderHealth};
 pub use request::{
@@ -89,7 +92,7 @@ pub use tools::{
     AttachError, FailureKind, Progress, ProgressSender, ToolDef, ToolError, ToolFailure, ToolOutput, ToolSuite,
     attach_files,
 };
-pub use usage::{UsageReport, UsageRow};
+pub use usage::{KeyUsageReport, KeyUsageRow, UsageReport, UsageRow};
 
 /// README's Rust snippets, compiled as doc tests so they cannot drift from the API.
 #[doc = include_str!("../../README.md")]

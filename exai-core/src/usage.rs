@@ -17,6 +17,27 @@ use tokio_util::task::TaskTracker;
 use crate::memory::{Db, RedisConn};
 use crate::request::Usage;
 
+/// A key's counters for one provider and model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct KeyUsageRow {
+    /// The key's name.
+    pub key: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub usage: UsageRow,
+}
+
+/// The ledger of calls made with keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyUsageReport {
+    /// `sqlite`, `redis` (shared by every process) or `local` (this process only).
+    pub backend: &'static str,
+    /// Today (UTC).
+    pub today: Vec<KeyUsageRow>,
+    /// All time (or since start, `local`).
+    pub all_time: Vec<KeyUsageRow>,
+}
+
 /// Day keys are kept this long in Redis.
 const DAY_TTL_SECS: i64 = 40 * 24 * 3600;
 
@@ -55,7 +76,7 @@ pub struct UsageReport {
 }
 
 /// Values by provider, then model: found by `&str` without allocating on the request path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ByModel<T>(BTreeMap<String, BTreeMap<String, T>>);
 
 impl<T> Default for ByModel<T> {
@@ -121,6 +142,8 @@ struct Local {
     today: Rows,
     day: Option<time::Date>,
     metrics: ByModel<ModelMetrics>,
+    /// Since start, per key (then provider and model).
+    by_key: BTreeMap<String, Rows>,
 }
 
 impl Local {
@@ -181,8 +204,8 @@ impl UsageLedger {
         }
     }
 
-    /// Records a completed call that took `elapsed`.
-    pub fn success(&self, provider: &str, model: &str, usage: Usage, cost: f64, elapsed: Duration) {
+    /// Records a completed call that took `elapsed`, made with `key` if any.
+    pub fn success(&self, provider: &str, model: &str, key: Option<&str>, usage: Usage, cost: f64, elapsed: Duration) {
         if let Ok(mut local) = self.local.lock() {
             let m = local
                 .metrics
@@ -199,10 +222,20 @@ impl UsageLedger {
                 r.reasoning_tokens += usage.reasoning_tokens;
                 r.cost_usd += cost;
             });
+            if let Some(key) = key {
+                let r = row(local.by_key.entry(key.to_string()).or_default(), provider, model);
+                r.requests += 1;
+                r.input_tokens += usage.input_tokens;
+                r.output_tokens += usage.output_tokens;
+                r.reasoning_tokens += usage.reasoning_tokens;
+                r.cost_usd += cost;
+                key_metrics(key, "ok", usage, cost);
+            }
         }
         self.persist(
             provider,
             model,
+            key,
             &[
                 ("requests", 1),
                 ("input_tokens", usage.input_tokens as i64),
@@ -213,38 +246,57 @@ impl UsageLedger {
         );
     }
 
-    /// Records a failed call.
-    pub fn error(&self, provider: &str, model: &str) {
+    /// Records a failed call, made with `key` if any.
+    pub fn error(&self, provider: &str, model: &str, key: Option<&str>) {
         if let Ok(mut local) = self.local.lock() {
             local.apply(provider, model, |r| r.errors += 1);
+            if let Some(key) = key {
+                row(local.by_key.entry(key.to_string()).or_default(), provider, model).errors += 1;
+                key_metrics(key, "error", Usage::default(), 0.0);
+            }
         }
-        self.persist(provider, model, &[("errors", 1)], 0.0);
+        self.persist(provider, model, key, &[("errors", 1)], 0.0);
     }
 
-    fn persist(&self, provider: &str, model: &str, counters: &[(&str, i64)], cost: f64) {
+    fn persist(&self, provider: &str, model: &str, key: Option<&str>, counters: &[(&str, i64)], cost: f64) {
         let (conn, prefix) = match &self.shared {
             None => return,
-            Some(SharedLedger::Sqlite(db)) => return persist_sqlite(&self.writes, db, provider, model, counters, cost),
+            Some(SharedLedger::Sqlite(db)) => {
+                return persist_sqlite(&self.writes, db, provider, model, key, counters, cost);
+            }
             Some(SharedLedger::Redis(conn, prefix)) => (conn, prefix),
         };
         let mut conn = conn.clone();
         // One hash tag for the ledger: its pipeline stays on one slot of a cluster.
         let all = format!("{prefix}{{usage}}:all");
         let day = format!("{prefix}{{usage}}:day:{}", today());
+        let (keys_all, keys_day) = (
+            format!("{prefix}{{usage}}:keys:all"),
+            format!("{prefix}{{usage}}:keys:day:{}", today()),
+        );
+        let mut targets = vec![(&all, String::new()), (&day, String::new())];
+        if let Some(key) = key {
+            targets.push((&keys_all, format!("{key}|")));
+            targets.push((&keys_day, format!("{key}|")));
+        }
         let mut pipe = redis::pipe();
-        for key in [&all, &day] {
+        for (hash, field_prefix) in &targets {
             for (name, n) in counters {
-                pipe.hincr(key, format!("{provider}|{model}|{name}"), *n).ignore();
+                pipe.hincr(*hash, format!("{field_prefix}{provider}|{model}|{name}"), *n)
+                    .ignore();
             }
             if cost > 0.0 {
                 pipe.cmd("HINCRBYFLOAT")
-                    .arg(key)
-                    .arg(format!("{provider}|{model}|cost_usd"))
+                    .arg(*hash)
+                    .arg(format!("{field_prefix}{provider}|{model}|cost_usd"))
                     .arg(cost)
                     .ignore();
             }
         }
         pipe.expire(&day, DAY_TTL_SECS).ignore();
+        if key.is_some() {
+            pipe.expire(&keys_day, DAY_TTL_SECS).ignore();
+        }
         self.writes.spawn(async move {
             let sent = tokio::time::timeout(std::time::Duration::from_secs(2), pipe.query_async::<()>(&mut conn)).await;
             if !matches!(sent, Ok(Ok(()))) {
@@ -306,9 +358,140 @@ impl UsageLedger {
     }
 }
 
-/// Rebuilds rows from `provider|model|counter` hash fields.
+/// A key's metrics: requests by status, tokens, cost — labelled with its name, never its secret.
+fn key_metrics(key: &str, status: &'static str, usage: Usage, cost: f64) {
+    let name = key.to_string();
+    metrics::counter!("exai_key_requests_total", "key" => name.clone(), "status" => status).increment(1);
+    if status == "ok" {
+        metrics::counter!("exai_key_tokens_total", "key" => name.clone(), "direction" => "input")
+            .increment(usage.input_tokens);
+        metrics::counter!("exai_key_tokens_total", "key" => name.clone(), "direction" => "output")
+            .increment(usage.output_tokens);
+        metrics::gauge!("exai_key_cost_usd_total", "key" => name).increment(cost);
+    }
+}
+
+impl UsageLedger {
+    /// The ledger of calls made with keys.
+    pub async fn report_by_key(&self) -> KeyUsageReport {
+        let flatten = |by_key: BTreeMap<String, Rows>| -> Vec<KeyUsageRow> {
+            by_key
+                .into_iter()
+                .flat_map(|(key, rows)| {
+                    rows.into_values().map(move |usage| KeyUsageRow {
+                        key: key.clone(),
+                        usage,
+                    })
+                })
+                .collect()
+        };
+        match &self.shared {
+            Some(SharedLedger::Sqlite(db)) => {
+                let day = today().to_string();
+                let read = db
+                    .call("usage by key", move |conn| {
+                        Ok((read_sqlite_keys(conn, "all")?, read_sqlite_keys(conn, &day)?))
+                    })
+                    .await;
+                match read {
+                    Ok((all_time, today)) => {
+                        return KeyUsageReport {
+                            backend: "sqlite",
+                            today,
+                            all_time,
+                        };
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the usage ledger; showing this process's figures")
+                    }
+                }
+            }
+            Some(SharedLedger::Redis(conn, prefix)) => {
+                let mut conn = conn.clone();
+                let mut pipe = redis::pipe();
+                pipe.hgetall(format!("{prefix}{{usage}}:keys:all"))
+                    .hgetall(format!("{prefix}{{usage}}:keys:day:{}", today()));
+                let read = tokio::time::timeout(Duration::from_secs(2), pipe.query_async(&mut conn)).await;
+                if let Ok(Ok((all, day))) = read {
+                    let (all, day): (BTreeMap<String, String>, BTreeMap<String, String>) = (all, day);
+                    return KeyUsageReport {
+                        backend: "redis",
+                        today: flatten(parse_key_rows(&day)),
+                        all_time: flatten(parse_key_rows(&all)),
+                    };
+                }
+            }
+            None => {}
+        }
+        let since_start = self.local.lock().map(|l| l.by_key.clone()).unwrap_or_default();
+        let rows = flatten(since_start);
+        KeyUsageReport {
+            backend: "local",
+            today: rows.clone(),
+            all_time: rows,
+        }
+    }
+}
+
+/// The file's rows per key for `day` (or `all`).
+fn read_sqlite_keys(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<KeyUsageRow>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT key, provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd
+         FROM key_usage WHERE day = ?1 ORDER BY key, provider, model",
+    )?;
+    statement
+        .query_map([day], |r| {
+            Ok(KeyUsageRow {
+                key: r.get(0)?,
+                usage: UsageRow {
+                    provider: r.get(1)?,
+                    model: r.get(2)?,
+                    requests: r.get::<_, i64>(3)? as u64,
+                    errors: r.get::<_, i64>(4)? as u64,
+                    input_tokens: r.get::<_, i64>(5)? as u64,
+                    output_tokens: r.get::<_, i64>(6)? as u64,
+                    reasoning_tokens: r.get::<_, i64>(7)? as u64,
+                    cost_usd: r.get(8)?,
+                },
+            })
+        })?
+        .collect()
+}
+
+/// Rows per key from `key|provider|model|counter` hash fields (key names have no `|`).
+fn parse_key_rows(fields: &BTreeMap<String, String>) -> BTreeMap<String, Rows> {
+    let mut per_key: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (field, value) in fields {
+        if let Some((key, rest)) = field.split_once('|') {
+            per_key
+                .entry(key.to_string())
+                .or_default()
+                .insert(rest.to_string(), value.clone());
+        }
+    }
+    per_key
+        .into_iter()
+        .map(|(key, fields)| {
+            let mut rows = Rows::default();
+            for r in parse_rows(&fields) {
+                let (provider, model) = (r.provider.clone(), r.model.clone());
+                *row(&mut rows, &provider, &model) = r;
+            }
+            (key, rows)
+        })
+        .collect()
+}
+
 /// Adds one call's counters to the file's rows for today and for all time, off the request path.
-fn persist_sqlite(writes: &TaskTracker, db: &Db, provider: &str, model: &str, counters: &[(&str, i64)], cost: f64) {
+fn persist_sqlite(
+    writes: &TaskTracker,
+    db: &Db,
+    provider: &str,
+    model: &str,
+    key: Option<&str>,
+    counters: &[(&str, i64)],
+    cost: f64,
+) {
     let count = |name: &str| counters.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v);
     let values = [
         count("requests"),
@@ -318,6 +501,7 @@ fn persist_sqlite(writes: &TaskTracker, db: &Db, provider: &str, model: &str, co
         count("reasoning_tokens"),
     ];
     let (db, provider, model, day) = (db.clone(), provider.to_string(), model.to_string(), today().to_string());
+    let key = key.map(str::to_string);
     writes.spawn(async move {
         let written = db
             .call("usage", move |conn| {
@@ -336,6 +520,22 @@ fn persist_sqlite(writes: &TaskTracker, db: &Db, provider: &str, model: &str, co
                             d, provider, model, values[0], values[1], values[2], values[3], values[4], cost
                         ],
                     )?;
+                    if let Some(key) = &key {
+                        tx.execute(
+                            "INSERT INTO key_usage (day, key, provider, model, requests, errors, input_tokens,
+                                 output_tokens, reasoning_tokens, cost_usd)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                             ON CONFLICT(day, key, provider, model) DO UPDATE SET
+                                 requests = requests + excluded.requests, errors = errors + excluded.errors,
+                                 input_tokens = input_tokens + excluded.input_tokens,
+                                 output_tokens = output_tokens + excluded.output_tokens,
+                                 reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+                                 cost_usd = cost_usd + excluded.cost_usd",
+                            rusqlite::params![
+                                d, key, provider, model, values[0], values[1], values[2], values[3], values[4], cost
+                            ],
+                        )?;
+                    }
                 }
                 tx.commit()
             })
@@ -405,9 +605,9 @@ mod tests {
             output_tokens: 5,
             reasoning_tokens: 1,
         };
-        l.success("glm", "glm-4.6", u, 0.5, Duration::from_millis(5));
-        l.success("glm", "glm-4.6", u, 0.25, Duration::from_millis(5));
-        l.error("kimi", "kimi-k2-0905-preview");
+        l.success("glm", "glm-4.6", None, u, 0.5, Duration::from_millis(5));
+        l.success("glm", "glm-4.6", None, u, 0.25, Duration::from_millis(5));
+        l.error("kimi", "kimi-k2-0905-preview", None);
         let r = l.report().await;
         assert_eq!(r.backend, "local");
         let glm = r

@@ -1,7 +1,13 @@
 //! Who may talk to the daemon.
 //!
-//! - The token (`EXAI_WS_TOKEN`), when set, must come as `Authorization: Bearer …`; it is
-//!   compared in constant time. `/healthz` and `/readyz` stay open (they reveal no secret).
+//! - Every protected route authenticates its caller with the core
+//!   ([`exai_core::Gateway::authenticate`]): a key (`exai-sk-…`) or the master token
+//!   (`EXAI_WS_TOKEN`), sent as `Authorization: Bearer …` or `x-api-key: …` (what Anthropic's
+//!   clients send). The [`Caller`] it answers goes into the request's extensions; the routes open
+//!   their sessions with it, so the key's limits apply in the core. Once a key exists, a request
+//!   without a valid one is refused with 401. `/healthz` and `/readyz` stay open (they reveal no
+//!   secret); `/metrics` is for the admin or master token (or anyone while the daemon is open).
+//! - `/admin/keys` takes only `EXAI_ADMIN_TOKEN` (`admin.rs`).
 //! - Browser-originated requests must come from a loopback origin: a web page on another site
 //!   cannot drive a local daemon (MCP's DNS-rebinding rule).
 
@@ -9,35 +15,78 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use exai_core::{Caller, Error};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::state::AppState;
 
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"error": {"message": message, "type": code, "code": code}});
     (status, axum::Json(body)).into_response()
 }
 
-/// Whether `headers` carry the expected bearer token.
-pub(crate) fn token_ok(headers: &HeaderMap, expected: &str) -> bool {
-    let presented = headers
+/// The token a request presents: `Authorization: Bearer …`, or `x-api-key`.
+pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
 }
 
-pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(expected) = &state.gateway.config().daemon.token
-        && !token_ok(request.headers(), expected.expose())
-    {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong token: send Authorization: Bearer <EXAI_WS_TOKEN>",
-        );
+/// Whether `headers` carry `expected`, compared in constant time.
+pub(crate) fn token_ok(headers: &HeaderMap, expected: &str) -> bool {
+    bool::from(presented(headers).unwrap_or("").as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// A refused authentication, as JSON with 401 (503 while the keys cannot be read).
+pub(crate) fn unauthorized(error: &Error) -> Response {
+    match error {
+        Error::KeysUnavailable(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", &error.to_string()),
+        _ => refuse(StatusCode::UNAUTHORIZED, "invalid_api_key", &error.to_string()),
+    }
+}
+
+/// Authenticates the request and hands its [`Caller`] to the route.
+pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    match state.gateway.authenticate(presented(request.headers())).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => unauthorized(&e),
+    }
+}
+
+/// The caller the `authenticate` layer found (anyone, for a router used without it).
+pub(crate) fn caller_of(extensions: &axum::http::Extensions) -> Caller {
+    extensions.get::<Caller>().cloned().unwrap_or_default()
+}
+
+/// `/metrics` shows every key's name and spend: for the admin or master token, or anyone while
+/// the daemon is open — not for a key's holder.
+pub(crate) async fn operators_only(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let admin = state
+        .gateway
+        .config()
+        .daemon
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| token_ok(request.headers(), t.expose()));
+    if !admin {
+        match state.gateway.authenticate(presented(request.headers())).await {
+            Err(e) => return unauthorized(&e),
+            Ok(caller) if caller.key_name().is_some() => {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "/metrics is for the admin or master token, not for a key",
+                );
+            }
+            Ok(_) => {}
+        }
     }
     next.run(request).await
 }
@@ -91,14 +140,16 @@ mod tests {
     }
 
     #[test]
-    fn tokens_must_match_exactly() {
+    fn tokens_must_match_exactly_and_come_as_bearer_or_x_api_key() {
         let mut h = HeaderMap::new();
         assert!(!token_ok(&h, "s3cret"));
+        h.insert("x-api-key", "s3cret".parse().unwrap_or_else(|_| unreachable!()));
+        assert!(token_ok(&h, "s3cret"));
         h.insert(
             header::AUTHORIZATION,
-            "Bearer s3cret".parse().unwrap_or_else(|_| unreachable!()),
+            "Bearer s3cret2".parse().unwrap_or_else(|_| unreachable!()),
         );
-        assert!(token_ok(&h, "s3cret"));
-        assert!(!token_ok(&h, "s3cret2"));
+        assert!(!token_ok(&h, "s3cret"), "the bearer token comes first");
+        assert!(token_ok(&h, "s3cret2"));
     }
 }

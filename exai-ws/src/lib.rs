@@ -16,6 +16,7 @@
 //! `auth.rs` holds the token and `Origin` checks; `client.rs` says who a request comes from;
 //! `main.rs` binds, locks and handles signals.
 
+mod admin;
 mod auth;
 mod body_limit;
 mod client;
@@ -56,7 +57,8 @@ pub fn router(state: AppState) -> Router {
         let state = state.clone();
         Arc::new(move |parts: &axum::http::request::Parts| {
             let mcp = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-            state.client_session(client::client_ip(&parts.extensions), mcp)
+            let caller = auth::caller_of(&parts.extensions);
+            state.client_session(client::client_ip(&parts.extensions), mcp, caller)
         })
     };
     let mcp = StreamableHttpService::new(
@@ -74,14 +76,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .nest_service("/mcp", mcp)
-        .route("/metrics", get(ops::metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         // WebSocket checks its token itself: in the upgrade's header or in `hello`.
         .route("/", get(ws::upgrade))
         .route("/ws", get(ws::upgrade))
+        // The admin token, or a caller who is not a key.
+        .route(
+            "/metrics",
+            get(ops::metrics).layer(middleware::from_fn_with_state(state.clone(), auth::operators_only)),
+        )
+        // Key management checks EXAI_ADMIN_TOKEN itself.
+        .nest("/admin/keys", admin::routes(state.clone()))
         .merge(protected)
         .layer(middleware::from_fn(auth::check_origin))
         .layer(middleware::from_fn_with_state(state.clone(), body_limit::limit_body))

@@ -65,7 +65,18 @@ fn gateway_error(e: &Error) -> Response {
             "provider_not_configured",
         ),
         Error::OverCapacity { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "over_capacity"),
-        Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limited"),
+        Error::RateLimited { .. } | Error::KeyLimited { .. } => {
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limited")
+        }
+        // OpenAI's own answer when an account's quota is spent.
+        Error::BudgetExceeded { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            "insufficient_quota",
+        ),
+        Error::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid_api_key"),
+        Error::KeysUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "keys_unavailable"),
+        Error::Forbidden { .. } => (StatusCode::FORBIDDEN, "permission_error", "forbidden"),
         Error::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "server_error", "timeout"),
         Error::ShuttingDown | Error::SessionClosed(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down")
@@ -262,6 +273,7 @@ fn completion(r: &ChatResponse) -> Completion<'_> {
 
 pub(crate) async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
     let ip = crate::client::client_ip(request.extensions());
+    let caller = crate::auth::caller_of(request.extensions());
     // The body-limit layer caps what this reads; a body that grew past it fails here.
     let bytes = match axum::body::to_bytes(request.into_body(), usize::MAX).await {
         Ok(b) => b,
@@ -288,7 +300,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
         Ok(c) => c,
         Err(m) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m),
     };
-    let session = state.client_session(ip, None);
+    let session = state.client_session(ip, None, caller);
     if !stream {
         return match session.chat(chat).await {
             Ok(r) => axum::Json(completion(&r)).into_response(),
@@ -302,7 +314,11 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
     let requested = chat.requested_model().unwrap_or("auto").to_string();
-    let events = session.chat_stream(chat);
+    // Admitted before the 200: a refusal (rate, key, budget) is an HTTP status, not a stream.
+    let events = match session.start_stream(chat).await {
+        Ok(events) => events,
+        Err(e) => return gateway_error(&e),
+    };
     let mut first = true;
     let mut ended = false;
     let sse = events

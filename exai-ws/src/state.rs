@@ -9,7 +9,7 @@ use moka::future::Cache;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use exai_core::{Gateway, Session, SessionOptions, ToolSuite};
+use exai_core::{Caller, Gateway, Session, SessionOptions, ToolSuite};
 use exai_mcp::LogTap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,8 +28,26 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// An HTTP client: its address, and its MCP session id for `/mcp`.
-type ClientKey = (IpAddr, Option<String>);
+/// An HTTP client: its address, its MCP session id for `/mcp`, and its key (or master token).
+type ClientKey = (IpAddr, Option<String>, CallerKey);
+
+/// Which caller a session is for: sessions of different keys from one address are apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CallerKey {
+    Open,
+    Master,
+    Key(String),
+}
+
+impl CallerKey {
+    fn of(caller: &Caller) -> Self {
+        match caller.key_name() {
+            Some(name) => Self::Key(name.to_string()),
+            None if caller.is_master() => Self::Master,
+            None => Self::Open,
+        }
+    }
+}
 
 /// What [`AppState`] points at.
 pub struct Shared {
@@ -123,27 +141,27 @@ impl AppState {
         })
     }
 
-    /// A new session for the client at `ip`: its requests count against the client's rate,
-    /// each call has the configured deadline — at every front door.
-    pub(crate) fn open_session(&self, kind: &str, ip: IpAddr) -> Session {
+    /// A new session for `caller` at `ip`: its requests count against the client's rate and
+    /// its key's limits, each call has the configured deadline — at every front door.
+    pub(crate) fn open_session(&self, kind: &str, ip: IpAddr, caller: Caller) -> Session {
         self.gateway
-            .open_session(SessionOptions::new(kind).client(ip.to_string()))
+            .open_session(SessionOptions::new(kind).client(ip.to_string()).caller(caller))
     }
 
-    /// The HTTP session of the client at `ip` — of its MCP session `mcp`, for `/mcp` — (a new
+    /// The HTTP session of `caller` at `ip` — of its MCP session `mcp`, for `/mcp` — (a new
     /// one if it had none, or if it expired).
-    pub(crate) fn client_session(&self, ip: IpAddr, mcp: Option<&str>) -> Session {
+    pub(crate) fn client_session(&self, ip: IpAddr, mcp: Option<&str>, caller: Caller) -> Session {
         let kind = if mcp.is_some() { "mcp-http" } else { "http" };
         let Ok(mut clients) = self.clients.lock() else {
-            return self.open_session(kind, ip);
+            return self.open_session(kind, ip, caller);
         };
-        let key = (ip, mcp.map(str::to_string));
+        let key = (ip, mcp.map(str::to_string), CallerKey::of(&caller));
         if let Some(session) = clients.get(&key).filter(|s| s.is_open()) {
             return session.clone();
         }
         // Only a new or expired client pays for pruning the sessions that expired meanwhile.
         clients.retain(|_, s| s.is_open());
-        let session = self.open_session(kind, ip);
+        let session = self.open_session(kind, ip, caller);
         clients.insert(key, session.clone());
         session
     }

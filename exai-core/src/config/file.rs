@@ -111,6 +111,7 @@ pub(crate) struct FileDaemon {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub token: Option<String>,
+    pub admin_token: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub max_body_bytes: Option<usize>,

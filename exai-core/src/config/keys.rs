@@ -118,6 +118,7 @@ pub(super) const HEARTBEAT_SECS: Key<u64> =
 pub(super) const HOST: Key<String> = key("daemon.host", &["EXAI_WS_HOST"], "127.0.0.1", any);
 pub(super) const PORT: Key<u16> = key("daemon.port", &["EXAI_WS_PORT"], "8079", any);
 pub(super) const TOKEN: (&str, &[&str]) = ("daemon.token", &["EXAI_WS_TOKEN"]);
+pub(super) const ADMIN_TOKEN: (&str, &[&str]) = ("daemon.admin_token", &["EXAI_ADMIN_TOKEN"]);
 pub(super) const MAX_CONNECTIONS: Key<usize> =
     key("daemon.max_connections", &["EXAI_WS_MAX_CONNECTIONS"], "1024", positive);
 pub(super) const MAX_CONNECTIONS_PER_IP: Key<usize> = key(

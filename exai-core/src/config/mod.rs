@@ -204,8 +204,10 @@ pub struct DaemonConfig {
     pub host: String,
     /// Port.
     pub port: u16,
-    /// The token clients must present, if any.
+    /// The master token clients may present, if any (`EXAI_WS_TOKEN`): it passes every key check.
     pub token: Option<Secret>,
+    /// The token that allows managing keys over HTTP (`/admin/keys`), if any.
+    pub admin_token: Option<Secret>,
     /// WebSocket connections at once, in total.
     pub max_connections: usize,
     /// WebSocket connections at once, per client address.
@@ -407,11 +409,13 @@ impl Config {
             heartbeat: Duration::from_secs(r.get(&keys::HEARTBEAT_SECS, f.tools.heartbeat_secs)?),
         };
         let (token_key, token_env) = keys::TOKEN;
+        let (admin_key, admin_env) = keys::ADMIN_TOKEN;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let daemon = DaemonConfig {
             host: r.get(&keys::HOST, f.daemon.host)?,
             port: r.get(&keys::PORT, f.daemon.port)?,
             token: r.secret(token_key, token_env, f.daemon.token).0,
+            admin_token: r.secret(admin_key, admin_env, f.daemon.admin_token).0,
             max_connections: r.get(&keys::MAX_CONNECTIONS, f.daemon.max_connections)?,
             max_connections_per_ip: r.get(&keys::MAX_CONNECTIONS_PER_IP, f.daemon.max_connections_per_ip)?,
             max_body_bytes: r.get(&keys::MAX_BODY_BYTES, f.daemon.max_body_bytes)?,

@@ -18,6 +18,7 @@ use tokio_util::sync::DropGuard;
 use super::Gateway;
 use crate::actors::session::SessionCore;
 use crate::error::Error;
+use crate::keys::{Ask, Caller, KeyPass};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse};
 
 /// How a front door opens a session for one client.
@@ -32,6 +33,8 @@ pub struct SessionOptions {
     pub client: Option<String>,
     /// How long one call may run; `None` takes `limits.call_timeout_secs`.
     pub deadline: Option<Duration>,
+    /// Who is calling, as [`Gateway::authenticate`] said: a key's limits apply to every call.
+    pub caller: Caller,
 }
 
 impl SessionOptions {
@@ -41,7 +44,14 @@ impl SessionOptions {
             kind: kind.into(),
             client: None,
             deadline: None,
+            caller: Caller::default(),
         }
+    }
+
+    /// Applies `caller`'s key (its limits, budget, allow-lists) to every call.
+    pub fn caller(mut self, caller: Caller) -> Self {
+        self.caller = caller;
+        self
     }
 
     /// Counts this session's requests for `client` (its address, or `stdio`).
@@ -65,6 +75,8 @@ pub struct Session {
     /// The client counted against the rate limit, if any.
     pub(super) client: Option<Arc<str>>,
     pub(super) deadline: Duration,
+    /// Who is calling.
+    pub(super) caller: Caller,
 }
 
 impl Session {
@@ -74,17 +86,44 @@ impl Session {
     }
 
     /// One reply, within the session's deadline.
-    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
-        self.admit()?;
-        self.within_deadline(self.gateway.chat_in(&self.core, request)).await
+    pub async fn chat(&self, mut request: ChatRequest) -> Result<ChatResponse, Error> {
+        let pass = self.admit_call(None, request.requested_model()).await?;
+        request.key = pass.as_ref().map(|p| p.key.clone());
+        let reply = self.within_deadline(self.gateway.chat_in(&self.core, request)).await;
+        drop(pass);
+        reply
     }
 
-    /// A streamed reply, ended with [`Error::DeadlineExceeded`] if it outlives the deadline.
+    /// A streamed reply, ended with [`Error::DeadlineExceeded`] if it outlives the deadline. A
+    /// call the session does not admit is a stream of one error; [`Session::start_stream`] says
+    /// so before the stream starts.
     pub fn chat_stream(&self, request: ChatRequest) -> ChatStream {
-        match self.admit() {
-            Ok(()) => self.gateway.stream_in(&self.core, request, Some(self.deadline)),
-            Err(e) => ChatStream::failed(e),
+        if let Err(e) = self.admit() {
+            return ChatStream::failed(e);
         }
+        if self.caller.key_name().is_none() {
+            return self.gateway.stream_in(&self.core, request, Some(self.deadline), None);
+        }
+        let session = self.clone();
+        let model = request.requested_model().map(str::to_string);
+        let admission = Box::pin(async move { session.admit_key(None, model.as_deref()).await });
+        self.gateway
+            .stream_in(&self.core, request, Some(self.deadline), Some(admission))
+    }
+
+    /// A streamed reply once the call is admitted: a refusal (rate, key, budget) is the error
+    /// here, before anything streams — what an HTTP front door needs to answer with a status.
+    pub async fn start_stream(&self, request: ChatRequest) -> Result<ChatStream, Error> {
+        let pass = self.admit_call(None, request.requested_model()).await?;
+        let admission: Option<super::Admission> = pass.map(|p| Box::pin(async move { Ok(Some(p)) }) as _);
+        Ok(self
+            .gateway
+            .stream_in(&self.core, request, Some(self.deadline), admission))
+    }
+
+    /// Who is calling.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     /// Whether the session still takes requests (not closed, not expired after being idle).
@@ -113,6 +152,24 @@ impl Session {
         }
     }
 
+    /// Admits one call, and for a key checks its limits and takes its place in flight (held
+    /// until the pass drops). The tool suite calls it once per tool call with the tool's name.
+    pub(crate) async fn admit_call(&self, tool: Option<&str>, model: Option<&str>) -> Result<Option<KeyPass>, Error> {
+        self.admit()?;
+        self.admit_key(tool, model).await
+    }
+
+    async fn admit_key(&self, tool: Option<&str>, model: Option<&str>) -> Result<Option<KeyPass>, Error> {
+        let inner = &self.gateway.inner;
+        let ask = Ask {
+            tool,
+            model,
+            catalog: &inner.catalog,
+            config: &inner.config,
+        };
+        inner.keys.admit(&self.caller, ask).await
+    }
+
     /// Runs `call` within the session's deadline.
     pub(crate) async fn within_deadline<T, E: From<Error>>(
         &self,
@@ -123,9 +180,11 @@ impl Session {
             .unwrap_or_else(|_| Err(Error::DeadlineExceeded { after: self.deadline }.into()))
     }
 
-    /// A turn inside an admitted call (a tool's): no second admission, the call's deadline.
-    pub(crate) fn stream_admitted(&self, request: ChatRequest) -> ChatStream {
-        self.gateway.stream_in(&self.core, request, None)
+    /// A turn inside an admitted call (a tool's): no second admission, the call's deadline,
+    /// the caller's key (its model allow-list, its spend).
+    pub(crate) fn stream_admitted(&self, mut request: ChatRequest) -> ChatStream {
+        request.key = self.gateway.inner.keys.current(&self.caller);
+        self.gateway.stream_in(&self.core, request, None, None)
     }
 }
 

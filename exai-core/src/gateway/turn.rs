@@ -123,7 +123,21 @@ async fn run_in_span(
         web_search: request.web_search,
         vision: turn.iter().any(|m| !m.images.is_empty()),
     };
-    let plan = routing::plan(&inner.config, &inner.catalog, request.model.as_deref(), needs)?;
+    let mut plan = routing::plan(&inner.config, &inner.catalog, request.model.as_deref(), needs)?;
+    if let Some(key) = &request.key {
+        plan.retain(|m| crate::keys::allows_model(&key.limits, m, &inner.catalog, &inner.config));
+        if plan.is_empty() {
+            let allowed = key.limits.models.as_deref().unwrap_or_default().join(", ");
+            let what = format!(
+                "use model {} (it may use: {allowed})",
+                request.model.as_deref().unwrap_or("auto")
+            );
+            return Err(Error::Forbidden {
+                key: key.name.clone(),
+                what,
+            });
+        }
+    }
 
     let mut fallbacks = Vec::new();
     let mut last_error = None;
@@ -173,7 +187,7 @@ async fn run_in_span(
             }
             Err(e) => e,
         };
-        inner.usage.error(&model.provider, &model.id);
+        inner.usage.error(&model.provider, &model.id, key_name(&request));
         record_request(model, err.label(), started);
         tracing::warn!(provider = %model.provider, model = %model.id, error = %err, "provider call failed");
         if emitted || !err.allows_fallback() || index + 1 == plan.len() {
@@ -309,9 +323,15 @@ async fn finish(
 ) -> ChatResponse {
     let cost = model.price.cost(done.usage.input_tokens, done.usage.output_tokens);
     // Also counts the request as `ok` in the metrics, with handles kept per model.
+    let key = key_name(request);
     inner
         .usage
-        .success(&model.provider, &model.id, done.usage, cost, started.elapsed());
+        .success(&model.provider, &model.id, key, done.usage, cost, started.elapsed());
+    if let Some(key) = key {
+        inner
+            .keys
+            .record(key, cost, done.usage.input_tokens + done.usage.output_tokens);
+    }
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {
@@ -343,6 +363,11 @@ async fn finish(
         finish_reason: done.finish_reason,
         fallbacks,
     }
+}
+
+/// The name of the key the turn runs for, if any.
+fn key_name(request: &ChatRequest) -> Option<&str> {
+    request.key.as_deref().map(|k| k.name.as_str())
 }
 
 /// A new, empty conversation.

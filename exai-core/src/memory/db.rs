@@ -1,5 +1,5 @@
 //! The SQLite file every process of one machine shares (`$EXAI_STATE_DIR/exai.db`):
-//! conversations and the usage ledger.
+//! conversations, the usage ledger and API keys.
 //!
 //! Opened in WAL mode with a busy timeout, so several processes — exai-stdio for each editor,
 //! `exai chat` in a shell, a daemon — read while one writes and wait their turn to write instead
@@ -50,6 +50,38 @@ const MIGRATIONS: &[&str] = &[
          cost_usd REAL NOT NULL DEFAULT 0,
          PRIMARY KEY (day, provider, model)
      );",
+    // 2: API keys (only each secret's SHA-256), what they spent per period (`day:…`, `week:…`,
+    //    `month:…`, `total`, and tokens per `minute:…`), the ledger per key, and a counter that
+    //    every change to a key bumps so that each process reloads the keys it has cached.
+    "CREATE TABLE keys (
+         name TEXT PRIMARY KEY,
+         hash TEXT NOT NULL UNIQUE,
+         record TEXT NOT NULL,
+         last_used_ms INTEGER
+     );
+     CREATE TABLE key_meter (
+         period TEXT NOT NULL,
+         name TEXT NOT NULL,
+         cost_usd REAL NOT NULL DEFAULT 0,
+         tokens INTEGER NOT NULL DEFAULT 0,
+         expires_ms INTEGER,
+         PRIMARY KEY (period, name)
+     );
+     CREATE TABLE key_usage (
+         day TEXT NOT NULL,
+         key TEXT NOT NULL,
+         provider TEXT NOT NULL,
+         model TEXT NOT NULL,
+         requests INTEGER NOT NULL DEFAULT 0,
+         errors INTEGER NOT NULL DEFAULT 0,
+         input_tokens INTEGER NOT NULL DEFAULT 0,
+         output_tokens INTEGER NOT NULL DEFAULT 0,
+         reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+         cost_usd REAL NOT NULL DEFAULT 0,
+         PRIMARY KEY (day, key, provider, model)
+     );
+     CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     INSERT INTO meta (name, value) VALUES ('keys_generation', 0);",
 ];
 
 /// An open database file. Cheap to clone.

@@ -70,6 +70,7 @@ impl Common {
             tool: Some(tool.to_string()),
             context: prepared.context.clone(),
             ephemeral: false,
+            key: None,
         }
     }
 }

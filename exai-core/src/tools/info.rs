@@ -192,6 +192,24 @@ impl Tool for Status {
                 r.provider, r.model, r.requests, r.errors, r.input_tokens, r.output_tokens, r.cost_usd
             ));
         }
+        let key = gw.keys().info(ctx.session.caller());
+        if let Some(k) = &key {
+            let budget = match (k.limits.budget_usd, k.remaining_usd) {
+                (Some(b), Some(left)) => format!(
+                    "${:.4} spent of ${b:.2} per {}, ${left:.4} left{}",
+                    k.spent_usd,
+                    k.limits.period,
+                    k.period_resets
+                        .as_ref()
+                        .map(|r| format!(", resets {r}"))
+                        .unwrap_or_default()
+                ),
+                _ => format!("${:.4} spent this {}, no budget", k.spent_usd, k.limits.period),
+            };
+            text.push_str(&format!("your key: {} ({:?}): {budget}\n", k.name, k.status));
+        }
+        // Other people's conversations are not shown to a key's holder.
+        let threads = if key.is_some() { Vec::new() } else { threads };
         text.push_str("recent conversations:\n");
         for t in &threads {
             text.push_str(&format!(
@@ -202,7 +220,7 @@ impl Tool for Status {
                 t.preview
             ));
         }
-        let structured = json!({"status": "ok", "gateway": status, "threads": threads});
+        let structured = json!({"status": "ok", "gateway": status, "threads": threads, "key": key});
         Ok(ToolOutput::ok(text, structured))
     }
 }

@@ -94,6 +94,12 @@ pub enum FailureKind {
     Unavailable,
     /// The request cannot work as sent: an unknown model, a conversation that expired.
     InvalidRequest,
+    /// No valid key, or the key was revoked, rotated or expired.
+    Unauthorized,
+    /// The caller's key may not call this tool or use this model.
+    Forbidden,
+    /// The caller's key has spent its budget for the period.
+    OverBudget,
     /// A bug or a dead actor.
     Internal,
 }
@@ -166,7 +172,22 @@ fn gateway_failure(e: &Error) -> ToolOutput {
             };
             (kind, action)
         }
-        Error::RateLimited { .. } => (FailureKind::RateLimited, retry(retry_after)),
+        Error::RateLimited { .. } | Error::KeyLimited { .. } => (FailureKind::RateLimited, retry(retry_after)),
+        Error::Unauthorized { .. } | Error::KeysUnavailable(_) => (
+            FailureKind::Unauthorized,
+            "present a valid key (ask whoever runs this exai)".into(),
+        ),
+        Error::Forbidden { .. } => (
+            FailureKind::Forbidden,
+            "use what the key allows, as the message says".into(),
+        ),
+        Error::BudgetExceeded { resets_at, .. } => (
+            FailureKind::OverBudget,
+            match resets_at {
+                Some(at) => format!("wait for the budget to reset at {at}, or ask for a larger budget"),
+                None => "ask for a larger budget".into(),
+            },
+        ),
         Error::OverCapacity { .. } => (FailureKind::OverCapacity, retry(retry_after)),
         Error::DeadlineExceeded { .. } => (
             FailureKind::DeadlineExceeded,

@@ -2,8 +2,8 @@
 //! gateway it serves, and shared by every client of that front door.
 //!
 //! The suite depends on the gateway, never the reverse: the gateway knows nothing of tools,
-//! prompts or the step protocol. A call is admitted once (the session's rate, whatever turns the
-//! tool then makes), runs within the session's deadline, reports progress with a heartbeat, and
+//! prompts or the step protocol. A call is admitted once (the session's rate, the caller's key:
+//! its tool allow-list, budget and limits — whatever turns the tool then makes), runs within the session's deadline, reports progress with a heartbeat, and
 //! ends in a [`ToolOutput`] whose failure, if any, is typed.
 
 use std::sync::Arc;
@@ -84,9 +84,11 @@ impl ToolSuite {
                 available,
             });
         };
-        if let Err(e) = session.admit() {
-            return Ok(failure_output(name, Failure::Gateway(e)));
-        }
+        // Held until the call ends: the key's place among its calls in flight.
+        let _pass = match session.admit_call(Some(name), None).await {
+            Ok(pass) => pass,
+            Err(e) => return Ok(failure_output(name, Failure::Gateway(e))),
+        };
         let config = &self.gateway.config().tools;
         let reporter = Reporter::new(progress);
         let ctx = ToolCtx {

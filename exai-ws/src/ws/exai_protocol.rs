@@ -256,6 +256,9 @@ fn result_frame(request_id: &str, out: ToolOutput) -> Value {
         }
         FailureKind::Provider { .. } => "PROVIDER_ERROR",
         FailureKind::OverCapacity => "OVER_CAPACITY",
+        FailureKind::Unauthorized => "UNAUTHORIZED",
+        FailureKind::Forbidden => "FORBIDDEN",
+        FailureKind::OverBudget => "OVER_BUDGET",
         _ => "TOOL_EXECUTION_ERROR",
     };
     json!({
@@ -272,29 +275,31 @@ fn retry_details(failure: &ToolFailure) -> Value {
     json!({"retry_after": failure.retry_after.map_or(1, |d| d.as_secs().max(1)), "action": failure.action})
 }
 
-pub(crate) async fn run(mut socket: WebSocket, state: AppState, hello: Value, ip: IpAddr, header_auth: bool) {
+pub(crate) async fn run(
+    mut socket: WebSocket,
+    state: AppState,
+    hello: Value,
+    ip: IpAddr,
+    header: Result<exai_core::Caller, exai_core::Error>,
+) {
     if hello.get("op").and_then(Value::as_str) != Some("hello") {
         super::close_with(&mut socket, close::NO_HELLO, "the first frame must be hello").await;
         return;
     }
-    let token_ok = match &state.gateway.config().daemon.token {
-        None => true,
-        Some(expected) => {
-            header_auth
-                || hello.get("token").and_then(Value::as_str).is_some_and(|t| {
-                    bool::from(subtle::ConstantTimeEq::ct_eq(
-                        t.as_bytes(),
-                        expected.expose().as_bytes(),
-                    ))
-                })
+    // `hello.token` when sent, else the upgrade's own token.
+    let caller = match hello.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+        Some(token) => state.gateway.authenticate(Some(token)).await,
+        None => header,
+    };
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(e) => {
+            let frame = error_frame(None, "UNAUTHORIZED", e.to_string(), Value::Null);
+            let _ = socket.send(Message::Text(frame.to_string().into())).await;
+            super::close_with(&mut socket, close::UNAUTHORIZED, "unauthorized").await;
+            return;
         }
     };
-    if !token_ok {
-        let frame = error_frame(None, "UNAUTHORIZED", "missing or wrong token", Value::Null);
-        let _ = socket.send(Message::Text(frame.to_string().into())).await;
-        super::close_with(&mut socket, close::UNAUTHORIZED, "unauthorized").await;
-        return;
-    }
     let session_id = hello
         .get("session_id")
         .and_then(Value::as_str)
@@ -311,7 +316,7 @@ pub(crate) async fn run(mut socket: WebSocket, state: AppState, hello: Value, ip
         }
     });
     let mut conn = Conn {
-        session: state.open_session("ws", ip),
+        session: state.open_session("ws", ip, caller),
         state: state.clone(),
         session_id: session_id.clone(),
         out: out.clone(),

@@ -18,7 +18,7 @@ use crate::state::AppState;
 /// Frames queued for the connection's writer (the server's and the error answers).
 const OUTBOX: usize = 64;
 
-pub(crate) async fn run(socket: WebSocket, state: AppState, first: String, ip: IpAddr) {
+pub(crate) async fn run(socket: WebSocket, state: AppState, first: String, ip: IpAddr, caller: exai_core::Caller) {
     let (mut sink, stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
     let writer = tokio::spawn(async move {
@@ -60,7 +60,7 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, first: String, ip: I
                     .map_err(std::io::Error::other),
             )
         });
-    let session = exai_mcp::SessionSource::Fixed(state.open_session("mcp-ws", ip));
+    let session = exai_mcp::SessionSource::Fixed(state.open_session("mcp-ws", ip, caller));
     let server = exai_mcp::ExaiServer::new(state.tools.clone(), session, state.logs.clone());
     let running = match server.serve((outgoing, Box::pin(incoming))).await {
         Ok(r) => r,

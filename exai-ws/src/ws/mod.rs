@@ -18,8 +18,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::token_ok;
 use crate::state::{AppState, ConnectionGuard};
+use exai_core::Caller;
 
 /// Version of the EXAI WebSocket protocol (`docs/exai-ws-protocol.md`).
 pub const EXAI_WS_PROTOCOL: &str = "1";
@@ -65,10 +65,11 @@ pub(crate) fn is_too_big(error: axum::Error) -> bool {
 
 pub(crate) async fn upgrade(State(state): State<AppState>, request: Request) -> Response {
     let ip = crate::client::client_ip(request.extensions());
-    let header_auth = match &state.gateway.config().daemon.token {
-        Some(token) => token_ok(request.headers(), token.expose()),
-        None => true,
-    };
+    // The token of the upgrade request (EXAI's `hello.token` may still name another).
+    let header = state
+        .gateway
+        .authenticate(crate::auth::presented(request.headers()))
+        .await;
     let (mut parts, _body) = request.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(u) => u,
@@ -87,7 +88,7 @@ pub(crate) async fn upgrade(State(state): State<AppState>, request: Request) -> 
             // Tracked: axum's graceful shutdown does not wait for upgraded connections, and the
             // daemon must not exit before they have sent their last results and close frames.
             let tracker = state.connections_tracker.clone();
-            tracker.track_future(connection(socket, state, ip, header_auth, guard))
+            tracker.track_future(connection(socket, state, ip, header, guard))
         })
 }
 
@@ -95,7 +96,7 @@ async fn connection(
     mut socket: WebSocket,
     state: AppState,
     ip: IpAddr,
-    header_auth: bool,
+    header: Result<Caller, exai_core::Error>,
     guard: Option<ConnectionGuard>,
 ) {
     let Some(_guard) = guard else {
@@ -125,18 +126,21 @@ async fn connection(
         }
     };
     if value.get("jsonrpc").is_some() {
-        if !header_auth {
-            close_with(
-                &mut socket,
-                close::UNAUTHORIZED,
-                "send Authorization: Bearer <EXAI_WS_TOKEN> with the upgrade",
-            )
-            .await;
-            return;
-        }
-        mcp_ws::run(socket, state, first, ip).await;
+        let caller = match header {
+            Ok(caller) => caller,
+            Err(e) => {
+                // A close reason is at most 123 bytes.
+                let reason: String = format!("send Authorization: Bearer <key> with the upgrade ({e})")
+                    .chars()
+                    .take(120)
+                    .collect();
+                close_with(&mut socket, close::UNAUTHORIZED, &reason).await;
+                return;
+            }
+        };
+        mcp_ws::run(socket, state, first, ip, caller).await;
     } else if value.get("op").is_some() {
-        exai_protocol::run(socket, state, value, ip, header_auth).await;
+        exai_protocol::run(socket, state, value, ip, header).await;
     } else {
         close_with(
             &mut socket,
