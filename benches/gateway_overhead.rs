@@ -8,6 +8,12 @@
 //! redis-server on loopback (`limits.shared`): its difference with the second row is what a
 //! shared lease costs per call (a global and a provider lease, each taken and released).
 //!
+//!
+//! A fourth row makes the SQLite row's call with an API key that has every limit (budget, rpm,
+//! tpm, calls in flight, a model allow-list): its difference with the SQLite row is what a key
+//! costs per call (its checks, and recording its spend — off the request path, on the same
+//! cores).
+//!
 //! ```sh
 //! cargo bench -p exai-benches --bench gateway_overhead
 //! ```
@@ -16,7 +22,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use exai_core::testing::{FakeUpstream, RedisServer};
-use exai_core::{ChatRequest, Config, Gateway};
+use exai_core::{ChatRequest, Config, Gateway, KeyLimits, SessionOptions};
 use serde_json::json;
 
 fn overhead(c: &mut Criterion) {
@@ -50,6 +56,27 @@ fn overhead(c: &mut Criterion) {
         env.insert("EXAI_MEMORY".into(), "sqlite".into());
         let shared = gateway_with(&env).await.unwrap_or_else(|e| panic!("gateway: {e}"));
         (fake, in_process, gateway, shared)
+    });
+    let keyed = rt.block_on(async {
+        let limits = KeyLimits {
+            budget_usd: Some(1e9),
+            rpm: Some(1_000_000),
+            tpm: Some(u64::MAX / 2),
+            max_inflight: Some(1_000),
+            models: Some(vec!["glm-4.6".into()]),
+            ..KeyLimits::default()
+        };
+        let name = format!("bench-{}", std::process::id());
+        let key = gateway
+            .keys()
+            .create(&name, limits)
+            .await
+            .unwrap_or_else(|e| panic!("key: {e}"));
+        let caller = gateway
+            .authenticate(Some(&key.secret))
+            .await
+            .unwrap_or_else(|e| panic!("authenticate: {e}"));
+        gateway.open_session(SessionOptions::new("bench").caller(caller))
     });
     let client = reqwest::Client::new();
     let url = format!("{}/chat/completions", fake.base_url());
@@ -89,6 +116,15 @@ fn overhead(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("through_gateway_with_a_key", |b| {
+        b.to_async(&rt).iter(|| async {
+            let reply = keyed
+                .chat(ChatRequest::new("ping").model("glm-4.6"))
+                .await
+                .unwrap_or_else(|e| panic!("keyed call: {e}"));
+            assert!(!reply.text.is_empty());
+        })
+    });
     group.finish();
 }
 

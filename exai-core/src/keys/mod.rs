@@ -374,6 +374,8 @@ struct KeysInner {
     used: Mutex<HashMap<String, i64>>,
     writes: TaskTracker,
     stop: CancellationToken,
+    /// The minute old meters were last dropped in.
+    pruned: std::sync::atomic::AtomicI64,
 }
 
 impl Drop for KeysInner {
@@ -386,7 +388,16 @@ impl KeysInner {
     /// One poll: the keys and meters reread, when keys were last used written.
     async fn poll(&self) {
         let Some(store) = &self.store else { return };
-        self.view.refresh(store, (self.clock)(), false).await;
+        let now = (self.clock)();
+        self.view.refresh(store, now, false).await;
+        // Once a minute: meters of ended periods go.
+        let minute = now.unix_timestamp().div_euclid(60);
+        if self.pruned.swap(minute, std::sync::atomic::Ordering::Relaxed) != minute {
+            let old_minute = period::minute_id(now - time::Duration::minutes(3));
+            if let Err(e) = store.prune(now.unix_timestamp() * 1000, old_minute).await {
+                tracing::debug!(error = %e, "cannot drop old key meters");
+            }
+        }
         let used: Vec<(String, i64)> = self.used.lock().map(|mut u| u.drain().collect()).unwrap_or_default();
         if !used.is_empty()
             && let Err(e) = store.touch(used).await
@@ -417,6 +428,7 @@ impl Keys {
                 used: Mutex::default(),
                 writes,
                 stop: CancellationToken::new(),
+                pruned: Default::default(),
             }),
         }
     }
@@ -670,11 +682,10 @@ impl Keys {
         };
         let mut periods: Vec<(String, Option<Duration>)> = Period::ALL.iter().map(|p| (p.id(now), p.keep())).collect();
         periods.push((period::minute_id(now), Some(Duration::from_secs(180))));
-        let old_minute = period::minute_id(now - time::Duration::minutes(3));
         let name = name.to_string();
         let now_ms = now.unix_timestamp() * 1000;
         self.inner.writes.spawn(async move {
-            if let Err(e) = store.add(&name, periods, cost_usd, tokens, now_ms, old_minute).await {
+            if let Err(e) = store.add(&name, periods, cost_usd, tokens, now_ms).await {
                 metrics::counter!("exai_memory_errors_total", "op" => "key_meter").increment(1);
                 tracing::warn!(key = %name, error = %e, "cannot record the key's spend");
             }

@@ -261,7 +261,7 @@ impl KeyStore {
     }
 
     /// Adds one call's cost and tokens to `name`'s meters of these periods (id, how long to keep
-    /// it). `old_minute` names minute meters old enough to drop.
+    /// it).
     pub async fn add(
         &self,
         name: &str,
@@ -269,7 +269,6 @@ impl KeyStore {
         cost_usd: f64,
         tokens: u64,
         now_ms: i64,
-        old_minute: String,
     ) -> Result<(), KeyError> {
         match self {
             Self::Sqlite(db) => {
@@ -285,14 +284,6 @@ impl KeyStore {
                             rusqlite::params![id, name, cost_usd, tokens as i64, expires],
                         )?;
                     }
-                    tx.execute(
-                        "DELETE FROM key_meter WHERE period >= 'minute:' AND period < ?1",
-                        [&old_minute],
-                    )?;
-                    tx.execute(
-                        "DELETE FROM key_meter WHERE period NOT LIKE 'minute:%' AND expires_ms < ?1",
-                        [now_ms],
-                    )?;
                     tx.commit()
                 })
                 .await?;
@@ -318,6 +309,25 @@ impl KeyStore {
                 redis("meter", pipe.query_async::<()>(&mut conn)).await
             }
         }
+    }
+
+    /// Drops the SQLite file's meters of periods that ended (Redis expires its own):
+    /// minutes before `old_minute`, and periods past their keeping time.
+    pub async fn prune(&self, now_ms: i64, old_minute: String) -> Result<(), KeyError> {
+        if let Self::Sqlite(db) = self {
+            db.call("keys prune", move |c| {
+                c.execute(
+                    "DELETE FROM key_meter WHERE period >= 'minute:' AND period < ?1",
+                    [&old_minute],
+                )?;
+                c.execute(
+                    "DELETE FROM key_meter WHERE period NOT LIKE 'minute:%' AND expires_ms < ?1",
+                    [now_ms],
+                )
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Records when keys were last used.
