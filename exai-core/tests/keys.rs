@@ -205,13 +205,24 @@ async fn who_gets_in_and_what_a_key_may_do() -> anyhow::Result<()> {
         Err(Error::Unauthorized { .. })
     ));
 
+    // A key past its last day.
+    let old = KeyLimits {
+        expires: Some(exai_core::parse_date("2026-11-24").map_err(anyhow::Error::msg)?),
+        ..KeyLimits::default()
+    };
+    let old = gateway.keys().create("old", old).await?;
+    match gateway.authenticate(Some(&old.secret)).await {
+        Err(e @ Error::Unauthorized { .. }) => assert!(e.to_string().contains("expired after 2026-11-24"), "{e}"),
+        other => panic!("expected expired, got {other:?}"),
+    }
+
     // The file holds hashes, never a secret.
     let db = rusqlite::Connection::open(std::path::Path::new(&dir).join("exai.db"))?;
     let mut rows = db.prepare("SELECT name, hash, record FROM keys")?;
     let rows: Vec<(String, String, String)> = rows
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<_, _>>()?;
-    assert_eq!(rows.len(), 1);
+    assert_eq!(rows.len(), 2);
     let (_, hash, record) = &rows[0];
     for secret in [&bob.secret, &rotated.secret] {
         assert!(!record.contains(secret.as_str()) && hash != secret);
@@ -285,5 +296,12 @@ async fn tokens_per_minute_and_calls_in_flight_are_held_per_key() -> anyhow::Res
             .sum::<u64>()
     };
     assert_eq!((requests("carol"), requests("dave")), (3, 1));
+
+    // The `status` tool shows the caller its own key and what it spent.
+    let status = ToolSuite::new(gateway.clone())
+        .call(&dave, "status", serde_json::json!({}), None)
+        .await?;
+    assert!(status.text.contains("your key: dave"), "{}", status.text);
+    assert_eq!(status.structured["key"]["name"], "dave");
     Ok(())
 }
