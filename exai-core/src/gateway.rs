@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     rate: ClientRate,
     /// API keys: who may call, and each key's limits and spend.
     pub keys: Keys,
+    /// The providers' HTTP client (also for passed-through Anthropic requests).
+    pub http: reqwest::Client,
 }
 
 impl Drop for Inner {
@@ -185,6 +187,7 @@ impl GatewayBuilder {
             default_session,
             rate: ClientRate::new(config.limits.requests_per_minute),
             keys,
+            http,
             config,
         };
         Ok(Gateway { inner: Arc::new(inner) })
@@ -356,6 +359,16 @@ impl Gateway {
     }
 
     /// The built-in session, as a [`Session`]: no rate counted, the configured deadline.
+    /// The shared state (for the modules beside the gateway: Anthropic passthrough).
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// A tracker token: shutdown waits for the work holding it.
+    pub(crate) fn track(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
+        self.inner.tracker.token()
+    }
+
     pub(crate) fn default_session(&self) -> Session {
         Session {
             core: self.inner.default_session.clone(),

@@ -60,6 +60,7 @@ mod error;
 mod gateway;
 mod keys;
 mod memory;
+mod messages;
 mod providers;
 mod request;
 mod routing;
@@ -73,9 +74,9 @@ pub use actors::limits::LimitUsage;
 pub use actors::session::SessionInfo;
 pub use catalog::{Capabilities, Catalog, ModelInfo, Price};
 pub use config::{
-    Config, ConfigBuilder, ConfigEntry, ConfigError, DaemonConfig, LimitsConfig, LogFormat, MemoryBackend,
-    MemoryConfig, ModelDecl, ProviderConfig, ProviderKind, RetryConfig, RoutingConfig, Secret, SessionConfig, Source,
-    ToolsConfig,
+    AnthropicConfig, Config, ConfigBuilder, ConfigEntry, ConfigError, DaemonConfig, LimitsConfig, LogFormat,
+    MemoryBackend, MemoryConfig, ModelDecl, ProviderConfig, ProviderKind, RetryConfig, RoutingConfig, Secret,
+    SessionConfig, Source, ToolsConfig,
 };
 pub use error::{Error, ProviderError, ProviderErrorKind, Result};
 pub use gateway::{
@@ -84,6 +85,7 @@ pub use gateway::{
 };
 pub use keys::{Caller, CreatedKey, KeyError, KeyInfo, KeyLimits, KeyStatus, KeyUpdate, Keys, Period, parse_date};
 pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, Turn};
+pub use messages::{MessagesEvent, MessagesReply, MessagesRequest, MessagesStream, TokenCount};
 pub use providers::{ProviderCheck, ProviderHealth};
 pub use request::{
     Attachments, ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage,

@@ -41,6 +41,20 @@ pub(crate) fn token_ok(headers: &HeaderMap, expected: &str) -> bool {
     bool::from(presented(headers).unwrap_or("").as_bytes().ct_eq(expected.as_bytes()))
 }
 
+/// A refused authentication, as JSON with 401 (503 while the keys cannot be read) — in
+/// Anthropic's shape for `/v1/messages`.
+pub(crate) fn unauthorized_at(path: &str, error: &Error) -> Response {
+    if path.starts_with("/v1/messages") {
+        return match error {
+            Error::KeysUnavailable(_) => {
+                crate::anthropic::error(StatusCode::SERVICE_UNAVAILABLE, "api_error", &error.to_string())
+            }
+            _ => crate::anthropic::error(StatusCode::UNAUTHORIZED, "authentication_error", &error.to_string()),
+        };
+    }
+    unauthorized(error)
+}
+
 /// A refused authentication, as JSON with 401 (503 while the keys cannot be read).
 pub(crate) fn unauthorized(error: &Error) -> Response {
     match error {
@@ -56,7 +70,7 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Req
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(e) => unauthorized(&e),
+        Err(e) => unauthorized_at(request.uri().path(), &e),
     }
 }
 

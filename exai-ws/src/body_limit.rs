@@ -1,7 +1,8 @@
 //! The request-body limit (`daemon.max_body_bytes`), one layer for every HTTP route: a body
 //! announced larger is refused at once with 413, and one that grows past the limit while being
 //! read fails its read — whichever route, and whoever reads it (axum, or rmcp for `/mcp`).
-//! The refusal is in the caller's protocol: JSON-RPC for `/mcp`, OpenAI's error shape elsewhere.
+//! The refusal is in the caller's protocol: JSON-RPC for `/mcp`, Anthropic's error shape for
+//! `/v1/messages`, OpenAI's elsewhere.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -31,6 +32,8 @@ pub(crate) fn too_large(path: &str, max: usize) -> Response {
     let message = format!("the request body is over this server's limit of {max} bytes (daemon.max_body_bytes)");
     let body = if path.starts_with("/mcp") {
         json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": message}})
+    } else if path.starts_with("/v1/messages") {
+        json!({"type": "error", "error": {"type": "request_too_large", "message": message}})
     } else {
         json!({"error": {"message": message, "type": "invalid_request_error", "code": "body_too_large", "param": null}})
     };

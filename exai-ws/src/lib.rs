@@ -5,6 +5,8 @@
 //! - `/mcp`: MCP over streamable HTTP (rmcp's transport, exai-mcp's handler), so MCP clients
 //!   connect with no shim: `claude mcp add --transport http exai http://127.0.0.1:8079/mcp`;
 //! - `/v1/chat/completions`, `/v1/models`: the OpenAI-compatible API (`openai.rs`);
+//! - `/v1/messages`, `/v1/messages/count_tokens`: the Anthropic Messages API (`anthropic.rs`),
+//!   for Claude Code and Anthropic's SDKs;
 //! - `/` and `/ws`: WebSocket — the EXAI protocol or MCP JSON-RPC, decided by the first frame
 //!   (`ws/`);
 //! - `/healthz`, `/readyz`, `/metrics` (`ops.rs`).
@@ -17,6 +19,7 @@
 //! `main.rs` binds, locks and handles signals.
 
 mod admin;
+mod anthropic;
 mod auth;
 mod body_limit;
 mod client;
@@ -75,6 +78,8 @@ pub fn router(state: AppState) -> Router {
     let protected = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()

@@ -368,7 +368,11 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
     Sse::new(sse).into_response()
 }
 
-pub(crate) async fn models(State(state): State<AppState>) -> Response {
+pub(crate) async fn models(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    // Anthropic's clients send `anthropic-version`; they get Anthropic's list shape.
+    if headers.contains_key("anthropic-version") {
+        return crate::anthropic::models(&state);
+    }
     let created = now();
     let mut data: Vec<Value> = vec![json!({"id": "auto", "object": "model", "created": created, "owned_by": "exai"})];
     for entry in state.gateway.models().into_iter().filter(|m| m.configured) {

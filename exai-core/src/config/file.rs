@@ -37,6 +37,17 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub log: FileLog,
     pub state_dir: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub anthropic: FileAnthropic,
+}
+
+/// The Anthropic-compatible front door.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAnthropic {
+    /// `claude-*` model ids the catalog does not know → exai models, by glob:
+    /// `"claude-haiku-*" = "glm-4.5-air"`. Checked in order of the table (most specific first).
+    pub model_map: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +142,8 @@ pub(crate) struct FileProvider {
     /// Name of an environment variable holding the key.
     pub api_key_env: Option<String>,
     pub base_url: Option<String>,
+    /// The provider's Anthropic-compatible endpoint (`none` for none).
+    pub anthropic_base_url: Option<String>,
     pub max_inflight: Option<usize>,
     pub rpm: Option<u32>,
     pub timeout_secs: Option<u64>,

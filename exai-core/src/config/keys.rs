@@ -147,6 +147,7 @@ pub(super) const THREADS: Key<usize> = Key {
     check: positive,
 };
 
+pub(super) const ANTHROPIC_MODEL_MAP: (&str, &[&str]) = ("anthropic.model_map", &["EXAI_ANTHROPIC_MODEL_MAP"]);
 pub(super) const LOG_FORMAT: Key<LogFormat> = key("log.format", &["EXAI_LOG_FORMAT"], "text", any);
 /// Its default is the user's state directory, filled in by `mod.rs`.
 pub(super) const STATE_DIR: (&str, &[&str]) = ("state_dir", &["EXAI_STATE_DIR"]);

@@ -218,6 +218,46 @@ pub struct DaemonConfig {
     pub threads: usize,
 }
 
+/// The Anthropic-compatible front door.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct AnthropicConfig {
+    /// `claude-*` ids the catalog does not know → exai models, as (glob, model), the longest
+    /// glob first. A `claude-*` id no glob matches goes to `default_model`.
+    pub model_map: Vec<(String, String)>,
+}
+
+impl AnthropicConfig {
+    /// The exai model a `claude-*` id maps to, if a glob matches it.
+    pub fn map_model(&self, id: &str) -> Option<&str> {
+        self.model_map
+            .iter()
+            .find(|(glob, _)| glob_match(glob, id))
+            .map(|(_, model)| model.as_str())
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself (ASCII case-insensitive).
+fn glob_match(glob: &str, text: &str) -> bool {
+    let (glob, text) = (glob.to_ascii_lowercase(), text.to_ascii_lowercase());
+    let parts: Vec<&str> = glob.split('*').collect();
+    if parts.len() == 1 {
+        return glob == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -273,6 +313,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Aliases from the file (they extend the built-in ones).
     pub aliases: BTreeMap<String, String>,
+    /// The Anthropic-compatible front door (`/v1/messages`).
+    pub anthropic: AnthropicConfig,
     /// How the binaries write log lines to stderr.
     pub log_format: LogFormat,
     /// Where state files live (the daemon's lock files).
@@ -437,6 +479,26 @@ impl Config {
             fallback,
             long_context_tokens: r.get(&keys::LONG_CONTEXT_TOKENS, f.routing.long_context_tokens)?,
         };
+        let (map_key, map_env) = keys::ANTHROPIC_MODEL_MAP;
+        let file_map = f
+            .anthropic
+            .model_map
+            .map(|m| m.into_iter().map(|(glob, model)| format!("{glob}={model}")).collect());
+        let (pairs, map_source) = r.list(map_key, map_env, file_map, Vec::new());
+        let mut model_map = Vec::new();
+        for pair in pairs {
+            let Some((glob, model)) = pair.split_once('=') else {
+                return Err(ConfigError::Invalid {
+                    key: map_key.into(),
+                    origin: map_source,
+                    message: format!("'{pair}' is not GLOB=MODEL (e.g. claude-haiku-*=glm-4.5-air)"),
+                });
+            };
+            model_map.push((glob.trim().to_string(), model.trim().to_string()));
+        }
+        // The most specific (longest) glob is tried first.
+        model_map.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        let anthropic = AnthropicConfig { model_map };
         for (alias, target) in &f.aliases {
             r.record(&format!("aliases.{alias}"), Some(target.clone()), Source::File);
         }
@@ -459,6 +521,7 @@ impl Config {
             daemon,
             providers,
             aliases: f.aliases,
+            anthropic,
             log_format,
             state_dir: state_dir.0,
             file: file.map(|(p, _)| p.to_path_buf()),

@@ -113,6 +113,9 @@ pub struct ProviderConfig {
     pub key_env: Vec<String>,
     /// Base URL up to (not including) `/chat/completions`.
     pub base_url: String,
+    /// The provider's Anthropic-compatible endpoint, up to (not including) `/v1/messages`, when
+    /// it has one: `/v1/messages` requests are passed through to it. `None` translates them.
+    pub anthropic_base_url: Option<String>,
     /// Requests in flight at this provider.
     pub max_inflight: usize,
     /// Requests per minute, if limited.
@@ -146,6 +149,7 @@ struct Builtin {
     kind: ProviderKind,
     key_env: &'static [&'static str],
     base_url: &'static str,
+    anthropic_base_url: &'static str,
     max_inflight: usize,
     default_model: &'static str,
 }
@@ -156,6 +160,7 @@ const BUILTINS: [Builtin; 3] = [
         kind: ProviderKind::Glm,
         key_env: &["GLM_API_KEY", "ZHIPUAI_API_KEY"],
         base_url: "https://api.z.ai/api/paas/v4",
+        anthropic_base_url: "https://api.z.ai/api/anthropic",
         max_inflight: 4,
         default_model: "glm-4.6",
     },
@@ -164,6 +169,7 @@ const BUILTINS: [Builtin; 3] = [
         kind: ProviderKind::Kimi,
         key_env: &["KIMI_API_KEY", "MOONSHOT_API_KEY"],
         base_url: "https://api.moonshot.ai/v1",
+        anthropic_base_url: "https://api.moonshot.ai/anthropic",
         max_inflight: 6,
         default_model: "kimi-k2-0905-preview",
     },
@@ -172,6 +178,7 @@ const BUILTINS: [Builtin; 3] = [
         kind: ProviderKind::Minimax,
         key_env: &["MINIMAX_API_KEY", "MINIMAX_M2_KEY"],
         base_url: "https://api.minimax.io/v1",
+        anthropic_base_url: "https://api.minimax.io/anthropic",
         max_inflight: 4,
         default_model: "MiniMax-M2",
     },
@@ -254,6 +261,17 @@ fn one(
             ));
         }
     };
+    // `none` turns a built-in provider's Anthropic endpoint off.
+    let anthropic_base_url = r
+        .value(
+            &key("anthropic_base_url"),
+            &[&format!("{prefix}_ANTHROPIC_BASE_URL")],
+            entry.anthropic_base_url,
+            builtin.map(|b| b.anthropic_base_url.to_string()),
+            |url: &String| if url == "none" { Ok(()) } else { http_url(url) },
+        )?
+        .filter(|url| url != "none")
+        .map(|url| url.trim_end_matches('/').to_string());
     let max_inflight = r
         .value(
             &key("max_inflight"),
@@ -303,6 +321,7 @@ fn one(
         key_source,
         key_env,
         base_url,
+        anthropic_base_url,
         max_inflight,
         rpm,
         timeout,

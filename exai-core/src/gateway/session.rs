@@ -19,6 +19,7 @@ use super::Gateway;
 use crate::actors::session::SessionCore;
 use crate::error::Error;
 use crate::keys::{Ask, Caller, KeyPass};
+use crate::messages::{MessagesReply, MessagesRequest, TokenCount};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse};
 
 /// How a front door opens a session for one client.
@@ -121,6 +122,18 @@ impl Session {
             .stream_in(&self.core, request, Some(self.deadline), admission))
     }
 
+    /// An Anthropic Messages request (`/v1/messages`), passed through to a provider's
+    /// Anthropic-compatible endpoint with this session's admission, the caller's key, routing,
+    /// fallback, limits and the usage ledger.
+    pub async fn messages(&self, request: MessagesRequest) -> Result<MessagesReply, Error> {
+        crate::messages::run(self, request).await
+    }
+
+    /// Counts a Messages request's input tokens (the provider's count, or the gateway's estimate).
+    pub async fn count_tokens(&self, request: MessagesRequest) -> Result<TokenCount, Error> {
+        crate::messages::count_tokens(self, request).await
+    }
+
     /// Who is calling.
     pub fn caller(&self) -> &Caller {
         &self.caller
@@ -168,6 +181,11 @@ impl Session {
             config: &inner.config,
         };
         inner.keys.admit(&self.caller, ask).await
+    }
+
+    /// The session's in-flight limit.
+    pub(crate) fn limit(&self) -> crate::actors::limits::SessionLimit {
+        self.core.limit.clone()
     }
 
     /// Runs `call` within the session's deadline.

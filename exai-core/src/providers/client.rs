@@ -171,7 +171,7 @@ impl ProviderClient {
             let kind = self
                 .quirks
                 .classify(status, &text)
-                .unwrap_or_else(|| self.classify(status, retry_after, &text));
+                .unwrap_or_else(|| classify(&self.config, status, retry_after, &text));
             return Err(self.error(call, kind));
         }
         if body.stream {
@@ -282,22 +282,28 @@ impl ProviderClient {
         out.reasoning = reasoning;
         Ok(out)
     }
+}
 
-    fn classify(&self, status: u16, retry_after: Option<Duration>, body: &str) -> ProviderErrorKind {
-        let message = scrub(&openai_wire::error_message(body));
-        match status {
-            401 | 403 => ProviderErrorKind::Auth {
-                status,
-                key_source: self.config.key_source.clone().unwrap_or_else(|| "no key".into()),
-                message,
-            },
-            429 => ProviderErrorKind::RateLimited { retry_after, message },
-            408 | 425 | 500..=599 => ProviderErrorKind::Transient {
-                status: Some(status),
-                message,
-            },
-            _ => ProviderErrorKind::InvalidRequest { status, message },
-        }
+/// What an HTTP error answer from a provider means for retries, fallback and the caller.
+pub(crate) fn classify(
+    config: &ProviderConfig,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &str,
+) -> ProviderErrorKind {
+    let message = scrub(&openai_wire::error_message(body));
+    match status {
+        401 | 403 => ProviderErrorKind::Auth {
+            status,
+            key_source: config.key_source.clone().unwrap_or_else(|| "no key".into()),
+            message,
+        },
+        429 => ProviderErrorKind::RateLimited { retry_after, message },
+        408 | 425 | 500..=599 => ProviderErrorKind::Transient {
+            status: Some(status),
+            message,
+        },
+        _ => ProviderErrorKind::InvalidRequest { status, message },
     }
 }
 
@@ -343,7 +349,7 @@ fn stream_error(reply: &InBand<'_>) -> Option<ProviderErrorKind> {
     })
 }
 
-fn transport_error(e: &reqwest::Error, config: &ProviderConfig) -> ProviderErrorKind {
+pub(crate) fn transport_error(e: &reqwest::Error, config: &ProviderConfig) -> ProviderErrorKind {
     let message = if e.is_timeout() {
         format!("no complete reply within {} s", config.timeout.as_secs())
     } else if e.is_connect() {
@@ -355,7 +361,7 @@ fn transport_error(e: &reqwest::Error, config: &ProviderConfig) -> ProviderError
 }
 
 /// `Retry-After` as seconds (the HTTP-date form is rare from APIs and treated as absent).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     raw.parse::<f64>()
         .ok()

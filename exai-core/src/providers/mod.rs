@@ -24,7 +24,7 @@ mod think_tags;
 mod worker;
 
 pub use check::ProviderCheck;
-pub(crate) use client::ProviderClient;
+pub(crate) use client::{ProviderClient, classify, retry_after, transport_error};
 pub use worker::ProviderHealth;
 pub(crate) use worker::{ProviderHandle, spawn_worker};
 

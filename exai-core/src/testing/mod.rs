@@ -1,5 +1,6 @@
 //! A fake upstream: a real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions wire
-//! format, plain and SSE, and can be scripted to fail.
+//! format and Anthropic's Messages format (below `/anthropic`), plain and SSE, and can be scripted
+//! to fail.
 //!
 //! Every test of exai — and the offline quickstart — points a provider's `base_url` at one of
 //! these instead of a real vendor. It records every request it receives (path, `Authorization`
@@ -19,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod anthropic;
 mod redis;
 mod reply;
 mod server;
@@ -42,6 +44,12 @@ pub struct RecordedRequest {
     pub path: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The `x-api-key` header (Anthropic), if any.
+    pub x_api_key: Option<String>,
+    /// The `anthropic-version` header, if any.
+    pub anthropic_version: Option<String>,
+    /// The `anthropic-beta` header, if any.
+    pub anthropic_beta: Option<String>,
     /// The JSON body (`Null` for GETs).
     pub body: Value,
 }
@@ -80,6 +88,8 @@ pub(crate) struct Shared {
     pub accepted: AtomicUsize,
     pub max_in_flight: AtomicUsize,
     pub changed: Notify,
+    /// `count_tokens` answers 404.
+    pub no_count_tokens: std::sync::atomic::AtomicBool,
 }
 
 /// The fake upstream. Dropping it stops the server.
@@ -120,6 +130,17 @@ impl FakeUpstream {
         format!("http://{}/v1", self.addr)
     }
 
+    /// The base URL to configure as a provider's `anthropic_base_url`
+    /// (`http://127.0.0.1:PORT/anthropic`; it serves `/v1/messages` below it).
+    pub fn anthropic_base_url(&self) -> String {
+        format!("http://{}/anthropic", self.addr)
+    }
+
+    /// Answers `/v1/messages/count_tokens` with 404 from now on, as a provider without it does.
+    pub fn without_count_tokens(&self) {
+        self.shared.no_count_tokens.store(true, Ordering::SeqCst);
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -133,6 +154,7 @@ impl FakeUpstream {
             let p = p.to_ascii_uppercase();
             env.insert(format!("{p}_API_KEY"), "test-key".to_string());
             env.insert(format!("{p}_BASE_URL"), self.base_url());
+            env.insert(format!("{p}_ANTHROPIC_BASE_URL"), self.anthropic_base_url());
         }
         env
     }

@@ -37,6 +37,9 @@ pub(crate) enum ReplyKind {
     Hang,
     /// A raw 200 JSON body (for provider-specific shapes).
     Json(serde_json::Value),
+    /// A call of the client's tool `name` with `input` (OpenAI `tool_calls`, Anthropic
+    /// `tool_use`; streamed, the input comes in pieces).
+    ToolUse { name: String, input: serde_json::Value },
 }
 
 impl FakeReply {
@@ -60,6 +63,14 @@ impl FakeReply {
             reasoning: None,
             usage: None,
             finish: "stop".into(),
+        })
+    }
+
+    /// Calls the client's tool `name` with `input`.
+    pub fn tool_use(name: impl Into<String>, input: serde_json::Value) -> Self {
+        Self::of(ReplyKind::ToolUse {
+            name: name.into(),
+            input,
         })
     }
 

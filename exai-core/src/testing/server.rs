@@ -1,4 +1,5 @@
-//! The fake upstream's HTTP side: `POST /v1/chat/completions` and `GET /v1/models`.
+//! The fake upstream's HTTP side: `POST /v1/chat/completions` and `GET /v1/models` (OpenAI), and
+//! `POST /anthropic/v1/messages` and `…/count_tokens` (Anthropic, in `anthropic.rs`).
 //!
 //! Replies with a body are produced by a task feeding a channel, so the fake notices when the
 //! client hangs up mid-reply (the channel closes) and counts it in `cut_short`.
@@ -23,21 +24,30 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
+        .route("/anthropic/v1/messages", post(super::anthropic::messages))
+        .route(
+            "/anthropic/v1/messages/count_tokens",
+            post(super::anthropic::count_tokens),
+        )
         .with_state(shared)
 }
 
-fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Value) -> Option<Response> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+pub(super) fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Value) -> Option<Response> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let authorization = header("authorization");
+    let x_api_key = header("x-api-key");
     let expected = shared.api_key.lock().ok().and_then(|k| k.clone());
-    let denied = expected.is_some_and(|k| authorization.as_deref() != Some(&format!("Bearer {k}")));
+    let denied = expected.is_some_and(|k| {
+        authorization.as_deref() != Some(&format!("Bearer {k}")) && x_api_key.as_deref() != Some(k.as_str())
+    });
     let recording = !shared.not_recording.load(std::sync::atomic::Ordering::Relaxed);
     if let (true, Ok(mut r)) = (recording, shared.requests.lock()) {
         r.push(RecordedRequest {
             path: uri.path().to_string(),
             authorization,
+            x_api_key,
+            anthropic_version: header("anthropic-version"),
+            anthropic_beta: header("anthropic-beta"),
             body,
         });
     }
@@ -66,16 +76,7 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
     if let Some(denied) = record(&shared, &uri, &headers, request.clone()) {
         return denied;
     }
-    let open = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1
-        - shared.completed.load(Ordering::SeqCst)
-        - shared.cut_short.load(Ordering::SeqCst);
-    shared.max_in_flight.fetch_max(open, Ordering::SeqCst);
-    let reply = shared
-        .script
-        .lock()
-        .ok()
-        .and_then(|mut s| s.pop_front())
-        .unwrap_or_else(FakeReply::echo);
+    let reply = next_reply(&shared);
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = request
         .get("model")
@@ -90,24 +91,7 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
             location,
         } => {
             tokio::time::sleep(reply.delay).await;
-            let mut response = (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                body,
-            )
-                .into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            if let Some(ra) = retry_after.and_then(|r| header::HeaderValue::from_str(&r).ok()) {
-                response.headers_mut().insert(header::RETRY_AFTER, ra);
-            }
-            if let Some(to) = location.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
-                response.headers_mut().insert(header::LOCATION, to);
-            }
-            shared.completed.fetch_add(1, Ordering::SeqCst);
-            shared.changed.notify_waiters();
-            response
+            status_reply(&shared, status, body, retry_after, location)
         }
         ReplyKind::Hang => produce(shared, vec![], End::Hang, false),
         ReplyKind::Json(value) => produce(
@@ -116,6 +100,39 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
             End::Complete,
             false,
         ),
+        ReplyKind::ToolUse { name, input } => {
+            let arguments = input.to_string();
+            if !stream {
+                let body = json!({
+                    "id": "chatcmpl-fake", "object": "chat.completion", "model": model,
+                    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+                        "tool_calls": [{"id": "call_fake", "type": "function", "function": {"name": name, "arguments": arguments}}]}}],
+                    "usage": {"prompt_tokens": estimate_input(&request), "completion_tokens": 10, "total_tokens": estimate_input(&request) + 10},
+                });
+                return produce(
+                    shared,
+                    vec![(reply.delay, Bytes::from(body.to_string()))],
+                    End::Complete,
+                    false,
+                );
+            }
+            let mut parts = vec![(
+                reply.delay,
+                sse(&chunk(
+                    &model,
+                    json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_fake", "type": "function",
+                    "function": {"name": name, "arguments": ""}}]}),
+                    None,
+                )),
+            )];
+            for piece in pieces(&arguments, 3) {
+                let delta = json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]});
+                parts.push((reply.chunk_delay, sse(&chunk(&model, delta, None))));
+            }
+            parts.push((reply.chunk_delay, sse(&chunk(&model, json!({}), Some("tool_calls")))));
+            parts.push((Duration::ZERO, Bytes::from_static(b"data: [DONE]\n\n")));
+            produce(shared, parts, End::Complete, true)
+        }
         ReplyKind::DropAfter { chunks } => {
             let words = ["partial ", "reply ", "that ", "breaks ", "here "];
             let mut parts = Vec::new();
@@ -192,7 +209,49 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
     }
 }
 
-fn echo(request: &Value) -> (String, Option<String>, Option<(u64, u64)>, String) {
+/// The next scripted reply (an echo when none is queued), counting the request as open.
+pub(super) fn next_reply(shared: &Shared) -> FakeReply {
+    let open = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1
+        - shared.completed.load(Ordering::SeqCst)
+        - shared.cut_short.load(Ordering::SeqCst);
+    shared.max_in_flight.fetch_max(open, Ordering::SeqCst);
+    shared
+        .script
+        .lock()
+        .ok()
+        .and_then(|mut s| s.pop_front())
+        .unwrap_or_else(FakeReply::echo)
+}
+
+/// An HTTP error answer as scripted.
+pub(super) fn status_reply(
+    shared: &Shared,
+    status: u16,
+    body: String,
+    retry_after: Option<String>,
+    location: Option<String>,
+) -> Response {
+    let mut response = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    if let Some(ra) = retry_after.and_then(|r| header::HeaderValue::from_str(&r).ok()) {
+        response.headers_mut().insert(header::RETRY_AFTER, ra);
+    }
+    if let Some(to) = location.and_then(|l| header::HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, to);
+    }
+    shared.completed.fetch_add(1, Ordering::SeqCst);
+    shared.changed.notify_waiters();
+    response
+}
+
+pub(super) fn echo(request: &Value) -> (String, Option<String>, Option<(u64, u64)>, String) {
     let messages = request
         .get("messages")
         .and_then(Value::as_array)
@@ -213,7 +272,14 @@ fn echo(request: &Value) -> (String, Option<String>, Option<(u64, u64)>, String)
     )
 }
 
-fn estimate_input(request: &Value) -> u64 {
+/// `text` in `n` pieces (on char boundaries), as a streamed tool input arrives.
+pub(super) fn pieces(text: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(n.max(1)).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
+pub(super) fn estimate_input(request: &Value) -> u64 {
     let messages = request.get("messages").map(|m| m.to_string()).unwrap_or_default();
     (messages.len() as u64).div_ceil(4)
 }
@@ -230,14 +296,14 @@ fn sse(value: &Value) -> Bytes {
 }
 
 /// How a produced body ends.
-enum End {
+pub(super) enum End {
     Complete,
     Break,
     Hang,
 }
 
 /// Sends `parts` (each after its delay) as the body; notices the client leaving.
-fn produce(shared: Arc<Shared>, parts: Vec<(Duration, Bytes)>, end: End, stream: bool) -> Response {
+pub(super) fn produce(shared: Arc<Shared>, parts: Vec<(Duration, Bytes)>, end: End, stream: bool) -> Response {
     let content_type = if stream {
         "text/event-stream"
     } else {
