@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for building and testing exai: redis-server and redis-cli
 # (the tests start real servers, a real Redis Cluster and a TLS server), openssl (the TLS test
-# makes its own certificates) and the rustfmt/clippy components. Safe to run again; does nothing
-# when everything is present.
+# makes its own certificates), Python 3 with the official Anthropic SDK (a client nobody on the
+# team wrote, driven against /v1/messages) and the rustfmt/clippy components. Safe to run again;
+# does nothing when everything is present.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -19,6 +22,14 @@ fi
 for tool in redis-server redis-cli openssl; do
     command -v "$tool" >/dev/null || { echo "setup: $tool is still missing" >&2; exit 1; }
 done
+
+# The official Anthropic SDK (PyPI). Debian's Python refuses system-wide pip installs unless told.
+if ! python3 -c "import anthropic" >/dev/null 2>&1; then
+    echo "setup: installing the anthropic Python SDK" >&2
+    python3 -m pip install --quiet anthropic 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages anthropic
+fi
+python3 -c "import anthropic" || { echo "setup: the anthropic Python SDK is still missing" >&2; exit 1; }
 
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then

@@ -1,0 +1,73 @@
+//! The official Anthropic Python SDK (`anthropic`, installed by `scripts/setup.sh`) against the
+//! real daemon, passed through to the fake upstream: a plain message, a stream through the SDK's
+//! accumulator with a thinking block, a tool round trip whose input streams in pieces, and an
+//! error as the SDK's typed exception — with a key, as a team member would call.
+
+mod common;
+
+use std::time::Duration;
+
+use exai_core::testing::{FakeReply, FakeUpstream};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn the_official_anthropic_sdk_talks_to_exai() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_ADMIN_TOKEN".into(), "admin".into());
+    let d = common::start(&env, "anthropic-sdk").await;
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/admin/keys", d.base))
+        .bearer_auth("admin")
+        .json(&json!({"name": "sdk"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let secret = created["secret"].as_str().unwrap_or_default().to_string();
+
+    fake.push(FakeReply::text("hello from exai").with_usage(11, 4));
+    fake.push(FakeReply::text("the answer is 42").with_reasoning("six times seven"));
+    fake.push(FakeReply::tool_use("get_weather", json!({"city": "Paris"})));
+    fake.push(FakeReply::text("It is sunny in Paris."));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/anthropic_sdk.py");
+    let run = tokio::process::Command::new("python3")
+        .args([script, &d.base, &secret])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("the SDK script did not finish"))
+        .unwrap_or_else(|e| panic!("python3 (run scripts/setup.sh): {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+
+    assert_eq!(seen["plain"]["text"], "hello from exai", "{seen}");
+    assert_eq!(seen["plain"]["stop_reason"], "end_turn");
+    assert_eq!((seen["plain"]["input_tokens"].clone(), seen["plain"]["output_tokens"].clone()), (json!(11), json!(4)));
+
+    assert_eq!(seen["stream"]["blocks"], json!(["thinking", "text"]), "{seen}");
+    assert_eq!(seen["stream"]["thinking"], "six times seven");
+    assert_eq!(seen["stream"]["text"], "the answer is 42");
+    assert!(seen["stream"]["pieces"].as_u64().is_some_and(|n| n > 1), "{seen}");
+
+    assert_eq!(seen["tools"]["stop_reason"], "tool_use", "{seen}");
+    assert_eq!(seen["tools"]["name"], "get_weather");
+    assert_eq!(seen["tools"]["input"], json!({"city": "Paris"}));
+    assert_eq!(seen["tools"]["answer"], "It is sunny in Paris.");
+    let result_sent = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/anthropic/v1/messages")
+        .nth(3)
+        .map(|r| r.body)
+        .unwrap_or_default();
+    assert_eq!(result_sent["messages"][2]["content"][0]["type"], "tool_result", "{result_sent}");
+    assert_eq!(result_sent["messages"][2]["content"][0]["tool_use_id"], "toolu_fake");
+
+    assert_eq!(seen["error"], json!({"status": 404, "type": "not_found_error"}), "{seen}");
+}
