@@ -2,7 +2,7 @@
 # Installs what a fresh machine lacks for building and testing exai: redis-server and redis-cli
 # (the tests start real servers, a real Redis Cluster and a TLS server), openssl (the TLS test
 # makes its own certificates), Python 3 with the official Anthropic SDK (a client nobody on the
-# team wrote, driven against /v1/messages) and the rustfmt/clippy components. Safe to run again;
+# team wrote, driven against /v1/messages), Claude Code (npm) and the rustfmt/clippy components. Safe to run again;
 # does nothing when everything is present.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -30,6 +31,14 @@ if ! python3 -c "import anthropic" >/dev/null 2>&1; then
         || python3 -m pip install --quiet --break-system-packages anthropic
 fi
 python3 -c "import anthropic" || { echo "setup: the anthropic Python SDK is still missing" >&2; exit 1; }
+
+# Claude Code itself (npm): its native binary runs offline against a local ANTHROPIC_BASE_URL.
+if ! command -v claude >/dev/null 2>&1; then
+    echo "setup: installing Claude Code (@anthropic-ai/claude-code)" >&2
+    if [ "$(id -u)" -eq 0 ]; then npm install -g --silent @anthropic-ai/claude-code >/dev/null; \
+    else sudo npm install -g --silent @anthropic-ai/claude-code >/dev/null; fi
+fi
+claude --version >/dev/null || { echo "setup: Claude Code (claude) is still missing" >&2; exit 1; }
 
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then

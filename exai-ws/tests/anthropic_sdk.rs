@@ -48,7 +48,13 @@ async fn the_official_anthropic_sdk_talks_to_exai() {
 
     assert_eq!(seen["plain"]["text"], "hello from exai", "{seen}");
     assert_eq!(seen["plain"]["stop_reason"], "end_turn");
-    assert_eq!((seen["plain"]["input_tokens"].clone(), seen["plain"]["output_tokens"].clone()), (json!(11), json!(4)));
+    assert_eq!(
+        (
+            seen["plain"]["input_tokens"].clone(),
+            seen["plain"]["output_tokens"].clone()
+        ),
+        (json!(11), json!(4))
+    );
 
     assert_eq!(seen["stream"]["blocks"], json!(["thinking", "text"]), "{seen}");
     assert_eq!(seen["stream"]["thinking"], "six times seven");
@@ -66,8 +72,15 @@ async fn the_official_anthropic_sdk_talks_to_exai() {
         .nth(3)
         .map(|r| r.body)
         .unwrap_or_default();
-    assert_eq!(result_sent["messages"][2]["content"][0]["type"], "tool_result", "{result_sent}");
+    assert_eq!(
+        result_sent["messages"][2]["content"][0]["type"], "tool_result",
+        "{result_sent}"
+    );
     assert_eq!(result_sent["messages"][2]["content"][0]["tool_use_id"], "toolu_fake");
 
-    assert_eq!(seen["error"], json!({"status": 404, "type": "not_found_error"}), "{seen}");
+    assert_eq!(
+        seen["error"],
+        json!({"status": 404, "type": "not_found_error"}),
+        "{seen}"
+    );
 }

@@ -80,7 +80,7 @@ pub(super) async fn messages(State(shared): State<Arc<Shared>>, uri: Uri, header
     if let Some(denied) = record(&shared, &uri, &headers, request.clone()) {
         return denied;
     }
-    let reply = next_reply(&shared);
+    let reply = next_reply(&shared, &request);
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = request
         .get("model")

@@ -90,7 +90,12 @@ pub(crate) struct Shared {
     pub changed: Notify,
     /// `count_tokens` answers 404.
     pub no_count_tokens: std::sync::atomic::AtomicBool,
+    /// Decides replies from the request itself, before the script is consulted.
+    pub responder: Mutex<Option<Responder>>,
 }
+
+/// Picks a reply from a request's JSON body (`None` leaves it to the script).
+pub type Responder = Arc<dyn Fn(&Value) -> Option<FakeReply> + Send + Sync>;
 
 /// The fake upstream. Dropping it stops the server.
 pub struct FakeUpstream {
@@ -134,6 +139,15 @@ impl FakeUpstream {
     /// (`http://127.0.0.1:PORT/anthropic`; it serves `/v1/messages` below it).
     pub fn anthropic_base_url(&self) -> String {
         format!("http://{}/anthropic", self.addr)
+    }
+
+    /// Answers each request by what it asks (a client that makes its own calls, such as an
+    /// agent whose requests are not known in advance); `None` from `respond` falls back to the
+    /// script.
+    pub fn respond_with(&self, respond: impl Fn(&Value) -> Option<FakeReply> + Send + Sync + 'static) {
+        if let Ok(mut r) = self.shared.responder.lock() {
+            *r = Some(Arc::new(respond));
+        }
     }
 
     /// Answers `/v1/messages/count_tokens` with 404 from now on, as a provider without it does.

@@ -76,7 +76,7 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
     if let Some(denied) = record(&shared, &uri, &headers, request.clone()) {
         return denied;
     }
-    let reply = next_reply(&shared);
+    let reply = next_reply(&shared, &request);
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = request
         .get("model")
@@ -210,11 +210,15 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
 }
 
 /// The next scripted reply (an echo when none is queued), counting the request as open.
-pub(super) fn next_reply(shared: &Shared) -> FakeReply {
+pub(super) fn next_reply(shared: &Shared, request: &Value) -> FakeReply {
     let open = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1
         - shared.completed.load(Ordering::SeqCst)
         - shared.cut_short.load(Ordering::SeqCst);
     shared.max_in_flight.fetch_max(open, Ordering::SeqCst);
+    let responder = shared.responder.lock().ok().and_then(|r| r.clone());
+    if let Some(reply) = responder.and_then(|respond| respond(request)) {
+        return reply;
+    }
     shared
         .script
         .lock()
