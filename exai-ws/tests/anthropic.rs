@@ -366,3 +366,165 @@ async fn errors_come_in_anthropic_shape_and_a_5xx_before_streaming_falls_back() 
         "{listed}"
     );
 }
+
+/// A daemon whose providers have no Anthropic endpoint: requests are translated.
+async fn translating(fake: &FakeUpstream, tag: &str) -> Daemon {
+    let mut env = fake.env_for(&["GLM", "KIMI"]);
+    env.insert("EXAI_MEMORY".into(), "memory".into());
+    env.insert("EXAI_MAX_RETRIES".into(), "0".into());
+    env.insert("GLM_ANTHROPIC_BASE_URL".into(), "none".into());
+    env.insert("KIMI_ANTHROPIC_BASE_URL".into(), "none".into());
+    common::start(&env, tag).await
+}
+
+#[tokio::test]
+async fn providers_without_an_anthropic_endpoint_are_translated_both_ways() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let d = translating(&fake, "anthropic-translate").await;
+
+    // Plain: the request mapped to OpenAI's chat format, the reply mapped back.
+    // An image needs a vision model (routing refuses one that cannot read it).
+    let body = json!({"model": "glm-4.5v", "max_tokens": 300, "temperature": 0.1, "top_k": 3,
+    "stop_sequences": ["STOP"], "metadata": {"user_id": "u-9"}, "unknown_thing": true,
+    "system": [{"type": "text", "text": "be exact"}],
+    "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "what is in this picture?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "QUJD"}}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_9", "name": "Read", "input": {"file_path": "/a"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "file text"}]}
+    ]});
+    let answer = messages(&d, body).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let message = answer.json();
+    assert_eq!(
+        (message["type"].clone(), message["stop_reason"].clone()),
+        (json!("message"), json!("end_turn"))
+    );
+    assert_eq!(message["content"][0]["type"], "text");
+    assert!(message["usage"]["output_tokens"].as_u64().is_some_and(|n| n > 0));
+    let sent = fake.requests().pop().unwrap_or_else(|| panic!("nothing sent"));
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(sent.authorization.as_deref(), Some("Bearer test-key"));
+    let m = &sent.body["messages"];
+    assert_eq!(m[0], json!({"role": "system", "content": "be exact"}));
+    assert_eq!(m[1]["content"][1]["image_url"]["url"], "data:image/jpeg;base64,QUJD");
+    assert_eq!(
+        m[2]["tool_calls"][0]["function"],
+        json!({"name": "Read", "arguments": "{\"file_path\":\"/a\"}"})
+    );
+    assert_eq!(
+        m[3],
+        json!({"role": "tool", "tool_call_id": "toolu_9", "content": "file text"})
+    );
+    assert_eq!(
+        (sent.body["stop"].clone(), sent.body["user"].clone()),
+        (json!(["STOP"]), json!("u-9"))
+    );
+    assert!(sent.body.get("unknown_thing").is_none() && sent.body.get("top_k").is_none());
+
+    // Streamed with reasoning: a thinking block, then text, as Anthropic's events.
+    fake.push(
+        FakeReply::text("translated stream works")
+            .with_reasoning("pondering")
+            .with_usage(40, 9),
+    );
+    let answer = messages(&d, ask("glm-4.6", true)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let events = answer.events();
+    for (name, data) in &events {
+        assert_eq!(data["type"], name.as_str());
+    }
+    assert_eq!(events.first().map(|(n, _)| n.as_str()), Some("message_start"));
+    assert!(
+        events[0].1["message"]["usage"]["input_tokens"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    let starts: Vec<Value> = events
+        .iter()
+        .filter(|(n, _)| n == "content_block_start")
+        .map(|(_, d)| d["content_block"]["type"].clone())
+        .collect();
+    assert_eq!(starts, [json!("thinking"), json!("text")]);
+    let text: String = events.iter().filter_map(|(_, d)| d["delta"]["text"].as_str()).collect();
+    assert_eq!(text, "translated stream works");
+    let end = events
+        .iter()
+        .find(|(n, _)| n == "message_delta")
+        .map(|(_, d)| d.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        (
+            end["usage"]["output_tokens"].clone(),
+            end["usage"]["input_tokens"].clone()
+        ),
+        (json!(9), json!(40))
+    );
+    assert_eq!(events.last().map(|(n, _)| n.as_str()), Some("message_stop"));
+    assert_eq!(
+        fake.requests()
+            .pop()
+            .map(|r| r.body["stream_options"]["include_usage"].clone()),
+        Some(json!(true))
+    );
+
+    // A streamed tool call: input_json_delta pieces that add up to the input.
+    fake.push(FakeReply::tool_use("Read", json!({"file_path": "/tmp/x.txt"})));
+    let mut body = ask("glm-4.6", true);
+    body["tools"] = json!([{"name": "Read", "description": "read", "input_schema": {"type": "object"}}]);
+    body["tool_choice"] = json!({"type": "any"});
+    let events = messages(&d, body).await.events();
+    let start = events
+        .iter()
+        .find(|(n, _)| n == "content_block_start")
+        .map(|(_, d)| d["content_block"].clone())
+        .unwrap_or_default();
+    assert_eq!(
+        (start["type"].clone(), start["name"].clone()),
+        (json!("tool_use"), json!("Read"))
+    );
+    let pieces: Vec<&str> = events
+        .iter()
+        .filter_map(|(_, d)| d["delta"]["partial_json"].as_str())
+        .collect();
+    assert!(pieces.len() > 1, "{pieces:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&pieces.concat()).ok(),
+        Some(json!({"file_path": "/tmp/x.txt"}))
+    );
+    let end = events
+        .iter()
+        .find(|(n, _)| n == "message_delta")
+        .map(|(_, d)| d.clone())
+        .unwrap_or_default();
+    assert_eq!(end["delta"]["stop_reason"], "tool_use");
+    let sent = fake.requests().pop().map(|r| r.body).unwrap_or_default();
+    assert_eq!(sent["tool_choice"], "required");
+    assert_eq!(sent["tools"][0]["function"]["name"], "Read");
+
+    // Fallback on a 5xx before anything streamed, and errors in Anthropic's shape.
+    fake.push(FakeReply::status(502));
+    fake.push(FakeReply::text("second provider"));
+    let answer = messages(&d, ask("auto", false)).await;
+    assert_eq!(
+        (answer.status, answer.header("x-exai-provider")),
+        (200, "kimi"),
+        "{}",
+        answer.text
+    );
+    fake.push(FakeReply::status(429).with_retry_after(3));
+    let limited = messages(&d, ask("glm-4.6", false)).await;
+    assert_eq!(
+        (limited.status, limited.json()["error"]["type"].clone()),
+        (429, json!("rate_limit_error"))
+    );
+
+    // count_tokens: the gateway's estimate (an OpenAI endpoint has no count).
+    let counted = post(&d, "/v1/messages/count_tokens", &ask("glm-4.6", false).to_string(), &[]).await;
+    assert_eq!(
+        (counted.status, counted.header("x-exai-token-count")),
+        (200, "estimate")
+    );
+}

@@ -1,7 +1,8 @@
 //! The official Anthropic Python SDK (`anthropic`, installed by `scripts/setup.sh`) against the
-//! real daemon, passed through to the fake upstream: a plain message, a stream through the SDK's
-//! accumulator with a thinking block, a tool round trip whose input streams in pieces, and an
-//! error as the SDK's typed exception — with a key, as a team member would call.
+//! real daemon — passed through to the fake upstream's Anthropic side, and translated to its
+//! OpenAI side: a plain message, a stream through the SDK's accumulator with a thinking block, a
+//! tool round trip whose input streams in pieces, and an error as the SDK's typed exception —
+//! with a key, as a team member would call.
 
 mod common;
 
@@ -11,13 +12,25 @@ use exai_core::testing::{FakeReply, FakeUpstream};
 use serde_json::{Value, json};
 
 #[tokio::test]
-async fn the_official_anthropic_sdk_talks_to_exai() {
+async fn the_official_anthropic_sdk_talks_to_exai_passed_through() {
+    sdk_session(false).await;
+}
+
+#[tokio::test]
+async fn the_official_anthropic_sdk_talks_to_exai_translated() {
+    sdk_session(true).await;
+}
+
+async fn sdk_session(translate: bool) {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
     let mut env = fake.env_for(&["GLM"]);
     env.insert("EXAI_ADMIN_TOKEN".into(), "admin".into());
-    let d = common::start(&env, "anthropic-sdk").await;
+    if translate {
+        env.insert("GLM_ANTHROPIC_BASE_URL".into(), "none".into());
+    }
+    let d = common::start(&env, if translate { "sdk-translate" } else { "sdk-pass" }).await;
     let created: Value = reqwest::Client::new()
         .post(format!("{}/admin/keys", d.base))
         .bearer_auth("admin")
@@ -65,18 +78,25 @@ async fn the_official_anthropic_sdk_talks_to_exai() {
     assert_eq!(seen["tools"]["name"], "get_weather");
     assert_eq!(seen["tools"]["input"], json!({"city": "Paris"}));
     assert_eq!(seen["tools"]["answer"], "It is sunny in Paris.");
-    let result_sent = fake
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/anthropic/v1/messages")
-        .nth(3)
-        .map(|r| r.body)
-        .unwrap_or_default();
-    assert_eq!(
-        result_sent["messages"][2]["content"][0]["type"], "tool_result",
-        "{result_sent}"
-    );
-    assert_eq!(result_sent["messages"][2]["content"][0]["tool_use_id"], "toolu_fake");
+    let sent = fake.requests();
+    let path = if translate {
+        "/v1/chat/completions"
+    } else {
+        "/anthropic/v1/messages"
+    };
+    assert!(sent.iter().all(|r| r.path == path), "every call took the {path} path");
+    let result_sent = sent.into_iter().nth(3).map(|r| r.body).unwrap_or_default();
+    if translate {
+        assert_eq!(result_sent["messages"][2]["role"], "tool", "{result_sent}");
+        assert_eq!(result_sent["messages"][2]["tool_call_id"], "call_fake");
+        assert_eq!(result_sent["messages"][2]["content"], "sunny, 21 C");
+    } else {
+        assert_eq!(
+            result_sent["messages"][2]["content"][0]["type"], "tool_result",
+            "{result_sent}"
+        );
+        assert_eq!(result_sent["messages"][2]["content"][0]["tool_use_id"], "toolu_fake");
+    }
 
     assert_eq!(
         seen["error"],

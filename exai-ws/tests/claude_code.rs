@@ -1,9 +1,10 @@
 //! Claude Code itself (`@anthropic-ai/claude-code`, installed by `scripts/setup.sh`; its native
 //! binary runs offline against a local `ANTHROPIC_BASE_URL`) doing a task that needs a tool
-//! round trip — reading a file with its Read tool — on exai-ws, passed through to the fake
-//! upstream's Anthropic side with a key. The fake plays the model: asked with the Read tool on
-//! offer, it calls Read on the file; given the tool's result, it answers with what the file says;
-//! anything else (Claude Code's own side requests) gets a short reply.
+//! round trip — reading a file with its Read tool — on exai-ws with a key, once passed through
+//! to the fake upstream's Anthropic side and once translated to its OpenAI side. The fake plays
+//! the model: asked with the Read tool on offer, it calls Read on the file; given the tool's
+//! result, it answers with what the file says; anything else (Claude Code's own side requests)
+//! gets a short reply.
 
 mod common;
 
@@ -12,8 +13,11 @@ use std::time::Duration;
 use exai_core::testing::{FakeReply, FakeUpstream};
 use serde_json::{Value, json};
 
-/// The text of a message's `tool_result` blocks, if it has any.
+/// The text of a message's `tool_result` blocks (Anthropic), or of a `tool` message (OpenAI).
 fn tool_result(message: &Value) -> Option<String> {
+    if message["role"] == "tool" {
+        return message["content"].as_str().map(str::to_string);
+    }
     let blocks = message.get("content")?.as_array()?;
     let results: Vec<String> = blocks
         .iter()
@@ -27,11 +31,21 @@ fn tool_result(message: &Value) -> Option<String> {
 }
 
 #[tokio::test]
-async fn claude_code_reads_a_file_through_exai() {
+async fn claude_code_reads_a_file_through_exai_passed_through() {
+    claude_code_reads_a_file(false).await;
+}
+
+#[tokio::test]
+async fn claude_code_reads_a_file_through_exai_translated() {
+    claude_code_reads_a_file(true).await;
+}
+
+async fn claude_code_reads_a_file(translate: bool) {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    let work = common::state_dir("claude-code-work");
+    let tag = if translate { "translate" } else { "pass" };
+    let work = common::state_dir(&format!("claude-code-work-{tag}"));
     let file = std::path::Path::new(&work).join("notes.txt");
     std::fs::write(&file, "The password is periwinkle-42.\n").unwrap_or_else(|e| panic!("{e}"));
     let path = file.display().to_string();
@@ -42,9 +56,11 @@ async fn claude_code_reads_a_file_through_exai() {
         if let Some(result) = tool_result(last) {
             return Some(FakeReply::text(format!("The file says: {}", result.trim())));
         }
-        let offers_read = request["tools"]
-            .as_array()
-            .is_some_and(|tools| tools.iter().any(|t| t["name"] == "Read"));
+        let offers_read = request["tools"].as_array().is_some_and(|tools| {
+            tools
+                .iter()
+                .any(|t| t["name"] == "Read" || t["function"]["name"] == "Read")
+        });
         if offers_read {
             return Some(FakeReply::tool_use("Read", json!({"file_path": target})));
         }
@@ -52,7 +68,10 @@ async fn claude_code_reads_a_file_through_exai() {
     });
     let mut env = fake.env_for(&["GLM"]);
     env.insert("EXAI_ADMIN_TOKEN".into(), "admin".into());
-    let d = common::start(&env, "claude-code").await;
+    if translate {
+        env.insert("GLM_ANTHROPIC_BASE_URL".into(), "none".into());
+    }
+    let d = common::start(&env, &format!("claude-code-{tag}")).await;
     let created: Value = reqwest::Client::new()
         .post(format!("{}/admin/keys", d.base))
         .bearer_auth("admin")
@@ -65,7 +84,7 @@ async fn claude_code_reads_a_file_through_exai() {
         .unwrap_or_default();
     let secret = created["secret"].as_str().unwrap_or_default().to_string();
 
-    let home = common::state_dir("claude-code-home");
+    let home = common::state_dir(&format!("claude-code-home-{tag}"));
     let prompt = format!("Read the file {path} and tell me the password in it.");
     let run = tokio::process::Command::new("claude")
         .args(["-p", &prompt, "--allowedTools", "Read", "--output-format", "json"])
@@ -90,7 +109,6 @@ async fn claude_code_reads_a_file_through_exai() {
         .iter()
         .map(|r| format!("{} {}", r.path, r.body["model"]))
         .collect();
-    eprintln!("claude code sent: {sent:?}");
     assert!(
         out.status.success(),
         "claude failed: {stderr}\n{stdout}\nrequests: {sent:?}"
@@ -110,10 +128,10 @@ async fn claude_code_reads_a_file_through_exai() {
             .is_some_and(|t| t.contains("periwinkle-42"))
     });
     assert!(round_trip, "requests: {sent:?}");
-    assert!(
-        fake.requests()
-            .iter()
-            .all(|r| r.path.starts_with("/anthropic/v1/messages")),
-        "{sent:?}"
-    );
+    let path = if translate {
+        "/v1/chat/completions"
+    } else {
+        "/anthropic/v1/messages"
+    };
+    assert!(fake.requests().iter().all(|r| r.path == path), "{sent:?}");
 }

@@ -40,6 +40,11 @@ pub use period::Period;
 pub(crate) use admit::{Ask, KeyPass, allows_model};
 pub(crate) use store::KeyStore;
 
+/// SHA-256 of `text`, hex (also used to shorten long tool names).
+pub(crate) fn sha256_hex(text: &str) -> String {
+    secret::hash(text)
+}
+
 use crate::actors::shared::SharedLimits;
 use crate::config::{Config, MemoryBackend, Secret};
 use crate::error::Error;

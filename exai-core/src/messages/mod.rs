@@ -1,17 +1,20 @@
 //! Anthropic Messages requests (`/v1/messages`): the front door's parsed request, and what the
 //! gateway answers — passed through to a provider's own Anthropic-compatible endpoint (Z.ai,
-//! Moonshot and MiniMax each serve one), with the gateway's admission, key limits, routing,
-//! fallback before anything streamed, provider limits and usage ledger around it.
+//! Moonshot and MiniMax each serve one), or translated to its OpenAI chat endpoint when it has
+//! none, with the gateway's admission, key limits, routing, fallback before anything streamed,
+//! provider limits and usage ledger around it.
 //!
 //! - `passthrough.rs`: one request: the model resolved (a `claude-*` id through
-//!   `anthropic.model_map`, else `default_model`), the plan narrowed to providers with an
-//!   Anthropic endpoint, the body forwarded with the model rewritten, the reply or stream relayed
-//!   event by event while its usage is read.
+//!   `anthropic.model_map`, else `default_model`), the plan, then per provider the body forwarded
+//!   with the model rewritten (or translated), the reply or stream relayed event by event while
+//!   its usage is read.
+//! - `translate.rs`: Anthropic ⇄ OpenAI, request, reply and stream.
 //!
 //! The wire shapes (errors, SSE framing, `ping`) are the front door's (`exai-ws`'s
 //! `anthropic.rs`); this module never builds an Anthropic error body.
 
 mod passthrough;
+mod translate;
 
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;

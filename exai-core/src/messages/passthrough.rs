@@ -1,13 +1,14 @@
-//! One Messages request passed through to a provider's Anthropic-compatible endpoint.
+//! One Messages request, passed through to a provider's Anthropic-compatible endpoint or
+//! translated to its OpenAI chat endpoint (`translate.rs`) when it has none.
 //!
 //! admission (the client's rate, its key: model allow-list, budget, limits) → the model resolved
-//! → the routing plan, narrowed to the key's models and to providers with an Anthropic endpoint
-//! → request permits (session, global) → for each planned model: its provider's permit, the body
-//! forwarded with the model rewritten, `x-api-key` the provider's key, `anthropic-version` and
-//! `anthropic-beta` forwarded → on a failure worth it (429, 5xx, a connection that failed) and
-//! before anything was relayed, the next model → the reply, or the stream relayed event by event
-//! while `message_start` and `message_delta` give its usage → the usage ledger and the key's
-//! spend when it ends.
+//! → the routing plan, narrowed to the key's models → request permits (session, global) → for
+//! each planned model: its provider's permit, then either the body forwarded with the model
+//! rewritten (`x-api-key` the provider's key, `anthropic-version` and `anthropic-beta` forwarded)
+//! or the body translated → on a failure worth it (429, 5xx, a connection that failed) and before
+//! anything was relayed, the next model → the reply, or the stream relayed event by event (or
+//! translated chunk by chunk) while its usage is read → the usage ledger and the key's spend
+//! when it ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::translate::{self, StreamTranslator};
 use super::{DEFAULT_VERSION, MessagesEvent, MessagesReply, MessagesRequest, MessagesStream, TokenCount};
 use crate::catalog::{Catalog, ModelInfo};
 use crate::config::{Config, ProviderConfig};
@@ -50,8 +52,7 @@ pub(crate) fn target_model(config: &Config, catalog: &Catalog, asked: &str) -> S
     asked.to_string()
 }
 
-/// The models to try, in order: the plan for `target`, within the key's models, at providers
-/// with an Anthropic endpoint.
+/// The models to try, in order: the plan for `target`, within the key's models.
 fn plan(
     inner: &Inner,
     request: &MessagesRequest,
@@ -75,16 +76,6 @@ fn plan(
             });
         }
     }
-    let providers: Vec<String> = plan.iter().map(|m| m.provider.clone()).collect();
-    plan.retain(|m| endpoint(&inner.config, &m.provider).is_some());
-    if plan.is_empty() {
-        return Err(Error::InvalidRequest(format!(
-            "model {target} is served by {} with no Anthropic-compatible endpoint here; set {}_ANTHROPIC_BASE_URL \
-             (translating /v1/messages to the OpenAI format is not built yet)",
-            providers.join(", "),
-            providers.first().map(|p| p.to_ascii_uppercase()).unwrap_or_default()
-        )));
-    }
     Ok(plan)
 }
 
@@ -95,8 +86,10 @@ fn endpoint<'a>(config: &'a Config, provider: &str) -> Option<(&'a ProviderConfi
 
 /// What one attempt at a provider came to.
 enum Answer {
-    Message(Value),
-    Stream(reqwest::Response),
+    /// A whole message (translated if it had to be), and its usage.
+    Message(Value, Usage),
+    /// A stream to relay — through a translator when the provider speaks OpenAI's format.
+    Stream(Box<reqwest::Response>, Option<Box<StreamTranslator>>),
 }
 
 /// Sends the request to `model`'s provider.
@@ -160,20 +153,69 @@ async fn read_limited(response: reqwest::Response) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-async fn attempt(inner: &Inner, request: &MessagesRequest, model: &ModelInfo) -> Result<Answer, ProviderError> {
-    let response = send(inner, request, model, "/v1/messages").await?;
-    if request.stream {
-        return Ok(Answer::Stream(response));
-    }
-    let body = response.json::<Value>().await.map_err(|e| ProviderError {
+fn not_json(model: &ModelInfo, e: &reqwest::Error) -> ProviderError {
+    ProviderError {
         provider: model.provider.clone(),
         model: model.id.clone(),
         kind: ProviderErrorKind::Transient {
             status: None,
             message: format!("the reply is not JSON: {e}"),
         },
-    })?;
-    Ok(Answer::Message(body))
+    }
+}
+
+async fn attempt(inner: &Inner, request: &MessagesRequest, model: &ModelInfo) -> Result<Answer, ProviderError> {
+    if endpoint(&inner.config, &model.provider).is_none() {
+        return translated(inner, request, model).await;
+    }
+    let response = send(inner, request, model, "/v1/messages").await?;
+    if request.stream {
+        return Ok(Answer::Stream(Box::new(response), None));
+    }
+    let body = response.json::<Value>().await.map_err(|e| not_json(model, &e))?;
+    let mut usage = Usage::default();
+    usage_of(body.get("usage"), &mut usage);
+    Ok(Answer::Message(body, usage))
+}
+
+/// The request translated to the provider's OpenAI chat endpoint.
+async fn translated(inner: &Inner, request: &MessagesRequest, model: &ModelInfo) -> Result<Answer, ProviderError> {
+    let fail = |kind| ProviderError {
+        provider: model.provider.clone(),
+        model: model.id.clone(),
+        kind,
+    };
+    let Some(provider) = inner.config.provider(&model.provider) else {
+        return Err(fail(ProviderErrorKind::MissingKey {
+            env: format!("{}_BASE_URL", model.provider.to_ascii_uppercase()),
+        }));
+    };
+    let (body, names) = translate::to_openai(&request.body, &model.id, request.stream);
+    let mut http = inner
+        .http
+        .post(format!("{}/chat/completions", provider.base_url))
+        .json(&body);
+    if let Some(key) = &provider.api_key {
+        http = http.bearer_auth(key.expose());
+    }
+    if !request.stream {
+        http = http.timeout(provider.timeout);
+    }
+    let response = http.send().await.map_err(|e| fail(transport_error(&e, provider)))?;
+    let status = response.status().as_u16();
+    if !(200..300).contains(&status) {
+        let wait = retry_after(response.headers());
+        let text = read_limited(response).await;
+        return Err(fail(classify(provider, status, wait, &text)));
+    }
+    if request.stream {
+        let estimate = context::estimate(&Value::Object(request.body.clone()).to_string());
+        let translator = StreamTranslator::new(&model.id, names, estimate);
+        return Ok(Answer::Stream(Box::new(response), Some(Box::new(translator))));
+    }
+    let reply = response.json::<Value>().await.map_err(|e| not_json(model, &e))?;
+    let (message, usage) = translate::from_openai(&reply, &model.id, &names);
+    Ok(Answer::Message(message, usage))
 }
 
 /// A message's usage (`usage.input_tokens`, `usage.output_tokens`).
@@ -233,9 +275,7 @@ pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<M
             .within_deadline(async { attempt(&inner, &request, model).await.map_err(Error::from) })
             .await;
         let error = match answer {
-            Ok(Answer::Message(body)) => {
-                let mut usage = Usage::default();
-                usage_of(body.get("usage"), &mut usage);
+            Ok(Answer::Message(body, usage)) => {
                 record(&inner, model, key_name.as_deref(), usage, started);
                 return Ok(MessagesReply::Message {
                     body,
@@ -243,24 +283,22 @@ pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<M
                     model: model.id.clone(),
                 });
             }
-            Ok(Answer::Stream(response)) => {
+            Ok(Answer::Stream(response, translator)) => {
                 let (tx, events) = mpsc::channel(RELAY_BUFFER);
                 let (inner, model_info, key_name) = (inner.clone(), model.clone(), key_name.clone());
                 let until = started + session.deadline();
                 let after = session.deadline();
                 tokio::spawn(async move {
                     let _held = (permits, permit, pass, tracked);
-                    relay(
-                        &inner,
-                        response,
-                        &tx,
+                    let call = Relayed {
+                        inner: &inner,
+                        model: &model_info,
+                        key: key_name.as_deref(),
+                        started,
                         until,
                         after,
-                        &model_info,
-                        key_name.as_deref(),
-                        started,
-                    )
-                    .await;
+                    };
+                    relay(call, *response, translator.map(|t| *t), &tx).await;
                 });
                 return Ok(MessagesReply::Stream(MessagesStream {
                     events,
@@ -281,61 +319,87 @@ pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<M
     Err(last.unwrap_or_else(|| Error::Internal("empty routing plan".into())))
 }
 
-/// Relays the upstream's events to `tx` until the end, the client leaving, or the deadline;
-/// then records the call.
-#[allow(clippy::too_many_arguments)]
-async fn relay(
-    inner: &Inner,
-    response: reqwest::Response,
-    tx: &mpsc::Sender<Result<MessagesEvent, Error>>,
+/// What a relayed stream is for.
+struct Relayed<'a> {
+    inner: &'a Inner,
+    model: &'a ModelInfo,
+    key: Option<&'a str>,
+    started: Instant,
+    /// When the call's deadline passes, and how long it was.
     until: Instant,
     after: Duration,
-    model: &ModelInfo,
-    key: Option<&str>,
-    started: Instant,
+}
+
+/// Relays the upstream's events to `tx` — translating OpenAI chunks when `translator` is given
+/// — until the end, the client leaving, or the deadline; then records the call.
+async fn relay(
+    call: Relayed<'_>,
+    response: reqwest::Response,
+    mut translator: Option<StreamTranslator>,
+    tx: &mpsc::Sender<Result<MessagesEvent, Error>>,
 ) {
     let mut events = response.bytes_stream().eventsource();
     let mut usage = Usage::default();
     let mut complete = false;
-    loop {
+    'relay: loop {
         let next = tokio::select! {
             next = events.next() => next,
             () = tx.closed() => break,
-            () = tokio::time::sleep_until(until) => {
-                let _ = tx.send(Err(Error::DeadlineExceeded { after })).await;
+            () = tokio::time::sleep_until(call.until) => {
+                let _ = tx.send(Err(Error::DeadlineExceeded { after: call.after })).await;
                 break;
             }
         };
-        match next {
-            None => break,
-            Some(Ok(event)) => {
+        let out = match (next, translator.as_mut()) {
+            (None, Some(t)) if !complete => {
+                // The provider ended without [DONE]: close the message as it stands.
+                complete = true;
+                t.finish()
+            }
+            (None, _) => break,
+            (Some(Ok(event)), None) => {
                 stream_usage(&event.event, &event.data, &mut usage);
                 complete |= event.event == "message_stop";
-                let event = MessagesEvent {
+                vec![MessagesEvent {
                     event: event.event,
                     data: event.data,
-                };
-                if tx.send(Ok(event)).await.is_err() {
-                    break;
-                }
+                }]
             }
-            Some(Err(e)) => {
+            (Some(Ok(event)), Some(t)) if event.data.trim() == "[DONE]" => {
+                complete = true;
+                t.finish()
+            }
+            (Some(Ok(event)), Some(t)) => t.chunk(&event.data),
+            (Some(Err(e)), _) => {
                 let error = ProviderError {
-                    provider: model.provider.clone(),
-                    model: model.id.clone(),
+                    provider: call.model.provider.clone(),
+                    model: call.model.id.clone(),
                     kind: ProviderErrorKind::StreamInterrupted {
                         message: crate::error::scrub(&e.to_string()),
                     },
                 };
                 let _ = tx.send(Err(error.into())).await;
+                complete = false;
                 break;
             }
+        };
+        for event in out {
+            if tx.send(Ok(event)).await.is_err() {
+                complete = false;
+                break 'relay;
+            }
+        }
+        if complete && translator.is_some() {
+            break;
         }
     }
+    if let Some(t) = &translator {
+        usage = t.usage;
+    }
     if complete {
-        record(inner, model, key, usage, started);
+        record(call.inner, call.model, call.key, usage, call.started);
     } else {
-        inner.usage.error(&model.provider, &model.id, key);
+        call.inner.usage.error(&call.model.provider, &call.model.id, call.key);
     }
 }
 
@@ -352,6 +416,11 @@ pub(crate) async fn count_tokens(session: &Session, request: MessagesRequest) ->
     let Ok(plan) = plan(&inner, &request, &target, None) else {
         return Ok(estimate);
     };
+    // Only an Anthropic endpoint counts tokens; a translated provider gets the estimate.
+    let plan: Vec<ModelInfo> = plan
+        .into_iter()
+        .filter(|m| endpoint(&inner.config, &m.provider).is_some())
+        .collect();
     let mut request = request;
     request.stream = false;
     request.body.remove("stream");
