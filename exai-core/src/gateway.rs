@@ -24,6 +24,8 @@ mod session;
 mod status;
 mod turn;
 
+pub(crate) use turn::record_request;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -148,6 +148,18 @@ async fn keys_hold_across_two_daemons_on_one_redis() {
         assert!(message.contains(part), "{message}");
     }
 
+    // The Anthropic API says so with its own code.
+    let billing = reqwest::Client::new()
+        .post(format!("{}/v1/messages", b.base))
+        .header("x-api-key", &spender)
+        .json(&json!({"model": "glm-4.6", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(billing.status().as_u16(), 402);
+    let billing: Value = billing.json().await.unwrap_or_default();
+    assert_eq!(billing["error"]["type"], "billing_error", "{billing}");
+
     // A key revoked through one daemon is refused by the other within a second.
     let gone = create(&a, json!({"name": "gone"})).await;
     let (status, _, _) = complete(&b, Some(&gone), "glm-4.6").await;
@@ -173,6 +185,16 @@ async fn keys_hold_across_two_daemons_on_one_redis() {
     assert!(message.contains("glm-only") && message.contains("kimi"), "{message}");
     let (status, _, _) = complete(&a, Some(&glm_only), "glm-4.6").await;
     assert_eq!(status, 200);
+    let forbidden = reqwest::Client::new()
+        .post(format!("{}/v1/messages", a.base))
+        .header("x-api-key", &glm_only)
+        .json(&json!({"model": "kimi", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(forbidden.status().as_u16(), 403);
+    let forbidden: Value = forbidden.json().await.unwrap_or_default();
+    assert_eq!(forbidden["error"]["type"], "permission_error", "{forbidden}");
 
     // A limit changed at runtime applies on the other daemon within a second.
     let (status, updated) = admin(&b, reqwest::Method::PATCH, "/glm-only", Some(json!({"models": null}))).await;
@@ -264,6 +286,33 @@ async fn a_key_is_accepted_at_every_front_door_and_its_secret_is_nowhere() {
     let (status, _, _) = complete(&d, Some("exai-sk-wrong"), "glm-4.6").await;
     assert_eq!(status, 401);
 
+    // The Anthropic API: x-api-key (Anthropic's SDKs) or Bearer (Claude Code's
+    // ANTHROPIC_AUTH_TOKEN); refusals in Anthropic's shape.
+    let anthropic = |key: Option<(&'static str, String)>, model: &'static str| {
+        let (base, http) = (d.base.clone(), http.clone());
+        async move {
+            let mut request = http
+                .post(format!("{base}/v1/messages"))
+                .header("anthropic-version", "2023-06-01")
+                .json(&json!({"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}));
+            if let Some((name, value)) = key {
+                request = request.header(name, value);
+            }
+            let r = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = anthropic(Some(("x-api-key", secret.clone())), "glm-4.6").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = anthropic(Some(("authorization", format!("Bearer {secret}"))), "glm-4.6").await;
+    assert_eq!(status, 200);
+    let (status, body) = anthropic(None, "glm-4.6").await;
+    assert_eq!(
+        (status, body["type"].clone(), body["error"]["type"].clone()),
+        (401, json!("error"), json!("authentication_error")),
+        "{body}"
+    );
+
     // MCP over HTTP, with the official rmcp client and the key as its bearer token.
     let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", d.base)).auth_header(secret.clone());
     let client =
@@ -342,7 +391,7 @@ async fn a_key_is_accepted_at_every_front_door_and_its_secret_is_nowhere() {
         .lines()
         .find(|l| l.starts_with("exai_key_requests_total{") && l.contains("key=\"everywhere\"") && l.contains("ok"))
         .unwrap_or_else(|| panic!("no key line in {metrics}"));
-    assert!(ok_line.ends_with(" 5"), "{ok_line}");
+    assert!(ok_line.ends_with(" 7"), "{ok_line}");
 
     drop(exai);
     drop(ws);

@@ -241,7 +241,7 @@ fn note(model: &ModelInfo, error: &str) -> FallbackNote {
 }
 
 /// Counts a failed request (successes are counted with their usage, see `finish`).
-fn record_request(model: &ModelInfo, status: &'static str, started: Instant) {
+pub(crate) fn record_request(model: &ModelInfo, status: &'static str, started: Instant) {
     metrics::counter!("exai_requests_total", "provider" => model.provider.clone(), "model" => model.id.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("exai_request_duration_seconds", "provider" => model.provider.clone())

@@ -24,7 +24,7 @@ use super::{DEFAULT_VERSION, MessagesEvent, MessagesReply, MessagesRequest, Mess
 use crate::catalog::{Catalog, ModelInfo};
 use crate::config::{Config, ProviderConfig};
 use crate::error::{Error, ProviderError, ProviderErrorKind};
-use crate::gateway::{Inner, Session, context};
+use crate::gateway::{Inner, Session, context, record_request};
 use crate::keys::StoredKey;
 use crate::providers::{classify, retry_after, transport_error};
 use crate::request::Usage;
@@ -255,8 +255,21 @@ fn record(inner: &Inner, model: &ModelInfo, key: Option<&str>, usage: Usage, sta
     }
 }
 
-/// Runs one Messages request for `session`.
+/// Runs one Messages request for `session`, in a `messages` span (request id, session, model
+/// asked; provider and model once one answers).
 pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<MessagesReply, Error> {
+    let span = tracing::info_span!(
+        "messages",
+        request_id = %uuid::Uuid::new_v4(),
+        session = %session.id(),
+        asked = %request.model,
+        provider = tracing::field::Empty,
+        model = tracing::field::Empty,
+    );
+    tracing::Instrument::instrument(run_in_span(session, request), span).await
+}
+
+async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<MessagesReply, Error> {
     let gateway = session.gateway().clone();
     let inner = gateway.inner().clone();
     let target = target_model(&inner.config, &inner.catalog, &request.model);
@@ -271,6 +284,9 @@ pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<M
     let mut last = None;
     for (index, model) in plan.iter().enumerate() {
         let permit = inner.limits.provider(&model.provider, deadline).await?;
+        let span = tracing::Span::current();
+        span.record("provider", model.provider.as_str());
+        span.record("model", model.id.as_str());
         let answer = session
             .within_deadline(async { attempt(&inner, &request, model).await.map_err(Error::from) })
             .await;
@@ -309,6 +325,9 @@ pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<M
             Err(e) => e,
         };
         inner.usage.error(&model.provider, &model.id, key_name.as_deref());
+        if let Error::Provider(p) = &error {
+            record_request(model, p.label(), started);
+        }
         let worth_another = matches!(&error, Error::Provider(p) if p.allows_fallback());
         if !worth_another || index + 1 == plan.len() {
             return Err(error);
@@ -400,6 +419,7 @@ async fn relay(
         record(call.inner, call.model, call.key, usage, call.started);
     } else {
         call.inner.usage.error(&call.model.provider, &call.model.id, call.key);
+        record_request(call.model, "stream_interrupted", call.started);
     }
 }
 
