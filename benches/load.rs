@@ -6,6 +6,8 @@
 //!   stack, so the figures separate what the gateway costs from what its server and client do);
 //! - the same through exai-ws with its limits shared through a redis-server on loopback
 //!   (`limits.shared`: two leases per request), against exai-ws on its own;
+//! - `/v1/messages` (the Anthropic API, passed through) against the fake's Anthropic endpoint
+//!   called directly: what the passthrough adds;
 //! - the RSS cost of 1,000 idle WebSocket sessions.
 //!
 //! ```sh
@@ -131,13 +133,23 @@ fn start_nginx(upstream_port: u16, port: u16) -> Option<Killed> {
     Some(Killed(child))
 }
 
+/// The body a row's requests send: an OpenAI chat completion, or an Anthropic message for
+/// `/v1/messages` rows.
+fn body_for(url: &str) -> serde_json::Value {
+    if url.ends_with("/v1/messages") {
+        json!({"model": "glm-4.6", "max_tokens": 64, "messages": [{"role": "user", "content": "ping"}]})
+    } else {
+        json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "ping"}]})
+    }
+}
+
 /// Requests per second with `CONCURRENCY` clients looping for `throughput_for()`.
 async fn throughput(url: &str) -> f64 {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()
         .unwrap_or_default();
-    let body = json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "ping"}]});
+    let body = body_for(url);
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + throughput_for();
     let workers = (0..CONCURRENCY).map(|_| {
@@ -165,7 +177,7 @@ async fn throughput(url: &str) -> f64 {
 /// Median latency of one client's sequential requests.
 async fn latency(url: &str) -> Duration {
     let client = reqwest::Client::new();
-    let body = json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "ping"}]});
+    let body = body_for(url);
     let mut samples = Vec::with_capacity(latency_samples());
     for i in 0..latency_samples() + 100 {
         let started = Instant::now();
@@ -278,7 +290,11 @@ fn main() {
         let fake = FakeUpstream::start().await.unwrap_or_else(|e| panic!("fake: {e}"));
         fake.stop_recording();
         let (ws_port, nginx_port, bare_port, shared_port) = (free_port(), free_port(), free_port(), free_port());
-        let exai = start_exai_ws(&fake.base_url(), ws_port, &[]);
+        let exai = start_exai_ws(
+            &fake.base_url(),
+            ws_port,
+            &[("GLM_ANTHROPIC_BASE_URL", fake.anthropic_base_url())],
+        );
         // The same daemon with its limits shared through a redis-server on loopback.
         let redis = RedisServer::start();
         let shared_env = [("REDIS_URL", redis.url()), ("EXAI_MEMORY", "sqlite".to_string())];
@@ -307,8 +323,14 @@ fn main() {
             "exai-ws, limits shared (Redis)",
             format!("http://127.0.0.1:{shared_port}/v1/chat/completions"),
         ));
+        // The Anthropic Messages API: the fake's own endpoint, and exai-ws passing it through.
+        rows.push(("direct Anthropic /v1/messages", format!("{}/v1/messages", fake.anthropic_base_url())));
+        rows.push((
+            "exai-ws /v1/messages (passthrough)",
+            format!("http://127.0.0.1:{ws_port}/v1/messages"),
+        ));
         let pid_of = |name: &str| match name {
-            "exai-ws" => Some(exai.0.id()),
+            "exai-ws" | "exai-ws /v1/messages (passthrough)" => Some(exai.0.id()),
             "exai-ws, limits shared (Redis)" => Some(shared.0.id()),
             "nginx proxy_pass" => nginx.as_ref().map(|n| n.0.id()),
             "axum + reqwest, bare" => bare.as_ref().map(|b| b.0.id()),
@@ -352,6 +374,13 @@ fn main() {
                 "with shared limits, exai-ws keeps {:.0}% of its own requests/s (target ≥ 70%) and adds {:.1} µs at 1 client",
                 100.0 * s.1 / x.1,
                 s.2.as_secs_f64() * 1e6 - x.2.as_secs_f64() * 1e6
+            );
+        }
+        if let (Some(d), Some(x)) = (find("direct Anthropic"), find("exai-ws /v1/messages")) {
+            println!(
+                "the /v1/messages passthrough adds {:.1} µs median latency over the provider's endpoint called directly, and keeps {:.0}% of its requests/s",
+                x.2.as_secs_f64() * 1e6 - d.2.as_secs_f64() * 1e6,
+                100.0 * x.1 / d.1
             );
         }
         if let (Some(n), Some(x)) = (find("nginx"), find("exai-ws")) {
