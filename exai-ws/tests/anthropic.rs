@@ -528,3 +528,32 @@ async fn providers_without_an_anthropic_endpoint_are_translated_both_ways() {
         (200, "estimate")
     );
 }
+
+#[tokio::test]
+async fn a_provider_failing_on_the_messages_api_opens_its_circuit_as_on_any_other_call() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_MEMORY".into(), "memory".into());
+    env.insert("EXAI_CIRCUIT_FAILURE_THRESHOLD".into(), "2".into());
+    env.insert("EXAI_CIRCUIT_COOLDOWN_SECS".into(), "60".into());
+    let d = common::start(&env, "anthropic-circuit").await;
+    for _ in 0..2 {
+        fake.push(FakeReply::status(500));
+        assert_eq!(messages(&d, ask("glm-4.6", false)).await.status, 529);
+    }
+    let sent = fake.requests().len();
+    let refused = messages(&d, ask("glm-4.6", false)).await;
+    assert_eq!(refused.status, 529, "{}", refused.text);
+    assert!(refused.text.contains("temporarily disabled"), "{}", refused.text);
+    assert_eq!(fake.requests().len(), sent, "an open circuit sends nothing");
+    // The same circuit refuses OpenAI-API calls too: one provider, one breaker.
+    let openai = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", d.base))
+        .json(&json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(openai.status().as_u16(), 503);
+}

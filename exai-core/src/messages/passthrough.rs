@@ -287,9 +287,20 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
         let span = tracing::Span::current();
         span.record("provider", model.provider.as_str());
         span.record("model", model.id.as_str());
-        let answer = session
-            .within_deadline(async { attempt(&inner, &request, model).await.map_err(Error::from) })
-            .await;
+        // Through the provider's worker: its circuit breaker and `rpm` apply as to every call.
+        let answer = match inner.providers.get(&model.provider) {
+            Some(worker) => {
+                session
+                    .within_deadline(async {
+                        worker
+                            .guard(&model.id, attempt(&inner, &request, model))
+                            .await?
+                            .map_err(Error::from)
+                    })
+                    .await
+            }
+            None => Err(Error::Internal(format!("no worker for provider {}", model.provider))),
+        };
         let error = match answer {
             Ok(Answer::Message(body, usage)) => {
                 record(&inner, model, key_name.as_deref(), usage, started);

@@ -42,6 +42,13 @@ pub(crate) struct ProviderClient {
 }
 
 impl ProviderClient {
+    /// Waits for the provider's `rpm`, if it has one.
+    pub async fn pace(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+    }
+
     pub fn new(config: ProviderConfig, http: reqwest::Client, retry: RetryConfig) -> Self {
         let limiter = config
             .rpm
@@ -109,9 +116,7 @@ impl ProviderClient {
             .with_jitter()
             .build();
         loop {
-            if let Some(limiter) = &self.limiter {
-                limiter.until_ready().await;
-            }
+            self.pace().await;
             let mut emitted = false;
             let err = match self.round(call, body, events, &mut emitted).await {
                 Ok(out) => return Ok(out),

@@ -195,14 +195,38 @@ impl ProviderHandle {
         call: &ProviderCall,
         events: &mpsc::Sender<ProviderEvent>,
     ) -> Result<Result<Completed, ProviderError>, Error> {
+        // `execute` paces each of its rounds (retries included) itself.
+        self.run(&call.model.id, false, self.client.execute(call, events)).await
+    }
+
+    /// Runs `attempt` — a call that does not go through this worker's client (a passed-through
+    /// Anthropic request) — as one of this provider's calls: refused while its circuit is open,
+    /// paced by its `rpm`, and its outcome reported to the circuit breaker.
+    pub async fn guard<T>(
+        &self,
+        model: &str,
+        attempt: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<Result<T, ProviderError>, Error> {
+        self.run(model, true, attempt).await
+    }
+
+    async fn run<T>(
+        &self,
+        model: &str,
+        pace: bool,
+        attempt: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<Result<T, ProviderError>, Error> {
         let trial = match self.admit().await? {
             Admission::Allowed => false,
             Admission::Trial => true,
             Admission::Refused(retry_after) => {
                 let kind = ProviderErrorKind::CircuitOpen { retry_after };
-                return Ok(Err(ProviderError::new(&self.name, &call.model.id, kind)));
+                return Ok(Err(ProviderError::new(&self.name, model, kind)));
             }
         };
+        if pace {
+            self.client.pace().await;
+        }
         // Reports `Neutral` if this future is dropped before the call ends (the caller left).
         let mut report = Report {
             actor: &self.actor,
@@ -210,7 +234,7 @@ impl ProviderHandle {
             outcome: Some(Outcome::Neutral(None)),
         };
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.client.execute(call, events).await;
+        let result = attempt.await;
         report.outcome = None;
         let outcome = match &result {
             // Nothing to change: spare the actor a message on the hot path.
