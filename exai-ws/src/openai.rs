@@ -9,7 +9,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use exai_core::{ChatEvent, ChatRequest, ChatResponse, Error, Message, ProviderErrorKind, Role, ThinkingMode};
 use futures::StreamExt;
@@ -307,65 +306,159 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
             Err(e) => gateway_error(&e),
         };
     }
-    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4());
-    let created = now();
-    let chunk = move |model: &str, delta: Value, finish: Option<&str>| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-    };
     let requested = chat.requested_model().unwrap_or("auto").to_string();
     // Admitted before the 200: a refusal (rate, key, budget) is an HTTP status, not a stream.
     let events = match session.start_stream(chat).await {
         Ok(events) => events,
         Err(e) => return gateway_error(&e),
     };
-    let mut first = true;
-    let mut ended = false;
-    let sse = events
-        .filter_map(move |event| {
-            let out: Option<Vec<Event>> = match event {
-                Ok(ChatEvent::Status(_)) => None,
-                Ok(ChatEvent::Text(t)) | Ok(ChatEvent::Reasoning(t)) if t.is_empty() => None,
-                Ok(ChatEvent::Text(t)) => {
-                    let mut delta = json!({"content": t});
-                    if std::mem::take(&mut first) {
-                        delta["role"] = json!("assistant");
-                    }
-                    Some(vec![Event::default().data(chunk(&requested, delta, None).to_string())])
-                }
-                Ok(ChatEvent::Reasoning(r)) => {
-                    Some(vec![Event::default().data(
-                        chunk(&requested, json!({"reasoning_content": r}), None).to_string(),
-                    )])
-                }
-                Ok(ChatEvent::Done(r)) => {
-                    ended = true;
-                    let finish = r.finish_reason.clone().unwrap_or_else(|| "stop".into());
-                    let mut out = vec![Event::default().data(chunk(&r.model, json!({}), Some(&finish)).to_string())];
-                    if include_usage {
-                        let mut usage = chunk(&r.model, json!({}), None);
-                        usage["choices"] = json!([]);
-                        usage["usage"] = json!(usage_out(&r));
-                        out.push(Event::default().data(usage.to_string()));
-                    }
-                    out.push(Event::default().data("[DONE]"));
-                    Some(out)
-                }
-                Err(e) if !ended => {
-                    ended = true;
-                    let body =
-                        json!({"error": {"message": e.to_string(), "type": "server_error", "code": "stream_failed"}});
-                    Some(vec![
-                        Event::default().data(body.to_string()),
-                        Event::default().data("[DONE]"),
-                    ])
-                }
-                Err(_) | Ok(_) => None,
-            };
-            std::future::ready(out.map(|events| futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>))))
+    let mut writer = SseWriter {
+        id: format!("chatcmpl-{}", uuid::Uuid::new_v4()),
+        created: now(),
+        requested,
+        include_usage,
+        first: true,
+        ended: false,
+    };
+    // Events that are ready together go out as one write; one alone goes at once.
+    let body = events.ready_chunks(SSE_BATCH).filter_map(move |batch| {
+        let mut out = String::new();
+        for event in batch {
+            writer.write(event, &mut out);
+        }
+        std::future::ready((!out.is_empty()).then(|| Ok::<_, Infallible>(axum::body::Bytes::from(out))))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(axum::body::Body::from_stream(body))
+        .unwrap_or_else(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+                "cannot build the stream".into(),
+            )
         })
-        .flatten();
-    Sse::new(sse).into_response()
+}
+
+/// Most events written in one go.
+const SSE_BATCH: usize = 32;
+
+/// One streamed chunk, serialized straight from borrowed text (no `Value` tree per chunk).
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [ChunkChoice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+}
+
+/// Writes a chat stream's events as OpenAI's SSE lines.
+struct SseWriter {
+    id: String,
+    created: u64,
+    requested: String,
+    include_usage: bool,
+    first: bool,
+    ended: bool,
+}
+
+impl SseWriter {
+    fn data(out: &mut String, chunk: &Chunk<'_>) {
+        out.push_str("data: ");
+        // Serializing borrowed strings into a String cannot fail.
+        if let Ok(json) = serde_json::to_string(chunk) {
+            out.push_str(&json);
+        }
+        out.push_str("\n\n");
+    }
+
+    fn chunk<'a>(&'a self, model: &'a str, choices: &'a [ChunkChoice<'a>], usage: Option<UsageOut>) -> Chunk<'a> {
+        Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model,
+            choices,
+            usage,
+        }
+    }
+
+    fn delta(&mut self, delta: Delta<'_>, out: &mut String) {
+        let choice = [ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason: None,
+        }];
+        Self::data(out, &self.chunk(&self.requested, &choice, None));
+    }
+
+    fn write(&mut self, event: Result<ChatEvent, Error>, out: &mut String) {
+        match event {
+            Ok(ChatEvent::Text(t)) if !t.is_empty() => {
+                let role = std::mem::take(&mut self.first).then_some("assistant");
+                self.delta(
+                    Delta {
+                        role,
+                        content: Some(&t),
+                        ..Delta::default()
+                    },
+                    out,
+                );
+            }
+            Ok(ChatEvent::Reasoning(r)) if !r.is_empty() => {
+                self.delta(
+                    Delta {
+                        reasoning_content: Some(&r),
+                        ..Delta::default()
+                    },
+                    out,
+                );
+            }
+            Ok(ChatEvent::Done(r)) => {
+                self.ended = true;
+                let finish = r.finish_reason.as_deref().unwrap_or("stop");
+                let last = [ChunkChoice {
+                    index: 0,
+                    delta: Delta::default(),
+                    finish_reason: Some(finish),
+                }];
+                Self::data(out, &self.chunk(&r.model, &last, None));
+                if self.include_usage {
+                    Self::data(out, &self.chunk(&r.model, &[], Some(usage_out(&r))));
+                }
+                out.push_str("data: [DONE]\n\n");
+            }
+            Err(e) if !self.ended => {
+                self.ended = true;
+                let body =
+                    json!({"error": {"message": e.to_string(), "type": "server_error", "code": "stream_failed"}});
+                out.push_str(&format!("data: {body}\n\ndata: [DONE]\n\n"));
+            }
+            _ => {}
+        }
+    }
 }
 
 pub(crate) async fn models(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
