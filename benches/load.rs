@@ -1,52 +1,48 @@
-//! Load harness for exai-ws, on one machine, in one run:
-//! - requests/s at 64 concurrent clients and median latency at 1 client, for
-//!   `/v1/chat/completions` through exai-ws, the same fake upstream called directly, and the same
-//!   upstream behind nginx `proxy_pass` (the cost of one plain proxy hop: the practical limit),
-//!   and a bare axum + reqwest proxy that forwards the body untouched (the floor of exai-ws's own
-//!   stack, so the figures separate what the gateway costs from what its server and client do);
-//! - the same through exai-ws with its limits shared through a redis-server on loopback
-//!   (`limits.shared`: two leases per request), against exai-ws on its own;
-//! - `/v1/messages` (the Anthropic API, passed through) against the fake's Anthropic endpoint
-//!   called directly: what the passthrough adds;
-//! - the RSS cost of 1,000 idle WebSocket sessions.
+//! The exai-ws load harness, as a user would measure it, on one machine in one run: wrk as the
+//! load generator, nginx as the upstream (its own process, one worker per core), and four ways to
+//! reach it — directly, through nginx `proxy_pass` (its own process, one worker per core: the
+//! proxy to beat), through a bare axum + reqwest proxy that streams the reply untouched (the floor
+//! of exai-ws's own stack) and through exai-ws. The upstream serves:
+//! - `/plain/v1/chat/completions`: a fixed chat completion;
+//! - `/stream/v1/chat/completions`: the same as a 200-chunk SSE stream;
+//! - `/trickle/v1/chat/completions`: that stream trickled over ~8 s (`limit_rate`), for the
+//!   long-stream rows (2,000 at once: memory per open stream and CPU for the run);
+//! - `/anthropic/v1/messages`: a fixed Anthropic message, for the `/v1/messages` passthrough row.
+//!
+//! exai-ws routes `glm-4.6` to the plain location, `kimi-k2-0905-preview` to the stream,
+//! `MiniMax-M2` to the trickle. Plain and streamed rows run at 64 clients (requests/s, p50, p99,
+//! the proxying process's CPU per request) and at 1 client (p50). Any non-2xx answer or socket
+//! error fails the run. Also: exai-ws with its limits shared through a redis-server, and the RSS
+//! of 1,000 idle WebSocket sessions.
 //!
 //! ```sh
-//! bash scripts/bench-load.sh   # installs nginx-light if missing, builds exai-ws, runs this
+//! bash scripts/bench-load.sh   # installs wrk and nginx-light if missing, builds exai-ws, runs this
 //! ```
-//! Uses `target/release/exai-ws` (or `$EXAI_WS_BIN`) and `nginx` from PATH (or `$NGINX_BIN`).
-//! `EXAI_LOAD_SECS` (8) and `EXAI_LOAD_SAMPLES` (2,000) change the run lengths (for profiling);
-//! `EXAI_WS_THREADS` is passed on to the daemon. Besides requests/s and latency, it reports the
-//! CPU time the proxying process (nginx or exai-ws) spent per request, from `/proc/PID/stat`.
-//! Every process — fake upstream, nginx, exai-ws and this load generator — shares the machine, so
-//! the figures compare the three paths under the same conditions. Runs only under `cargo bench`.
+//! `EXAI_LOAD_SECS` (8) sets each wrk run's length; `EXAI_WS_BIN`, `NGINX_BIN` override the
+//! binaries. Runs only under `cargo bench`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use exai_benches::wrk::{self, WrkReport};
 use exai_benches::{cpu_seconds, rss_kib};
-use exai_core::testing::{FakeUpstream, RedisServer};
+use exai_core::testing::RedisServer;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 
-const CONCURRENCY: usize = 64;
-/// How long each throughput run lasts (`EXAI_LOAD_SECS`, default 8).
-fn throughput_for() -> Duration {
-    Duration::from_secs(env_number("EXAI_LOAD_SECS", 8))
-}
-
-/// Sequential requests timed for the median (`EXAI_LOAD_SAMPLES`, default 2,000), after 100
-/// warm-up requests.
-fn latency_samples() -> usize {
-    env_number("EXAI_LOAD_SAMPLES", 2_000) as usize
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+const CLIENTS: usize = 64;
+const LONG_STREAMS: usize = 2_000;
 const IDLE_SESSIONS: usize = 1_000;
+/// Chunks in a streamed reply.
+const CHUNKS: usize = 200;
+
+fn secs() -> u64 {
+    std::env::var("EXAI_LOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
 
 struct Killed(Child);
 
@@ -64,6 +60,10 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 async fn wait_up(url: &str) {
     for _ in 0..400 {
         if reqwest::get(url).await.is_ok() {
@@ -74,7 +74,106 @@ async fn wait_up(url: &str) {
     panic!("{url} did not come up");
 }
 
-fn start_exai_ws(upstream: &str, port: u16, extra: &[(&str, String)]) -> Killed {
+/// The upstream's fixed chat completion.
+fn completion() -> String {
+    json!({"id": "chatcmpl-load", "object": "chat.completion", "created": 0, "model": "load",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9}})
+    .to_string()
+}
+
+/// The upstream's 200-chunk stream, ending with usage and `[DONE]`.
+fn stream() -> String {
+    let mut out = String::new();
+    for i in 0..CHUNKS {
+        let chunk = json!({"id": "chatcmpl-load", "object": "chat.completion.chunk", "created": 0, "model": "load",
+            "choices": [{"index": 0, "delta": {"content": format!("word{i} ")}, "finish_reason": null}]});
+        out.push_str(&format!("data: {chunk}\n\n"));
+    }
+    let last = json!({"id": "chatcmpl-load", "object": "chat.completion.chunk", "created": 0, "model": "load",
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 8, "completion_tokens": CHUNKS, "total_tokens": CHUNKS + 8}});
+    out.push_str(&format!("data: {last}\n\ndata: [DONE]\n\n"));
+    out
+}
+
+fn message() -> String {
+    json!({"id": "msg_load", "type": "message", "role": "assistant", "model": "load",
+        "content": [{"type": "text", "text": "pong"}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 8, "output_tokens": 1}})
+    .to_string()
+}
+
+/// Starts nginx with `body` inside `http {}`, one worker per core.
+fn start_nginx(name: &str, body: &str) -> Killed {
+    let bin = std::env::var("NGINX_BIN").unwrap_or_else(|_| "nginx".into());
+    let dir = nginx_dir(name);
+    let _ = std::fs::create_dir_all(dir.join("logs"));
+    let conf = format!(
+        "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log error;\n\
+         worker_rlimit_nofile 16384;\nevents {{ worker_connections 8192; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir}; \
+         uwsgi_temp_path {dir}; scgi_temp_path {dir};\n{body}\n}}\n",
+        workers = cores(),
+        dir = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(&bin)
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("nginx ({bin}; run scripts/bench-load.sh, which installs it): {e}"));
+    Killed(child)
+}
+
+fn nginx_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("exai-load-{name}-{}", std::process::id()))
+}
+
+/// The upstream: static files answered to POSTs (`error_page 405 =200 $uri` turns nginx's
+/// refusal to POST a static file into serving it).
+fn upstream(port: u16) -> Killed {
+    let www = nginx_dir("upstream").join("www");
+    for (path, body) in [
+        ("plain/v1/chat/completions", completion()),
+        ("stream/v1/chat/completions", stream()),
+        ("trickle/v1/chat/completions", stream()),
+        ("anthropic/v1/messages", message()),
+    ] {
+        let file = www.join(path);
+        let _ = std::fs::create_dir_all(file.parent().unwrap_or(&www));
+        std::fs::write(&file, body).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Trickled: the whole stream over about 8 s.
+    let rate = stream().len() / 8;
+    let body = format!(
+        "  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    keepalive_requests 1000000;\n    root {www};\n\
+             error_page 405 =200 $uri;\n\
+             location = /healthz {{ return 200 'ok'; }}\n\
+             location /plain/ {{ default_type application/json; }}\n\
+             location /anthropic/ {{ default_type application/json; }}\n\
+             location /stream/ {{ default_type text/event-stream; }}\n\
+             location /trickle/ {{ default_type text/event-stream; limit_rate {rate}; }}\n  }}",
+        www = www.display()
+    );
+    start_nginx("upstream", &body)
+}
+
+fn nginx_proxy(port: u16, upstream: u16) -> Killed {
+    let body = format!(
+        "  upstream up {{ server 127.0.0.1:{upstream}; keepalive 256; }}\n\
+           server {{ listen 127.0.0.1:{port} backlog=4096; keepalive_requests 1000000;\n\
+             location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering off; }} }}"
+    );
+    start_nginx("proxy", &body)
+}
+
+fn start_exai_ws(upstream: u16, port: u16, extra: &[(&str, String)]) -> Killed {
     let bin = std::env::var_os("EXAI_WS_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/exai-ws"));
@@ -83,22 +182,28 @@ fn start_exai_ws(upstream: &str, port: u16, extra: &[(&str, String)]) -> Killed 
         "build it first: cargo build --release -p exai-ws ({} missing)",
         bin.display()
     );
-    let state = std::env::temp_dir().join(format!("exai-load-{}", std::process::id()));
+    let state = std::env::temp_dir().join(format!("exai-load-{port}-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&state);
+    let base = |location: &str| format!("http://127.0.0.1:{upstream}/{location}/v1");
     let child = Command::new(bin)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", &state)
         .env("EXAI_STATE_DIR", &state)
         .env("EXAI_WS_PORT", port.to_string())
-        .env("GLM_API_KEY", "load")
-        .env("GLM_BASE_URL", upstream)
-        .env("GLM_MAX_INFLIGHT", "512")
-        .env("EXAI_GLOBAL_MAX_INFLIGHT", "512")
-        .env("EXAI_SESSION_MAX_INFLIGHT", "512")
-        .env("EXAI_WS_REQUESTS_PER_MINUTE", "100000000")
-        .env("EXAI_WS_MAX_CONNECTIONS", "4096")
-        .env("EXAI_WS_MAX_CONNECTIONS_PER_IP", "4096")
+        .envs(
+            [("GLM", "plain"), ("KIMI", "stream"), ("MINIMAX", "trickle")]
+                .map(|(p, l)| (format!("{p}_BASE_URL"), base(l))),
+        )
+        .envs(["GLM", "KIMI", "MINIMAX"].map(|p| (format!("{p}_API_KEY"), "load".to_string())))
+        .envs(["GLM", "KIMI", "MINIMAX"].map(|p| (format!("{p}_MAX_INFLIGHT"), "4096".to_string())))
+        .env(
+            "GLM_ANTHROPIC_BASE_URL",
+            format!("http://127.0.0.1:{upstream}/anthropic"),
+        )
+        .env("EXAI_GLOBAL_MAX_INFLIGHT", "4096")
+        .env("EXAI_SESSION_MAX_INFLIGHT", "4096")
+        .env("EXAI_REQUESTS_PER_MINUTE", "100000000")
         .env("RUST_LOG", "error")
         .envs(std::env::var("EXAI_WS_THREADS").map(|t| ("EXAI_WS_THREADS", t)))
         .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
@@ -110,88 +215,129 @@ fn start_exai_ws(upstream: &str, port: u16, extra: &[(&str, String)]) -> Killed 
     Killed(child)
 }
 
-fn start_nginx(upstream_port: u16, port: u16) -> Option<Killed> {
-    let bin = std::env::var("NGINX_BIN").unwrap_or_else(|_| "nginx".into());
-    let dir = std::env::temp_dir().join(format!("exai-load-nginx-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(dir.join("logs"));
-    let conf = format!(
-        "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/logs/error.log error;\n\
-         events {{ worker_connections 4096; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir}; uwsgi_temp_path {dir}; scgi_temp_path {dir};\n\
-           upstream fake {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}\n\
-           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
-        dir = dir.display()
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).ok()?;
-    let child = Command::new(bin)
-        .args(["-p", &dir.display().to_string(), "-c", &path.display().to_string()])
+/// The floor of exai-ws's own stack: axum receiving, reqwest forwarding the body to the same
+/// path upstream, the reply streamed back untouched — no parsing, no gateway. Runs as a child
+/// process (`load --bare-proxy PORT UPSTREAM_ROOT`) with the runtime exai-ws uses.
+fn bare_proxy(port: &str, upstream: &str) {
+    use axum::body::{Body, Bytes};
+    use axum::http::{StatusCode, Uri};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let root = upstream.to_string();
+    rt.block_on(async move {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let forward = move |uri: Uri, body: Bytes| {
+            let (client, url) = (client.clone(), format!("{root}{}", uri.path()));
+            async move {
+                match client.post(&url).bearer_auth("load").body(body).send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        (status, Body::from_stream(r.bytes_stream()))
+                    }
+                    Err(_) => (StatusCode::BAD_GATEWAY, Body::empty()),
+                }
+            }
+        };
+        let app = axum::Router::new()
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .fallback(axum::routing::post(forward));
+        let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        axum::serve(listener, app).await.unwrap_or_else(|e| panic!("{e}"));
+    });
+}
+
+fn start_bare_proxy(upstream: u16, port: u16) -> Killed {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let child = Command::new(exe)
+        .args([
+            "--bare-proxy",
+            &port.to_string(),
+            &format!("http://127.0.0.1:{upstream}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .ok()?;
-    Some(Killed(child))
+        .unwrap_or_else(|e| panic!("{e}"));
+    Killed(child)
 }
 
-/// The body a row's requests send: an OpenAI chat completion, or an Anthropic message for
-/// `/v1/messages` rows.
-fn body_for(url: &str) -> serde_json::Value {
-    if url.ends_with("/v1/messages") {
-        json!({"model": "glm-4.6", "max_tokens": 64, "messages": [{"role": "user", "content": "ping"}]})
+/// One row: a name, where to send, what, and which process proxies (for its CPU).
+struct Row {
+    name: &'static str,
+    url: String,
+    script: PathBuf,
+    /// The proxying processes (nginx's workers), none for a direct row.
+    pids: Vec<u32>,
+}
+
+/// CPU seconds used so far by `pids` together.
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| cpu_seconds(*p)).sum()
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+/// Runs a row at 64 clients and at 1; prints its line.
+fn measure(row: &Row) -> (WrkReport, WrkReport) {
+    let before = cpu_of(&row.pids);
+    let loaded = wrk::run(row.name, &row.url, &row.script, CLIENTS, secs());
+    let cpu = if row.pids.is_empty() {
+        "—".to_string()
     } else {
-        json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "ping"}]})
-    }
+        format!(
+            "{:.0} µs",
+            (cpu_of(&row.pids) - before) / loaded.requests.max(1) as f64 * 1e6
+        )
+    };
+    let single = wrk::run(row.name, &row.url, &row.script, 1, secs());
+    println!(
+        "| {} | {:.0} | {} | {} | {} | {} |",
+        row.name,
+        loaded.requests_per_sec,
+        micros(loaded.p50),
+        micros(loaded.p99),
+        cpu,
+        micros(single.p50)
+    );
+    (loaded, single)
 }
 
-/// Requests per second with `CONCURRENCY` clients looping for `throughput_for()`.
-async fn throughput(url: &str) -> f64 {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONCURRENCY)
-        .build()
-        .unwrap_or_default();
-    let body = body_for(url);
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + throughput_for();
-    let workers = (0..CONCURRENCY).map(|_| {
-        let (client, body, done, url) = (client.clone(), body.clone(), done.clone(), url.to_string());
-        tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let ok = client
-                    .post(&url)
-                    .bearer_auth("load")
-                    .json(&body)
-                    .send()
-                    .await
-                    .map(|r| r.status().is_success());
-                if matches!(ok, Ok(true)) {
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
+/// 2,000 trickled streams at once through `url`: requests completed, the proxy's RSS growth
+/// and CPU for the run.
+fn long_streams(name: &str, url: &str, script: &Path, pids: &[u32]) {
+    let rss = |pids: &[u32]| pids.iter().map(|p| rss_kib(*p)).sum::<u64>();
+    let (rss_before, cpu_before) = (rss(pids), cpu_of(pids));
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_before));
+    let sampler = {
+        let (peak, pids) = (peak.clone(), pids.to_vec());
+        std::thread::spawn(move || {
+            for _ in 0..(secs().max(10) + 2) * 4 {
+                peak.fetch_max(rss(&pids), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(250));
             }
         })
-    });
-    let started = Instant::now();
-    futures::future::join_all(workers).await;
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Median latency of one client's sequential requests.
-async fn latency(url: &str) -> Duration {
-    let client = reqwest::Client::new();
-    let body = body_for(url);
-    let mut samples = Vec::with_capacity(latency_samples());
-    for i in 0..latency_samples() + 100 {
-        let started = Instant::now();
-        let r = client.post(url).bearer_auth("load").json(&body).send().await;
-        let _ = match r {
-            Ok(r) => r.bytes().await.ok(),
-            Err(_) => None,
-        };
-        if i >= 100 {
-            samples.push(started.elapsed());
-        }
-    }
-    samples.sort();
-    samples[samples.len() / 2]
+    };
+    let report = wrk::run(name, url, script, LONG_STREAMS, secs().max(10) + 2);
+    let _ = sampler.join();
+    let grown = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(rss_before);
+    println!(
+        "| {name} | {} | +{:.1} MB (≈ {:.0} KB per stream) | {:.2} s |",
+        report.requests,
+        grown as f64 / 1024.0,
+        grown as f64 / LONG_STREAMS as f64,
+        cpu_of(pids) - cpu_before
+    );
 }
 
 async fn idle_sessions(port: u16, pid: u32) -> (u64, u64) {
@@ -214,63 +360,6 @@ async fn idle_sessions(port: u16, pid: u32) -> (u64, u64) {
     (before, after)
 }
 
-/// The floor of exai-ws's own stack: axum receiving, reqwest forwarding the body to the upstream,
-/// the reply's bytes returned — no parsing, no gateway. Runs as a child process of this harness
-/// (`load --bare-proxy PORT UPSTREAM`) with the same runtime exai-ws uses (`EXAI_WS_THREADS`).
-fn bare_proxy(port: &str, upstream: &str) {
-    use axum::body::Bytes;
-    use axum::http::StatusCode;
-    let threads: usize = std::env::var("EXAI_WS_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
-    let rt = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        if threads > 1 {
-            b.worker_threads(threads);
-        }
-        b.enable_all().build()
-    }
-    .unwrap_or_else(|e| panic!("{e}"));
-    let url = format!("{upstream}/chat/completions");
-    rt.block_on(async move {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let forward = move |body: Bytes| {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let reply = client.post(&url).bearer_auth("load").body(body).send().await;
-                match reply {
-                    Ok(r) => (r.status(), r.bytes().await.unwrap_or_default()),
-                    Err(_) => (StatusCode::BAD_GATEWAY, Bytes::new()),
-                }
-            }
-        };
-        let app = axum::Router::new()
-            .route("/v1/chat/completions", axum::routing::post(forward))
-            .route("/healthz", axum::routing::get(|| async { "ok" }));
-        let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        axum::serve(listener, app).await.unwrap_or_else(|e| panic!("{e}"));
-    });
-}
-
-fn start_bare_proxy(upstream: &str, port: u16) -> Option<Killed> {
-    let exe = std::env::current_exe().ok()?;
-    let child = Command::new(exe)
-        .args(["--bare-proxy", &port.to_string(), upstream])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    Some(Killed(child))
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let [_, flag, port, upstream] = args.as_slice()
@@ -286,119 +375,158 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
+    let (up, proxy_port, bare_port, ws_port, shared_port) =
+        (free_port(), free_port(), free_port(), free_port(), free_port());
+    let _upstream = upstream(up);
+    let proxy = nginx_proxy(proxy_port, up);
+    let bare = start_bare_proxy(up, bare_port);
+    let exai = start_exai_ws(up, ws_port, &[]);
+    let redis = RedisServer::start();
+    let shared = start_exai_ws(
+        up,
+        shared_port,
+        &[("REDIS_URL", redis.url()), ("EXAI_MEMORY", "sqlite".into())],
+    );
     rt.block_on(async {
-        let fake = FakeUpstream::start().await.unwrap_or_else(|e| panic!("fake: {e}"));
-        fake.stop_recording();
-        let (ws_port, nginx_port, bare_port, shared_port) = (free_port(), free_port(), free_port(), free_port());
-        let exai = start_exai_ws(
-            &fake.base_url(),
-            ws_port,
-            &[("GLM_ANTHROPIC_BASE_URL", fake.anthropic_base_url())],
-        );
-        // The same daemon with its limits shared through a redis-server on loopback.
-        let redis = RedisServer::start();
-        let shared_env = [("REDIS_URL", redis.url()), ("EXAI_MEMORY", "sqlite".to_string())];
-        let shared = start_exai_ws(&fake.base_url(), shared_port, &shared_env);
-        wait_up(&format!("http://127.0.0.1:{shared_port}/healthz")).await;
-        let nginx = start_nginx(fake.addr().port(), nginx_port);
-        let bare = start_bare_proxy(&fake.base_url(), bare_port);
-        wait_up(&format!("http://127.0.0.1:{ws_port}/healthz")).await;
-        let direct = format!("{}/chat/completions", fake.base_url());
-        let through = format!("http://127.0.0.1:{ws_port}/v1/chat/completions");
-        let proxied = format!("http://127.0.0.1:{nginx_port}/v1/chat/completions");
-        if nginx.is_some() {
-            wait_up(&format!("http://127.0.0.1:{nginx_port}/")).await;
+        for port in [up, proxy_port, bare_port, ws_port, shared_port] {
+            wait_up(&format!("http://127.0.0.1:{port}/healthz")).await;
         }
-        wait_up(&format!("http://127.0.0.1:{bare_port}/healthz")).await;
-        println!("| path | requests/s at {CONCURRENCY} clients | median latency at 1 client |\n|---|---|---|");
-        let mut rows = vec![("direct (fake upstream)", direct.clone())];
-        if nginx.is_some() {
-            rows.push(("nginx proxy_pass", proxied));
-        } else {
-            println!("(nginx not found: install nginx-light or set NGINX_BIN for the proxy comparison)");
-        }
-        rows.push(("axum + reqwest, bare", format!("http://127.0.0.1:{bare_port}/v1/chat/completions")));
-        rows.push(("exai-ws", through.clone()));
-        rows.push((
-            "exai-ws, limits shared (Redis)",
-            format!("http://127.0.0.1:{shared_port}/v1/chat/completions"),
-        ));
-        // The Anthropic Messages API: the fake's own endpoint, and exai-ws passing it through.
-        rows.push(("direct Anthropic /v1/messages", format!("{}/v1/messages", fake.anthropic_base_url())));
-        rows.push((
-            "exai-ws /v1/messages (passthrough)",
-            format!("http://127.0.0.1:{ws_port}/v1/messages"),
-        ));
-        let pid_of = |name: &str| match name {
-            "exai-ws" | "exai-ws /v1/messages (passthrough)" => Some(exai.0.id()),
-            "exai-ws, limits shared (Redis)" => Some(shared.0.id()),
-            "nginx proxy_pass" => nginx.as_ref().map(|n| n.0.id()),
-            "axum + reqwest, bare" => bare.as_ref().map(|b| b.0.id()),
-            _ => None,
-        };
-        let mut results = Vec::new();
-        let mut cpu = Vec::new();
-        for (name, url) in &rows {
-            let pid = pid_of(name);
-            let before = pid.map(cpu_seconds);
-            let rps = throughput(url).await;
-            let middle = pid.map(cpu_seconds);
-            let median = latency(url).await;
-            let after = pid.map(cpu_seconds);
-            println!("| {name} | {rps:.0} | {:.1} µs |", median.as_secs_f64() * 1e6);
-            results.push((name.to_string(), rps, median));
-            if let (Some(b), Some(m), Some(a)) = (before, middle, after) {
-                let loaded = (m - b) / (rps * throughput_for().as_secs_f64()) * 1e6;
-                let single = (a - m) / (latency_samples() + 100) as f64 * 1e6;
-                cpu.push(format!("| {name} | {loaded:.0} µs | {single:.0} µs |"));
-            }
-        }
-        println!("\n| proxy process | CPU per request at {CONCURRENCY} clients | CPU per request at 1 client |\n|---|---|---|");
-        for line in &cpu {
-            println!("{line}");
-        }
-        let find = |n: &str| results.iter().find(|r| r.0.starts_with(n)).cloned();
-        if let (Some(d), Some(x)) = (find("direct"), find("exai-ws")) {
-            let added = x.2.as_secs_f64() * 1e6 - d.2.as_secs_f64() * 1e6;
-            println!("\nexai-ws adds {added:.1} µs median latency over direct (target < 100 µs)");
-            if let Some(b) = find("axum") {
-                println!(
-                    "the bare axum + reqwest proxy adds {:.1} µs: the floor of the stack; the gateway's own share is {:.1} µs",
-                    b.2.as_secs_f64() * 1e6 - d.2.as_secs_f64() * 1e6,
-                    x.2.as_secs_f64() * 1e6 - b.2.as_secs_f64() * 1e6
-                );
-            }
-        }
-        if let (Some(x), Some(s)) = (find("exai-ws"), find("exai-ws, limits shared")) {
-            println!(
-                "with shared limits, exai-ws keeps {:.0}% of its own requests/s (target ≥ 70%) and adds {:.1} µs at 1 client",
-                100.0 * s.1 / x.1,
-                s.2.as_secs_f64() * 1e6 - x.2.as_secs_f64() * 1e6
-            );
-        }
-        if let (Some(d), Some(x)) = (find("direct Anthropic"), find("exai-ws /v1/messages")) {
-            println!(
-                "the /v1/messages passthrough adds {:.1} µs median latency over the provider's endpoint called directly, and keeps {:.0}% of its requests/s",
-                x.2.as_secs_f64() * 1e6 - d.2.as_secs_f64() * 1e6,
-                100.0 * x.1 / d.1
-            );
-        }
-        if let (Some(n), Some(x)) = (find("nginx"), find("exai-ws")) {
-            println!(
-                "exai-ws reaches {:.0}% of nginx's requests/s (target ≥ 50%)",
-                100.0 * x.1 / n.1
-            );
-        }
-        let (before, after) = idle_sessions(ws_port, exai.0.id()).await;
-        println!(
-            "{IDLE_SESSIONS} idle WebSocket sessions: RSS {:.1} MB → {:.1} MB, +{:.1} MB (target < 100 MB)",
-            before as f64 / 1024.0,
-            after as f64 / 1024.0,
-            after.saturating_sub(before) as f64 / 1024.0
-        );
-        drop(nginx);
-        drop(bare);
-        drop(shared);
-        drop(exai);
     });
+    let dir = std::env::temp_dir().join(format!("exai-load-scripts-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let ask = |model: &str, stream: bool| {
+        json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "ping"}]}).to_string()
+    };
+    let plain = wrk::post_script(&dir, "plain", &ask("glm-4.6", false), &[]);
+    let streamed = wrk::post_script(&dir, "streamed", &ask("kimi-k2-0905-preview", true), &[]);
+    let trickled = wrk::post_script(&dir, "trickled", &ask("MiniMax-M2", true), &[]);
+    let messages = wrk::post_script(
+        &dir,
+        "messages",
+        &json!({"model": "glm-4.6", "max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}).to_string(),
+        &[("anthropic-version", "2023-06-01")],
+    );
+    let at = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    // nginx's work is its workers'; the master is idle.
+    let workers = nginx_workers(proxy.0.id());
+    let (bare_pid, exai_pid, shared_pid) = (vec![bare.0.id()], vec![exai.0.id()], vec![shared.0.id()]);
+    let row = |name, url: String, script: &PathBuf, pids: &Vec<u32>| Row {
+        name,
+        url,
+        script: script.clone(),
+        pids: pids.clone(),
+    };
+    let none = Vec::new();
+    println!(
+        "| path | requests/s at {CLIENTS} clients | p50 | p99 | proxy CPU per request | p50 at 1 client |\n|---|---|---|---|---|---|"
+    );
+    let rows = [
+        row("plain: direct", at(up, "/plain/v1/chat/completions"), &plain, &none),
+        row(
+            "plain: nginx proxy_pass",
+            at(proxy_port, "/plain/v1/chat/completions"),
+            &plain,
+            &workers,
+        ),
+        row(
+            "plain: axum + reqwest, bare",
+            at(bare_port, "/plain/v1/chat/completions"),
+            &plain,
+            &bare_pid,
+        ),
+        row("plain: exai-ws", at(ws_port, "/v1/chat/completions"), &plain, &exai_pid),
+        row(
+            "plain: exai-ws, limits shared (Redis)",
+            at(shared_port, "/v1/chat/completions"),
+            &plain,
+            &shared_pid,
+        ),
+        row(
+            "200-chunk stream: direct",
+            at(up, "/stream/v1/chat/completions"),
+            &streamed,
+            &none,
+        ),
+        row(
+            "200-chunk stream: nginx proxy_pass",
+            at(proxy_port, "/stream/v1/chat/completions"),
+            &streamed,
+            &workers,
+        ),
+        row(
+            "200-chunk stream: axum + reqwest, bare",
+            at(bare_port, "/stream/v1/chat/completions"),
+            &streamed,
+            &bare_pid,
+        ),
+        row(
+            "200-chunk stream: exai-ws",
+            at(ws_port, "/v1/chat/completions"),
+            &streamed,
+            &exai_pid,
+        ),
+        row(
+            "Anthropic message: direct",
+            at(up, "/anthropic/v1/messages"),
+            &messages,
+            &none,
+        ),
+        row(
+            "Anthropic message: exai-ws passthrough",
+            at(ws_port, "/v1/messages"),
+            &messages,
+            &exai_pid,
+        ),
+    ];
+    let results: Vec<(&str, WrkReport, WrkReport)> = rows
+        .iter()
+        .map(|r| {
+            let (loaded, single) = measure(r);
+            (r.name, loaded, single)
+        })
+        .collect();
+    let find = |name: &str| results.iter().find(|r| r.0 == name).map(|r| (r.1, r.2));
+    for kind in ["plain", "200-chunk stream"] {
+        if let (Some(n), Some(x), Some(d)) = (
+            find(&format!("{kind}: nginx proxy_pass")),
+            find(&format!("{kind}: exai-ws")),
+            find(&format!("{kind}: direct")),
+        ) {
+            println!(
+                "{kind}: exai-ws reaches {:.0}% of nginx's requests/s; at 1 client it adds {:.0} µs over direct (nginx: {:.0} µs)",
+                100.0 * x.0.requests_per_sec / n.0.requests_per_sec,
+                (x.1.p50.as_secs_f64() - d.1.p50.as_secs_f64()) * 1e6,
+                (n.1.p50.as_secs_f64() - d.1.p50.as_secs_f64()) * 1e6,
+            );
+        }
+    }
+    println!(
+        "\n| {LONG_STREAMS} trickled streams at once (~8 s each) | completed | proxy RSS growth | proxy CPU for the run |\n|---|---|---|---|"
+    );
+    long_streams(
+        "nginx proxy_pass",
+        &at(proxy_port, "/trickle/v1/chat/completions"),
+        &trickled,
+        &workers,
+    );
+    long_streams("exai-ws", &at(ws_port, "/v1/chat/completions"), &trickled, &exai_pid);
+    let (before, after) = rt.block_on(idle_sessions(ws_port, exai.0.id()));
+    println!(
+        "\n{IDLE_SESSIONS} idle WebSocket sessions: RSS {:.1} MB → {:.1} MB, +{:.1} MB (target < 100 MB)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / 1024.0
+    );
+    drop(shared);
+    drop(redis);
+}
+
+/// The pids of nginx's workers (where the proxying happens).
+fn nginx_workers(master: u32) -> Vec<u32> {
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }

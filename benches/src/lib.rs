@@ -1,4 +1,7 @@
-//! What the benchmarks share: reading a process's memory and CPU time from `/proc` (Linux).
+//! What the benchmarks share: reading a process's memory and CPU time from `/proc` (Linux), and
+//! running wrk (`wrk.rs`).
+
+pub mod wrk;
 
 /// A process's resident set size now, in KiB (`VmRSS` in `/proc/PID/status`; 0 if unreadable).
 pub fn rss_kib(pid: u32) -> u64 {
