@@ -500,6 +500,14 @@ fn main() {
             );
         }
     }
+    // Idle sessions before the long streams, whose memory the allocator keeps afterwards.
+    let (before, after) = rt.block_on(idle_sessions(ws_port, exai.0.id()));
+    println!(
+        "\n{IDLE_SESSIONS} idle WebSocket sessions: RSS {:.1} MB → {:.1} MB, +{:.1} MB (target < 100 MB)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / 1024.0
+    );
     println!(
         "\n| {LONG_STREAMS} trickled streams at once (~8 s each) | completed | proxy RSS growth | proxy CPU for the run |\n|---|---|---|---|"
     );
@@ -510,13 +518,6 @@ fn main() {
         &workers,
     );
     long_streams("exai-ws", &at(ws_port, "/v1/chat/completions"), &trickled, &exai_pid);
-    let (before, after) = rt.block_on(idle_sessions(ws_port, exai.0.id()));
-    println!(
-        "\n{IDLE_SESSIONS} idle WebSocket sessions: RSS {:.1} MB → {:.1} MB, +{:.1} MB (target < 100 MB)",
-        before as f64 / 1024.0,
-        after as f64 / 1024.0,
-        after.saturating_sub(before) as f64 / 1024.0
-    );
     drop(shared);
     drop(redis);
 }
