@@ -249,6 +249,11 @@ fn bare_proxy(port: &str, upstream: &str) {
         let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        // As exai-ws does: without TCP_NODELAY a streamed reply's last writes wait for the
+        // client's delayed ACK (~40 ms per reply of a keep-alive connection).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app).await.unwrap_or_else(|e| panic!("{e}"));
     });
 }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use exai_core::{FailureKind, Session, ToolError, ToolFailure, ToolOutput};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -305,16 +305,9 @@ pub(crate) async fn run(
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty() && s.len() <= 128)
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
-    let (mut sink, mut stream) = socket.split();
-    let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = outbox.recv().await {
-            let closing = matches!(m, Message::Close(_));
-            if sink.send(m).await.is_err() || closing {
-                break;
-            }
-        }
-    });
+    let (sink, mut stream) = socket.split();
+    let (out, outbox) = mpsc::channel::<Message>(OUTBOX);
+    let writer = super::writer::spawn(sink, outbox);
     let mut conn = Conn {
         session: state.open_session("ws", ip, caller),
         state: state.clone(),

@@ -19,15 +19,9 @@ use crate::state::AppState;
 const OUTBOX: usize = 64;
 
 pub(crate) async fn run(socket: WebSocket, state: AppState, first: String, ip: IpAddr, caller: exai_core::Caller) {
-    let (mut sink, stream) = socket.split();
-    let (out, mut outbox) = mpsc::channel::<Message>(OUTBOX);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = outbox.recv().await {
-            if sink.send(m).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (sink, stream) = socket.split();
+    let (out, outbox) = mpsc::channel::<Message>(OUTBOX);
+    let writer = super::writer::spawn(sink, outbox);
     let answers = out.clone();
     let incoming = futures::stream::once(async move { Ok(Message::Text(first.into())) })
         .chain(stream)

@@ -9,6 +9,7 @@
 
 mod exai_protocol;
 mod mcp_ws;
+mod writer;
 
 use std::net::IpAddr;
 use std::time::Duration;
