@@ -76,6 +76,13 @@ pub enum Command {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// A fake provider on 127.0.0.1 (every wire format exai speaks, faults on request): prints
+    /// the environment that points exai at it, then serves until Ctrl-C. No key, no network.
+    MockUpstream {
+        /// Port to listen on (0 for any free one).
+        #[arg(long, default_value_t = 8089)]
+        port: u16,
+    },
     /// Shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.

@@ -8,6 +8,7 @@ mod doctor;
 mod exit;
 mod info;
 mod keys;
+mod mock;
 
 use clap::{CommandFactory, Parser};
 use exai_core::{Config, Gateway};
@@ -48,6 +49,7 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Config(f) => return info::config(f.json),
         Command::Doctor { offline, json } => return doctor::run(offline, json.json).await,
         Command::Keys { command } => return keys::run(&Config::from_env()?, command).await,
+        Command::MockUpstream { port } => return mock::run(port).await,
         other => other,
     };
     let gateway = gateway().await?;
@@ -59,7 +61,11 @@ async fn run(cli: Cli) -> Result<i32, Failure> {
         Command::Threads { limit, json } => info::threads(&gateway, limit, json.json).await,
         Command::Thread { id, json } => info::thread(&gateway, &id, json.json).await,
         Command::Usage(u) => info::usage(&gateway, u).await,
-        Command::Completions { .. } | Command::Config(_) | Command::Doctor { .. } | Command::Keys { .. } => Ok(0),
+        Command::Completions { .. }
+        | Command::Config(_)
+        | Command::Doctor { .. }
+        | Command::Keys { .. }
+        | Command::MockUpstream { .. } => Ok(0),
     };
     // The usage ledger's writes leave the request path; wait (briefly) so none is lost.
     gateway.shutdown_within(LEDGER_DRAIN).await;

@@ -721,3 +721,60 @@ async fn keys_are_created_listed_updated_rotated_and_revoked_without_showing_a_s
     let missing = exai(&["keys", "show", "bob"], &env, None).await;
     assert_eq!(missing.code, 7, "{}", missing.stderr);
 }
+
+#[tokio::test]
+async fn mock_upstream_lets_exai_run_offline_with_faults_on_request() {
+    use tokio::io::AsyncBufReadExt;
+    let port = free_port();
+    let mut mock = Command::new(env!("CARGO_BIN_EXE_exai"))
+        .args(["mock-upstream", "--port", &port.to_string()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut lines = tokio::io::BufReader::new(mock.stdout.take().unwrap_or_else(|| panic!("stdout"))).lines();
+    let mut env = HashMap::new();
+    let mut printed = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await {
+        printed.push(line.clone());
+        if let Some(pairs) = line.strip_prefix("export ") {
+            for pair in pairs.split_whitespace() {
+                if let Some((k, v)) = pair.split_once('=') {
+                    env.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        if line.starts_with("# Ctrl-C") {
+            break;
+        }
+    }
+    assert_eq!(
+        env.get("GLM_BASE_URL"),
+        Some(&format!("http://127.0.0.1:{port}/v1")),
+        "{printed:?}"
+    );
+    assert!(printed.iter().any(|l| l.contains("[fault:429]")), "{printed:?}");
+
+    let chat = exai(&["chat", "hello offline"], &env, None).await;
+    assert_eq!(chat.code, 0, "{}", chat.stderr);
+    assert!(chat.stdout.contains("hello offline"), "{}", chat.stdout);
+    let failed = exai(&["chat", "break please [fault:500]"], &env, None).await;
+    assert_eq!(failed.code, 6, "{}", failed.stderr);
+    assert!(failed.stderr.contains("500"), "{}", failed.stderr);
+    // The Anthropic side, as Claude Code would reach it through exai-ws.
+    let message: Value = reqwest::Client::new()
+        .post(format!("{}/v1/messages", env["GLM_ANTHROPIC_BASE_URL"]))
+        .json(&json!({"model": "glm-4.6", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(message["type"], "message", "{message}");
+    let _ = mock.kill().await;
+}

@@ -107,7 +107,12 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     /// Starts a server on 127.0.0.1 with a free port.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(0).await
+    }
+
+    /// Starts a server on 127.0.0.1:`port` (`0` for a free one) — `exai mock-upstream`.
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = oneshot::channel::<()>();
