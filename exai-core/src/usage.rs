@@ -436,23 +436,14 @@ impl UsageLedger {
 /// The file's rows per key for `day` (or `all`).
 fn read_sqlite_keys(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<KeyUsageRow>> {
     let mut statement = conn.prepare_cached(
-        "SELECT key, provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd
+        "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd, key
          FROM key_usage WHERE day = ?1 ORDER BY key, provider, model",
     )?;
     statement
         .query_map([day], |r| {
             Ok(KeyUsageRow {
-                key: r.get(0)?,
-                usage: UsageRow {
-                    provider: r.get(1)?,
-                    model: r.get(2)?,
-                    requests: r.get::<_, i64>(3)? as u64,
-                    errors: r.get::<_, i64>(4)? as u64,
-                    input_tokens: r.get::<_, i64>(5)? as u64,
-                    output_tokens: r.get::<_, i64>(6)? as u64,
-                    reasoning_tokens: r.get::<_, i64>(7)? as u64,
-                    cost_usd: r.get(8)?,
-                },
+                usage: usage_row(r)?,
+                key: r.get(8)?,
             })
         })?
         .collect()
@@ -552,20 +543,22 @@ fn read_sqlite(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<U
         "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd
          FROM usage WHERE day = ?1 ORDER BY provider, model",
     )?;
-    statement
-        .query_map([day], |r| {
-            Ok(UsageRow {
-                provider: r.get(0)?,
-                model: r.get(1)?,
-                requests: r.get::<_, i64>(2)? as u64,
-                errors: r.get::<_, i64>(3)? as u64,
-                input_tokens: r.get::<_, i64>(4)? as u64,
-                output_tokens: r.get::<_, i64>(5)? as u64,
-                reasoning_tokens: r.get::<_, i64>(6)? as u64,
-                cost_usd: r.get(7)?,
-            })
-        })?
-        .collect()
+    statement.query_map([day], usage_row)?.collect()
+}
+
+/// A row's counters, from the columns provider, model, requests, errors, input_tokens,
+/// output_tokens, reasoning_tokens, cost_usd (in that order, first).
+fn usage_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRow> {
+    Ok(UsageRow {
+        provider: r.get(0)?,
+        model: r.get(1)?,
+        requests: r.get::<_, i64>(2)? as u64,
+        errors: r.get::<_, i64>(3)? as u64,
+        input_tokens: r.get::<_, i64>(4)? as u64,
+        output_tokens: r.get::<_, i64>(5)? as u64,
+        reasoning_tokens: r.get::<_, i64>(6)? as u64,
+        cost_usd: r.get(7)?,
+    })
 }
 
 fn parse_rows(fields: &BTreeMap<String, String>) -> Vec<UsageRow> {

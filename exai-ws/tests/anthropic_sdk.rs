@@ -31,17 +31,7 @@ async fn sdk_session(translate: bool) {
         env.insert("GLM_ANTHROPIC_BASE_URL".into(), "none".into());
     }
     let d = common::start(&env, if translate { "sdk-translate" } else { "sdk-pass" }).await;
-    let created: Value = reqwest::Client::new()
-        .post(format!("{}/admin/keys", d.base))
-        .bearer_auth("admin")
-        .json(&json!({"name": "sdk"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
-    let secret = created["secret"].as_str().unwrap_or_default().to_string();
+    let secret = common::create_key(&d, "admin", "sdk", json!({})).await;
 
     fake.push(FakeReply::text("hello from exai").with_usage(11, 4));
     fake.push(FakeReply::text("the answer is 42").with_reasoning("six times seven"));

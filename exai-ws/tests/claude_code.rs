@@ -72,17 +72,7 @@ async fn claude_code_reads_a_file(translate: bool) {
         env.insert("GLM_ANTHROPIC_BASE_URL".into(), "none".into());
     }
     let d = common::start(&env, &format!("claude-code-{tag}")).await;
-    let created: Value = reqwest::Client::new()
-        .post(format!("{}/admin/keys", d.base))
-        .bearer_auth("admin")
-        .json(&json!({"name": "claude-code"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
-    let secret = created["secret"].as_str().unwrap_or_default().to_string();
+    let secret = common::create_key(&d, "admin", "claude-code", json!({})).await;
 
     let home = common::state_dir(&format!("claude-code-home-{tag}"));
     let prompt = format!("Read the file {path} and tell me the password in it.");

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::ws::{close_code, frame, hello, send, until};
-use common::{Daemon, free_port, state_dir, text_of, tool};
+use common::{Daemon, state_dir, text_of, tool};
 use exai_core::testing::{FakeReply, FakeUpstream, RedisServer};
 use rmcp::ServiceExt;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -32,23 +32,10 @@ fn env(fake: &FakeUpstream, extra: &[(&str, &str)]) -> HashMap<String, String> {
 
 /// A daemon whose log (stderr, at debug) goes to `log`.
 async fn start_logged(env: &HashMap<String, String>, tag: &str, log: &std::path::Path) -> Daemon {
-    let port = free_port();
     let mut env = env.clone();
     env.insert("RUST_LOG".into(), "debug".into());
     let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("{e}"));
-    let child = common::command(&env, port, &state_dir(tag))
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(file))
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn exai-ws: {e}"));
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            return Daemon { child, port, base };
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("exai-ws did not come up on {base}");
+    common::start_logging(&env, tag, Stdio::from(file)).await
 }
 
 async fn admin(d: &Daemon, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -64,10 +51,12 @@ async fn admin(d: &Daemon, method: reqwest::Method, path: &str, body: Option<Val
 }
 
 /// Creates a key over `/admin/keys` and returns its secret.
-async fn create(d: &Daemon, body: Value) -> String {
-    let (status, created) = admin(d, reqwest::Method::POST, "", Some(body)).await;
-    assert_eq!(status, 201, "{created}");
-    created["secret"].as_str().unwrap_or_default().to_string()
+async fn create(d: &Daemon, mut body: Value) -> String {
+    let name = body["name"].as_str().unwrap_or_default().to_string();
+    if let Some(o) = body.as_object_mut() {
+        o.remove("name");
+    }
+    common::create_key(d, ADMIN, &name, body).await
 }
 
 async fn complete(d: &Daemon, key: Option<&str>, model: &str) -> (u16, Value, reqwest::header::HeaderMap) {

@@ -57,6 +57,27 @@ fn corrupt(name: &str, e: impl std::fmt::Display) -> KeyError {
     KeyError::Store(format!("stored key {name} is unreadable: {e}"))
 }
 
+/// Runs `sql` (parameters: name, hash, record) and bumps the generation, in one transaction;
+/// the rows it changed.
+async fn write_sqlite(
+    db: &Db,
+    op: &'static str,
+    sql: &'static str,
+    key: &StoredKey,
+    record: String,
+) -> Result<usize, KeyError> {
+    let (name, hash) = (key.name.clone(), key.hash.clone());
+    Ok(db
+        .call(op, move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let n = tx.execute(sql, rusqlite::params![name, hash, record])?;
+            tx.execute("UPDATE meta SET value = value + 1 WHERE name = 'keys_generation'", [])?;
+            tx.commit()?;
+            Ok(n)
+        })
+        .await?)
+}
+
 impl KeyStore {
     fn key(prefix: &str, what: &str) -> String {
         format!("{prefix}{{keys}}:{what}")
@@ -133,20 +154,8 @@ impl KeyStore {
         let record = serde_json::to_string(key).map_err(|e| corrupt(&key.name, e))?;
         match self {
             Self::Sqlite(db) => {
-                let (name, hash) = (key.name.clone(), key.hash.clone());
-                let inserted = db
-                    .call("keys insert", move |c| {
-                        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                        let n = tx.execute(
-                            "INSERT INTO keys (name, hash, record) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                            rusqlite::params![name, hash, record],
-                        )?;
-                        tx.execute("UPDATE meta SET value = value + 1 WHERE name = 'keys_generation'", [])?;
-                        tx.commit()?;
-                        Ok(n)
-                    })
-                    .await?;
-                if inserted == 0 {
+                let sql = "INSERT INTO keys (name, hash, record) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
+                if write_sqlite(db, "keys insert", sql, key, record).await? == 0 {
                     return Err(KeyError::Exists(key.name.clone()));
                 }
                 Ok(())
@@ -172,20 +181,8 @@ impl KeyStore {
         let record = serde_json::to_string(key).map_err(|e| corrupt(&key.name, e))?;
         match self {
             Self::Sqlite(db) => {
-                let (name, hash) = (key.name.clone(), key.hash.clone());
-                let n = db
-                    .call("keys update", move |c| {
-                        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                        let n = tx.execute(
-                            "UPDATE keys SET hash = ?2, record = ?3 WHERE name = ?1",
-                            rusqlite::params![name, hash, record],
-                        )?;
-                        tx.execute("UPDATE meta SET value = value + 1 WHERE name = 'keys_generation'", [])?;
-                        tx.commit()?;
-                        Ok(n)
-                    })
-                    .await?;
-                if n == 0 {
+                let sql = "UPDATE keys SET hash = ?2, record = ?3 WHERE name = ?1";
+                if write_sqlite(db, "keys update", sql, key, record).await? == 0 {
                     return Err(KeyError::NotFound(key.name.clone()));
                 }
                 Ok(())

@@ -74,10 +74,15 @@ pub fn command(env: &HashMap<String, String>, port: u16, state: &str) -> Command
 /// Starts exai-ws and waits until `/healthz` answers. Its output is discarded: a piped stderr
 /// that nobody reads could fill up and stall the daemon.
 pub async fn start(env: &HashMap<String, String>, tag: &str) -> Daemon {
+    start_logging(env, tag, Stdio::null()).await
+}
+
+/// Starts exai-ws with its log (stderr) going to `log`, and waits until `/healthz` answers.
+pub async fn start_logging(env: &HashMap<String, String>, tag: &str, log: Stdio) -> Daemon {
     let port = free_port();
     let child = command(env, port, &state_dir(tag))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("spawn exai-ws: {e}"));
     let base = format!("http://127.0.0.1:{port}");
@@ -88,6 +93,23 @@ pub async fn start(env: &HashMap<String, String>, tag: &str) -> Daemon {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("exai-ws did not come up on {base}");
+}
+
+/// Creates a key named `name` over `/admin/keys` with `admin` (the daemon's `EXAI_ADMIN_TOKEN`)
+/// and `limits`; returns its secret.
+pub async fn create_key(d: &Daemon, admin: &str, name: &str, limits: serde_json::Value) -> String {
+    let mut body = limits;
+    body["name"] = serde_json::Value::String(name.to_string());
+    let response = reqwest::Client::new()
+        .post(format!("{}/admin/keys", d.base))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status().as_u16(), 201, "creating key {name}");
+    let created: serde_json::Value = response.json().await.unwrap_or_default();
+    created["secret"].as_str().unwrap_or_default().to_string()
 }
 
 /// Runs `cmd` to its end (10 s at most): its exit code and stderr.
