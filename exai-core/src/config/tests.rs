@@ -295,3 +295,24 @@ fn every_setting_lives_in_the_config_and_is_printed() -> Result<(), ConfigError>
     assert_eq!(file.state_dir, std::path::PathBuf::from("/srv/exai"));
     Ok(())
 }
+
+#[test]
+fn the_example_config_file_loads_and_says_what_it_sets() -> Result<(), ConfigError> {
+    let text = include_str!("../../../exai.toml.example");
+    let c = load(&[], Some(text))?;
+    assert_eq!(c.routing.fallback, ["glm", "kimi", "minimax"]);
+    let local = c
+        .provider("local")
+        .map(|p| (p.base_url.clone(), p.default_model.clone()));
+    assert_eq!(
+        local,
+        Some(("http://127.0.0.1:11434/v1".to_string(), "llama3.1".to_string()))
+    );
+    assert_eq!(c.anthropic.map_model("claude-haiku-4-5"), Some("glm-4.5-air"));
+    assert_eq!(c.anthropic.map_model("claude-opus-4"), Some("glm-4.6"));
+    assert_eq!(
+        entry(&c, "limits.global_max_inflight").map(|e| e.source.clone()),
+        Some(Source::File)
+    );
+    Ok(())
+}
