@@ -82,7 +82,8 @@ async fn providers(gateway: &Gateway, offline: bool) -> Vec<Check> {
         out.push(check(
             "providers",
             Verdict::Fail,
-            "no provider configured: set GLM_API_KEY, KIMI_API_KEY or MINIMAX_API_KEY",
+            "no provider configured: set GLM_API_KEY, KIMI_API_KEY or MINIMAX_API_KEY, or declare an \
+             OpenAI-compatible provider in exai.toml ([providers.NAME] base_url = …); `exai mock-upstream` runs one offline",
         ));
     }
     if offline {
@@ -195,11 +196,17 @@ async fn daemon_port(gateway: &Gateway) -> Check {
 
 fn clock(server_dates: &[String], offline: bool) -> Check {
     let now = OffsetDateTime::now_utc();
+    // RFC 3339 to the second (`2026-11-25T18:05:00Z`), not `… +00:00:00`.
+    let now_text = now
+        .replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.to_string());
     if now.year() < 2025 {
         return check(
             "clock",
             Verdict::Fail,
-            format!("the system clock says {now}; set the time (TLS and signatures will fail)"),
+            format!("the system clock says {now_text}; set the time (TLS and signatures will fail)"),
         );
     }
     let skews: Vec<i64> = server_dates
@@ -218,11 +225,11 @@ fn clock(server_dates: &[String], offline: bool) -> Check {
             Verdict::Pass,
             format!("within {skew} s of the providers' clocks"),
         ),
-        None if offline => check("clock", Verdict::Pass, format!("{now} (not compared: --offline)")),
+        None if offline => check("clock", Verdict::Pass, format!("{now_text} (not compared: --offline)")),
         None => check(
             "clock",
             Verdict::Pass,
-            format!("{now} (no provider answered with a date to compare)"),
+            format!("{now_text} (no provider answered with a date to compare)"),
         ),
     }
 }

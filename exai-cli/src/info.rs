@@ -18,12 +18,19 @@ pub fn config(as_json: bool) -> Result<i32, Failure> {
     let config = Config::from_env()?;
     let file = config.file.as_ref().map(|p| p.display().to_string());
     if as_json {
-        return print_json(&json!({"file": file, "entries": config.entries()}));
+        let searched: Vec<String> = Config::search_paths().iter().map(|p| p.display().to_string()).collect();
+        return print_json(&json!({"file": file, "searched": searched, "entries": config.entries()}));
     }
-    println!(
-        "config file: {}",
-        file.as_deref().unwrap_or("none (environment and defaults)")
-    );
+    match &file {
+        Some(f) => println!("config file: {f}"),
+        None => {
+            let looked: Vec<String> = Config::search_paths().iter().map(|p| p.display().to_string()).collect();
+            println!(
+                "config file: none (environment and defaults; looked for $EXAI_CONFIG, then {})",
+                looked.join(", then ")
+            );
+        }
+    }
     let width = config.entries().iter().map(|e| e.key.len()).max().unwrap_or(10);
     for e in config.entries() {
         let source = match &e.source {

@@ -182,6 +182,17 @@ async fn doctor_says_what_is_wrong_line_by_line() {
             .to_string()
     };
     assert!(line("config").starts_with("PASS"), "{}", run.stdout);
+    let offline = exai(&["doctor", "--offline"], &env, None).await;
+    let clock = offline
+        .stdout
+        .lines()
+        .find(|l| l.contains("clock"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        clock.contains("Z (not compared: --offline)") && !clock.contains("+00:00:00"),
+        "{clock}"
+    );
     assert!(
         line("provider glm").starts_with("PASS") && line("provider glm").contains("GLM_API_KEY (env) accepted"),
         "{}",
@@ -240,6 +251,11 @@ async fn config_shows_every_value_with_its_source_and_redacts_keys() {
     let run = exai(&["config"], &env, None).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(!run.stdout.contains("sk-secret-kimi"), "the key never prints");
+    assert!(
+        run.stdout.contains("config file: none") && run.stdout.contains("looked for $EXAI_CONFIG, then exai.toml"),
+        "{}",
+        run.stdout
+    );
     let key_line = run
         .stdout
         .lines()

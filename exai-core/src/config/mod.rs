@@ -529,6 +529,14 @@ impl Config {
         })
     }
 
+    /// Where a config file is looked for when `EXAI_CONFIG` is not set, in order:
+    /// `./exai.toml`, then `exai/exai.toml` in the user's config directory.
+    pub fn search_paths() -> Vec<PathBuf> {
+        let mut paths = vec![PathBuf::from("exai.toml")];
+        paths.extend(dirs::config_dir().map(|d| d.join("exai").join("exai.toml")));
+        paths
+    }
+
     /// The effective configuration, one entry per setting, secrets redacted.
     pub fn entries(&self) -> &[ConfigEntry] {
         &self.entries
@@ -641,13 +649,7 @@ fn find_file(env: &HashMap<String, String>) -> Result<Option<PathBuf>, ConfigErr
         }
         return Ok(Some(path));
     }
-    let local = PathBuf::from("exai.toml");
-    if local.is_file() {
-        return Ok(Some(local));
-    }
-    Ok(dirs::config_dir()
-        .map(|d| d.join("exai").join("exai.toml"))
-        .filter(|p| p.is_file()))
+    Ok(Config::search_paths().into_iter().find(|p| p.is_file()))
 }
 
 #[cfg(test)]
