@@ -6,17 +6,8 @@ use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 use exai_core::ThinkingMode;
 
-/// Exit codes, documented in `--help`.
-pub const EXIT_CODES: &str = "Exit codes:
-  0    success
-  1    a check or a tool call failed (doctor, call)
-  2    wrong usage
-  3    the configuration is invalid
-  4    no provider configured (or not the one the model needs)
-  5    the provider rejected the key
-  6    temporarily unavailable: rate limited, provider down, over capacity (retry later)
-  7    the request was refused: unknown model, unreadable file, prompt too large
-  130  interrupted (Ctrl-C)";
+/// Exit codes, documented in `--help`: the table every exai binary shares.
+pub const EXIT_CODES: &str = exai_core::EXIT_CODES;
 
 /// exai: GLM, Kimi, MiniMax and OpenAI-compatible models behind one gateway.
 #[derive(Debug, Parser)]

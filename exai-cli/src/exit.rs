@@ -1,6 +1,6 @@
 //! Errors at the edge of the CLI: one or two lines, and an exit code per kind (see `EXIT_CODES`).
 
-use exai_core::{Error, ProviderErrorKind};
+use exai_core::Error;
 
 /// A failure to report, with its exit code.
 #[derive(Debug)]
@@ -18,23 +18,10 @@ impl Failure {
     }
 }
 
-/// The exit code for a gateway error.
+/// The exit code for a gateway error: the one table every binary shares
+/// ([`exai_core::EXIT_CODES`]).
 pub fn code_for(e: &Error) -> i32 {
-    match e {
-        Error::Config(_) => 3,
-        Error::NoProviderConfigured | Error::ProviderNotConfigured { .. } => 4,
-        Error::Provider(p) => match p.kind {
-            ProviderErrorKind::Auth { .. } => 5,
-            ProviderErrorKind::MissingKey { .. } => 4,
-            ProviderErrorKind::InvalidRequest { .. } => 7,
-            _ => 6,
-        },
-        Error::OverCapacity { .. } | Error::ShuttingDown | Error::KeyLimited { .. } | Error::KeysUnavailable(_) => 6,
-        Error::Unauthorized { .. } | Error::Forbidden { .. } | Error::BudgetExceeded { .. } => 7,
-        Error::UnknownModel { .. } | Error::InvalidRequest(_) | Error::ThreadNotFound(_) => 7,
-        Error::Cancelled => 130,
-        _ => 1,
-    }
+    e.exit_code()
 }
 
 impl From<Error> for Failure {

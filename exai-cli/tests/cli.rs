@@ -157,7 +157,11 @@ async fn a_rejected_key_and_no_provider_get_one_line_and_distinct_exit_codes() {
         "exai: no provider configured: set GLM_API_KEY, KIMI_API_KEY or MINIMAX_API_KEY, or declare an OpenAI-compatible provider in exai.toml"
     );
     let help = exai(&["--help"], &HashMap::new(), None).await;
-    assert!(help.stdout.contains("Exit codes:") && help.stdout.contains("130  interrupted"));
+    assert!(
+        help.stdout
+            .contains("Exit codes (the same for exai, exai-ws and exai-stdio):")
+            && help.stdout.contains("130  interrupted")
+    );
 }
 
 #[tokio::test]

@@ -14,6 +14,18 @@ use std::time::Duration;
 use crate::config::ConfigError;
 use crate::memory::MemoryError;
 
+/// The exit codes every exai binary uses, for `--help` and README.
+pub const EXIT_CODES: &str = "Exit codes (the same for exai, exai-ws and exai-stdio):
+  0    success
+  1    a check or a tool call failed (doctor, call), or an unexpected error
+  2    wrong usage (unknown flag, bad value); exai-ws: its port or state directory is taken
+  3    the configuration is invalid
+  4    no provider configured (or not the one the model needs)
+  5    the provider rejected the key
+  6    temporarily unavailable: rate limited, provider down, over capacity, timed out (retry later)
+  7    the request was refused: unknown model, unreadable file, prompt too large, a key's limit
+  130  interrupted (Ctrl-C)";
+
 /// Result alias used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -178,6 +190,35 @@ impl Error {
             | Error::KeysUnavailable(_)
             | Error::ShuttingDown => true,
             _ => false,
+        }
+    }
+
+    /// The process exit code for this error, the same in every exai binary (`exai`, `exai-ws`,
+    /// `exai-stdio`): see [`EXIT_CODES`].
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => 3,
+            Error::NoProviderConfigured | Error::ProviderNotConfigured { .. } => 4,
+            Error::Provider(p) => match p.kind {
+                ProviderErrorKind::Auth { .. } => 5,
+                ProviderErrorKind::MissingKey { .. } => 4,
+                ProviderErrorKind::InvalidRequest { .. } => 7,
+                _ => 6,
+            },
+            Error::OverCapacity { .. }
+            | Error::ShuttingDown
+            | Error::KeyLimited { .. }
+            | Error::KeysUnavailable(_)
+            | Error::RateLimited { .. }
+            | Error::DeadlineExceeded { .. } => 6,
+            Error::UnknownModel { .. }
+            | Error::InvalidRequest(_)
+            | Error::ThreadNotFound(_)
+            | Error::Unauthorized { .. }
+            | Error::Forbidden { .. }
+            | Error::BudgetExceeded { .. } => 7,
+            Error::Cancelled => 130,
+            _ => 1,
         }
     }
 

@@ -37,11 +37,15 @@ async fn main() {
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
     tracing_subscriber::registry().with(stderr).with(logs.layer()).init();
 
-    let result = async {
-        let gateway = Gateway::new(Config::from_env()?).await?;
-        exai_stdio::serve_stdio(gateway, logs, exai_mcp::shutdown_signal()).await
-    }
-    .await;
+    let gateway = match Config::from_env().map_err(exai_core::Error::from) {
+        Ok(config) => Gateway::new(config).await,
+        Err(e) => Err(e),
+    };
+    let gateway = gateway.unwrap_or_else(|e| {
+        eprintln!("exai-stdio: {e}");
+        std::process::exit(e.exit_code());
+    });
+    let result = exai_stdio::serve_stdio(gateway, logs, exai_mcp::shutdown_signal()).await;
     // Exit at once: nothing may linger after the client is gone (no task, no child).
     match result {
         Ok(()) => std::process::exit(0),

@@ -431,3 +431,23 @@ async fn help_version_and_unknown_flags_answer_without_serving() {
     assert!(stdout.contains("claude mcp add exai"), "{stdout}");
     assert_eq!(run("--bogus-flag").await.0, Some(2));
 }
+
+#[tokio::test]
+async fn an_invalid_configuration_exits_with_the_shared_code_3_naming_the_key() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_exai-stdio"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("EXAI_MEMORY", "bogus")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("memory.backend") && stderr.contains("EXAI_MEMORY"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "stdout is for protocol frames only");
+}

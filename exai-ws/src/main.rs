@@ -21,9 +21,15 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+/// Cannot start here (the port or state directory is taken, the OS refused): exit 2.
 fn fail(message: String) -> ! {
+    fail_with(2, message)
+}
+
+/// Exits with `code` from the table every exai binary shares (`exai_core::EXIT_CODES`).
+fn fail_with(code: i32, message: String) -> ! {
     eprintln!("exai-ws: {message}");
-    std::process::exit(2);
+    std::process::exit(code);
 }
 
 fn init_logging(logs: &LogTap, format: LogFormat) {
@@ -77,14 +83,14 @@ fn lock(dir: &Path, port: u16) -> File {
 /// health and metrics. Configured by exai.toml and the environment (see `exai config`); logs go
 /// to stderr (RUST_LOG, default info).
 #[derive(clap::Parser)]
-#[command(name = "exai-ws", version)]
+#[command(name = "exai-ws", version, after_help = exai_core::EXIT_CODES)]
 struct Args {}
 
 fn main() {
     // `--help`, `--version`, or a flag it does not know (exit 2) — before anything starts.
     <Args as clap::Parser>::parse();
     // Read before the runtime exists: it says how many threads the runtime gets.
-    let config = Config::from_env().unwrap_or_else(|e| fail(e.to_string()));
+    let config = Config::from_env().unwrap_or_else(|e| fail_with(3, e.to_string()));
     let runtime = if config.daemon.threads == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -105,9 +111,10 @@ async fn run(config: Config) {
     let (host, port) = (config.daemon.host.clone(), config.daemon.port);
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback && config.daemon.token.is_none() {
-        fail(format!(
-            "refusing to listen on {host} without a token: set EXAI_WS_TOKEN, or bind to 127.0.0.1"
-        ));
+        fail_with(
+            3,
+            format!("refusing to listen on {host} without a token: set EXAI_WS_TOKEN, or bind to 127.0.0.1"),
+        );
     }
     let _lock = lock(&config.state_dir, port);
     let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
@@ -118,7 +125,9 @@ async fn run(config: Config) {
         Err(e) => fail(format!("cannot listen on {host}:{port}: {e}")),
     };
     let metrics = PrometheusBuilder::new().install_recorder().ok();
-    let gateway = Gateway::new(config).await.unwrap_or_else(|e| fail(e.to_string()));
+    let gateway = Gateway::new(config)
+        .await
+        .unwrap_or_else(|e| fail_with(e.exit_code(), e.to_string()));
     tracing::info!(%host, port, "exai-ws listening");
     let state = AppState::new(gateway, logs, metrics);
     if let Err(e) = exai_ws::serve(listener, state, shutdown_signal()).await {

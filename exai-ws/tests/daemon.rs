@@ -288,10 +288,15 @@ async fn refuses_to_start_on_a_busy_port_a_locked_state_dir_or_an_open_address()
     assert_eq!(code, 2);
     let pid = first.child.id().unwrap_or_default();
     assert!(stderr.contains(&format!("another exai-ws (pid {pid})")), "{stderr}");
+    let mut invalid = command(&env, free_port(), &state_dir("invalid"));
+    invalid.env("EXAI_MEMORY", "bogus");
+    let (code, stderr) = exits_with(invalid).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("memory.backend"), "{stderr}");
     let mut open = command(&env, free_port(), &state_dir("open"));
     open.env("EXAI_WS_HOST", "0.0.0.0");
     let (code, stderr) = exits_with(open).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, 3, "a configuration refused: the exit code every exai binary uses");
     assert!(
         stderr.contains("without a token") && stderr.contains("EXAI_WS_TOKEN"),
         "{stderr}"
