@@ -28,26 +28,9 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// An HTTP client: its address, its MCP session id for `/mcp`, and its key (or master token).
-type ClientKey = (IpAddr, Option<String>, CallerKey);
-
-/// Which caller a session is for: sessions of different keys from one address are apart.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum CallerKey {
-    Open,
-    Master,
-    Key(String),
-}
-
-impl CallerKey {
-    fn of(caller: &Caller) -> Self {
-        match caller.key_name() {
-            Some(name) => Self::Key(name.to_string()),
-            None if caller.is_master() => Self::Master,
-            None => Self::Open,
-        }
-    }
-}
+/// An HTTP client: its address, its MCP session id for `/mcp`, and who it is (its key — a
+/// rotated key is another caller —, the master token, or anyone).
+type ClientKey = (IpAddr, Option<String>, Caller);
 
 /// What [`AppState`] points at.
 pub struct Shared {
@@ -155,7 +138,7 @@ impl AppState {
         let Ok(mut clients) = self.clients.lock() else {
             return self.open_session(kind, ip, caller);
         };
-        let key = (ip, mcp.map(str::to_string), CallerKey::of(&caller));
+        let key = (ip, mcp.map(str::to_string), caller.clone());
         if let Some(session) = clients.get(&key).filter(|s| s.is_open()) {
             return session.clone();
         }

@@ -302,6 +302,15 @@ async fn a_key_is_accepted_at_every_front_door_and_its_secret_is_nowhere() {
         "{body}"
     );
 
+    // A rotated key: the old secret is refused, the new one works from the same address at once.
+    let spare = create(&d, json!({"name": "spare"})).await;
+    assert_eq!(complete(&d, Some(&spare), "glm-4.6").await.0, 200);
+    let (status, rotated) = admin(&d, reqwest::Method::POST, "/spare/rotate", None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let fresh = rotated["secret"].as_str().unwrap_or_default().to_string();
+    assert_eq!(complete(&d, Some(&spare), "glm-4.6").await.0, 401);
+    assert_eq!(complete(&d, Some(&fresh), "glm-4.6").await.0, 200);
+
     // MCP over HTTP, with the official rmcp client and the key as its bearer token.
     let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", d.base)).auth_header(secret.clone());
     let client =

@@ -290,11 +290,12 @@ impl From<MemoryError> for KeyError {
 }
 
 /// Who is calling: a key (its name), the master token, or anyone (no key exists and no master
-/// token is set).
-#[derive(Debug, Clone, Default)]
+/// token is set). Two callers are equal when they are the same key with the same secret (a
+/// rotated key is another caller), so front doors can keep a session per caller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Caller(Who);
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 enum Who {
     #[default]
     Open,
