@@ -26,6 +26,8 @@
 //!   quirks per provider; retries and the circuit breaker.
 //! - `routing`: `auto` selection and the fallback chain.
 //! - `memory`: conversation threads behind [`MemoryStore`] (Redis or in process).
+//! - `messages`: Anthropic Messages requests ([`MessagesRequest`], [`MessagesReply`]), passed
+//!   through to a provider's Anthropic endpoint or translated to its OpenAI chat endpoint.
 //! - `keys`: API keys ([`Keys`]): who may call, with what limits and budget, and what each spent.
 //! - `usage`: the ledger of tokens, requests, errors and cost (per key too).
 //! - `tools`: the MCP tool suite, [`ToolSuite`] — built on a gateway by the front doors; the

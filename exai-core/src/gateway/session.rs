@@ -122,9 +122,10 @@ impl Session {
             .stream_in(&self.core, request, Some(self.deadline), admission))
     }
 
-    /// An Anthropic Messages request (`/v1/messages`), passed through to a provider's
-    /// Anthropic-compatible endpoint with this session's admission, the caller's key, routing,
-    /// fallback, limits and the usage ledger.
+    /// An Anthropic Messages request (`/v1/messages`): passed through to a provider's
+    /// Anthropic-compatible endpoint, or translated to its OpenAI chat endpoint when it has none,
+    /// with this session's admission, the caller's key, routing, fallback, limits and the usage
+    /// ledger.
     pub async fn messages(&self, request: MessagesRequest) -> Result<MessagesReply, Error> {
         crate::messages::run(self, request).await
     }
