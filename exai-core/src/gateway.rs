@@ -24,7 +24,7 @@ mod session;
 mod status;
 mod turn;
 
-pub(crate) use turn::record_request;
+pub(crate) use turn::{record_failure, record_success};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -215,20 +215,16 @@ impl UsageLedger {
             m.input_tokens.increment(usage.input_tokens);
             m.output_tokens.increment(usage.output_tokens);
             m.cost_usd.increment(cost);
-            local.apply(provider, model, |r| {
+            let add = |r: &mut UsageRow| {
                 r.requests += 1;
                 r.input_tokens += usage.input_tokens;
                 r.output_tokens += usage.output_tokens;
                 r.reasoning_tokens += usage.reasoning_tokens;
                 r.cost_usd += cost;
-            });
+            };
+            local.apply(provider, model, add);
             if let Some(key) = key {
-                let r = row(local.by_key.entry(key.to_string()).or_default(), provider, model);
-                r.requests += 1;
-                r.input_tokens += usage.input_tokens;
-                r.output_tokens += usage.output_tokens;
-                r.reasoning_tokens += usage.reasoning_tokens;
-                r.cost_usd += cost;
+                add(row(local.by_key.entry(key.to_string()).or_default(), provider, model));
                 key_metrics(key, "ok", usage, cost);
             }
         }

@@ -23,7 +23,7 @@ use crate::catalog::ModelInfo;
 use crate::error::{Error, ProviderError};
 use crate::memory::{Thread, Turn};
 use crate::providers::{Completed, ProviderCall, ProviderEvent};
-use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role};
+use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, Usage};
 use crate::routing::{self, Needs};
 
 /// Pieces buffered between a provider call and the caller's stream.
@@ -124,20 +124,8 @@ async fn run_in_span(
         vision: turn.iter().any(|m| !m.images.is_empty()),
     };
     let mut plan = routing::plan(&inner.config, &inner.catalog, request.model.as_deref(), needs)?;
-    if let Some(key) = &request.key {
-        plan.retain(|m| crate::keys::allows_model(&key.limits, m, &inner.catalog, &inner.config));
-        if plan.is_empty() {
-            let allowed = key.limits.models.as_deref().unwrap_or_default().join(", ");
-            let what = format!(
-                "use model {} (it may use: {allowed})",
-                request.model.as_deref().unwrap_or("auto")
-            );
-            return Err(Error::Forbidden {
-                key: key.name.clone(),
-                what,
-            });
-        }
-    }
+    let asked = request.model.as_deref().unwrap_or("auto");
+    crate::keys::narrow_plan(request.key.as_deref(), &mut plan, asked, &inner.catalog, &inner.config)?;
 
     let mut fallbacks = Vec::new();
     let mut last_error = None;
@@ -187,8 +175,7 @@ async fn run_in_span(
             }
             Err(e) => e,
         };
-        inner.usage.error(&model.provider, &model.id, key_name(&request));
-        record_request(model, err.label(), started);
+        record_failure(inner, model, key_name(&request), err.label(), started);
         tracing::warn!(provider = %model.provider, model = %model.id, error = %err, "provider call failed");
         if emitted || !err.allows_fallback() || index + 1 == plan.len() {
             return Err(err.into());
@@ -240,8 +227,36 @@ fn note(model: &ModelInfo, error: &str) -> FallbackNote {
     }
 }
 
-/// Counts a failed request (successes are counted with their usage, see `finish`).
-pub(crate) fn record_request(model: &ModelInfo, status: &'static str, started: Instant) {
+/// Records a call that `model` answered, made with `key` if any: the usage ledger (which also
+/// counts it as `ok` in the metrics, with handles kept per model) and the key's spend. Returns
+/// its cost. Every kind of call — turns and Anthropic Messages — records through here.
+pub(crate) fn record_success(
+    inner: &Inner,
+    model: &ModelInfo,
+    key: Option<&str>,
+    usage: Usage,
+    started: Instant,
+) -> f64 {
+    let cost = model.price.cost(usage.input_tokens, usage.output_tokens);
+    inner
+        .usage
+        .success(&model.provider, &model.id, key, usage, cost, started.elapsed());
+    if let Some(key) = key {
+        inner.keys.record(key, cost, usage.input_tokens + usage.output_tokens);
+    }
+    cost
+}
+
+/// Records a call to `model` that failed (`status`: the failure's label): the usage ledger and
+/// the request metrics.
+pub(crate) fn record_failure(
+    inner: &Inner,
+    model: &ModelInfo,
+    key: Option<&str>,
+    status: &'static str,
+    started: Instant,
+) {
+    inner.usage.error(&model.provider, &model.id, key);
     metrics::counter!("exai_requests_total", "provider" => model.provider.clone(), "model" => model.id.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("exai_request_duration_seconds", "provider" => model.provider.clone())
@@ -321,17 +336,7 @@ async fn finish(
     request_id: String,
     started: Instant,
 ) -> ChatResponse {
-    let cost = model.price.cost(done.usage.input_tokens, done.usage.output_tokens);
-    // Also counts the request as `ok` in the metrics, with handles kept per model.
-    let key = key_name(request);
-    inner
-        .usage
-        .success(&model.provider, &model.id, key, done.usage, cost, started.elapsed());
-    if let Some(key) = key {
-        inner
-            .keys
-            .record(key, cost, done.usage.input_tokens + done.usage.output_tokens);
-    }
+    let cost = record_success(inner, model, key_name(request), done.usage, started);
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {

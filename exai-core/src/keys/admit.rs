@@ -69,7 +69,7 @@ impl Limiters {
 
 /// Whether `limits` let a key use `model`: an entry names its id, `provider/id`, its provider,
 /// or an alias that resolves to it.
-pub(crate) fn allows_model(limits: &KeyLimits, model: &ModelInfo, catalog: &Catalog, config: &Config) -> bool {
+fn allows_model(limits: &KeyLimits, model: &ModelInfo, catalog: &Catalog, config: &Config) -> bool {
     let Some(allowed) = &limits.models else {
         return true;
     };
@@ -81,6 +81,29 @@ pub(crate) fn allows_model(limits: &KeyLimits, model: &ModelInfo, catalog: &Cata
                 .resolve(entry, config)
                 .is_some_and(|m| m.provider == model.provider && m.id == model.id)
     })
+}
+
+/// Narrows a routing plan to the models `key` may use (no key: all of them); refused when none
+/// is left. `asked` is the model as the caller named it, for the message.
+pub(crate) fn narrow_plan(
+    key: Option<&StoredKey>,
+    plan: &mut Vec<ModelInfo>,
+    asked: &str,
+    catalog: &Catalog,
+    config: &Config,
+) -> Result<(), Error> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    plan.retain(|m| allows_model(&key.limits, m, catalog, config));
+    if plan.is_empty() {
+        let allowed = key.limits.models.as_deref().unwrap_or_default().join(", ");
+        return Err(Error::Forbidden {
+            key: key.name.clone(),
+            what: format!("use model {asked} (it may use: {allowed})"),
+        });
+    }
+    Ok(())
 }
 
 fn refuse(name: &str, reason: &'static str, error: Error) -> Result<Option<KeyPass>, Error> {

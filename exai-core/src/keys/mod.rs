@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 
 pub use period::Period;
 
-pub(crate) use admit::{Ask, KeyPass, allows_model};
+pub(crate) use admit::{Ask, KeyPass, narrow_plan};
 pub(crate) use store::KeyStore;
 
 /// SHA-256 of `text`, hex (also used to shorten long tool names).

@@ -24,7 +24,7 @@ use super::{DEFAULT_VERSION, MessagesEvent, MessagesReply, MessagesRequest, Mess
 use crate::catalog::{Catalog, ModelInfo};
 use crate::config::{Config, ProviderConfig};
 use crate::error::{Error, ProviderError, ProviderErrorKind};
-use crate::gateway::{Inner, Session, context, record_request};
+use crate::gateway::{Inner, Session, context, record_failure, record_success};
 use crate::keys::StoredKey;
 use crate::providers::{classify, retry_after, transport_error};
 use crate::request::Usage;
@@ -66,16 +66,7 @@ fn plan(
         ..Needs::default()
     };
     let mut plan = routing::plan(&inner.config, &inner.catalog, Some(target), needs)?;
-    if let Some(key) = key {
-        plan.retain(|m| crate::keys::allows_model(&key.limits, m, &inner.catalog, &inner.config));
-        if plan.is_empty() {
-            let allowed = key.limits.models.as_deref().unwrap_or_default().join(", ");
-            return Err(Error::Forbidden {
-                key: key.name.clone(),
-                what: format!("use model {} (it may use: {allowed})", request.model),
-            });
-        }
-    }
+    crate::keys::narrow_plan(key, &mut plan, &request.model, &inner.catalog, &inner.config)?;
     Ok(plan)
 }
 
@@ -245,16 +236,6 @@ fn stream_usage(event: &str, data: &str, into: &mut Usage) {
     }
 }
 
-fn record(inner: &Inner, model: &ModelInfo, key: Option<&str>, usage: Usage, started: Instant) {
-    let cost = model.price.cost(usage.input_tokens, usage.output_tokens);
-    inner
-        .usage
-        .success(&model.provider, &model.id, key, usage, cost, started.elapsed());
-    if let Some(key) = key {
-        inner.keys.record(key, cost, usage.input_tokens + usage.output_tokens);
-    }
-}
-
 /// Runs one Messages request for `session`, in a `messages` span (request id, session, model
 /// asked; provider and model once one answers).
 pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<MessagesReply, Error> {
@@ -303,7 +284,7 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
         };
         let error = match answer {
             Ok(Answer::Message(body, usage)) => {
-                record(&inner, model, key_name.as_deref(), usage, started);
+                record_success(&inner, model, key_name.as_deref(), usage, started);
                 return Ok(MessagesReply::Message {
                     body,
                     provider: model.provider.clone(),
@@ -335,9 +316,9 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
             }
             Err(e) => e,
         };
-        inner.usage.error(&model.provider, &model.id, key_name.as_deref());
-        if let Error::Provider(p) = &error {
-            record_request(model, p.label(), started);
+        match &error {
+            Error::Provider(p) => record_failure(&inner, model, key_name.as_deref(), p.label(), started),
+            _ => inner.usage.error(&model.provider, &model.id, key_name.as_deref()),
         }
         let worth_another = matches!(&error, Error::Provider(p) if p.allows_fallback());
         if !worth_another || index + 1 == plan.len() {
@@ -427,10 +408,9 @@ async fn relay(
         usage = t.usage;
     }
     if complete {
-        record(call.inner, call.model, call.key, usage, call.started);
+        record_success(call.inner, call.model, call.key, usage, call.started);
     } else {
-        call.inner.usage.error(&call.model.provider, &call.model.id, call.key);
-        record_request(call.model, "stream_interrupted", call.started);
+        record_failure(call.inner, call.model, call.key, "stream_interrupted", call.started);
     }
 }
 
