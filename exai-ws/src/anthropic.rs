@@ -21,6 +21,7 @@ use exai_core::{Error, MessagesReply, MessagesRequest, ProviderErrorKind};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use crate::body_limit::Received;
 use crate::state::AppState;
 
 /// An error in Anthropic's shape.
@@ -73,29 +74,26 @@ fn header_of(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-/// Reads the body as JSON, within the body limit; or the error to answer.
-async fn json_body(
-    state: &AppState,
-    request: Request,
-) -> Result<(HeaderMap, Value, std::net::IpAddr, exai_core::Caller), Response> {
-    let ip = crate::client::client_ip(request.extensions());
-    let caller = crate::auth::caller_of(request.extensions());
-    let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .map_err(|_| crate::body_limit::too_large(parts.uri.path(), state.gateway.config().daemon.max_body_bytes))?;
-    let value = serde_json::from_slice(&bytes).map_err(|e| {
+/// The request read whole, its body parsed as JSON; or the error to answer, in Anthropic's shape.
+async fn json_body(state: &AppState, request: Request) -> Result<(Received, Value), Response> {
+    let received = crate::body_limit::receive(state, request).await?;
+    let value = serde_json::from_slice(&received.body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             &format!("invalid JSON body: {e}"),
         )
     })?;
-    Ok((parts.headers, value, ip, caller))
+    Ok((received, value))
 }
 
 pub(crate) async fn messages(State(state): State<AppState>, request: Request) -> Response {
-    let (headers, body, ip, caller) = match json_body(&state, request).await {
+    let (
+        Received {
+            headers, ip, caller, ..
+        },
+        body,
+    ) = match json_body(&state, request).await {
         Ok(parts) => parts,
         Err(response) => return response,
     };
@@ -138,7 +136,12 @@ pub(crate) async fn messages(State(state): State<AppState>, request: Request) ->
 }
 
 pub(crate) async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
-    let (headers, body, ip, caller) = match json_body(&state, request).await {
+    let (
+        Received {
+            headers, ip, caller, ..
+        },
+        body,
+    ) = match json_body(&state, request).await {
         Ok(parts) => parts,
         Err(response) => return response,
     };

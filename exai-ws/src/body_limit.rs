@@ -27,6 +27,31 @@ pub(crate) async fn limit_body(State(state): State<AppState>, request: Request, 
     next.run(request.map(|body| Body::new(Limited::new(body, max)))).await
 }
 
+/// A request to a JSON route, read whole: who sent it (address, caller) and what.
+pub(crate) struct Received {
+    pub headers: axum::http::HeaderMap,
+    pub body: axum::body::Bytes,
+    pub ip: std::net::IpAddr,
+    pub caller: exai_core::Caller,
+}
+
+/// Reads a request whole. The layer above caps what this reads: a body that grew past the limit
+/// fails here, answered with 413 in the route's protocol.
+pub(crate) async fn receive(state: &AppState, request: Request) -> Result<Received, Response> {
+    let ip = crate::client::client_ip(request.extensions());
+    let caller = crate::auth::caller_of(request.extensions());
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|_| too_large(parts.uri.path(), state.gateway.config().daemon.max_body_bytes))?;
+    Ok(Received {
+        headers: parts.headers,
+        body,
+        ip,
+        caller,
+    })
+}
+
 /// 413 in the protocol of the route.
 pub(crate) fn too_large(path: &str, max: usize) -> Response {
     let message = format!("the request body is over this server's limit of {max} bytes (daemon.max_body_bytes)");

@@ -271,16 +271,12 @@ fn completion(r: &ChatResponse) -> Completion<'_> {
 }
 
 pub(crate) async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    let ip = crate::client::client_ip(request.extensions());
-    let caller = crate::auth::caller_of(request.extensions());
-    // The body-limit layer caps what this reads; a body that grew past it fails here.
-    let bytes = match axum::body::to_bytes(request.into_body(), usize::MAX).await {
-        Ok(b) => b,
-        Err(_) => {
-            return crate::body_limit::too_large("/v1/chat/completions", state.gateway.config().daemon.max_body_bytes);
-        }
+    let received = match crate::body_limit::receive(&state, request).await {
+        Ok(r) => r,
+        Err(response) => return response,
     };
-    let body: CompletionRequest = match serde_json::from_slice(&bytes) {
+    let (ip, caller) = (received.ip, received.caller);
+    let body: CompletionRequest = match serde_json::from_slice(&received.body) {
         Ok(b) => b,
         Err(e) => {
             return error(
