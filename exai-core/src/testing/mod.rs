@@ -155,6 +155,12 @@ impl FakeUpstream {
         }
     }
 
+    /// Answers the faults prompts ask for ([`FakeReply::fault_in`] of the last user message, in
+    /// the OpenAI or the Anthropic shape), and the script otherwise.
+    pub fn answer_faults_in_prompts(&self) {
+        self.respond_with(|request| FakeReply::fault_in(&server::last_prompt(request)));
+    }
+
     /// Answers `/v1/messages/count_tokens` with 404 from now on, as a provider without it does.
     pub fn without_count_tokens(&self) {
         self.shared.no_count_tokens.store(true, Ordering::SeqCst);

@@ -66,6 +66,25 @@ impl FakeReply {
         })
     }
 
+    /// The fault a prompt asks for, if any: `[fault:429]` (any status from 400 to 599; a 429
+    /// says retry after 1 s), `[fault:drop]` (the stream breaks), `[fault:hang]` (no answer),
+    /// `[fault:slow]` (an echo two seconds late) — so a person can watch exai's retries, fallback
+    /// and deadlines against `exai mock-upstream`.
+    pub fn fault_in(prompt: &str) -> Option<Self> {
+        let start = prompt.find("[fault:")? + "[fault:".len();
+        let name = &prompt[start..start + prompt[start..].find(']')?];
+        Some(match name.trim() {
+            "drop" => Self::drop_after(3),
+            "hang" => Self::hang(),
+            "slow" => Self::echo().with_delay(Duration::from_secs(2)),
+            status => match status.parse::<u16>() {
+                Ok(429) => Self::status(429).with_retry_after(1),
+                Ok(code @ 400..=599) => Self::status(code),
+                _ => return None,
+            },
+        })
+    }
+
     /// Calls the client's tool `name` with `input`.
     pub fn tool_use(name: impl Into<String>, input: serde_json::Value) -> Self {
         Self::of(ReplyKind::ToolUse {
@@ -158,5 +177,22 @@ impl FakeReply {
     pub fn with_chunk_delay(mut self, delay: Duration) -> Self {
         self.chunk_delay = delay;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_asked_for_in_the_prompt() {
+        assert!(FakeReply::fault_in("hello").is_none());
+        assert!(FakeReply::fault_in("please [fault:500] now").is_some());
+        assert!(FakeReply::fault_in("[fault:drop]").is_some());
+        assert!(FakeReply::fault_in("[fault:hang]").is_some());
+        assert!(FakeReply::fault_in("[fault:nonsense]").is_none());
+        assert!(FakeReply::fault_in("[fault:200]").is_none());
+        let anthropic = serde_json::json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}]}]});
+        assert_eq!(super::super::server::last_prompt(&anthropic), "a");
     }
 }
