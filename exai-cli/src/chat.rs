@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use exai_core::{ChatEvent, ChatRequest, ChatResponse, Gateway};
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressDrawTarget};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::ChatArgs;
 use crate::exit::Failure;
@@ -35,8 +35,13 @@ fn spinner() -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_message("waiting for the model");
+    // A spinner and its message, not the default bar (which has no length to fill here).
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        .with_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        )
+        .with_message("waiting for the model");
     bar.enable_steady_tick(Duration::from_millis(100));
     Some(bar)
 }

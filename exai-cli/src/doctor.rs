@@ -184,10 +184,14 @@ async fn daemon_port(gateway: &Gateway) -> Check {
                     format!("{addr} is held by a healthy exai-ws"),
                 )
             } else {
+                let holder = match exai_mcp::port_holder(daemon.port) {
+                    Some(h) => h.to_string(),
+                    None => "another program".to_string(),
+                };
                 check(
                     "daemon port",
                     Verdict::Fail,
-                    format!("{addr} is held by another program (not a healthy exai-ws): stop it, or set EXAI_WS_PORT"),
+                    format!("{addr} is held by {holder}, not a healthy exai-ws: stop it, or set EXAI_WS_PORT"),
                 )
             }
         }

@@ -239,9 +239,10 @@ async fn doctor_tells_a_busy_port_from_a_healthy_daemon() {
     env.insert("EXAI_WS_PORT".into(), port.to_string());
     let run = exai(&["doctor", "--offline"], &env, None).await;
     assert_eq!(run.code, 1);
+    // The squatter is this test process: doctor names it.
+    let holder = format!("(pid {}), not a healthy exai-ws", std::process::id());
     assert!(
-        run.stdout
-            .contains(&format!("127.0.0.1:{port} is held by another program")),
+        run.stdout.contains(&format!("127.0.0.1:{port} is held by ")) && run.stdout.contains(&holder),
         "{}",
         run.stdout
     );
@@ -797,4 +798,39 @@ async fn mock_upstream_lets_exai_run_offline_with_faults_on_request() {
         .unwrap_or_default();
     assert_eq!(message["type"], "message", "{message}");
     let _ = mock.kill().await;
+}
+
+/// On a terminal (a real pty, from util-linux `script`), `exai chat` spins with its message while
+/// the model is silent, then clears it; the old default bar (`░░░ 0/0`) never shows.
+#[tokio::test]
+async fn chat_on_a_terminal_shows_a_spinner_with_its_message() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::text("late answer").with_delay(Duration::from_millis(700)));
+    let home = std::env::temp_dir().join(format!("exai-cli-pty-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&home);
+    let command = format!("{} chat 'hello there'", env!("CARGO_BIN_EXE_exai"));
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new("script")
+            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", &home)
+            .env("TERM", "xterm")
+            .envs(fake.env_for(&["GLM"]))
+            .current_dir(&home)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("script did not finish"))
+    .unwrap_or_else(|e| panic!("script (util-linux): {e}"));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("waiting for the model"), "{screen}");
+    assert!(!screen.contains('░') && !screen.contains("0/0"), "{screen}");
+    assert!(screen.contains("late answer"), "{screen}");
 }

@@ -30,6 +30,8 @@
 //!   through to a provider's Anthropic endpoint or translated to its OpenAI chat endpoint.
 //! - `keys`: API keys ([`Keys`]): who may call, with what limits and budget, and what each spent.
 //! - `usage`: the ledger of tokens, requests, errors and cost (per key too).
+//! - `metrics_catalog`: what each metric means ([`describe_metrics`]), the histogram buckets of
+//!   durations, which `_total` series are float counters — for the exporters of the front doors.
 //! - `tools`: the MCP tool suite, [`ToolSuite`] — built on a gateway by the front doors; the
 //!   gateway knows nothing of it.
 //! - `testing` (feature `testing`): a fake upstream for tests, benches and the quickstart.
@@ -53,7 +55,7 @@
 //! `exai_request_duration_seconds`, `exai_tokens_total`, `exai_cost_usd_total`,
 //! `exai_provider_retries_total`, `exai_inflight`, `exai_queue_wait_seconds`,
 //! `exai_over_capacity_total`, `exai_sessions`, `exai_memory_errors_total`. Frontends install the
-//! exporter.
+//! exporter, with [`describe_metrics`] and [`DURATION_BUCKETS`].
 
 mod actors;
 mod catalog;
@@ -63,6 +65,7 @@ mod gateway;
 mod keys;
 mod memory;
 mod messages;
+mod metrics_catalog;
 mod providers;
 mod request;
 mod routing;
@@ -88,6 +91,7 @@ pub use gateway::{
 pub use keys::{Caller, CreatedKey, KeyError, KeyInfo, KeyLimits, KeyStatus, KeyUpdate, Keys, Period, parse_date};
 pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, Turn};
 pub use messages::{MessagesEvent, MessagesReply, MessagesRequest, MessagesStream, TokenCount};
+pub use metrics_catalog::{DURATION_BUCKETS, FLOAT_COUNTERS, describe_metrics};
 pub use providers::{ProviderCheck, ProviderHealth};
 pub use request::{
     Attachments, ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage,

@@ -8,15 +8,18 @@
 //! - `frames.rs`: reading one incoming frame, with the JSON-RPC error a bad one deserves.
 //! - `handler.rs`: [`ExaiServer`], the rmcp `ServerHandler` over a [`exai_core::ToolSuite`].
 //! - `logs.rs`: [`LogTap`], the tracing layer whose records become MCP log notifications.
+//! - `ports.rs`: [`port_holder`], who listens on a busy port (for exai-ws and `exai doctor`).
 //! - `signals.rs`: [`shutdown_signal`], the stop signals of the server processes that embed
 //!   this crate (`exai-stdio`, `exai-ws`).
 
 mod frames;
 mod handler;
 mod logs;
+mod ports;
 mod signals;
 
 pub use frames::{INVALID_REQUEST, Incoming, PARSE_ERROR, error_response, read_frame};
 pub use handler::{ExaiServer, MAX_PROTOCOL, SessionSource, protocol_versions};
 pub use logs::{LogRecord, LogTap};
+pub use ports::{PortHolder, port_holder};
 pub use signals::shutdown_signal;

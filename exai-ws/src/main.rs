@@ -5,18 +5,20 @@
 //! - One daemon per port and state directory: a lock file (`exai-ws-PORT.lock` in
 //!   `EXAI_STATE_DIR`, default the user's state directory) held with an OS lock, which the OS
 //!   releases when the process dies — a stale file is simply locked again.
-//! - Port already in use: exit 2 naming the address and what to do.
+//! - Port already in use: exit 2 naming the address, the process that holds it (pid, and
+//!   whether it is another exai-ws) and what to do. A failed start leaves no lock file.
+//! - No provider configured: a warning at start saying what to set.
 //! - Logs: stderr, `RUST_LOG` (default `info`), `EXAI_LOG_FORMAT=json` for JSON lines.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use exai_core::{Config, Gateway, LogFormat};
 use exai_mcp::LogTap;
 use exai_ws::AppState;
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -50,8 +52,30 @@ fn init_logging(logs: &LogTap, format: LogFormat) {
     tracing_subscriber::registry().with(stderr).with(logs.layer()).init();
 }
 
+/// The lock file of this daemon's port and state directory, held until the process ends. The
+/// file is removed when the daemon stops and when its start fails, so none is left behind.
+struct Lock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl Lock {
+    /// Removes the lock file, then exits with `code` and `message` (a start that failed after
+    /// the lock was taken).
+    fn fail(&self, code: i32, message: String) -> ! {
+        let _ = std::fs::remove_file(&self.path);
+        fail_with(code, message)
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Takes the lock for `port` in the state directory, or says who holds it.
-fn lock(dir: &Path, port: u16) -> File {
+fn lock(dir: &Path, port: u16) -> Lock {
     if let Err(e) = std::fs::create_dir_all(dir) {
         fail(format!("cannot create the state directory {}: {e}", dir.display()));
     }
@@ -64,6 +88,7 @@ fn lock(dir: &Path, port: u16) -> File {
         .open(&path)
         .unwrap_or_else(|e| fail(format!("cannot open the lock file {}: {e}", path.display())));
     if file.try_lock().is_err() {
+        // The file is the holder's: left as it is.
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
         fail(format!(
@@ -76,7 +101,22 @@ fn lock(dir: &Path, port: u16) -> File {
         .set_len(0)
         .and_then(|_| file.rewind())
         .and_then(|_| write!(file, "{}", std::process::id()));
-    file
+    Lock { _file: file, path }
+}
+
+/// Why `host:port` cannot be bound, naming the process that holds it when the OS shows it.
+fn busy(host: &str, port: u16) -> String {
+    match exai_mcp::port_holder(port) {
+        Some(h) if h.is_exai_ws() => format!(
+            "{host}:{port} is already in use by another exai-ws (pid {}) with a different state directory: \
+             stop it (kill {}) or set EXAI_WS_PORT",
+            h.pid, h.pid
+        ),
+        Some(h) => format!("{host}:{port} is already in use by {h}: stop it or set EXAI_WS_PORT"),
+        None => format!(
+            "{host}:{port} is already in use by another program: stop it (`exai doctor` says what holds it) or set EXAI_WS_PORT"
+        ),
+    }
 }
 
 /// The exai daemon: one port for the OpenAI-compatible API, MCP over HTTP and WebSocket, and
@@ -116,25 +156,42 @@ async fn run(config: Config) {
             format!("refusing to listen on {host} without a token: set EXAI_WS_TOKEN, or bind to 127.0.0.1"),
         );
     }
-    let _lock = lock(&config.state_dir, port);
+    let lock = lock(&config.state_dir, port);
     let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
         Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => fail(format!(
-            "{host}:{port} is already in use by another program: stop it (`exai doctor` says what holds it) or set EXAI_WS_PORT"
-        )),
-        Err(e) => fail(format!("cannot listen on {host}:{port}: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => lock.fail(2, busy(&host, port)),
+        Err(e) => lock.fail(2, format!("cannot listen on {host}:{port}: {e}")),
     };
-    let metrics = PrometheusBuilder::new().install_recorder().ok();
-    let gateway = Gateway::new(config)
-        .await
-        .unwrap_or_else(|e| fail_with(e.exit_code(), e.to_string()));
+    let metrics = install_metrics();
+    let gateway = match Gateway::new(config).await {
+        Ok(g) => g,
+        Err(e) => lock.fail(e.exit_code(), e.to_string()),
+    };
     tracing::info!(%host, port, "exai-ws listening");
+    if gateway.config().ready_providers().next().is_none() {
+        tracing::warn!(
+            "{}; until then every call fails (/readyz says 503). `exai mock-upstream` runs a fake one offline",
+            exai_core::Error::NoProviderConfigured
+        );
+    }
     let state = AppState::new(gateway, logs, metrics);
     if let Err(e) = exai_ws::serve(listener, state, shutdown_signal()).await {
-        eprintln!("exai-ws: {e}");
-        std::process::exit(1);
+        lock.fail(1, e.to_string());
     }
     tracing::info!("exai-ws stopped");
+    drop(lock);
+}
+
+/// The Prometheus recorder: durations as histograms with buckets for LLM calls, a `# HELP` for
+/// every metric. `None` if another recorder is already installed.
+fn install_metrics() -> Option<PrometheusHandle> {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), exai_core::DURATION_BUCKETS)
+        .unwrap_or_else(|e| fail(format!("cannot set up metrics: {e}")));
+    let handle = builder.install_recorder().ok()?;
+    exai_core::describe_metrics();
+    metrics::describe_gauge!("exai_ws_connections", "WebSocket connections open now.");
+    Some(handle)
 }
 
 /// SIGINT or SIGTERM, then a word in the log.

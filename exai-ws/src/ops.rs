@@ -44,7 +44,20 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
-        Some(handle) => ([("content-type", "text/plain; version=0.0.4")], handle.render()).into_response(),
+        Some(handle) => (
+            [("content-type", "text/plain; version=0.0.4")],
+            float_counters_typed(handle.render()),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "metrics are not enabled in this process").into_response(),
     }
+}
+
+/// The gateway keeps dollars in gauges that only go up (the facade's counters are integers);
+/// Prometheus is told they are counters, so `rate()` and `increase()` apply.
+fn float_counters_typed(mut text: String) -> String {
+    for name in exai_core::FLOAT_COUNTERS {
+        text = text.replace(&format!("# TYPE {name} gauge\n"), &format!("# TYPE {name} counter\n"));
+    }
+    text
 }

@@ -3,11 +3,59 @@
 mod common;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use common::{command, exits_with, free_port, start, state_dir};
 use exai_core::testing::{FakeReply, FakeUpstream};
 use serde_json::{Value, json};
+
+/// `/metrics` read by a Prometheus text parser (`prometheus-parse`): every series has `# HELP`,
+/// durations are histograms with buckets from 5 ms to 10 min, totals are counters.
+fn parsed_as_prometheus_would(text: &str) {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("unparsable: {e}\n{text}"));
+    assert!(!scrape.samples.is_empty(), "{text}");
+    for sample in &scrape.samples {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| sample.metric.strip_suffix(s).filter(|f| scrape.docs.contains_key(*f)))
+            .unwrap_or(&sample.metric);
+        assert!(
+            scrape.docs.contains_key(family),
+            "no # HELP for {}:\n{text}",
+            sample.metric
+        );
+        if family.ends_with("_total") {
+            assert!(
+                matches!(sample.value, prometheus_parse::Value::Counter(_)),
+                "{} is not a counter: {:?}",
+                sample.metric,
+                sample.value
+            );
+        }
+    }
+    let histogram = |name: &str| {
+        scrape.samples.iter().find_map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) if s.metric == name => Some(buckets.clone()),
+            _ => None,
+        })
+    };
+    let buckets = histogram("exai_request_duration_seconds")
+        .unwrap_or_else(|| panic!("exai_request_duration_seconds is not a histogram:\n{text}"));
+    let bounds: Vec<f64> = buckets.iter().map(|b| b.less_than).collect();
+    assert!(bounds.contains(&0.005) && bounds.contains(&600.0), "{bounds:?}");
+    assert!(
+        buckets.iter().any(|b| b.count >= 1.0),
+        "the call made is in a bucket: {buckets:?}"
+    );
+    assert!(histogram("exai_queue_wait_seconds").is_some(), "{text}");
+    let cost = scrape.samples.iter().find(|s| s.metric == "exai_cost_usd_total");
+    assert!(
+        cost.is_some_and(|s| matches!(s.value, prometheus_parse::Value::Counter(_))),
+        "{text}"
+    );
+}
 
 #[tokio::test]
 async fn health_readiness_metrics_and_models() {
@@ -63,6 +111,7 @@ async fn health_readiness_metrics_and_models() {
         metrics.contains("exai_requests_total") && metrics.contains("exai_tokens_total"),
         "{metrics}"
     );
+    parsed_as_prometheus_would(&metrics);
     let unready = start(&HashMap::new(), "unready").await;
     let response = reqwest::get(format!("{}/readyz", unready.base))
         .await
@@ -279,15 +328,34 @@ async fn refuses_to_start_on_a_busy_port_a_locked_state_dir_or_an_open_address()
     let port = squatter.local_addr().map(|a| a.port()).unwrap_or(0);
     let (code, stderr) = exits_with(command(&env, port, &state_dir("busy"))).await;
     assert_eq!(code, 2);
+    // The squatter is this test process: named with its pid.
     assert!(
-        stderr.contains(&format!("127.0.0.1:{port} is already in use")) && stderr.contains("EXAI_WS_PORT"),
+        stderr.contains(&format!("127.0.0.1:{port} is already in use by "))
+            && stderr.contains(&format!("(pid {})", std::process::id()))
+            && stderr.contains("EXAI_WS_PORT"),
         "{stderr}"
     );
+    let lock_file = |tag: &str, port: u16| Path::new(&state_dir(tag)).join(format!("exai-ws-{port}.lock"));
+    assert!(!lock_file("busy", port).exists(), "a failed start leaves no lock file");
     let first = start(&env, "locked").await;
-    let (code, stderr) = exits_with(command(&env, first.port, &state_dir("locked"))).await;
+    // Another exai-ws holds the port, with another state directory: named as such.
+    let (code, stderr) = exits_with(command(&env, first.port, &state_dir("elsewhere"))).await;
     assert_eq!(code, 2);
     let pid = first.child.id().unwrap_or_default();
-    assert!(stderr.contains(&format!("another exai-ws (pid {pid})")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "in use by another exai-ws (pid {pid}) with a different state directory"
+        )),
+        "{stderr}"
+    );
+    assert!(!lock_file("elsewhere", first.port).exists(), "{stderr}");
+    let (code, stderr) = exits_with(command(&env, first.port, &state_dir("locked"))).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("another exai-ws (pid {pid}) already runs")),
+        "{stderr}"
+    );
+    assert!(lock_file("locked", first.port).exists(), "the holder's lock file stays");
     let mut invalid = command(&env, free_port(), &state_dir("invalid"));
     invalid.env("EXAI_MEMORY", "bogus");
     let (code, stderr) = exits_with(invalid).await;
@@ -331,6 +399,27 @@ async fn sigterm_lets_the_call_in_flight_finish_then_exits_cleanly() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(reply["choices"][0]["message"]["content"], "finished after the signal");
     daemon.exits_cleanly().await;
+    let lock = Path::new(&state_dir("sigterm")).join(format!("exai-ws-{}.lock", daemon.port));
+    assert!(!lock.exists(), "a stopped daemon leaves no lock file");
+}
+
+#[tokio::test]
+async fn warns_at_start_when_no_provider_is_configured() {
+    let log = std::env::temp_dir().join(format!("exai-ws-noprovider-{}.log", std::process::id()));
+    let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+    let mut env = HashMap::new();
+    env.insert("RUST_LOG".to_string(), "info".to_string());
+    let mut daemon = common::start_logging(&env, "noprovider", std::process::Stdio::from(file)).await;
+    daemon.sigterm();
+    daemon.exits_cleanly().await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let warning = text.lines().find(|l| l.contains("WARN")).unwrap_or_default();
+    assert!(
+        warning.contains("no provider configured")
+            && warning.contains("GLM_API_KEY")
+            && warning.contains("mock-upstream"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
