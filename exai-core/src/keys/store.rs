@@ -274,12 +274,12 @@ impl KeyStore {
                     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     for (id, keep) in &periods {
                         let expires = keep.map(|k| now_ms + k.as_millis() as i64);
-                        tx.execute(
+                        tx.prepare_cached(
                             "INSERT INTO key_meter (period, name, cost_usd, tokens, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)
                              ON CONFLICT(period, name) DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd,
                                  tokens = tokens + excluded.tokens",
-                            rusqlite::params![id, name, cost_usd, tokens as i64, expires],
-                        )?;
+                        )?
+                        .execute(rusqlite::params![id, name, cost_usd, tokens as i64, expires])?;
                     }
                     tx.commit()
                 })

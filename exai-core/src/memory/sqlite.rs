@@ -10,7 +10,7 @@
 //! memory.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +28,12 @@ pub struct SqliteStore {
     mirror: LocalStore,
     /// Whether the last operation failed (so a failure is logged once, and a recovery once).
     degraded: Arc<AtomicBool>,
+    /// When this process last dropped the expired threads (ms since the epoch).
+    purged_ms: Arc<AtomicU64>,
 }
+
+/// How often a process drops expired threads, on the back of a write.
+const PURGE_EVERY_MS: u64 = 60_000;
 
 impl SqliteStore {
     /// Opens (creating and migrating) the file at `path`; threads live `ttl` after their last
@@ -39,7 +44,19 @@ impl SqliteStore {
             ttl,
             mirror: LocalStore::new(ttl),
             degraded: Arc::default(),
+            purged_ms: Arc::default(),
         })
+    }
+
+    /// Whether this write should also drop the expired threads: the first write of the process,
+    /// then one a minute (a scan on every write cost more than the write itself).
+    fn purge_due(&self) -> bool {
+        let (now, last) = (now_ms(), self.purged_ms.load(Ordering::Relaxed));
+        now.saturating_sub(last) >= PURGE_EVERY_MS
+            && self
+                .purged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The database, shared with the usage ledger.
@@ -91,10 +108,11 @@ impl SqliteStore {
         };
         let json = to_json(turns)?;
         let expires = thread.updated_ms + self.ttl.as_millis() as u64;
+        let purge = self.purge_due();
         let result = self
             .db
             .call(op, move |conn| {
-                write_turns(conn, &head, &json, mode, max_turns, expires)
+                write_turns(conn, &head, &json, mode, max_turns, expires, purge)
             })
             .await;
         self.note(op, &result);
@@ -156,7 +174,8 @@ enum Turns {
 }
 
 /// Writes `thread`'s row (new, or its times refreshed) and `turns`, keeping the newest
-/// `max_turns`; purges what expired. One immediate transaction.
+/// `max_turns`; with `purge`, drops the threads that expired. One immediate transaction, of
+/// statements prepared once per connection.
 fn write_turns(
     conn: &mut rusqlite::Connection,
     thread: &Thread,
@@ -164,17 +183,23 @@ fn write_turns(
     mode: Turns,
     max_turns: usize,
     expires_ms: u64,
+    purge: bool,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let now = now_ms() as i64;
-    tx.execute("DELETE FROM threads WHERE expires_ms <= ?1", params![now])?;
-    if let Turns::Replace = mode {
-        tx.execute("DELETE FROM turns WHERE thread_id = ?1", params![thread.id])?;
+    if purge {
+        tx.prepare_cached("DELETE FROM threads WHERE expires_ms <= ?1")?
+            .execute(params![now])?;
     }
-    tx.execute(
+    if let Turns::Replace = mode {
+        tx.prepare_cached("DELETE FROM turns WHERE thread_id = ?1")?
+            .execute(params![thread.id])?;
+    }
+    tx.prepare_cached(
         "INSERT INTO threads (id, parent, tool, created_ms, updated_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(id) DO UPDATE SET updated_ms = excluded.updated_ms, expires_ms = excluded.expires_ms",
-        params![
+    )?
+    .execute(params![
             thread.id,
             thread.parent,
             thread.tool,
@@ -189,11 +214,11 @@ fn write_turns(
             insert.execute(params![thread.id, turn])?;
         }
     }
-    tx.execute(
+    tx.prepare_cached(
         "DELETE FROM turns WHERE thread_id = ?1 AND seq NOT IN
              (SELECT seq FROM turns WHERE thread_id = ?1 ORDER BY seq DESC LIMIT ?2)",
-        params![thread.id, max_turns as i64],
-    )?;
+    )?
+    .execute(params![thread.id, max_turns as i64])?;
     tx.commit()
 }
 

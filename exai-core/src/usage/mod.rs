@@ -5,7 +5,10 @@
 //! every exai process — stdio servers, the daemon, the CLI — contributes to one ledger: in the
 //! SQLite file (`usage` rows per day and `all`), or in Redis (`exai:usage:all` and
 //! `exai:usage:day:YYYY-MM-DD` hashes whose fields are `provider|model|counter`). Shared writes
-//! happen off the request path; a failure is counted and the in-process figures remain.
+//! happen off the request path; a failure is counted and the in-process figures remain. The
+//! SQLite file's writes are committed in groups (`batch.rs`).
+
+mod batch;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -179,6 +182,8 @@ pub(crate) struct UsageLedger {
     /// The gateway's tracker: shared writes run off the request path, and `shutdown` waits for
     /// them, so a short-lived process (`exai chat`) loses none.
     writes: TaskTracker,
+    /// The SQLite file's writes, committed in groups.
+    sqlite_batch: Option<batch::SqliteBatch>,
 }
 
 /// Today's UTC date (shown as `YYYY-MM-DD`). A `Date` is compared without formatting; only Redis
@@ -197,10 +202,15 @@ fn row<'a>(rows: &'a mut Rows, provider: &str, model: &str) -> &'a mut UsageRow 
 
 impl UsageLedger {
     pub fn new(shared: Option<SharedLedger>, writes: TaskTracker) -> Self {
+        let sqlite_batch = match &shared {
+            Some(SharedLedger::Sqlite(db)) => Some(batch::SqliteBatch::new(db.clone())),
+            _ => None,
+        };
         Self {
             local: Mutex::new(Local::default()),
             shared,
             writes,
+            sqlite_batch,
         }
     }
 
@@ -257,8 +267,14 @@ impl UsageLedger {
     fn persist(&self, provider: &str, model: &str, key: Option<&str>, counters: &[(&str, i64)], cost: f64) {
         let (conn, prefix) = match &self.shared {
             None => return,
-            Some(SharedLedger::Sqlite(db)) => {
-                return persist_sqlite(&self.writes, db, provider, model, key, counters, cost);
+            Some(SharedLedger::Sqlite(_)) => {
+                if let Some(batch) = &self.sqlite_batch {
+                    let count = |name: &str| counters.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v);
+                    let counts = ["requests", "errors", "input_tokens", "output_tokens", "reasoning_tokens"].map(count);
+                    let delta = batch::Delta { counts, cost };
+                    batch.add(&self.writes, today().to_string(), key, provider, model, delta);
+                }
+                return;
             }
             Some(SharedLedger::Redis(conn, prefix)) => (conn, prefix),
         };
@@ -467,70 +483,6 @@ fn parse_key_rows(fields: &BTreeMap<String, String>) -> BTreeMap<String, Rows> {
             (key, rows)
         })
         .collect()
-}
-
-/// Adds one call's counters to the file's rows for today and for all time, off the request path.
-fn persist_sqlite(
-    writes: &TaskTracker,
-    db: &Db,
-    provider: &str,
-    model: &str,
-    key: Option<&str>,
-    counters: &[(&str, i64)],
-    cost: f64,
-) {
-    let count = |name: &str| counters.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v);
-    let values = [
-        count("requests"),
-        count("errors"),
-        count("input_tokens"),
-        count("output_tokens"),
-        count("reasoning_tokens"),
-    ];
-    let (db, provider, model, day) = (db.clone(), provider.to_string(), model.to_string(), today().to_string());
-    let key = key.map(str::to_string);
-    writes.spawn(async move {
-        let written = db
-            .call("usage", move |conn| {
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                for d in ["all", day.as_str()] {
-                    tx.execute(
-                        "INSERT INTO usage (day, provider, model, requests, errors, input_tokens, output_tokens,
-                             reasoning_tokens, cost_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT(day, provider, model) DO UPDATE SET
-                             requests = requests + excluded.requests, errors = errors + excluded.errors,
-                             input_tokens = input_tokens + excluded.input_tokens,
-                             output_tokens = output_tokens + excluded.output_tokens,
-                             reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                             cost_usd = cost_usd + excluded.cost_usd",
-                        rusqlite::params![
-                            d, provider, model, values[0], values[1], values[2], values[3], values[4], cost
-                        ],
-                    )?;
-                    if let Some(key) = &key {
-                        tx.execute(
-                            "INSERT INTO key_usage (day, key, provider, model, requests, errors, input_tokens,
-                                 output_tokens, reasoning_tokens, cost_usd)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                             ON CONFLICT(day, key, provider, model) DO UPDATE SET
-                                 requests = requests + excluded.requests, errors = errors + excluded.errors,
-                                 input_tokens = input_tokens + excluded.input_tokens,
-                                 output_tokens = output_tokens + excluded.output_tokens,
-                                 reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                                 cost_usd = cost_usd + excluded.cost_usd",
-                            rusqlite::params![
-                                d, key, provider, model, values[0], values[1], values[2], values[3], values[4], cost
-                            ],
-                        )?;
-                    }
-                }
-                tx.commit()
-            })
-            .await;
-        if written.is_err() {
-            metrics::counter!("exai_memory_errors_total", "op" => "usage").increment(1);
-        }
-    });
 }
 
 /// The file's rows for `day` (or `all`).
