@@ -12,7 +12,9 @@ mod mock;
 
 use clap::{CommandFactory, Parser};
 use exai_core::{Config, Gateway};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use cli::{Cli, Command};
 use exit::Failure;
@@ -21,11 +23,12 @@ use exit::Failure;
 async fn main() {
     sigpipe::reset();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")))
-        .init();
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error")));
+    let (otel, traces) = exai_mcp::traces("exai").unzip();
+    tracing_subscriber::registry().with(stderr).with(otel).init();
     let code = match run(cli).await {
         Ok(code) => code,
         Err(failure) => {
@@ -33,6 +36,9 @@ async fn main() {
             failure.code
         }
     };
+    if let Some(traces) = traces {
+        traces.shutdown(std::time::Duration::from_secs(2)).await;
+    }
     std::process::exit(code);
 }
 

@@ -834,3 +834,36 @@ async fn chat_on_a_terminal_shows_a_spinner_with_its_message() {
     assert!(!screen.contains('░') && !screen.contains("0/0"), "{screen}");
     assert!(screen.contains("late answer"), "{screen}");
 }
+
+/// `exai chat` with `OTEL_EXPORTER_OTLP_ENDPOINT`: one SERVER span for the chat and a CLIENT span
+/// for its provider attempt, sent before the command exits.
+#[tokio::test]
+async fn chat_exports_its_trace_before_exiting() {
+    use exai_core::testing::otlp::{Receiver, SpanKind, attr};
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let receiver = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
+    fake.push(FakeReply::text("traced from the shell"));
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.endpoint().to_string());
+    env.insert("OTEL_SERVICE_NAME".into(), "my-shell".into());
+    let run = exai(&["chat", "hello", "--model", "glm-4.6"], &env, None).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Sent before exit: no waiting here.
+    let spans = receiver.spans();
+    assert!(spans.iter().all(|(service, _)| service == "my-shell"), "{spans:#?}");
+    let server = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .unwrap_or_else(|| panic!("{spans:#?}"));
+    assert_eq!(server.name, "chat glm-4.6");
+    assert_eq!(attr(server, "gen_ai.provider.name").as_deref(), Some("glm"));
+    let client = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .unwrap_or_else(|| panic!("{spans:#?}"));
+    assert_eq!(client.parent_span_id, server.span_id);
+}

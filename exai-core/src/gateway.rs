@@ -34,6 +34,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 pub use session::{ChatStream, Session, SessionOptions};
 pub use status::{GatewayStatus, MemoryStatus, ModelEntry, SharedLimitsStatus};
@@ -402,15 +403,16 @@ impl Gateway {
             Some(conversation) => {
                 let (tx, rx) = oneshot::channel();
                 let inner = self.inner.clone();
-                self.inner.queue.submit(
-                    &conversation,
-                    Box::pin(async move {
-                        if cancel.is_cancelled() {
-                            return;
-                        }
-                        let _ = tx.send(turn::run(inner, limit, session_id, request, None, cancel).await);
-                    }),
-                )?;
+                // In the caller's span (a tool call's), though it runs in the queue's task.
+                let job = async move {
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    let _ = tx.send(turn::run(inner, limit, session_id, request, None, cancel).await);
+                };
+                self.inner
+                    .queue
+                    .submit(&conversation, Box::pin(job.instrument(tracing::Span::current())))?;
                 rx.await.unwrap_or(Err(Error::Cancelled))
             }
         }
@@ -464,6 +466,8 @@ impl Gateway {
                 }
             }
         };
+        // In the caller's span (a tool call's), though it runs in a task of its own.
+        let job = job.instrument(tracing::Span::current());
         match conversation {
             None => {
                 tokio::spawn(job);

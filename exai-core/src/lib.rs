@@ -34,6 +34,8 @@
 //!   durations, which `_total` series are float counters — for the exporters of the front doors.
 //! - `tools`: the MCP tool suite, [`ToolSuite`] — built on a gateway by the front doors; the
 //!   gateway knows nothing of it.
+//! - `trace`: the spans of a request, with OpenTelemetry's GenAI attributes ([`TraceContext`]
+//!   continues a caller's trace); the binaries export them.
 //! - `testing` (feature `testing`): a fake upstream for tests, benches and the quickstart.
 //! - `error`: [`Error`] and the provider failure taxonomy.
 //!
@@ -72,6 +74,7 @@ mod routing;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tools;
+mod trace;
 mod usage;
 
 pub use actors::conversation::QueueStats;
@@ -100,6 +103,7 @@ pub use tools::{
     AttachError, FailureKind, Progress, ProgressSender, ToolDef, ToolError, ToolFailure, ToolOutput, ToolSuite,
     attach_files,
 };
+pub use trace::TraceContext;
 pub use usage::{KeyUsageReport, KeyUsageRow, UsageReport, UsageRow};
 
 /// README's Rust snippets, compiled as doc tests so they cannot drift from the API.

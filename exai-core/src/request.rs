@@ -155,6 +155,9 @@ pub struct ChatRequest {
     /// the routing plan, and its spend is recorded.
     #[serde(skip)]
     pub(crate) key: Option<std::sync::Arc<crate::keys::StoredKey>>,
+    /// The caller's trace, continued by this turn's span.
+    #[serde(skip)]
+    pub(crate) trace: Option<crate::trace::TraceContext>,
 }
 
 impl ChatRequest {
@@ -219,6 +222,11 @@ impl ChatRequest {
     /// Names who issued the turn (`cli`, an app's name), as `exai threads` shows it.
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
         self.tool = Some(origin.into());
+        self
+    }
+    /// Continues the caller's trace (its W3C `traceparent`): the turn's span is its child.
+    pub fn trace_context(mut self, trace: Option<crate::trace::TraceContext>) -> Self {
+        self.trace = trace;
         self
     }
     /// Whether the turn is stored in the conversation (yes by default). A client that keeps

@@ -9,6 +9,7 @@
 //! - `handler.rs`: [`ExaiServer`], the rmcp `ServerHandler` over a [`exai_core::ToolSuite`].
 //! - `logs.rs`: [`LogTap`], the tracing layer whose records become MCP log notifications.
 //! - `ports.rs`: [`port_holder`], who listens on a busy port (for exai-ws and `exai doctor`).
+//! - `telemetry.rs`: [`traces`], the OTLP export of the core's spans when `OTEL_*` asks for it.
 //! - `signals.rs`: [`shutdown_signal`], the stop signals of the server processes that embed
 //!   this crate (`exai-stdio`, `exai-ws`).
 
@@ -17,9 +18,11 @@ mod handler;
 mod logs;
 mod ports;
 mod signals;
+mod telemetry;
 
 pub use frames::{INVALID_REQUEST, Incoming, PARSE_ERROR, error_response, read_frame};
 pub use handler::{ExaiServer, MAX_PROTOCOL, SessionSource, protocol_versions};
 pub use logs::{LogRecord, LogTap};
 pub use ports::{PortHolder, port_holder};
 pub use signals::shutdown_signal;
+pub use telemetry::{Traces, traces};

@@ -35,7 +35,12 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
-    tracing_subscriber::registry().with(stderr).with(logs.layer()).init();
+    let (otel, traces) = exai_mcp::traces("exai-stdio").unzip();
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(logs.layer())
+        .with(otel)
+        .init();
 
     let gateway = match Config::from_env().map_err(exai_core::Error::from) {
         Ok(config) => Gateway::new(config).await,
@@ -46,6 +51,10 @@ async fn main() {
         std::process::exit(e.exit_code());
     });
     let result = exai_stdio::serve_stdio(gateway, logs, exai_mcp::shutdown_signal()).await;
+    if let Some(traces) = traces {
+        // The last spans, briefly: nothing may linger after the client is gone.
+        traces.shutdown(std::time::Duration::from_secs(2)).await;
+    }
     // Exit at once: nothing may linger after the client is gone (no task, no child).
     match result {
         Ok(()) => std::process::exit(0),

@@ -451,3 +451,44 @@ async fn an_invalid_configuration_exits_with_the_shared_code_3_naming_the_key() 
     );
     assert!(out.stdout.is_empty(), "stdout is for protocol frames only");
 }
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT`, a tool call is a SERVER span `execute_tool chat`; its turn
+/// an INTERNAL `chat …` under it, and the provider attempt a CLIENT span under that — received
+/// by an OTLP/HTTP receiver, the last spans sent as the process exits.
+#[tokio::test]
+async fn a_tool_call_is_exported_as_a_trace() {
+    use exai_core::testing::otlp::{Receiver, SpanKind, attr};
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let receiver = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
+    fake.push(FakeReply::text("traced"));
+    let mut mcp = McpChild::spawn(&env(&fake, &[("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())]));
+    mcp.initialize("2025-06-18").await;
+    let reply = mcp
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "chat", "arguments": {"prompt": "ping"}}),
+        )
+        .await;
+    assert_eq!(reply["result"]["isError"], false, "{reply}");
+    mcp.close_stdin();
+    let spans = receiver.until(|all| all.len() >= 3).await;
+    assert!(spans.iter().all(|(service, _)| service == "exai-stdio"), "{spans:#?}");
+    let find = |kind: SpanKind| {
+        spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.kind == kind as i32)
+            .unwrap_or_else(|| panic!("no {kind:?} span: {spans:#?}"))
+    };
+    let (tool, turn, attempt) = (find(SpanKind::Server), find(SpanKind::Internal), find(SpanKind::Client));
+    assert_eq!(tool.name, "execute_tool chat");
+    assert_eq!(attr(tool, "gen_ai.tool.name").as_deref(), Some("chat"));
+    assert_eq!(turn.name, "chat auto");
+    assert_eq!(turn.parent_span_id, tool.span_id);
+    assert_eq!(attempt.name, "chat glm-4.6");
+    assert_eq!(attempt.parent_span_id, turn.span_id);
+    assert_eq!(attr(turn, "gen_ai.response.model").as_deref(), Some("glm-4.6"));
+}

@@ -88,19 +88,19 @@ async fn json_body(state: &AppState, request: Request) -> Result<(Received, Valu
 }
 
 pub(crate) async fn messages(State(state): State<AppState>, request: Request) -> Response {
-    let (
-        Received {
-            headers, ip, caller, ..
-        },
-        body,
-    ) = match json_body(&state, request).await {
+    let (received, body) = match json_body(&state, request).await {
         Ok(parts) => parts,
         Err(response) => return response,
     };
+    let trace = received.trace();
+    let Received {
+        headers, ip, caller, ..
+    } = received;
     let request = match MessagesRequest::from_json(body) {
         Ok(r) => r
             .anthropic_version(header_of(&headers, "anthropic-version"))
-            .anthropic_beta(header_of(&headers, "anthropic-beta")),
+            .anthropic_beta(header_of(&headers, "anthropic-beta"))
+            .trace_context(trace),
         Err(e) => return gateway_error(&e),
     };
     let session = state.client_session(ip, None, caller);

@@ -34,7 +34,8 @@ fn fail_with(code: i32, message: String) -> ! {
     std::process::exit(code);
 }
 
-fn init_logging(logs: &LogTap, format: LogFormat) {
+/// Logs to stderr and the MCP log tap; traces over OTLP when `OTEL_*` asks for them.
+fn init_logging(logs: &LogTap, format: LogFormat) -> Option<exai_mcp::Traces> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = if format == LogFormat::Json {
         tracing_subscriber::fmt::layer()
@@ -49,7 +50,13 @@ fn init_logging(logs: &LogTap, format: LogFormat) {
             .with_filter(filter())
             .boxed()
     };
-    tracing_subscriber::registry().with(stderr).with(logs.layer()).init();
+    let (otel, traces) = exai_mcp::traces("exai-ws").unzip();
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(logs.layer())
+        .with(otel)
+        .init();
+    traces
 }
 
 /// The lock file of this daemon's port and state directory, held until the process ends. The
@@ -147,7 +154,7 @@ fn main() {
 
 async fn run(config: Config) {
     let logs = LogTap::new();
-    init_logging(&logs, config.log_format);
+    let traces = init_logging(&logs, config.log_format);
     let (host, port) = (config.daemon.host.clone(), config.daemon.port);
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback && config.daemon.token.is_none() {
@@ -179,6 +186,9 @@ async fn run(config: Config) {
         lock.fail(1, e.to_string());
     }
     tracing::info!("exai-ws stopped");
+    if let Some(traces) = traces {
+        traces.shutdown(std::time::Duration::from_secs(5)).await;
+    }
     drop(lock);
 }
 
@@ -191,6 +201,10 @@ fn install_metrics() -> Option<PrometheusHandle> {
     let handle = builder.install_recorder().ok()?;
     exai_core::describe_metrics();
     metrics::describe_gauge!("exai_ws_connections", "WebSocket connections open now.");
+    metrics::describe_counter!(
+        "exai_otel_export_errors_total",
+        "Batches of trace spans the OTLP collector did not take (unreachable, or an error answer)."
+    );
     Some(handle)
 }
 

@@ -275,6 +275,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
         Ok(r) => r,
         Err(response) => return response,
     };
+    let trace = received.trace();
     let (ip, caller) = (received.ip, received.caller);
     let body: CompletionRequest = match serde_json::from_slice(&received.body) {
         Ok(b) => b,
@@ -292,7 +293,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
         body.stream_options.as_ref().is_some_and(|o| o.include_usage),
     );
     let chat = match to_request(body) {
-        Ok(c) => c,
+        Ok(c) => c.trace_context(trace),
         Err(m) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", m),
     };
     let session = state.client_session(ip, None, caller);

@@ -54,6 +54,7 @@ pub(crate) struct FileAnthropic {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileLog {
     pub format: Option<super::LogFormat>,
+    pub otel_content: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -149,6 +149,7 @@ pub(super) const THREADS: Key<usize> = Key {
 
 pub(super) const ANTHROPIC_MODEL_MAP: (&str, &[&str]) = ("anthropic.model_map", &["EXAI_ANTHROPIC_MODEL_MAP"]);
 pub(super) const LOG_FORMAT: Key<LogFormat> = key("log.format", &["EXAI_LOG_FORMAT"], "text", any);
+pub(super) const OTEL_CONTENT: Key<bool> = key("log.otel_content", &["EXAI_OTEL_CONTENT"], "false", any);
 /// Its default is the user's state directory, filled in by `mod.rs`.
 pub(super) const STATE_DIR: (&str, &[&str]) = ("state_dir", &["EXAI_STATE_DIR"]);
 

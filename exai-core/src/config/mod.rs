@@ -317,6 +317,9 @@ pub struct Config {
     pub anthropic: AnthropicConfig,
     /// How the binaries write log lines to stderr.
     pub log_format: LogFormat,
+    /// Whether trace spans carry the messages and replies (`gen_ai.input.messages`,
+    /// `gen_ai.output.messages`); off by default.
+    pub otel_content: bool,
     /// Where state files live (the daemon's lock files).
     pub state_dir: PathBuf,
     /// The file that was loaded, if any.
@@ -464,6 +467,7 @@ impl Config {
             threads: r.get_or(&keys::THREADS, f.daemon.threads, cpus)?,
         };
         let log_format = r.get(&keys::LOG_FORMAT, f.log.format)?;
+        let otel_content = r.get(&keys::OTEL_CONTENT, f.log.otel_content)?;
         let providers = providers::resolve(&mut r, f.providers)?;
         let (fallback_key, fallback_env) = keys::FALLBACK;
         let all: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
@@ -523,6 +527,7 @@ impl Config {
             aliases: f.aliases,
             anthropic,
             log_format,
+            otel_content,
             state_dir: state_dir.0,
             file: file.map(|(p, _)| p.to_path_buf()),
             entries: r.entries,

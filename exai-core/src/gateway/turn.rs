@@ -25,6 +25,7 @@ use crate::memory::{Thread, Turn};
 use crate::providers::{Completed, ProviderCall, ProviderEvent};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, Usage};
 use crate::routing::{self, Needs};
+use crate::trace;
 
 /// Pieces buffered between a provider call and the caller's stream.
 const PIECE_BUFFER: usize = 64;
@@ -56,18 +57,47 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) -> Result<ChatResponse, Error> {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let span = tracing::info_span!(
-        "chat",
-        request_id = %request_id,
-        session = %session_id,
-        conversation = request.continuation_id.as_deref().unwrap_or("new"),
-        provider = tracing::field::Empty,
-        model = tracing::field::Empty,
+    let asked = request.model.as_deref().unwrap_or("auto");
+    let span = trace::request_span(
+        trace::Operation::Chat { model: asked },
+        request.trace.as_ref(),
+        key_name(&request),
     );
+    span.record("request_id", request_id.as_str());
+    span.record("session", session_id.as_str());
+    span.record("conversation", request.continuation_id.as_deref().unwrap_or("new"));
+    if inner.config.otel_content {
+        span.record(
+            "gen_ai.input.messages",
+            trace::messages_json(&request.messages).as_str(),
+        );
+    }
     // Boxed so that what frontends hold and move (their handler futures) stays small.
     let result = Box::pin(run_in_span(&inner, &limit, request, &sink, &cancel, request_id))
-        .instrument(span)
+        .instrument(span.clone())
         .await;
+    match &result {
+        Ok(r) => {
+            trace::record_answer(
+                &span,
+                &r.provider,
+                &r.model,
+                r.usage,
+                r.finish_reason.as_deref(),
+                Some(r.cost_usd),
+            );
+            if let Some(first) = r.fallbacks.first() {
+                span.record(
+                    "exai.fallback_from",
+                    format!("{}/{}", first.provider, first.model).as_str(),
+                );
+            }
+            if inner.config.otel_content {
+                span.record("gen_ai.output.messages", trace::reply_json(&r.text).as_str());
+            }
+        }
+        Err(e) => trace::record_error(&span, trace::error_type(e)),
+    }
     if let (Some(sink), Err(e)) = (&sink, &result) {
         let _ = sink.send(Err(e.clone())).await;
     }

@@ -200,14 +200,13 @@ fn write_turns(
          ON CONFLICT(id) DO UPDATE SET updated_ms = excluded.updated_ms, expires_ms = excluded.expires_ms",
     )?
     .execute(params![
-            thread.id,
-            thread.parent,
-            thread.tool,
-            thread.created_ms as i64,
-            thread.updated_ms as i64,
-            expires_ms as i64
-        ],
-    )?;
+        thread.id,
+        thread.parent,
+        thread.tool,
+        thread.created_ms as i64,
+        thread.updated_ms as i64,
+        expires_ms as i64
+    ])?;
     {
         let mut insert = tx.prepare_cached("INSERT INTO turns (thread_id, turn) VALUES (?1, ?2)")?;
         for turn in turns {

@@ -34,6 +34,7 @@ pub struct MessagesRequest {
     pub(crate) stream: bool,
     pub(crate) version: Option<String>,
     pub(crate) beta: Option<String>,
+    pub(crate) trace: Option<crate::trace::TraceContext>,
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -80,6 +81,7 @@ impl MessagesRequest {
             stream,
             version: None,
             beta: None,
+            trace: None,
         })
     }
 
@@ -89,7 +91,12 @@ impl MessagesRequest {
         self
     }
 
-    /// Forwards the client's `anthropic-beta`.
+    /// Continues the caller's trace (its W3C `traceparent`): the call's span is its child.
+    pub fn trace_context(mut self, trace: Option<crate::trace::TraceContext>) -> Self {
+        self.trace = trace;
+        self
+    }
+    /// The `anthropic-beta` header, passed through.
     pub fn anthropic_beta(mut self, beta: Option<String>) -> Self {
         self.beta = beta;
         self

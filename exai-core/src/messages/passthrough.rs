@@ -18,6 +18,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::translate::{self, StreamTranslator};
 use super::{DEFAULT_VERSION, MessagesEvent, MessagesReply, MessagesRequest, MessagesStream, TokenCount};
@@ -29,6 +30,7 @@ use crate::keys::StoredKey;
 use crate::providers::{classify, retry_after, transport_error};
 use crate::request::Usage;
 use crate::routing::{self, Needs};
+use crate::trace;
 
 /// Events buffered between the upstream and the client.
 const RELAY_BUFFER: usize = 64;
@@ -236,18 +238,22 @@ fn stream_usage(event: &str, data: &str, into: &mut Usage) {
     }
 }
 
-/// Runs one Messages request for `session`, in a `messages` span (request id, session, model
-/// asked; provider and model once one answers).
+/// Runs one Messages request for `session`, in a request span (`chat {model asked}`: request
+/// id, session; provider, model, usage and cost once one answers; a streamed reply's span ends
+/// with its stream).
 pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<MessagesReply, Error> {
-    let span = tracing::info_span!(
-        "messages",
-        request_id = %uuid::Uuid::new_v4(),
-        session = %session.id(),
-        asked = %request.model,
-        provider = tracing::field::Empty,
-        model = tracing::field::Empty,
+    let span = trace::request_span(
+        trace::Operation::Chat { model: &request.model },
+        request.trace.as_ref(),
+        None,
     );
-    tracing::Instrument::instrument(run_in_span(session, request), span).await
+    span.record("request_id", uuid::Uuid::new_v4().to_string().as_str());
+    span.record("session", session.id());
+    let result = tracing::Instrument::instrument(run_in_span(session, request), span.clone()).await;
+    if let Err(e) = &result {
+        trace::record_error(&span, trace::error_type(e));
+    }
+    result
 }
 
 async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<MessagesReply, Error> {
@@ -258,6 +264,9 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
     let key = pass.as_ref().map(|p| p.key.clone());
     let plan = plan(&inner, &request, &target, key.as_deref())?;
     let key_name: Option<Arc<str>> = key.as_ref().map(|k| Arc::from(k.name.as_str()));
+    if let Some(name) = &key_name {
+        tracing::Span::current().record("exai.key", name.as_ref());
+    }
     let tracked = gateway.track();
     let started = Instant::now();
     let deadline = inner.limits.deadline();
@@ -273,10 +282,20 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
             Some(worker) => {
                 session
                     .within_deadline(async {
-                        worker
+                        let client = trace::attempt_span(&model.provider, &model.id, None);
+                        let answer = worker
                             .guard(&model.id, attempt(&inner, &request, model))
+                            .instrument(client.clone())
                             .await?
-                            .map_err(Error::from)
+                            .map_err(Error::from);
+                        match &answer {
+                            Ok(Answer::Message(_, usage)) => {
+                                trace::record_answer(&client, &model.provider, &model.id, *usage, None, None)
+                            }
+                            Ok(Answer::Stream(..)) => {}
+                            Err(e) => trace::record_error(&client, trace::error_type(e)),
+                        }
+                        answer
                     })
                     .await
             }
@@ -284,7 +303,14 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
         };
         let error = match answer {
             Ok(Answer::Message(body, usage)) => {
-                record_success(&inner, model, key_name.as_deref(), usage, started);
+                let cost = record_success(&inner, model, key_name.as_deref(), usage, started);
+                trace::record_answer(&span, &model.provider, &model.id, usage, None, Some(cost));
+                if index > 0 {
+                    span.record(
+                        "exai.fallback_from",
+                        format!("{}/{}", plan[0].provider, plan[0].id).as_str(),
+                    );
+                }
                 return Ok(MessagesReply::Message {
                     body,
                     provider: model.provider.clone(),
@@ -296,18 +322,21 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
                 let (inner, model_info, key_name) = (inner.clone(), model.clone(), key_name.clone());
                 let until = started + session.deadline();
                 let after = session.deadline();
-                tokio::spawn(async move {
-                    let _held = (permits, permit, pass, tracked);
-                    let call = Relayed {
-                        inner: &inner,
-                        model: &model_info,
-                        key: key_name.as_deref(),
-                        started,
-                        until,
-                        after,
-                    };
-                    relay(call, *response, translator.map(|t| *t), &tx).await;
-                });
+                tokio::spawn(
+                    async move {
+                        let _held = (permits, permit, pass, tracked);
+                        let call = Relayed {
+                            inner: &inner,
+                            model: &model_info,
+                            key: key_name.as_deref(),
+                            started,
+                            until,
+                            after,
+                        };
+                        relay(call, *response, translator.map(|t| *t), &tx).await;
+                    }
+                    .instrument(span.clone()),
+                );
                 return Ok(MessagesReply::Stream(MessagesStream {
                     events,
                     provider: model.provider.clone(),
@@ -407,10 +436,13 @@ async fn relay(
     if let Some(t) = &translator {
         usage = t.usage;
     }
+    let span = tracing::Span::current();
     if complete {
-        record_success(call.inner, call.model, call.key, usage, call.started);
+        let cost = record_success(call.inner, call.model, call.key, usage, call.started);
+        trace::record_answer(&span, &call.model.provider, &call.model.id, usage, None, Some(cost));
     } else {
         record_failure(call.inner, call.model, call.key, "stream_interrupted", call.started);
+        trace::record_error(&span, "stream_interrupted");
     }
 }
 

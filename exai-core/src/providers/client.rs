@@ -17,12 +17,14 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::openai_wire::{self, Accumulator, ChatBody, Completion, InBand, Piece, RoundOutput, StreamChunk};
 use super::think_tags::ThinkSplitter;
 use super::{Completed, ProviderCall, ProviderEvent, Quirks, quirks_for, shaped_body};
 use crate::config::{ProviderConfig, ProviderKind, RetryConfig};
 use crate::error::{ProviderError, ProviderErrorKind, scrub};
+use crate::trace;
 
 /// Rounds allowed for follow-ups such as Kimi's web search echo.
 const MAX_ROUNDS: usize = 4;
@@ -118,9 +120,30 @@ impl ProviderClient {
         loop {
             self.pace().await;
             let mut emitted = false;
-            let err = match self.round(call, body, events, &mut emitted).await {
-                Ok(out) => return Ok(out),
-                Err(e) => e,
+            // One CLIENT span per HTTP attempt: retries show as siblings under the request.
+            let span = trace::attempt_span(&self.config.name, &call.model.id, Some(&self.config.base_url));
+            let round = self
+                .round(call, body, events, &mut emitted)
+                .instrument(span.clone())
+                .await;
+            let err = match round {
+                Ok(out) => {
+                    let model = out.model.as_deref().unwrap_or(&call.model.id);
+                    let usage = out.usage.unwrap_or_default();
+                    trace::record_answer(
+                        &span,
+                        &self.config.name,
+                        model,
+                        usage,
+                        out.finish_reason.as_deref(),
+                        None,
+                    );
+                    return Ok(out);
+                }
+                Err(e) => {
+                    trace::record_error(&span, e.label());
+                    e
+                }
             };
             if emitted || !err.is_retryable() {
                 return Err(err);
@@ -160,6 +183,7 @@ impl ProviderClient {
             .await
             .map_err(|e| self.error(call, transport_error(&e, &self.config)))?;
         let status = response.status().as_u16();
+        tracing::Span::current().record("http.response.status_code", status);
         if !response.status().is_success() {
             let retry_after = retry_after(response.headers());
             let moved_to = response.status().is_redirection().then(|| {

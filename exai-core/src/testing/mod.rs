@@ -21,6 +21,7 @@
 //! ```
 
 mod anthropic;
+pub mod otlp;
 mod redis;
 mod reply;
 mod server;

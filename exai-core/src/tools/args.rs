@@ -71,6 +71,7 @@ impl Common {
             context: prepared.context.clone(),
             ephemeral: false,
             key: None,
+            trace: None,
         }
     }
 }

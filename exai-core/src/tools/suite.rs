@@ -9,12 +9,14 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::progress::Reporter;
 use super::result::failure_output;
 use super::{Failure, LEAN, Tool, ToolCtx, ToolDef, ToolError, ToolOutput, output};
 use crate::error::Error;
 use crate::gateway::{Gateway, Session};
+use crate::trace;
 
 /// The tools a gateway's configuration offers (profile and disabled list applied), and the
 /// protocols the front door serving them speaks (for the `version` tool). Cheap to clone.
@@ -84,11 +86,35 @@ impl ToolSuite {
                 available,
             });
         };
+        // One span per tool call (`execute_tool {name}`); the tool's turns are its children.
+        let span = trace::request_span(trace::Operation::Tool { name }, None, None);
+        let output = self
+            .run_tool(session, tool.as_ref(), name, args, progress)
+            .instrument(span.clone())
+            .await;
+        if output.failure.is_some() {
+            let status = output.structured["status"].as_str().unwrap_or("_OTHER").to_string();
+            trace::record_error(&span, &status);
+        }
+        Ok(output)
+    }
+
+    async fn run_tool(
+        &self,
+        session: &Session,
+        tool: &dyn Tool,
+        name: &str,
+        args: Value,
+        progress: Option<super::ProgressSender>,
+    ) -> ToolOutput {
         // Held until the call ends: the key's place among its calls in flight.
         let _pass = match session.admit_call(Some(name), None).await {
             Ok(pass) => pass,
-            Err(e) => return Ok(failure_output(name, Failure::Gateway(e))),
+            Err(e) => return failure_output(name, Failure::Gateway(e)),
         };
+        if let Some(key) = session.caller().key_name() {
+            tracing::Span::current().record("exai.key", key);
+        }
         let config = &self.gateway.config().tools;
         let reporter = Reporter::new(progress);
         let ctx = ToolCtx {
@@ -105,10 +131,10 @@ impl ToolSuite {
             }
         };
         let result = session.within_deadline(run).await;
-        Ok(match result {
+        match result {
             Ok(out) => output::limit(out, config.max_output_chars),
             Err(failure) => failure_output(name, failure),
-        })
+        }
     }
 
     /// Runs a tool in the gateway's built-in session, as an embedder or a one-off command does

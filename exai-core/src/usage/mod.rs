@@ -270,7 +270,14 @@ impl UsageLedger {
             Some(SharedLedger::Sqlite(_)) => {
                 if let Some(batch) = &self.sqlite_batch {
                     let count = |name: &str| counters.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v);
-                    let counts = ["requests", "errors", "input_tokens", "output_tokens", "reasoning_tokens"].map(count);
+                    let counts = [
+                        "requests",
+                        "errors",
+                        "input_tokens",
+                        "output_tokens",
+                        "reasoning_tokens",
+                    ]
+                    .map(count);
                     let delta = batch::Delta { counts, cost };
                     batch.add(&self.writes, today().to_string(), key, provider, model, delta);
                 }
