@@ -2,8 +2,10 @@
 # Installs what a fresh machine lacks for building and testing exai: redis-server and redis-cli
 # (the tests start real servers, a real Redis Cluster and a TLS server), openssl (the TLS test
 # makes its own certificates), Python 3 with the official Anthropic SDK (a client nobody on the
-# team wrote, driven against /v1/messages), Claude Code (npm) and the rustfmt/clippy components. Safe to run again;
-# does nothing when everything is present.
+# team wrote, driven against /v1/messages), Claude Code (npm), Chromium (the status page is
+# tested in a real headless browser), `script` from util-linux (a real terminal for `exai chat`'s
+# spinner) and the rustfmt/clippy components. Safe to run again; does nothing when everything is
+# present.
 set -euo pipefail
 
 missing=()
@@ -13,6 +15,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -20,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The packaged service is not needed (tests start their own servers on free ports).
-for tool in redis-server redis-cli openssl; do
+for tool in redis-server redis-cli openssl chromium script; do
     command -v "$tool" >/dev/null || { echo "setup: $tool is still missing" >&2; exit 1; }
 done
 

@@ -39,6 +39,7 @@ use tracing::Instrument;
 pub use session::{ChatStream, Session, SessionOptions};
 pub use status::{GatewayStatus, MemoryStatus, ModelEntry, SharedLimitsStatus};
 
+use crate::activity::{Activity, ActivityReport, RequestRecord};
 use crate::actors::conversation::ConversationQueue;
 use crate::actors::limits::Limits;
 use crate::actors::session::{SessionCore, Sessions};
@@ -80,6 +81,8 @@ pub(crate) struct Inner {
     pub keys: Keys,
     /// The providers' HTTP client (also for passed-through Anthropic requests).
     pub http: reqwest::Client,
+    /// The last requests and the last hour per model, for status pages.
+    pub activity: Activity,
 }
 
 impl Drop for Inner {
@@ -191,6 +194,7 @@ impl GatewayBuilder {
             rate: ClientRate::new(config.limits.requests_per_minute),
             keys,
             http,
+            activity: Activity::new(),
             config,
         };
         Ok(Gateway { inner: Arc::new(inner) })
@@ -276,6 +280,17 @@ impl Gateway {
     /// The ledger of calls made with keys, per key, provider and model.
     pub async fn usage_by_key(&self) -> KeyUsageReport {
         self.inner.usage.report_by_key().await
+    }
+
+    /// The last requests (newest first) and, per provider and model, the last hour: requests,
+    /// errors, p50 and p95 latency, minute by minute. This process's only.
+    pub fn activity(&self) -> ActivityReport {
+        self.inner.activity.report(crate::actors::session::now_ms())
+    }
+
+    /// Each request from now on, as it finishes (what a live status page shows).
+    pub fn watch_activity(&self) -> tokio::sync::broadcast::Receiver<RequestRecord> {
+        self.inner.activity.watch()
     }
 
     /// A stored conversation.

@@ -29,6 +29,8 @@
 //! - `messages`: Anthropic Messages requests ([`MessagesRequest`], [`MessagesReply`]), passed
 //!   through to a provider's Anthropic endpoint or translated to its OpenAI chat endpoint.
 //! - `keys`: API keys ([`Keys`]): who may call, with what limits and budget, and what each spent.
+//! - `activity`: the last 100 requests and the last hour per model ([`ActivityReport`]), live
+//!   too — what exai-ws's status page shows.
 //! - `usage`: the ledger of tokens, requests, errors and cost (per key too).
 //! - `metrics_catalog`: what each metric means ([`describe_metrics`]), the histogram buckets of
 //!   durations, which `_total` series are float counters — for the exporters of the front doors.
@@ -59,6 +61,7 @@
 //! `exai_over_capacity_total`, `exai_sessions`, `exai_memory_errors_total`. Frontends install the
 //! exporter, with [`describe_metrics`] and [`DURATION_BUCKETS`].
 
+mod activity;
 mod actors;
 mod catalog;
 mod config;
@@ -77,6 +80,7 @@ mod tools;
 mod trace;
 mod usage;
 
+pub use activity::{ActivityReport, ModelActivity, RequestRecord};
 pub use actors::conversation::QueueStats;
 pub use actors::limits::LimitUsage;
 pub use actors::session::SessionInfo;

@@ -9,7 +9,8 @@
 //!   for Claude Code and Anthropic's SDKs;
 //! - `/` and `/ws`: WebSocket — the EXAI protocol or MCP JSON-RPC, decided by the first frame
 //!   (`ws/`);
-//! - `/healthz`, `/readyz`, `/metrics` (`ops.rs`).
+//! - `/healthz`, `/readyz`, `/metrics` (`ops.rs`);
+//! - `/ui`: the status page, and its JSON at `/ui/api/status` and `/ui/api/events` (`ui/`).
 //!
 //! Transports stay thin: every route parses its protocol, calls the gateway, maps the reply.
 //! Admission is applied once for every front door: the client's rate and each call's deadline
@@ -26,6 +27,7 @@ mod client;
 mod openai;
 mod ops;
 mod state;
+mod ui;
 mod ws;
 
 use std::net::SocketAddr;
@@ -82,6 +84,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .nest_service("/mcp", mcp)
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    // The status page and its JSON: the admin or master token, or loopback when neither is set.
+    let status_page = Router::new()
+        .route("/ui", get(ui::page))
+        .route("/ui/", get(ui::page))
+        .route("/ui/api/status", get(ui::status))
+        .route("/ui/api/events", get(ui::events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), ui::operators));
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -95,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         )
         // Key management checks EXAI_ADMIN_TOKEN itself.
         .nest("/admin/keys", admin::routes(state.clone()))
+        .merge(status_page)
         .merge(protected)
         .layer(middleware::from_fn(auth::check_origin))
         .layer(middleware::from_fn_with_state(state.clone(), body_limit::limit_body))

@@ -137,6 +137,11 @@ impl Gateway {
         }
     }
 
+    /// Each limit's use now: `global`, then each provider's, calls in flight against the limit.
+    pub fn limit_usage(&self) -> Vec<LimitUsage> {
+        self.inner.limits.usage()
+    }
+
     /// Open sessions.
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>, Error> {
         self.inner.sessions.list().await

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use super::Inner;
 use super::context;
+use crate::activity::{RequestRecord, millis};
 use crate::actors::limits::SessionLimit;
 use crate::actors::session::now_ms;
 use crate::catalog::ModelInfo;
@@ -57,7 +58,10 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) -> Result<ChatResponse, Error> {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let started = Instant::now();
     let asked = request.model.as_deref().unwrap_or("auto");
+    let front_door = request.tool.clone().unwrap_or_else(|| "api".to_string());
+    let (asked_text, key) = (asked.to_string(), key_name(&request).map(str::to_string));
     let span = trace::request_span(
         trace::Operation::Chat { model: asked },
         request.trace.as_ref(),
@@ -98,6 +102,7 @@ pub(crate) async fn run(
         }
         Err(e) => trace::record_error(&span, trace::error_type(e)),
     }
+    inner.activity.record(activity_record(&result, front_door, asked_text, key, started));
     if let (Some(sink), Err(e)) = (&sink, &result) {
         let _ = sink.send(Err(e.clone())).await;
     }
@@ -216,6 +221,48 @@ async fn run_in_span(
     Err(last_error
         .map(Error::from)
         .unwrap_or_else(|| Error::Internal("empty routing plan".into())))
+}
+
+/// The status page's line for a finished turn.
+fn activity_record(
+    result: &Result<ChatResponse, Error>,
+    front_door: String,
+    model_asked: String,
+    key: Option<String>,
+    started: Instant,
+) -> RequestRecord {
+    let mut record = RequestRecord {
+        at_ms: now_ms(),
+        front_door,
+        key,
+        model_asked,
+        provider: None,
+        model: None,
+        fallbacks: Vec::new(),
+        status: "ok".to_string(),
+        latency_ms: millis(started.elapsed()),
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_usd: 0.0,
+    };
+    match result {
+        Ok(r) => {
+            record.provider = Some(r.provider.clone());
+            record.model = Some(r.model.clone());
+            record.fallbacks = r.fallbacks.iter().map(|f| format!("{}/{}", f.provider, f.model)).collect();
+            record.input_tokens = r.usage.input_tokens;
+            record.output_tokens = r.usage.output_tokens;
+            record.cost_usd = r.cost_usd;
+        }
+        Err(e) => {
+            record.status = trace::error_type(e).to_string();
+            if let Error::Provider(p) = e {
+                record.provider = Some(p.provider.clone());
+                record.model = Some(p.model.clone());
+            }
+        }
+    }
+    record
 }
 
 /// This turn's messages as sent: the extra context joins the last user message.

@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use super::translate::{self, StreamTranslator};
 use super::{DEFAULT_VERSION, MessagesEvent, MessagesReply, MessagesRequest, MessagesStream, TokenCount};
+use crate::activity::{RequestRecord, millis};
 use crate::catalog::{Catalog, ModelInfo};
 use crate::config::{Config, ProviderConfig};
 use crate::error::{Error, ProviderError, ProviderErrorKind};
@@ -249,11 +250,47 @@ pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<M
     );
     span.record("request_id", uuid::Uuid::new_v4().to_string().as_str());
     span.record("session", session.id());
+    let (asked, started) = (request.model.clone(), Instant::now());
     let result = tracing::Instrument::instrument(run_in_span(session, request), span.clone()).await;
     if let Err(e) = &result {
         trace::record_error(&span, trace::error_type(e));
+        let mut line = record(asked, session.caller().key_name(), started);
+        line.status = trace::error_type(e).to_string();
+        if let Error::Provider(p) = e {
+            (line.provider, line.model) = (Some(p.provider.clone()), Some(p.model.clone()));
+        }
+        session.gateway().inner().activity.record(line);
     }
     result
+}
+
+/// The status page's line for a Messages call (`anthropic`), completed by its outcome.
+fn record(model_asked: String, key: Option<&str>, started: Instant) -> RequestRecord {
+    RequestRecord {
+        at_ms: crate::actors::session::now_ms(),
+        front_door: "anthropic".to_string(),
+        key: key.map(str::to_string),
+        model_asked,
+        provider: None,
+        model: None,
+        fallbacks: Vec::new(),
+        status: "ok".to_string(),
+        latency_ms: millis(started.elapsed()),
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_usd: 0.0,
+    }
+}
+
+/// Fills in who answered, and what it used and cost.
+fn answered(mut line: RequestRecord, model: &ModelInfo, fallbacks: Vec<String>, usage: Usage, cost: f64) -> RequestRecord {
+    line.provider = Some(model.provider.clone());
+    line.model = Some(model.id.clone());
+    line.fallbacks = fallbacks;
+    line.input_tokens = usage.input_tokens;
+    line.output_tokens = usage.output_tokens;
+    line.cost_usd = cost;
+    line
 }
 
 async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<MessagesReply, Error> {
@@ -305,6 +342,10 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
             Ok(Answer::Message(body, usage)) => {
                 let cost = record_success(&inner, model, key_name.as_deref(), usage, started);
                 trace::record_answer(&span, &model.provider, &model.id, usage, None, Some(cost));
+                let line = record(request.model.clone(), key_name.as_deref(), started);
+                inner
+                    .activity
+                    .record(answered(line, model, fallen_from(&plan[..index]), usage, cost));
                 if index > 0 {
                     span.record(
                         "exai.fallback_from",
@@ -322,6 +363,7 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
                 let (inner, model_info, key_name) = (inner.clone(), model.clone(), key_name.clone());
                 let until = started + session.deadline();
                 let after = session.deadline();
+                let (asked, fallbacks) = (request.model.clone(), fallen_from(&plan[..index]));
                 tokio::spawn(
                     async move {
                         let _held = (permits, permit, pass, tracked);
@@ -332,6 +374,8 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
                             started,
                             until,
                             after,
+                            asked,
+                            fallbacks,
                         };
                         relay(call, *response, translator.map(|t| *t), &tx).await;
                     }
@@ -368,6 +412,14 @@ struct Relayed<'a> {
     /// When the call's deadline passes, and how long it was.
     until: Instant,
     after: Duration,
+    /// The model asked, and the attempts that failed before this one (for the status page).
+    asked: String,
+    fallbacks: Vec<String>,
+}
+
+/// `provider/model` of each model tried before.
+fn fallen_from(tried: &[ModelInfo]) -> Vec<String> {
+    tried.iter().map(|m| format!("{}/{}", m.provider, m.id)).collect()
 }
 
 /// Relays the upstream's events to `tx` — translating OpenAI chunks when `translator` is given
@@ -437,12 +489,19 @@ async fn relay(
         usage = t.usage;
     }
     let span = tracing::Span::current();
+    let line = record(call.asked, call.key, call.started);
     if complete {
         let cost = record_success(call.inner, call.model, call.key, usage, call.started);
         trace::record_answer(&span, &call.model.provider, &call.model.id, usage, None, Some(cost));
+        call.inner
+            .activity
+            .record(answered(line, call.model, call.fallbacks, usage, cost));
     } else {
         record_failure(call.inner, call.model, call.key, "stream_interrupted", call.started);
         trace::record_error(&span, "stream_interrupted");
+        let mut line = answered(line, call.model, call.fallbacks, usage, 0.0);
+        line.status = "stream_interrupted".to_string();
+        call.inner.activity.record(line);
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use exai_core::testing::{FakeReply, FakeUpstream};
 use tokio::process::{Child, Command};
 
+pub mod chromium;
 pub mod ws;
 
 /// A running exai-ws, killed when dropped.
