@@ -12,8 +12,9 @@
 //! exai-ws routes `glm-4.6` to the plain location, `kimi-k2-0905-preview` to the stream,
 //! `MiniMax-M2` to the trickle. Plain and streamed rows run at 64 clients (requests/s, p50, p99,
 //! the proxying process's CPU per request) and at 1 client (p50). Any non-2xx answer or socket
-//! error fails the run. Also: exai-ws with its limits shared through a redis-server, and the RSS
-//! of 1,000 idle WebSocket sessions.
+//! error fails the run. Also: exai-ws with its limits shared through a redis-server, exai-ws
+//! exporting traces over OTLP/HTTP (to the upstream nginx, which answers 200 to each batch), and
+//! the RSS of 1,000 idle WebSocket sessions.
 //!
 //! ```sh
 //! bash scripts/bench-load.sh   # installs wrk and nginx-light if missing, builds exai-ws, runs this
@@ -155,6 +156,7 @@ fn upstream(port: u16) -> Killed {
         "  server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    keepalive_requests 1000000;\n    root {www};\n\
              error_page 405 =200 $uri;\n\
              location = /healthz {{ return 200 'ok'; }}\n\
+             location = /v1/traces {{ return 200; }}\n\
              location /plain/ {{ default_type application/json; }}\n\
              location /anthropic/ {{ default_type application/json; }}\n\
              location /stream/ {{ default_type text/event-stream; }}\n\
@@ -380,8 +382,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let (up, proxy_port, bare_port, ws_port, shared_port) =
-        (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (up, proxy_port, bare_port, ws_port, shared_port, traced_port) =
+        (free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
     let _upstream = upstream(up);
     let proxy = nginx_proxy(proxy_port, up);
     let bare = start_bare_proxy(up, bare_port);
@@ -392,8 +394,14 @@ fn main() {
         shared_port,
         &[("REDIS_URL", redis.url()), ("EXAI_MEMORY", "sqlite".into())],
     );
+    // Traces exported over OTLP/HTTP to the upstream nginx, which answers 200 to each batch.
+    let traced = start_exai_ws(
+        up,
+        traced_port,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{up}"))],
+    );
     rt.block_on(async {
-        for port in [up, proxy_port, bare_port, ws_port, shared_port] {
+        for port in [up, proxy_port, bare_port, ws_port, shared_port, traced_port] {
             wait_up(&format!("http://127.0.0.1:{port}/healthz")).await;
         }
     });
@@ -415,6 +423,7 @@ fn main() {
     // nginx's work is its workers'; the master is idle.
     let workers = nginx_workers(proxy.0.id());
     let (bare_pid, exai_pid, shared_pid) = (vec![bare.0.id()], vec![exai.0.id()], vec![shared.0.id()]);
+    let traced_pid = vec![traced.0.id()];
     let row = |name, url: String, script: &PathBuf, pids: &Vec<u32>| Row {
         name,
         url,
@@ -445,6 +454,12 @@ fn main() {
             at(shared_port, "/v1/chat/completions"),
             &plain,
             &shared_pid,
+        ),
+        row(
+            "plain: exai-ws, traces exported (OTLP)",
+            at(traced_port, "/v1/chat/completions"),
+            &plain,
+            &traced_pid,
         ),
         row(
             "200-chunk stream: direct",
@@ -505,6 +520,12 @@ fn main() {
             );
         }
     }
+    if let (Some(x), Some(t)) = (find("plain: exai-ws"), find("plain: exai-ws, traces exported (OTLP)")) {
+        println!(
+            "traces: exai-ws exporting every request's spans keeps {:.0}% of its requests/s (target ≥ 90%)",
+            100.0 * t.0.requests_per_sec / x.0.requests_per_sec
+        );
+    }
     // Idle sessions before the long streams, whose memory the allocator keeps afterwards.
     let (before, after) = rt.block_on(idle_sessions(ws_port, exai.0.id()));
     println!(
@@ -524,6 +545,7 @@ fn main() {
     );
     long_streams("exai-ws", &at(ws_port, "/v1/chat/completions"), &trickled, &exai_pid);
     drop(shared);
+    drop(traced);
     drop(redis);
 }
 

@@ -310,6 +310,11 @@ fn the_example_config_file_loads_and_says_what_it_sets() -> Result<(), ConfigErr
     );
     assert_eq!(c.anthropic.map_model("claude-haiku-4-5"), Some("glm-4.5-air"));
     assert_eq!(c.anthropic.map_model("claude-opus-4"), Some("glm-4.6"));
+    assert!(!c.otel_content);
+    assert_eq!(
+        entry(&c, "log.otel_content").map(|e| e.source.clone()),
+        Some(Source::File)
+    );
     assert_eq!(
         entry(&c, "limits.global_max_inflight").map(|e| e.source.clone()),
         Some(Source::File)
