@@ -382,8 +382,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let (up, proxy_port, bare_port, ws_port, shared_port, traced_port) =
-        (free_port(), free_port(), free_port(), free_port(), free_port(), free_port());
+    let (up, proxy_port, bare_port, ws_port, shared_port, traced_port) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let _upstream = upstream(up);
     let proxy = nginx_proxy(proxy_port, up);
     let bare = start_bare_proxy(up, bare_port);

@@ -35,13 +35,12 @@ fn spinner() -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    // A spinner and its message, not the default bar (which has no length to fill here).
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-        .with_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        )
-        .with_message("waiting for the model");
+    // A spinner and its message, not the default bar (which has no length to fill here). What
+    // the gateway reports (queued, calling a provider, falling back) follows the message.
+    let style = ProgressStyle::with_template("{spinner} waiting for the model{msg} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+    bar.tick();
     bar.enable_steady_tick(Duration::from_millis(100));
     Some(bar)
 }
@@ -136,7 +135,7 @@ pub async fn run(gateway: &Gateway, args: ChatArgs) -> Result<i32, Failure> {
         match event? {
             ChatEvent::Status(s) => {
                 if let Some(bar) = &spin {
-                    bar.set_message(s);
+                    bar.set_message(format!(" · {s}"));
                 }
             }
             ChatEvent::Reasoning(r) if show_reasoning => {

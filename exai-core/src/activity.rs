@@ -149,7 +149,10 @@ impl Activity {
                         latencies: [0; BUCKETS],
                     });
                 }
-                while window.front().is_some_and(|m| m.start_ms + WINDOW_MINUTES * 60_000 <= minute) {
+                while window
+                    .front()
+                    .is_some_and(|m| m.start_ms + WINDOW_MINUTES * 60_000 <= minute)
+                {
                     window.pop_front();
                 }
                 if let Some(m) = window.back_mut() {

@@ -104,7 +104,16 @@ where
         .with_span_processor(processor)
         .with_resource(resource.build())
         .build();
+    // Only what the GenAI conventions and exai's attributes say: no source location, thread,
+    // target or busy/idle times per span (each costs an attribute per span, or a clock read per
+    // poll), and no OpenTelemetry context switched on every poll (parents come from the span
+    // tree).
     let layer = tracing_opentelemetry::layer()
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_tracer(provider.tracer("exai"))
         .with_filter(Targets::new().with_target("exai_core", tracing::Level::INFO));
     Some((layer, Traces { provider }))

@@ -63,14 +63,25 @@ async fn the_page_shows_providers_and_requests_live_in_chromium() {
     assert!(browser.until(configured, Duration::from_secs(2)).await.is_some());
     assert!(
         browser
-            .until("document.querySelector('#recent tbody tr td:nth-child(5)')?.textContent === 'glm / glm-4.6'", Duration::from_secs(2))
+            .until(
+                "document.querySelector('#recent tbody tr td:nth-child(5)')?.textContent === 'glm / glm-4.6'",
+                Duration::from_secs(2)
+            )
             .await
             .is_some(),
         "{}",
         browser.eval("document.querySelector('#recent').innerText").await
     );
     // The live stream is open before the next request is made.
-    assert!(browser.until("document.getElementById('live').textContent.includes('live')", Duration::from_secs(10)).await.is_some());
+    assert!(
+        browser
+            .until(
+                "document.getElementById('live').textContent.includes('live')",
+                Duration::from_secs(10)
+            )
+            .await
+            .is_some()
+    );
 
     // A request while the page is open: its row comes within 2 s, by server-sent event.
     fake.push(FakeReply::text("while the page is open"));
@@ -88,7 +99,12 @@ async fn the_page_shows_providers_and_requests_live_in_chromium() {
         "not in the live list within 2 s: {}",
         browser.eval("document.querySelector('#recent').innerText").await
     );
-    assert_eq!(browser.eval("document.querySelectorAll('#recent tbody tr').length").await, 2);
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('#recent tbody tr').length")
+            .await,
+        2
+    );
 
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let _ = std::fs::create_dir_all(artifacts);

@@ -102,7 +102,9 @@ pub(crate) async fn run(
         }
         Err(e) => trace::record_error(&span, trace::error_type(e)),
     }
-    inner.activity.record(activity_record(&result, front_door, asked_text, key, started));
+    inner
+        .activity
+        .record(activity_record(&result, front_door, asked_text, key, started));
     if let (Some(sink), Err(e)) = (&sink, &result) {
         let _ = sink.send(Err(e.clone())).await;
     }
@@ -249,7 +251,11 @@ fn activity_record(
         Ok(r) => {
             record.provider = Some(r.provider.clone());
             record.model = Some(r.model.clone());
-            record.fallbacks = r.fallbacks.iter().map(|f| format!("{}/{}", f.provider, f.model)).collect();
+            record.fallbacks = r
+                .fallbacks
+                .iter()
+                .map(|f| format!("{}/{}", f.provider, f.model))
+                .collect();
             record.input_tokens = r.usage.input_tokens;
             record.output_tokens = r.usage.output_tokens;
             record.cost_usd = r.cost_usd;

@@ -283,7 +283,13 @@ fn record(model_asked: String, key: Option<&str>, started: Instant) -> RequestRe
 }
 
 /// Fills in who answered, and what it used and cost.
-fn answered(mut line: RequestRecord, model: &ModelInfo, fallbacks: Vec<String>, usage: Usage, cost: f64) -> RequestRecord {
+fn answered(
+    mut line: RequestRecord,
+    model: &ModelInfo,
+    fallbacks: Vec<String>,
+    usage: Usage,
+    cost: f64,
+) -> RequestRecord {
     line.provider = Some(model.provider.clone());
     line.model = Some(model.id.clone());
     line.fallbacks = fallbacks;

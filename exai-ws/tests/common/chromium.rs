@@ -152,7 +152,10 @@ impl Browser {
     /// A PNG of the page as it is now.
     pub async fn screenshot(&mut self) -> Vec<u8> {
         let shot = self
-            .call("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true}))
+            .call(
+                "Page.captureScreenshot",
+                json!({"format": "png", "captureBeyondViewport": true}),
+            )
             .await;
         base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().unwrap_or_default())
