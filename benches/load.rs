@@ -549,6 +549,12 @@ fn main() {
         &trickled,
         &workers,
     );
+    long_streams(
+        "axum + reqwest, bare",
+        &at(bare_port, "/trickle/v1/chat/completions"),
+        &trickled,
+        &bare_pid,
+    );
     long_streams("exai-ws", &at(ws_port, "/v1/chat/completions"), &trickled, &exai_pid);
     drop(shared);
     drop(traced);
