@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::request::Usage;
 
 /// How many requests the recent list keeps.
 pub const RECENT: usize = 100;
@@ -77,6 +81,56 @@ pub struct ActivityReport {
     pub recent: Vec<RequestRecord>,
     /// The last hour, per provider and model.
     pub models: Vec<ModelActivity>,
+}
+
+impl RequestRecord {
+    /// A request that started at `started`, asked of `model_asked` through `front_door`, with
+    /// `key` if any: `ok` until told otherwise.
+    pub(crate) fn new(front_door: String, model_asked: String, key: Option<String>, started: Instant) -> Self {
+        Self {
+            at_ms: crate::actors::session::now_ms(),
+            front_door,
+            key,
+            model_asked,
+            provider: None,
+            model: None,
+            fallbacks: Vec::new(),
+            status: "ok".to_string(),
+            latency_ms: millis(started.elapsed()),
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: 0.0,
+        }
+    }
+
+    /// Who answered (after `fallbacks` failed), and what it used and cost.
+    pub(crate) fn answered(
+        mut self,
+        provider: &str,
+        model: &str,
+        fallbacks: Vec<String>,
+        usage: Usage,
+        cost: f64,
+    ) -> Self {
+        self.provider = Some(provider.to_string());
+        self.model = Some(model.to_string());
+        self.fallbacks = fallbacks;
+        self.input_tokens = usage.input_tokens;
+        self.output_tokens = usage.output_tokens;
+        self.cost_usd = cost;
+        self
+    }
+
+    /// Failed with `error` (its type as the status; the provider and model when a provider
+    /// failed).
+    pub(crate) fn failed(mut self, error: &Error) -> Self {
+        self.status = crate::trace::error_type(error).to_string();
+        if let Error::Provider(p) = error {
+            self.provider = Some(p.provider.clone());
+            self.model = Some(p.model.clone());
+        }
+        self
+    }
 }
 
 #[derive(Clone)]
@@ -217,7 +271,7 @@ impl Activity {
 }
 
 /// Milliseconds, with a tenth: what the page shows.
-pub(crate) fn millis(d: Duration) -> f64 {
+fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0
 }
 

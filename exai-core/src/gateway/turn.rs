@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use super::Inner;
 use super::context;
-use crate::activity::{RequestRecord, millis};
+use crate::activity::RequestRecord;
 use crate::actors::limits::SessionLimit;
 use crate::actors::session::now_ms;
 use crate::catalog::ModelInfo;
@@ -233,42 +233,18 @@ fn activity_record(
     key: Option<String>,
     started: Instant,
 ) -> RequestRecord {
-    let mut record = RequestRecord {
-        at_ms: now_ms(),
-        front_door,
-        key,
-        model_asked,
-        provider: None,
-        model: None,
-        fallbacks: Vec::new(),
-        status: "ok".to_string(),
-        latency_ms: millis(started.elapsed()),
-        input_tokens: 0,
-        output_tokens: 0,
-        cost_usd: 0.0,
-    };
+    let record = RequestRecord::new(front_door, model_asked, key, started);
     match result {
         Ok(r) => {
-            record.provider = Some(r.provider.clone());
-            record.model = Some(r.model.clone());
-            record.fallbacks = r
+            let fallbacks = r
                 .fallbacks
                 .iter()
                 .map(|f| format!("{}/{}", f.provider, f.model))
                 .collect();
-            record.input_tokens = r.usage.input_tokens;
-            record.output_tokens = r.usage.output_tokens;
-            record.cost_usd = r.cost_usd;
+            record.answered(&r.provider, &r.model, fallbacks, r.usage, r.cost_usd)
         }
-        Err(e) => {
-            record.status = trace::error_type(e).to_string();
-            if let Error::Provider(p) = e {
-                record.provider = Some(p.provider.clone());
-                record.model = Some(p.model.clone());
-            }
-        }
+        Err(e) => record.failed(e),
     }
-    record
 }
 
 /// This turn's messages as sent: the extra context joins the last user message.

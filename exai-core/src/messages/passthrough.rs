@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use super::translate::{self, StreamTranslator};
 use super::{DEFAULT_VERSION, MessagesEvent, MessagesReply, MessagesRequest, MessagesStream, TokenCount};
-use crate::activity::{RequestRecord, millis};
+use crate::activity::RequestRecord;
 use crate::catalog::{Catalog, ModelInfo};
 use crate::config::{Config, ProviderConfig};
 use crate::error::{Error, ProviderError, ProviderErrorKind};
@@ -254,11 +254,7 @@ pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<M
     let result = tracing::Instrument::instrument(run_in_span(session, request), span.clone()).await;
     if let Err(e) = &result {
         trace::record_error(&span, trace::error_type(e));
-        let mut line = record(asked, session.caller().key_name(), started);
-        line.status = trace::error_type(e).to_string();
-        if let Error::Provider(p) = e {
-            (line.provider, line.model) = (Some(p.provider.clone()), Some(p.model.clone()));
-        }
+        let line = record(asked, session.caller().key_name(), started).failed(e);
         session.gateway().inner().activity.record(line);
     }
     result
@@ -266,37 +262,7 @@ pub(crate) async fn run(session: &Session, request: MessagesRequest) -> Result<M
 
 /// The status page's line for a Messages call (`anthropic`), completed by its outcome.
 fn record(model_asked: String, key: Option<&str>, started: Instant) -> RequestRecord {
-    RequestRecord {
-        at_ms: crate::actors::session::now_ms(),
-        front_door: "anthropic".to_string(),
-        key: key.map(str::to_string),
-        model_asked,
-        provider: None,
-        model: None,
-        fallbacks: Vec::new(),
-        status: "ok".to_string(),
-        latency_ms: millis(started.elapsed()),
-        input_tokens: 0,
-        output_tokens: 0,
-        cost_usd: 0.0,
-    }
-}
-
-/// Fills in who answered, and what it used and cost.
-fn answered(
-    mut line: RequestRecord,
-    model: &ModelInfo,
-    fallbacks: Vec<String>,
-    usage: Usage,
-    cost: f64,
-) -> RequestRecord {
-    line.provider = Some(model.provider.clone());
-    line.model = Some(model.id.clone());
-    line.fallbacks = fallbacks;
-    line.input_tokens = usage.input_tokens;
-    line.output_tokens = usage.output_tokens;
-    line.cost_usd = cost;
-    line
+    RequestRecord::new("anthropic".to_string(), model_asked, key.map(str::to_string), started)
 }
 
 async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<MessagesReply, Error> {
@@ -349,9 +315,8 @@ async fn run_in_span(session: &Session, request: MessagesRequest) -> Result<Mess
                 let cost = record_success(&inner, model, key_name.as_deref(), usage, started);
                 trace::record_answer(&span, &model.provider, &model.id, usage, None, Some(cost));
                 let line = record(request.model.clone(), key_name.as_deref(), started);
-                inner
-                    .activity
-                    .record(answered(line, model, fallen_from(&plan[..index]), usage, cost));
+                let line = line.answered(&model.provider, &model.id, fallen_from(&plan[..index]), usage, cost);
+                inner.activity.record(line);
                 if index > 0 {
                     span.record(
                         "exai.fallback_from",
@@ -499,13 +464,12 @@ async fn relay(
     if complete {
         let cost = record_success(call.inner, call.model, call.key, usage, call.started);
         trace::record_answer(&span, &call.model.provider, &call.model.id, usage, None, Some(cost));
-        call.inner
-            .activity
-            .record(answered(line, call.model, call.fallbacks, usage, cost));
+        let line = line.answered(&call.model.provider, &call.model.id, call.fallbacks, usage, cost);
+        call.inner.activity.record(line);
     } else {
         record_failure(call.inner, call.model, call.key, "stream_interrupted", call.started);
         trace::record_error(&span, "stream_interrupted");
-        let mut line = answered(line, call.model, call.fallbacks, usage, 0.0);
+        let mut line = line.answered(&call.model.provider, &call.model.id, call.fallbacks, usage, 0.0);
         line.status = "stream_interrupted".to_string();
         call.inner.activity.record(line);
     }
