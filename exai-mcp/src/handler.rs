@@ -219,7 +219,10 @@ impl ServerHandler for ExaiServer {
                 }
             });
         }
-        let call = self.tools.call(&session, &request.name, args, Some(progress));
+        let trace = trace_of(&context);
+        let call = self
+            .tools
+            .call_traced(&session, &request.name, args, Some(progress), trace);
         let outcome = tokio::select! {
             () = context.ct.cancelled() => return Err(McpError::internal_error("request cancelled", None)),
             outcome = call => outcome,
@@ -230,4 +233,19 @@ impl ServerHandler for ExaiServer {
             Err(e) => Err(McpError::invalid_params(e.to_string(), None)),
         }
     }
+}
+
+/// The caller's W3C trace: `_meta.traceparent` (MCP's SEP-414), else the HTTP request's
+/// `traceparent` header (MCP over streamable HTTP).
+fn trace_of(context: &RequestContext<RoleServer>) -> Option<exai_core::TraceContext> {
+    if let Some(parent) = context.meta.get_traceparent() {
+        let state = context.meta.get_tracestate().map(str::to_string);
+        return Some(exai_core::TraceContext::new(parent, state));
+    }
+    let headers = &context.extensions.get::<http::request::Parts>()?.headers;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Some(exai_core::TraceContext::new(
+        text("traceparent")?,
+        text("tracestate").map(str::to_string),
+    ))
 }

@@ -454,7 +454,8 @@ async fn an_invalid_configuration_exits_with_the_shared_code_3_naming_the_key() 
 
 /// With `OTEL_EXPORTER_OTLP_ENDPOINT`, a tool call is a SERVER span `execute_tool chat`; its turn
 /// an INTERNAL `chat …` under it, and the provider attempt a CLIENT span under that — received
-/// by an OTLP/HTTP receiver, the last spans sent as the process exits.
+/// by an OTLP/HTTP receiver, the last spans sent as the process exits. The client's
+/// `_meta.traceparent` is continued.
 #[tokio::test]
 async fn a_tool_call_is_exported_as_a_trace() {
     use exai_core::testing::otlp::{Receiver, SpanKind, attr};
@@ -465,11 +466,14 @@ async fn a_tool_call_is_exported_as_a_trace() {
     fake.push(FakeReply::text("traced"));
     let mut mcp = McpChild::spawn(&env(&fake, &[("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())]));
     mcp.initialize("2025-06-18").await;
+    // The client's trace, in `_meta` (MCP's SEP-414): the tool call continues it.
+    let (trace_id, caller_span) = ("5bf92f3577b34da6a3ce929d0e0e4736", "10f067aa0ba902b7");
+    let meta = json!({"traceparent": format!("00-{trace_id}-{caller_span}-01")});
     let reply = mcp
         .request(
             2,
             "tools/call",
-            json!({"name": "chat", "arguments": {"prompt": "ping"}}),
+            json!({"name": "chat", "arguments": {"prompt": "ping"}, "_meta": meta}),
         )
         .await;
     assert_eq!(reply["result"]["isError"], false, "{reply}");
@@ -485,6 +489,8 @@ async fn a_tool_call_is_exported_as_a_trace() {
     };
     let (tool, turn, attempt) = (find(SpanKind::Server), find(SpanKind::Internal), find(SpanKind::Client));
     assert_eq!(tool.name, "execute_tool chat");
+    assert_eq!(exai_core::testing::otlp::hex(&tool.trace_id), trace_id);
+    assert_eq!(exai_core::testing::otlp::hex(&tool.parent_span_id), caller_span);
     assert_eq!(attr(tool, "gen_ai.tool.name").as_deref(), Some("chat"));
     assert_eq!(turn.name, "chat auto");
     assert_eq!(turn.parent_span_id, tool.span_id);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{command, exits_with, free_port, start, state_dir};
+use common::{command, exits_with, free_port, mcp, start, state_dir};
 use exai_core::testing::{FakeReply, FakeUpstream};
 use serde_json::{Value, json};
 
@@ -249,34 +249,6 @@ async fn a_token_is_required_when_configured_and_never_echoed() {
         .map(|r| r.status().as_u16())
         .unwrap_or(0);
     assert_eq!(metrics, 401);
-}
-
-/// One MCP request over streamable HTTP; returns the JSON-RPC response and the session id.
-async fn mcp(client: &reqwest::Client, url: &str, session: Option<&str>, body: Value) -> (Value, Option<String>) {
-    let mut request = client
-        .post(url)
-        .header("accept", "application/json, text/event-stream")
-        .json(&body);
-    if let Some(s) = session {
-        request = request
-            .header("mcp-session-id", s)
-            .header("mcp-protocol-version", "2025-06-18");
-    }
-    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let text = response.text().await.unwrap_or_default();
-    let id = body.get("id").cloned();
-    let frame = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:").map(str::trim).or(Some(l)))
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|f| id.is_some() && f.get("id") == id.as_ref())
-        .unwrap_or(Value::Null);
-    (frame, session)
 }
 
 #[tokio::test]

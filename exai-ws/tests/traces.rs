@@ -212,3 +212,43 @@ async fn an_unreachable_collector_is_logged_once_counted_and_never_blocks_a_requ
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(text.matches("cannot export traces").count(), 1, "logged once: {text}");
 }
+
+#[tokio::test]
+async fn an_mcp_tool_call_over_http_continues_the_traceparent_header() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let receiver = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
+    let daemon = start(&otel_env(&fake, receiver.endpoint()), "traces-mcp").await;
+    fake.push(FakeReply::text("traced over mcp"));
+    let (client, url) = (reqwest::Client::new(), format!("{}/mcp", daemon.base));
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}});
+    let (_, session) = common::mcp(&client, &url, None, init).await;
+    let session = session.unwrap_or_else(|| panic!("no mcp-session-id"));
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    common::mcp(&client, &url, Some(&session), initialized).await;
+    let (trace_id, caller_span) = ("6bf92f3577b34da6a3ce929d0e0e4736", "20f067aa0ba902b7");
+    let response = client
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "chat", "arguments": {"prompt": "hi"}}}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 200);
+    let _ = response.text().await;
+    let trace = receiver
+        .trace(trace_id, |s| s.iter().any(|s| s.kind == SpanKind::Client as i32))
+        .await;
+    let tool = trace
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .unwrap_or_else(|| panic!("{trace:#?}"));
+    assert_eq!(tool.name, "execute_tool chat");
+    assert_eq!(hex(&tool.parent_span_id), caller_span);
+}

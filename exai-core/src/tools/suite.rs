@@ -16,7 +16,7 @@ use super::result::failure_output;
 use super::{Failure, LEAN, Tool, ToolCtx, ToolDef, ToolError, ToolOutput, output};
 use crate::error::Error;
 use crate::gateway::{Gateway, Session};
-use crate::trace;
+use crate::trace::{self, TraceContext};
 
 /// The tools a gateway's configuration offers (profile and disabled list applied), and the
 /// protocols the front door serving them speaks (for the `version` tool). Cheap to clone.
@@ -79,6 +79,19 @@ impl ToolSuite {
         args: Value,
         progress: Option<super::ProgressSender>,
     ) -> Result<ToolOutput, ToolError> {
+        self.call_traced(session, name, args, progress, None).await
+    }
+
+    /// [`ToolSuite::call`], continuing the caller's trace (an MCP request's `_meta.traceparent`,
+    /// or its HTTP header): the call's span is a child of it.
+    pub async fn call_traced(
+        &self,
+        session: &Session,
+        name: &str,
+        args: Value,
+        progress: Option<super::ProgressSender>,
+        trace: Option<TraceContext>,
+    ) -> Result<ToolOutput, ToolError> {
         let Some(tool) = self.tools.iter().find(|t| t.name() == name) else {
             let available = self.tools.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
             return Err(ToolError::UnknownTool {
@@ -87,7 +100,7 @@ impl ToolSuite {
             });
         };
         // One span per tool call (`execute_tool {name}`); the tool's turns are its children.
-        let span = trace::request_span(trace::Operation::Tool { name }, None, None);
+        let span = trace::request_span(trace::Operation::Tool { name }, trace.as_ref(), None);
         let output = self
             .run_tool(session, tool.as_ref(), name, args, progress)
             .instrument(span.clone())

@@ -158,3 +158,36 @@ pub fn text_of(result: &rmcp::model::CallToolResult) -> String {
     let value = serde_json::to_value(result).unwrap_or_default();
     value["content"][0]["text"].as_str().unwrap_or_default().to_string()
 }
+
+/// One MCP request over streamable HTTP; returns the JSON-RPC response and the session id.
+pub async fn mcp(
+    client: &reqwest::Client,
+    url: &str,
+    session: Option<&str>,
+    body: serde_json::Value,
+) -> (serde_json::Value, Option<String>) {
+    let mut request = client
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(s) = session {
+        request = request
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("{e}"));
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = response.text().await.unwrap_or_default();
+    let id = body.get("id").cloned();
+    let frame = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:").map(str::trim).or(Some(l)))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|f| id.is_some() && f.get("id") == id.as_ref())
+        .unwrap_or(serde_json::Value::Null);
+    (frame, session)
+}
