@@ -63,7 +63,9 @@ pub(crate) enum Operation<'a> {
 /// `parent` if given), INTERNAL inside another request's span (a tool's turns).
 pub(crate) fn request_span(op: Operation<'_>, parent: Option<&TraceContext>, key: Option<&str>) -> Span {
     // `exai.key` is recorded later where the key is known only after admission.
-    let root = Span::current().is_none();
+    // Nested only in a request span of ours (a tool call's turns): a span of another crate
+    // (rmcp's, with RUST_LOG=info) does not make this one internal.
+    let root = !Span::current().metadata().is_some_and(|m| m.target() == module_path!());
     let kind = if root { "server" } else { "internal" };
     let span = match op {
         Operation::Chat { model } => tracing::info_span!(

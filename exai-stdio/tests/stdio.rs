@@ -464,7 +464,12 @@ async fn a_tool_call_is_exported_as_a_trace() {
     };
     let receiver = Receiver::start().await.unwrap_or_else(|e| panic!("{e}"));
     fake.push(FakeReply::text("traced"));
-    let mut mcp = McpChild::spawn(&env(&fake, &[("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint())]));
+    // RUST_LOG=info: other crates' spans (rmcp's) do not change where the trace starts.
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+        ("RUST_LOG", "info"),
+    ];
+    let mut mcp = McpChild::spawn(&env(&fake, &otel));
     mcp.initialize("2025-06-18").await;
     // The client's trace, in `_meta` (MCP's SEP-414): the tool call continues it.
     let (trace_id, caller_span) = ("5bf92f3577b34da6a3ce929d0e0e4736", "10f067aa0ba902b7");
