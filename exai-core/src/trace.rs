@@ -65,7 +65,7 @@ pub(crate) fn request_span(op: Operation<'_>, parent: Option<&TraceContext>, key
     // `exai.key` is recorded later where the key is known only after admission.
     // Nested only in a request span of ours (a tool call's turns): a span of another crate
     // (rmcp's, with RUST_LOG=info) does not make this one internal.
-    let root = !Span::current().metadata().is_some_and(|m| m.target() == module_path!());
+    let root = Span::current().metadata().is_none_or(|m| m.target() != module_path!());
     let kind = if root { "server" } else { "internal" };
     let span = match op {
         Operation::Chat { model } => tracing::info_span!(
