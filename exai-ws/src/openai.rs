@@ -319,7 +319,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
     };
     // Events that are ready together go out as one write; one alone goes at once.
     let body = events.ready_chunks(SSE_BATCH).filter_map(move |batch| {
-        let mut out = String::new();
+        let mut out = Vec::new();
         for event in batch {
             writer.write(event, &mut out);
         }
@@ -382,13 +382,12 @@ struct SseWriter {
 }
 
 impl SseWriter {
-    fn data(out: &mut String, chunk: &Chunk<'_>) {
-        out.push_str("data: ");
-        // Serializing borrowed strings into a String cannot fail.
-        if let Ok(json) = serde_json::to_string(chunk) {
-            out.push_str(&json);
-        }
-        out.push_str("\n\n");
+    /// One `data:` event, serialized straight into the write buffer.
+    fn data(out: &mut Vec<u8>, chunk: &Chunk<'_>) {
+        out.extend_from_slice(b"data: ");
+        // Serializing borrowed strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, chunk);
+        out.extend_from_slice(b"\n\n");
     }
 
     fn chunk<'a>(&'a self, model: &'a str, choices: &'a [ChunkChoice<'a>], usage: Option<UsageOut>) -> Chunk<'a> {
@@ -402,7 +401,7 @@ impl SseWriter {
         }
     }
 
-    fn delta(&mut self, delta: Delta<'_>, out: &mut String) {
+    fn delta(&mut self, delta: Delta<'_>, out: &mut Vec<u8>) {
         let choice = [ChunkChoice {
             index: 0,
             delta,
@@ -411,7 +410,7 @@ impl SseWriter {
         Self::data(out, &self.chunk(&self.requested, &choice, None));
     }
 
-    fn write(&mut self, event: Result<ChatEvent, Error>, out: &mut String) {
+    fn write(&mut self, event: Result<ChatEvent, Error>, out: &mut Vec<u8>) {
         match event {
             Ok(ChatEvent::Text(t)) if !t.is_empty() => {
                 let role = std::mem::take(&mut self.first).then_some("assistant");
@@ -445,13 +444,13 @@ impl SseWriter {
                 if self.include_usage {
                     Self::data(out, &self.chunk(&r.model, &[], Some(usage_out(&r))));
                 }
-                out.push_str("data: [DONE]\n\n");
+                out.extend_from_slice(b"data: [DONE]\n\n");
             }
             Err(e) if !self.ended => {
                 self.ended = true;
                 let body =
                     json!({"error": {"message": e.to_string(), "type": "server_error", "code": "stream_failed"}});
-                out.push_str(&format!("data: {body}\n\ndata: [DONE]\n\n"));
+                out.extend_from_slice(format!("data: {body}\n\ndata: [DONE]\n\n").as_bytes());
             }
             _ => {}
         }

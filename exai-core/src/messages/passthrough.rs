@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -401,7 +400,7 @@ async fn relay(
     mut translator: Option<StreamTranslator>,
     tx: &mpsc::Sender<Result<MessagesEvent, Error>>,
 ) {
-    let mut events = response.bytes_stream().eventsource();
+    let mut events = crate::providers::sse_events(response.bytes_stream());
     let mut usage = Usage::default();
     let mut complete = false;
     'relay: loop {

@@ -11,7 +11,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
@@ -247,7 +246,7 @@ impl ProviderClient {
         events: &mpsc::Sender<ProviderEvent>,
         emitted: &mut bool,
     ) -> Result<RoundOutput, ProviderError> {
-        let mut stream = response.bytes_stream().eventsource();
+        let mut stream = super::sse_events(response.bytes_stream());
         let mut acc = Accumulator::default();
         let mut splitter = self.quirks.splits_think_tags().then(ThinkSplitter::default);
         let (mut text, mut reasoning) = (String::new(), String::new());

@@ -20,11 +20,13 @@ mod kimi;
 mod minimax;
 mod openai_compat;
 pub(crate) mod openai_wire;
+mod sse;
 mod think_tags;
 mod worker;
 
 pub use check::ProviderCheck;
 pub(crate) use client::{ProviderClient, classify, retry_after, transport_error};
+pub(crate) use sse::events as sse_events;
 pub use worker::ProviderHealth;
 pub(crate) use worker::{ProviderHandle, spawn_worker};
 
