@@ -45,10 +45,20 @@ fn secs() -> u64 {
         .unwrap_or(8)
 }
 
+/// A child process stopped when dropped: SIGTERM first, so that nginx's master takes its workers
+/// down with it (a SIGKILLed master leaves them running, holding the port), then SIGKILL after
+/// 3 s.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        for _ in 0..60 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
