@@ -41,6 +41,13 @@ impl TraceContext {
         }
     }
 
+    /// From an HTTP request's `traceparent` and `tracestate` headers; `None` without a
+    /// `traceparent`. Every front door that speaks HTTP reads them here.
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Self> {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Some(Self::new(text("traceparent")?, text("tracestate").map(str::to_string)))
+    }
+
     fn context(&self) -> opentelemetry::Context {
         let mut carrier = HashMap::from([("traceparent".to_string(), self.traceparent.clone())]);
         if let Some(state) = &self.tracestate {

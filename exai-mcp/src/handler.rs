@@ -242,10 +242,5 @@ fn trace_of(context: &RequestContext<RoleServer>) -> Option<exai_core::TraceCont
         let state = context.meta.get_tracestate().map(str::to_string);
         return Some(exai_core::TraceContext::new(parent, state));
     }
-    let headers = &context.extensions.get::<http::request::Parts>()?.headers;
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    Some(exai_core::TraceContext::new(
-        text("traceparent")?,
-        text("tracestate").map(str::to_string),
-    ))
+    exai_core::TraceContext::from_headers(&context.extensions.get::<http::request::Parts>()?.headers)
 }

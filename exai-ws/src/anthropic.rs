@@ -88,19 +88,20 @@ async fn json_body(state: &AppState, request: Request) -> Result<(Received, Valu
 }
 
 pub(crate) async fn messages(State(state): State<AppState>, request: Request) -> Response {
-    let (received, body) = match json_body(&state, request).await {
+    let (
+        Received {
+            headers, ip, caller, ..
+        },
+        body,
+    ) = match json_body(&state, request).await {
         Ok(parts) => parts,
         Err(response) => return response,
     };
-    let trace = received.trace();
-    let Received {
-        headers, ip, caller, ..
-    } = received;
     let request = match MessagesRequest::from_json(body) {
         Ok(r) => r
             .anthropic_version(header_of(&headers, "anthropic-version"))
             .anthropic_beta(header_of(&headers, "anthropic-beta"))
-            .trace_context(trace),
+            .trace_context(exai_core::TraceContext::from_headers(&headers)),
         Err(e) => return gateway_error(&e),
     };
     let session = state.client_session(ip, None, caller);

@@ -38,7 +38,12 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether `headers` carry `expected`, compared in constant time.
 pub(crate) fn token_ok(headers: &HeaderMap, expected: &str) -> bool {
-    bool::from(presented(headers).unwrap_or("").as_bytes().ct_eq(expected.as_bytes()))
+    same_secret(presented(headers).unwrap_or(""), expected)
+}
+
+/// Whether `given` is `expected`, compared in constant time.
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 /// A refused authentication, as JSON with 401 (503 while the keys cannot be read) — in

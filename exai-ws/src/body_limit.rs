@@ -35,18 +35,6 @@ pub(crate) struct Received {
     pub caller: exai_core::Caller,
 }
 
-impl Received {
-    /// The caller's W3C trace (`traceparent`, `tracestate`), which the request's span continues.
-    pub fn trace(&self) -> Option<exai_core::TraceContext> {
-        let text = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok());
-        let parent = text("traceparent")?;
-        Some(exai_core::TraceContext::new(
-            parent,
-            text("tracestate").map(str::to_string),
-        ))
-    }
-}
-
 /// Reads a request whole. The layer above caps what this reads: a body that grew past the limit
 /// fails here, answered with 413 in the route's protocol.
 pub(crate) async fn receive(state: &AppState, request: Request) -> Result<Received, Response> {

@@ -275,7 +275,7 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
         Ok(r) => r,
         Err(response) => return response,
     };
-    let trace = received.trace();
+    let trace = exai_core::TraceContext::from_headers(&received.headers);
     let (ip, caller) = (received.ip, received.caller);
     let body: CompletionRequest = match serde_json::from_slice(&received.body) {
         Ok(b) => b,

@@ -19,7 +19,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::state::AppState;
@@ -109,7 +108,7 @@ pub(crate) async fn operators(State(state): State<AppState>, request: Request, n
         crate::client::client_ip(request.extensions()).is_loopback()
     } else {
         let given = presented.unwrap_or_default();
-        tokens.iter().any(|t| bool::from(given.as_bytes().ct_eq(t.as_bytes())))
+        tokens.iter().any(|t| crate::auth::same_secret(&given, t))
     };
     if allowed {
         return next.run(request).await;

@@ -25,7 +25,7 @@ pub struct Browser {
 impl Browser {
     /// Starts Chromium with an empty profile and connects to its first page.
     pub async fn start() -> Self {
-        let profile = std::env::temp_dir().join(format!("exai-chromium-{}-{}", std::process::id(), fastrand_id()));
+        let profile = std::env::temp_dir().join(format!("exai-chromium-{}-{}", std::process::id(), unique_suffix()));
         let mut child = Command::new("chromium")
             .args([
                 "--headless=new",
@@ -163,7 +163,7 @@ impl Browser {
     }
 }
 
-fn fastrand_id() -> u128 {
+fn unique_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
