@@ -60,118 +60,177 @@ pub struct ModelInfo {
     pub aliases: Vec<String>,
 }
 
-/// (id, provider, context, max output, thinking, vision, web search, $in, $out, aliases)
-type Row = (
-    &'static str,
-    &'static str,
-    u32,
-    u32,
-    bool,
-    bool,
-    bool,
-    f64,
-    f64,
-    &'static [&'static str],
-);
+/// One built-in model, as written in [`BUILTIN`]: [`ModelInfo`] with `'static` strings, so the
+/// table is a `const`.
+struct Builtin {
+    id: &'static str,
+    provider: &'static str,
+    context_window: u32,
+    max_output: u32,
+    capabilities: Capabilities,
+    price: Price,
+    aliases: &'static [&'static str],
+}
 
-const BUILTIN: &[Row] = &[
-    (
-        "glm-4.6",
-        "glm",
-        200_000,
-        128_000,
-        true,
-        false,
-        true,
-        0.60,
-        2.20,
-        &["glm"],
-    ),
-    ("glm-4.5", "glm", 128_000, 96_000, true, false, true, 0.60, 2.20, &[]),
-    (
-        "glm-4.5-air",
-        "glm",
-        128_000,
-        96_000,
-        true,
-        false,
-        true,
-        0.20,
-        1.10,
-        &[],
-    ),
-    (
-        "glm-4.5-flash",
-        "glm",
-        128_000,
-        96_000,
-        true,
-        false,
-        true,
-        0.0,
-        0.0,
-        &["flash"],
-    ),
-    (
-        "glm-4.5v",
-        "glm",
-        64_000,
-        16_000,
-        true,
-        true,
-        false,
-        0.60,
-        1.80,
-        &["glm-vision"],
-    ),
-    (
-        "kimi-k2-0905-preview",
-        "kimi",
-        262_144,
-        65_536,
-        false,
-        false,
-        true,
-        0.60,
-        2.50,
-        &["kimi"],
-    ),
-    (
-        "kimi-k2-turbo-preview",
-        "kimi",
-        262_144,
-        65_536,
-        false,
-        false,
-        true,
-        1.15,
-        8.00,
-        &[],
-    ),
-    (
-        "kimi-k2-thinking",
-        "kimi",
-        262_144,
-        65_536,
-        true,
-        false,
-        true,
-        0.60,
-        2.50,
-        &[],
-    ),
-    (
-        "MiniMax-M2",
-        "minimax",
-        204_800,
-        131_072,
-        true,
-        false,
-        false,
-        0.30,
-        1.20,
-        &["minimax"],
-    ),
+impl Builtin {
+    fn model_info(&self) -> ModelInfo {
+        ModelInfo {
+            id: self.id.into(),
+            provider: self.provider.into(),
+            context_window: self.context_window,
+            max_output: self.max_output,
+            capabilities: self.capabilities,
+            price: self.price,
+            aliases: self.aliases.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
+const BUILTIN: &[Builtin] = &[
+    Builtin {
+        id: "glm-4.6",
+        provider: "glm",
+        context_window: 200_000,
+        max_output: 128_000,
+        capabilities: Capabilities {
+            thinking: true,
+            vision: false,
+            web_search: true,
+        },
+        price: Price {
+            input_per_m: 0.60,
+            output_per_m: 2.20,
+        },
+        aliases: &["glm"],
+    },
+    Builtin {
+        id: "glm-4.5",
+        provider: "glm",
+        context_window: 128_000,
+        max_output: 96_000,
+        capabilities: Capabilities {
+            thinking: true,
+            vision: false,
+            web_search: true,
+        },
+        price: Price {
+            input_per_m: 0.60,
+            output_per_m: 2.20,
+        },
+        aliases: &[],
+    },
+    Builtin {
+        id: "glm-4.5-air",
+        provider: "glm",
+        context_window: 128_000,
+        max_output: 96_000,
+        capabilities: Capabilities {
+            thinking: true,
+            vision: false,
+            web_search: true,
+        },
+        price: Price {
+            input_per_m: 0.20,
+            output_per_m: 1.10,
+        },
+        aliases: &[],
+    },
+    Builtin {
+        id: "glm-4.5-flash",
+        provider: "glm",
+        context_window: 128_000,
+        max_output: 96_000,
+        capabilities: Capabilities {
+            thinking: true,
+            vision: false,
+            web_search: true,
+        },
+        price: Price {
+            input_per_m: 0.0,
+            output_per_m: 0.0,
+        },
+        aliases: &["flash"],
+    },
+    Builtin {
+        id: "glm-4.5v",
+        provider: "glm",
+        context_window: 64_000,
+        max_output: 16_000,
+        capabilities: Capabilities {
+            thinking: true,
+            vision: true,
+            web_search: false,
+        },
+        price: Price {
+            input_per_m: 0.60,
+            output_per_m: 1.80,
+        },
+        aliases: &["glm-vision"],
+    },
+    Builtin {
+        id: "kimi-k2-0905-preview",
+        provider: "kimi",
+        context_window: 262_144,
+        max_output: 65_536,
+        capabilities: Capabilities {
+            thinking: false,
+            vision: false,
+            web_search: true,
+        },
+        price: Price {
+            input_per_m: 0.60,
+            output_per_m: 2.50,
+        },
+        aliases: &["kimi"],
+    },
+    Builtin {
+        id: "kimi-k2-turbo-preview",
+        provider: "kimi",
+        context_window: 262_144,
+        max_output: 65_536,
+        capabilities: Capabilities {
+            thinking: false,
+            vision: false,
+            web_search: true,
+        },
+        price: Price {
+            input_per_m: 1.15,
+            output_per_m: 8.00,
+        },
+        aliases: &[],
+    },
+    Builtin {
+        id: "kimi-k2-thinking",
+        provider: "kimi",
+        context_window: 262_144,
+        max_output: 65_536,
+        capabilities: Capabilities {
+            thinking: true,
+            vision: false,
+            web_search: true,
+        },
+        price: Price {
+            input_per_m: 0.60,
+            output_per_m: 2.50,
+        },
+        aliases: &[],
+    },
+    Builtin {
+        id: "MiniMax-M2",
+        provider: "minimax",
+        context_window: 204_800,
+        max_output: 131_072,
+        capabilities: Capabilities {
+            thinking: true,
+            vision: false,
+            web_search: false,
+        },
+        price: Price {
+            input_per_m: 0.30,
+            output_per_m: 1.20,
+        },
+        aliases: &["minimax"],
+    },
 ];
 
 /// Fallback figures for models the catalog does not know (`provider/anything`).
@@ -189,27 +248,10 @@ impl Catalog {
     /// The built-in table merged with the config's declarations and aliases.
     pub fn from_config(config: &Config) -> Self {
         let mut catalog = Catalog::default();
-        for row in BUILTIN {
-            let (id, provider, ctx, out, thinking, vision, web, pin, pout, aliases) = *row;
-            if config.provider(provider).is_none() {
-                continue;
+        for builtin in BUILTIN {
+            if config.provider(builtin.provider).is_some() {
+                catalog.models.push(builtin.model_info());
             }
-            catalog.models.push(ModelInfo {
-                id: id.into(),
-                provider: provider.into(),
-                context_window: ctx,
-                max_output: out,
-                capabilities: Capabilities {
-                    thinking,
-                    vision,
-                    web_search: web,
-                },
-                price: Price {
-                    input_per_m: pin,
-                    output_per_m: pout,
-                },
-                aliases: aliases.iter().map(|a| a.to_string()).collect(),
-            });
         }
         for provider in &config.providers {
             for decl in &provider.models {
