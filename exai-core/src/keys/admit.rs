@@ -14,8 +14,11 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::auth::{Caller, Who};
+use super::handle::Keys;
 use super::period::{minute_id, rest_of_minute, rfc3339};
-use super::{Caller, KeyLimits, Keys, StoredKey, Who, secret};
+use super::secret;
+use super::types::{KeyLimits, StoredKey};
 use crate::actors::shared::{Lease, Leased};
 use crate::catalog::{Catalog, ModelInfo};
 use crate::config::Config;

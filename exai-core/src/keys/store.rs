@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::{KeyError, StoredKey};
-use crate::memory::{Db, RedisConn};
+use super::types::{KeyError, StoredKey};
+use crate::memory::{Db, MemoryError, RedisConn};
 
 /// How long one Redis round trip may take.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,6 +38,12 @@ pub(crate) struct Loaded {
 pub(crate) enum KeyStore {
     Sqlite(Db),
     Redis { conn: RedisConn, prefix: String },
+}
+
+impl From<MemoryError> for KeyError {
+    fn from(e: MemoryError) -> Self {
+        Self::Store(e.to_string())
+    }
 }
 
 fn redis_error(op: &'static str) -> impl Fn(String) -> KeyError {

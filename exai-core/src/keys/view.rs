@@ -1,5 +1,5 @@
 //! This process's copy of the keys and their meters. Loaded the first time a request is
-//! authenticated, then refreshed every [`super::POLL`]: the generation counter is read, the keys
+//! authenticated, then refreshed every [`POLL`](super::handle::POLL): the generation counter is read, the keys
 //! reloaded only when it moved, the meters of the current periods read every time. Checks read
 //! this copy, never the store. If the store stops answering, the last copy stays in force (a
 //! revoked key stays revoked) and the failure is logged once.
@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use super::StoredKey;
 use super::period::{Period, minute_id};
 use super::store::{KeyStore, Meter, Meters};
+use super::types::{KeyError, StoredKey};
 
 /// The meter ids of `now`: each budget period's, and the minute's.
 pub(crate) fn meter_ids(now: OffsetDateTime) -> Vec<String> {
@@ -139,7 +139,7 @@ impl View {
         }
     }
 
-    async fn try_refresh(&self, store: &KeyStore, now: OffsetDateTime, force: bool) -> Result<(), super::KeyError> {
+    async fn try_refresh(&self, store: &KeyStore, now: OffsetDateTime, force: bool) -> Result<(), KeyError> {
         let stale = force || !self.is_loaded() || store.generation().await? != self.read(|s| s.generation);
         if stale {
             let loaded = store.load().await?;
