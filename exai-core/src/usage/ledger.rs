@@ -1,0 +1,202 @@
+//! The [`UsageLedger`]: every finished call is folded into this process's figures (`local.rs`) at
+//! once and added to the shared store, if there is one (`sqlite.rs`, `redis.rs`), off the request
+//! path. A report comes from the shared store, or from this process's figures when there is
+//! none or it does not answer.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
+
+use super::batch::SqliteBatch;
+use super::local::Local;
+use super::report::{Entry, KeyUsageReport, UsageReport, flatten};
+use super::{redis, sqlite};
+use crate::memory::{Db, RedisConn};
+use crate::request::Usage;
+
+/// Where the shared ledger lives.
+pub(crate) enum SharedLedger {
+    /// Redis hashes under this prefix.
+    Redis(RedisConn, String),
+    /// The SQLite file's `usage` table.
+    Sqlite(Db),
+}
+
+/// The ledger.
+pub(crate) struct UsageLedger {
+    local: Mutex<Local>,
+    shared: Option<SharedLedger>,
+    /// The gateway's tracker: shared writes run off the request path, and `shutdown` waits for
+    /// them, so a short-lived process (`exai chat`) loses none.
+    writes: TaskTracker,
+    /// The SQLite file's writes, committed in groups.
+    sqlite_batch: Option<SqliteBatch>,
+}
+
+impl UsageLedger {
+    pub fn new(shared: Option<SharedLedger>, writes: TaskTracker) -> Self {
+        let sqlite_batch = match &shared {
+            Some(SharedLedger::Sqlite(db)) => Some(SqliteBatch::new(db.clone())),
+            _ => None,
+        };
+        Self {
+            local: Mutex::new(Local::default()),
+            shared,
+            writes,
+            sqlite_batch,
+        }
+    }
+
+    /// Records a completed call that took `elapsed`, made with `key` if any.
+    pub fn success(&self, provider: &str, model: &str, key: Option<&str>, usage: Usage, cost: f64, elapsed: Duration) {
+        if let Ok(mut local) = self.local.lock() {
+            local.success(provider, model, key, usage, cost, elapsed);
+        }
+        self.persist(&Entry {
+            provider,
+            model,
+            key,
+            counters: &[
+                ("requests", 1),
+                ("input_tokens", usage.input_tokens as i64),
+                ("output_tokens", usage.output_tokens as i64),
+                ("reasoning_tokens", usage.reasoning_tokens as i64),
+            ],
+            cost,
+        });
+    }
+
+    /// Records a failed call, made with `key` if any.
+    pub fn error(&self, provider: &str, model: &str, key: Option<&str>) {
+        if let Ok(mut local) = self.local.lock() {
+            local.error(provider, model, key);
+        }
+        self.persist(&Entry {
+            provider,
+            model,
+            key,
+            counters: &[("errors", 1)],
+            cost: 0.0,
+        });
+    }
+
+    fn persist(&self, entry: &Entry<'_>) {
+        match &self.shared {
+            None => {}
+            Some(SharedLedger::Sqlite(_)) => {
+                if let Some(batch) = &self.sqlite_batch {
+                    sqlite::add(batch, &self.writes, entry);
+                }
+            }
+            Some(SharedLedger::Redis(conn, prefix)) => redis::add(conn, prefix, &self.writes, entry),
+        }
+    }
+
+    /// The ledger now.
+    pub async fn report(&self) -> UsageReport {
+        let (since_start, today_local) = match self.local.lock() {
+            Ok(mut l) => (
+                l.since_start.values().cloned().collect::<Vec<_>>(),
+                l.today().values().cloned().collect(),
+            ),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        if let Some(SharedLedger::Sqlite(db)) = &self.shared {
+            match sqlite::read(db).await {
+                Ok((all_time, today)) => {
+                    return UsageReport {
+                        backend: "sqlite",
+                        since_start,
+                        today,
+                        all_time,
+                    };
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the usage ledger; showing this process's figures"),
+            }
+        }
+        if let Some(SharedLedger::Redis(conn, prefix)) = &self.shared
+            && let Some((all_time, today)) = redis::read(conn, prefix).await
+        {
+            return UsageReport {
+                backend: "redis",
+                since_start,
+                today,
+                all_time,
+            };
+        }
+        UsageReport {
+            backend: "local",
+            all_time: since_start.clone(),
+            since_start,
+            today: today_local,
+        }
+    }
+
+    /// The ledger of calls made with keys.
+    pub async fn report_by_key(&self) -> KeyUsageReport {
+        match &self.shared {
+            Some(SharedLedger::Sqlite(db)) => match sqlite::read_by_key(db).await {
+                Ok((all_time, today)) => {
+                    return KeyUsageReport {
+                        backend: "sqlite",
+                        today,
+                        all_time,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the usage ledger; showing this process's figures")
+                }
+            },
+            Some(SharedLedger::Redis(conn, prefix)) => {
+                if let Some((all, day)) = redis::read_by_key(conn, prefix).await {
+                    return KeyUsageReport {
+                        backend: "redis",
+                        today: flatten(day),
+                        all_time: flatten(all),
+                    };
+                }
+            }
+            None => {}
+        }
+        let since_start = self.local.lock().map(|l| l.by_key.clone()).unwrap_or_default();
+        let rows = flatten(since_start);
+        KeyUsageReport {
+            backend: "local",
+            today: rows.clone(),
+            all_time: rows,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_ledger_adds_up_per_provider_and_model() {
+        let l = UsageLedger::new(None, TaskTracker::new());
+        let u = Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            reasoning_tokens: 1,
+        };
+        l.success("glm", "glm-4.6", None, u, 0.5, Duration::from_millis(5));
+        l.success("glm", "glm-4.6", None, u, 0.25, Duration::from_millis(5));
+        l.error("kimi", "kimi-k2-0905-preview", None);
+        let r = l.report().await;
+        assert_eq!(r.backend, "local");
+        let glm = r
+            .today
+            .iter()
+            .find(|r| r.provider == "glm")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!((glm.requests, glm.input_tokens, glm.output_tokens), (2, 20, 10));
+        assert!((glm.cost_usd - 0.75).abs() < 1e-9);
+        assert_eq!(
+            r.since_start.iter().find(|r| r.provider == "kimi").map(|r| r.errors),
+            Some(1)
+        );
+    }
+}

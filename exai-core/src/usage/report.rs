@@ -1,0 +1,139 @@
+//! What the ledger counts and reports: a [`UsageRow`] of counters per provider and model, the
+//! reports made of them ([`UsageReport`], and per key [`KeyUsageReport`]), and how counters fold
+//! into rows ([`Rows`], [`row`]). Every store — this process (`local.rs`), the SQLite file
+//! (`sqlite.rs`), Redis (`redis.rs`) — gives back these.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Counters for one provider and model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct UsageRow {
+    /// Provider name.
+    pub provider: String,
+    /// Model id.
+    pub model: String,
+    /// Calls that completed.
+    pub requests: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Prompt tokens.
+    pub input_tokens: u64,
+    /// Completion tokens.
+    pub output_tokens: u64,
+    /// Of which reasoning.
+    pub reasoning_tokens: u64,
+    /// USD, from the catalog's prices.
+    pub cost_usd: f64,
+}
+
+/// The ledger as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageReport {
+    /// `redis` (shared by every process) or `local` (this process only).
+    pub backend: &'static str,
+    /// Since this process started.
+    pub since_start: Vec<UsageRow>,
+    /// Today (UTC).
+    pub today: Vec<UsageRow>,
+    /// All time (`redis`), or since start (`local`).
+    pub all_time: Vec<UsageRow>,
+}
+
+/// A key's counters for one provider and model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct KeyUsageRow {
+    /// The key's name.
+    pub key: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub usage: UsageRow,
+}
+
+/// The ledger of calls made with keys.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyUsageReport {
+    /// `sqlite`, `redis` (shared by every process) or `local` (this process only).
+    pub backend: &'static str,
+    /// Today (UTC).
+    pub today: Vec<KeyUsageRow>,
+    /// All time (or since start, `local`).
+    pub all_time: Vec<KeyUsageRow>,
+}
+
+/// What one finished call adds to the ledger: named counters (`requests`, `errors`,
+/// `input_tokens`, `output_tokens`, `reasoning_tokens`) and its cost, for a provider and model,
+/// and for a key if one was used.
+pub(super) struct Entry<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub key: Option<&'a str>,
+    pub counters: &'a [(&'a str, i64)],
+    pub cost: f64,
+}
+
+/// Values by provider, then model: found by `&str` without allocating on the request path.
+#[derive(Debug, Clone)]
+pub(super) struct ByModel<T>(BTreeMap<String, BTreeMap<String, T>>);
+
+impl<T> Default for ByModel<T> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<T> ByModel<T> {
+    pub fn get_or_insert_with(&mut self, provider: &str, model: &str, new: impl FnOnce() -> T) -> &mut T {
+        if !self.0.contains_key(provider) {
+            self.0.insert(provider.to_string(), BTreeMap::new());
+        }
+        let models = self
+            .0
+            .get_mut(provider)
+            .unwrap_or_else(|| unreachable!("inserted above"));
+        if !models.contains_key(model) {
+            models.insert(model.to_string(), new());
+        }
+        models.get_mut(model).unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.0.values().flat_map(BTreeMap::values)
+    }
+
+    pub fn into_values(self) -> impl Iterator<Item = T> {
+        self.0.into_values().flat_map(BTreeMap::into_values)
+    }
+}
+
+/// Rows by provider and model.
+pub(super) type Rows = ByModel<UsageRow>;
+
+/// The row of `provider`/`model` in `rows`, made empty if it is not there yet.
+pub(super) fn row<'a>(rows: &'a mut Rows, provider: &str, model: &str) -> &'a mut UsageRow {
+    rows.get_or_insert_with(provider, model, || UsageRow {
+        provider: provider.to_string(),
+        model: model.to_string(),
+        ..UsageRow::default()
+    })
+}
+
+/// Rows per key as the report lists them: by key, then provider and model.
+pub(super) fn flatten(by_key: BTreeMap<String, Rows>) -> Vec<KeyUsageRow> {
+    by_key
+        .into_iter()
+        .flat_map(|(key, rows)| {
+            rows.into_values().map(move |usage| KeyUsageRow {
+                key: key.clone(),
+                usage,
+            })
+        })
+        .collect()
+}
+
+/// Today's UTC date (shown as `YYYY-MM-DD`). A `Date` is compared without formatting; only the
+/// shared stores' keys and rows format it.
+pub(super) fn today() -> time::Date {
+    time::OffsetDateTime::now_utc().date()
+}

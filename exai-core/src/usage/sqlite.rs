@@ -1,0 +1,93 @@
+//! The ledger in the SQLite file: table `usage` holds a row per day (and one for `all` time) per
+//! provider and model, `key_usage` the same per key. Calls are written in groups (`batch.rs`); the
+//! reports read the rows of today and of `all`.
+
+use tokio_util::task::TaskTracker;
+
+use super::batch::{Delta, SqliteBatch};
+use super::report::{Entry, KeyUsageRow, UsageRow, today};
+use crate::memory::{Db, MemoryError};
+
+/// The counters of a row, in the order of its columns (and of [`Delta::counts`]).
+const COUNTERS: [&str; 5] = [
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+];
+
+/// Adds one call to the next batch of writes.
+pub(super) fn add(batch: &SqliteBatch, writes: &TaskTracker, entry: &Entry<'_>) {
+    let count = |name: &str| entry.counters.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v);
+    let delta = Delta {
+        counts: COUNTERS.map(count),
+        cost: entry.cost,
+    };
+    batch.add(
+        writes,
+        today().to_string(),
+        entry.key,
+        entry.provider,
+        entry.model,
+        delta,
+    );
+}
+
+/// The rows of all time and of today.
+pub(super) async fn read(db: &Db) -> Result<(Vec<UsageRow>, Vec<UsageRow>), MemoryError> {
+    let day = today().to_string();
+    db.call("usage report", move |conn| {
+        Ok((read_rows(conn, "all")?, read_rows(conn, &day)?))
+    })
+    .await
+}
+
+/// The rows per key of all time and of today.
+pub(super) async fn read_by_key(db: &Db) -> Result<(Vec<KeyUsageRow>, Vec<KeyUsageRow>), MemoryError> {
+    let day = today().to_string();
+    db.call("usage by key", move |conn| {
+        Ok((read_key_rows(conn, "all")?, read_key_rows(conn, &day)?))
+    })
+    .await
+}
+
+/// The file's rows for `day` (or `all`).
+fn read_rows(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<UsageRow>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd
+         FROM usage WHERE day = ?1 ORDER BY provider, model",
+    )?;
+    statement.query_map([day], usage_row)?.collect()
+}
+
+/// The file's rows per key for `day` (or `all`).
+fn read_key_rows(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<KeyUsageRow>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd, key
+         FROM key_usage WHERE day = ?1 ORDER BY key, provider, model",
+    )?;
+    statement
+        .query_map([day], |r| {
+            Ok(KeyUsageRow {
+                usage: usage_row(r)?,
+                key: r.get(8)?,
+            })
+        })?
+        .collect()
+}
+
+/// A row's counters, from the columns provider, model, requests, errors, input_tokens,
+/// output_tokens, reasoning_tokens, cost_usd (in that order, first).
+fn usage_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRow> {
+    Ok(UsageRow {
+        provider: r.get(0)?,
+        model: r.get(1)?,
+        requests: r.get::<_, i64>(2)? as u64,
+        errors: r.get::<_, i64>(3)? as u64,
+        input_tokens: r.get::<_, i64>(4)? as u64,
+        output_tokens: r.get::<_, i64>(5)? as u64,
+        reasoning_tokens: r.get::<_, i64>(6)? as u64,
+        cost_usd: r.get(7)?,
+    })
+}
