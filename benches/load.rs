@@ -9,8 +9,8 @@
 //!   long-stream rows (2,000 at once: memory per open stream and CPU for the run);
 //! - `/anthropic/v1/messages`: a fixed Anthropic message, for the `/v1/messages` passthrough row.
 //!
-//! exai-ws routes `glm-4.6` to the plain location, `kimi-k2-0905-preview` to the stream,
-//! `MiniMax-M2` to the trickle. Plain and streamed rows run at 64 clients (requests/s, p50, p99,
+//! exai-ws routes `glm-4.6` to the plain location, `kimi-k2-0905-preview` to the stream, and
+//! `vllm/trickle` (an OpenAI-compatible provider declared in an `exai.toml`) to the trickle. Plain and streamed rows run at 64 clients (requests/s, p50, p99,
 //! the proxying process's CPU per request) and at 1 client (p50). Any non-2xx answer or socket
 //! error fails the run. Also: exai-ws with its limits shared through a redis-server, exai-ws
 //! exporting traces over OTLP/HTTP (to the upstream nginx, which answers 200 to each batch), and
@@ -197,18 +197,24 @@ fn start_exai_ws(upstream: u16, port: u16, extra: &[(&str, String)]) -> Killed {
     let state = std::env::temp_dir().join(format!("exai-load-{port}-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&state);
     let base = |location: &str| format!("http://127.0.0.1:{upstream}/{location}/v1");
+    // The trickle is an OpenAI-compatible provider's (its chat is relayed, as GLM's and Kimi's
+    // is; MiniMax's chat replies are rewritten for their `<think>` tags, so not relayed).
+    let config = state.join("exai.toml");
+    let toml = format!(
+        "[providers.vllm]\nbase_url = \"{}\"\nmax_inflight = 4096\n[[providers.vllm.models]]\nid = \"trickle\"\n",
+        base("trickle")
+    );
+    std::fs::write(&config, toml).unwrap_or_else(|e| panic!("{e}"));
     let child = Command::new(bin)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", &state)
         .env("EXAI_STATE_DIR", &state)
         .env("EXAI_WS_PORT", port.to_string())
-        .envs(
-            [("GLM", "plain"), ("KIMI", "stream"), ("MINIMAX", "trickle")]
-                .map(|(p, l)| (format!("{p}_BASE_URL"), base(l))),
-        )
-        .envs(["GLM", "KIMI", "MINIMAX"].map(|p| (format!("{p}_API_KEY"), "load".to_string())))
-        .envs(["GLM", "KIMI", "MINIMAX"].map(|p| (format!("{p}_MAX_INFLIGHT"), "4096".to_string())))
+        .env("EXAI_CONFIG", &config)
+        .envs([("GLM", "plain"), ("KIMI", "stream")].map(|(p, l)| (format!("{p}_BASE_URL"), base(l))))
+        .envs(["GLM", "KIMI"].map(|p| (format!("{p}_API_KEY"), "load".to_string())))
+        .envs(["GLM", "KIMI"].map(|p| (format!("{p}_MAX_INFLIGHT"), "4096".to_string())))
         .env(
             "GLM_ANTHROPIC_BASE_URL",
             format!("http://127.0.0.1:{upstream}/anthropic"),
@@ -428,7 +434,7 @@ fn main() {
     };
     let plain = wrk::post_script(&dir, "plain", &ask("glm-4.6", false), &[]);
     let streamed = wrk::post_script(&dir, "streamed", &ask("kimi-k2-0905-preview", true), &[]);
-    let trickled = wrk::post_script(&dir, "trickled", &ask("MiniMax-M2", true), &[]);
+    let trickled = wrk::post_script(&dir, "trickled", &ask("vllm/trickle", true), &[]);
     let messages = wrk::post_script(
         &dir,
         "messages",

@@ -24,8 +24,6 @@ mod session;
 mod status;
 mod turn;
 
-pub(crate) use turn::{record_failure, record_success};
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,8 +77,6 @@ pub(crate) struct Inner {
     rate: ClientRate,
     /// API keys: who may call, and each key's limits and spend.
     pub keys: Keys,
-    /// The providers' HTTP client (also for passed-through Anthropic requests).
-    pub http: reqwest::Client,
     /// The last requests and the last hour per model, for status pages.
     pub activity: Activity,
 }
@@ -193,7 +189,6 @@ impl GatewayBuilder {
             default_session,
             rate: ClientRate::new(config.limits.requests_per_minute),
             keys,
-            http,
             activity: Activity::new(),
             config,
         };

@@ -26,8 +26,11 @@
 //!   quirks per provider; retries and the circuit breaker.
 //! - `routing`: `auto` selection and the fallback chain.
 //! - `memory`: conversation threads behind [`MemoryStore`] (Redis or in process).
-//! - `messages`: Anthropic Messages requests ([`MessagesRequest`], [`MessagesReply`]), passed
-//!   through to a provider's Anthropic endpoint or translated to its OpenAI chat endpoint.
+//! - `wire`: the API formats ([`Wire`]: OpenAI chat, Anthropic Messages) — a client's request
+//!   as it came ([`WireRequest`]), the reply in its wire ([`WireReply`], [`WireStream`]),
+//!   relayed as bytes or translated.
+//! - `engine`: one attempt loop for every call (permits, circuit, retries, quirks, fallback),
+//!   what is recorded once per call, and wire calls (relay or translation).
 //! - `keys`: API keys ([`Keys`]): who may call, with what limits and budget, and what each spent.
 //! - `activity`: the last 100 requests and the last hour per model ([`ActivityReport`]), live
 //!   too — what exai-ws's status page shows.
@@ -65,11 +68,11 @@ mod activity;
 mod actors;
 mod catalog;
 mod config;
+mod engine;
 mod error;
 mod gateway;
 mod keys;
 mod memory;
-mod messages;
 mod metrics_catalog;
 mod providers;
 mod request;
@@ -79,6 +82,7 @@ pub mod testing;
 mod tools;
 mod trace;
 mod usage;
+mod wire;
 
 pub use activity::{ActivityReport, ModelActivity, RequestRecord};
 pub use actors::conversation::QueueStats;
@@ -97,7 +101,6 @@ pub use gateway::{
 };
 pub use keys::{Caller, CreatedKey, KeyError, KeyInfo, KeyLimits, KeyStatus, KeyUpdate, Keys, Period, parse_date};
 pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, Turn};
-pub use messages::{MessagesEvent, MessagesReply, MessagesRequest, MessagesStream, TokenCount};
 pub use metrics_catalog::{DURATION_BUCKETS, FLOAT_COUNTERS, describe_metrics};
 pub use providers::{ProviderCheck, ProviderHealth};
 pub use request::{
@@ -109,6 +112,7 @@ pub use tools::{
 };
 pub use trace::TraceContext;
 pub use usage::{KeyUsageReport, KeyUsageRow, UsageReport, UsageRow};
+pub use wire::{TokenCount, Wire, WireReply, WireRequest, WireStream};
 
 /// README's Rust snippets, compiled as doc tests so they cannot drift from the API.
 #[doc = include_str!("../../README.md")]

@@ -3,21 +3,19 @@
 //! request carries `anthropic-version` — so Claude Code and Anthropic's SDKs run on exai's
 //! providers (`ANTHROPIC_BASE_URL=http://127.0.0.1:8079`).
 //!
-//! This file is the wire mapping only: it parses the request, hands it to the core
-//! ([`exai_core::Session::messages`]: admission, keys, routing, fallback, limits, the usage
-//! ledger, the passthrough itself) and writes the answer — the provider's message, or its events
-//! relayed one by one as server-sent events whose name is the JSON `type`, a `ping` every 10 s
-//! while waiting, and an `error` event for a failure after the 200. Errors are Anthropic's
+//! This file is the wire mapping only: it hands the body to the core as it came
+//! ([`exai_core::Session::relay`]: admission, keys, routing, retries, fallback, limits, the
+//! usage ledger, the relay itself) and writes the answer — the provider's message, or its
+//! events as the provider's bytes (a `ping` every 10 s while it is quiet), and an `error` event
+//! for a failure after the 200. Errors are Anthropic's
 //! `{"type":"error","error":{"type","message"}}` with its status/type pairs.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use exai_core::{Error, MessagesReply, MessagesRequest, ProviderErrorKind};
+use exai_core::{Error, ProviderErrorKind, WireReply, WireRequest};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -74,30 +72,17 @@ fn header_of(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-/// The request read whole, its body parsed as JSON; or the error to answer, in Anthropic's shape.
-async fn json_body(state: &AppState, request: Request) -> Result<(Received, Value), Response> {
-    let received = crate::body_limit::receive(state, request).await?;
-    let value = serde_json::from_slice(&received.body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            &format!("invalid JSON body: {e}"),
-        )
-    })?;
-    Ok((received, value))
-}
-
 pub(crate) async fn messages(State(state): State<AppState>, request: Request) -> Response {
-    let (
-        Received {
-            headers, ip, caller, ..
-        },
+    let Received {
+        headers,
         body,
-    ) = match json_body(&state, request).await {
-        Ok(parts) => parts,
+        ip,
+        caller,
+    } = match crate::body_limit::receive(&state, request).await {
+        Ok(received) => received,
         Err(response) => return response,
     };
-    let request = match MessagesRequest::from_json(body) {
+    let request = match WireRequest::messages(body) {
         Ok(r) => r
             .anthropic_version(header_of(&headers, "anthropic-version"))
             .anthropic_beta(header_of(&headers, "anthropic-beta"))
@@ -105,27 +90,38 @@ pub(crate) async fn messages(State(state): State<AppState>, request: Request) ->
         Err(e) => return gateway_error(&e),
     };
     let session = state.client_session(ip, None, caller);
-    let reply = match session.messages(request).await {
+    let reply = match session.relay(request).await {
         Ok(reply) => reply,
         Err(e) => return gateway_error(&e),
     };
     let (mut response, provider, model) = match reply {
-        MessagesReply::Message { body, provider, model } => (axum::Json(body).into_response(), provider, model),
-        MessagesReply::Stream(stream) => {
+        WireReply::Whole { body, provider, model } => {
+            let response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+            (response, provider, model)
+        }
+        WireReply::Stream(stream) => {
             let (provider, model) = (stream.provider.clone(), stream.model.clone());
-            let events = stream.map(|item| {
+            // The provider's events as they come (pings included while it is quiet); a failure
+            // after the 200 is an `error` event.
+            let body = stream.map(|item| {
                 Ok::<_, Infallible>(match item {
-                    Ok(e) => Event::default().event(e.event).data(e.data),
+                    Ok(bytes) => bytes,
                     Err(e) => {
                         let (_, kind) = status_of(&e);
                         let body = json!({"type": "error", "error": {"type": kind, "message": e.to_string()}});
-                        Event::default().event("error").data(body.to_string())
+                        axum::body::Bytes::from(format!("event: error\ndata: {body}\n\n"))
                     }
                 })
             });
-            let ping = Event::default().event("ping").data(r#"{"type": "ping"}"#);
-            let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)).event(ping));
-            (sse.into_response(), provider, model)
+            let response = (
+                [
+                    (header::CONTENT_TYPE, "text/event-stream"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response();
+            (response, provider, model)
         }
     };
     for (name, value) in [("x-exai-provider", provider), ("x-exai-model", model)] {
@@ -137,16 +133,16 @@ pub(crate) async fn messages(State(state): State<AppState>, request: Request) ->
 }
 
 pub(crate) async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
-    let (
-        Received {
-            headers, ip, caller, ..
-        },
+    let Received {
+        headers,
         body,
-    ) = match json_body(&state, request).await {
-        Ok(parts) => parts,
+        ip,
+        caller,
+    } = match crate::body_limit::receive(&state, request).await {
+        Ok(received) => received,
         Err(response) => return response,
     };
-    let request = match MessagesRequest::for_count(body) {
+    let request = match WireRequest::count_tokens(body) {
         Ok(r) => r
             .anthropic_version(header_of(&headers, "anthropic-version"))
             .anthropic_beta(header_of(&headers, "anthropic-beta")),

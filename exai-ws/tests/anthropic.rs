@@ -538,6 +538,8 @@ async fn a_provider_failing_on_the_messages_api_opens_its_circuit_as_on_any_othe
     env.insert("EXAI_MEMORY".into(), "memory".into());
     env.insert("EXAI_CIRCUIT_FAILURE_THRESHOLD".into(), "2".into());
     env.insert("EXAI_CIRCUIT_COOLDOWN_SECS".into(), "60".into());
+    // One try per call (Messages calls are retried like every call), so each 500 is a failure.
+    env.insert("EXAI_MAX_RETRIES".into(), "0".into());
     let d = common::start(&env, "anthropic-circuit").await;
     for _ in 0..2 {
         fake.push(FakeReply::status(500));

@@ -116,6 +116,9 @@ pub struct ProviderConfig {
     /// The provider's Anthropic-compatible endpoint, up to (not including) `/v1/messages`, when
     /// it has one: `/v1/messages` requests are passed through to it. `None` translates them.
     pub anthropic_base_url: Option<String>,
+    /// The wires its endpoints speak: `chat` at `base_url`, `messages` at `anthropic_base_url`.
+    /// A request in one of them is relayed; in another, translated.
+    pub wires: Vec<crate::wire::Wire>,
     /// Requests in flight at this provider.
     pub max_inflight: usize,
     /// Requests per minute, if limited.
@@ -129,6 +132,11 @@ pub struct ProviderConfig {
 }
 
 impl ProviderConfig {
+    /// Whether its endpoints speak `wire` (a request in it is relayed, not translated).
+    pub fn speaks(&self, wire: crate::wire::Wire) -> bool {
+        self.wires.contains(&wire)
+    }
+
     /// Whether requests can be sent: enabled, and with a key unless the provider is an
     /// OpenAI-compatible endpoint (local servers often need none).
     pub fn is_ready(&self) -> bool {
@@ -272,6 +280,30 @@ fn one(
         )?
         .filter(|url| url != "none")
         .map(|url| url.trim_end_matches('/').to_string());
+    let default_wires = if anthropic_base_url.is_some() {
+        "chat,messages"
+    } else {
+        "chat"
+    };
+    let wires = r
+        .value(
+            &key("wires"),
+            &[&format!("{prefix}_WIRES")],
+            entry.wires.map(|w| w.join(",")),
+            Some(default_wires.to_string()),
+            |list: &String| parse_wires(list).map(|_| ()),
+        )?
+        .map(|list| parse_wires(&list))
+        .transpose()
+        .map_err(|m| invalid("wires", Source::File, m))?
+        .unwrap_or_default();
+    if wires.contains(&crate::wire::Wire::Messages) && anthropic_base_url.is_none() {
+        return Err(invalid(
+            "wires",
+            Source::File,
+            format!("messages needs an Anthropic endpoint: set anthropic_base_url (or {prefix}_ANTHROPIC_BASE_URL)"),
+        ));
+    }
     let max_inflight = r
         .value(
             &key("max_inflight"),
@@ -322,12 +354,28 @@ fn one(
         key_env,
         base_url,
         anthropic_base_url,
+        wires,
         max_inflight,
         rpm,
         timeout,
         default_model,
         models,
     })
+}
+
+/// A comma-separated list of wires (`chat`, `messages`), at least one.
+fn parse_wires(list: &str) -> Result<Vec<crate::wire::Wire>, String> {
+    let mut wires = Vec::new();
+    for name in list.split(',').filter(|n| !n.trim().is_empty()) {
+        let wire: crate::wire::Wire = name.parse()?;
+        if !wires.contains(&wire) {
+            wires.push(wire);
+        }
+    }
+    if wires.is_empty() {
+        return Err("name at least one wire: chat, messages".into());
+    }
+    Ok(wires)
 }
 
 /// Accepts an absolute `http` or `https` URL.

@@ -19,8 +19,8 @@ use super::Gateway;
 use crate::actors::session::SessionCore;
 use crate::error::Error;
 use crate::keys::{Ask, Caller, KeyPass};
-use crate::messages::{MessagesReply, MessagesRequest, TokenCount};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse};
+use crate::wire::{TokenCount, WireReply, WireRequest};
 
 /// How a front door opens a session for one client.
 #[derive(Debug, Clone)]
@@ -122,17 +122,19 @@ impl Session {
             .stream_in(&self.core, request, Some(self.deadline), admission))
     }
 
-    /// An Anthropic Messages request (`/v1/messages`): passed through to a provider's
-    /// Anthropic-compatible endpoint, or translated to its OpenAI chat endpoint when it has none,
-    /// with this session's admission, the caller's key, routing, fallback, limits and the usage
-    /// ledger.
-    pub async fn messages(&self, request: MessagesRequest) -> Result<MessagesReply, Error> {
-        crate::messages::run(self, request).await
+    /// A request in a client's wire (OpenAI chat at `/v1/chat/completions`, Anthropic Messages
+    /// at `/v1/messages`), answered in that wire: relayed byte for byte (but the model) to a
+    /// provider that speaks it, translated otherwise — with this session's admission, the
+    /// caller's key, routing, retries, fallback, limits, one deadline and the usage ledger. An
+    /// error here comes before any byte of the reply; a stream that breaks later ends with one.
+    pub async fn relay(&self, request: WireRequest) -> Result<WireReply, Error> {
+        crate::engine::wire_call(self, request).await
     }
 
-    /// Counts a Messages request's input tokens (the provider's count, or the gateway's estimate).
-    pub async fn count_tokens(&self, request: MessagesRequest) -> Result<TokenCount, Error> {
-        crate::messages::count_tokens(self, request).await
+    /// Counts a Messages request's input tokens (the provider's count, or the gateway's
+    /// estimate), admitted like every call.
+    pub async fn count_tokens(&self, request: WireRequest) -> Result<TokenCount, Error> {
+        crate::engine::count_tokens(self, request).await
     }
 
     /// Who is calling.

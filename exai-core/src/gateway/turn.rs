@@ -1,8 +1,9 @@
 //! One turn, start to finish: the path every request takes once a frontend hands it over.
 //!
-//! permits (session, global) → history from memory → routing plan → for each planned model:
-//! provider permit → provider worker → events to the caller → on a fallback-worthy failure before
-//! anything was streamed, the next model → usage ledger → the turn stored in memory → the reply.
+//! permits (session, global) → history from memory → routing plan, each model's messages fitted
+//! to its context window → the engine's attempt loop (provider permit, worker, events to the
+//! caller, fallback before anything was streamed) → usage ledger → the turn stored in memory →
+//! the reply.
 //!
 //! Everything that waits also watches the request's cancellation token, so a caller that goes
 //! away frees its permits and aborts its upstream request at once.
@@ -21,10 +22,11 @@ use crate::activity::RequestRecord;
 use crate::actors::limits::SessionLimit;
 use crate::actors::session::now_ms;
 use crate::catalog::ModelInfo;
-use crate::error::{Error, ProviderError};
+use crate::engine::{Attempted, Attempts, note};
+use crate::error::Error;
 use crate::memory::{Thread, Turn};
-use crate::providers::{Completed, ProviderCall, ProviderEvent};
-use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, Usage};
+use crate::providers::{Completed, ProviderCall, ProviderEvent, ProviderHandle};
+use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role};
 use crate::routing::{self, Needs};
 use crate::trace;
 
@@ -164,65 +166,65 @@ async fn run_in_span(
     let asked = request.model.as_deref().unwrap_or("auto");
     crate::keys::narrow_plan(request.key.as_deref(), &mut plan, asked, &inner.catalog, &inner.config)?;
 
-    let mut fallbacks = Vec::new();
-    let mut last_error = None;
-    for (index, model) in plan.iter().enumerate() {
-        let messages = match context::fit(system.as_deref(), &history, &sent, model, request.max_tokens) {
-            Ok(m) => m,
-            Err(e) if index + 1 < plan.len() => {
-                fallbacks.push(note(model, &e.to_string()));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let call = ProviderCall {
-            model: model.clone(),
-            messages,
-            stream: sink.is_some(),
-            temperature: request.temperature,
-            max_tokens: request.max_tokens,
-            thinking: request.thinking,
-            web_search: request.web_search,
-        };
-        if index > 0 {
-            status(sink, format_args!("falling back to {}/{}", model.provider, model.id));
-        }
-        let (result, emitted) = attempt(inner, call, sink, cancel, deadline).await?;
-        let err = match result {
-            Ok(done) => {
-                let span = tracing::Span::current();
-                span.record("provider", model.provider.as_str());
-                span.record("model", model.id.as_str());
-                let response = finish(
-                    inner,
-                    &request,
-                    thread,
-                    turn.to_vec(),
-                    model,
-                    done,
-                    fallbacks,
-                    request_id,
-                    started,
-                )
-                .await;
-                if let Some(sink) = sink {
-                    let _ = sink.send(Ok(ChatEvent::Done(response.clone()))).await;
+    // Each model's messages: the history that fits its context window. A model it cannot fit
+    // is left for the next one (and noted), unless it is the last.
+    let mut skipped = Vec::new();
+    let mut fitted = Vec::new();
+    let last = plan.len().saturating_sub(1);
+    for (index, model) in plan.into_iter().enumerate() {
+        match context::fit(system.as_deref(), &history, &sent, &model, request.max_tokens) {
+            Ok(messages) => fitted.push((model, messages)),
+            Err(e) if index < last => skipped.push(note(&model, &e.to_string())),
+            Err(e) => {
+                if fitted.is_empty() {
+                    return Err(e);
                 }
-                return Ok(response);
             }
-            Err(e) => e,
-        };
-        record_failure(inner, model, key_name(&request), err.label(), started);
-        tracing::warn!(provider = %model.provider, model = %model.id, error = %err, "provider call failed");
-        if emitted || !err.allows_fallback() || index + 1 == plan.len() {
-            return Err(err.into());
         }
-        fallbacks.push(note(model, &err.to_string()));
-        last_error = Some(err);
     }
-    Err(last_error
-        .map(Error::from)
-        .unwrap_or_else(|| Error::Internal("empty routing plan".into())))
+    let status_line = |message: std::fmt::Arguments<'_>| status(sink, message);
+    let attempts = Attempts {
+        inner,
+        key: key_name(&request),
+        permits_by: deadline,
+        cancel: Some(cancel),
+        started,
+        status: &status_line,
+    };
+    let won = attempts
+        .run(fitted, skipped, |model, messages, handle| {
+            let call = ProviderCall {
+                model,
+                messages,
+                stream: sink.is_some(),
+                temperature: request.temperature,
+                max_tokens: request.max_tokens,
+                thinking: request.thinking,
+                web_search: request.web_search,
+            };
+            attempt(handle, call, sink)
+        })
+        .await?;
+    let span = tracing::Span::current();
+    span.record("provider", won.model.provider.as_str());
+    span.record("model", won.model.id.as_str());
+    let response = finish(
+        inner,
+        &request,
+        thread,
+        turn.to_vec(),
+        &won.model,
+        won.value,
+        won.fallbacks,
+        request_id,
+        started,
+    )
+    .await;
+    drop(won.permit);
+    if let Some(sink) = sink {
+        let _ = sink.send(Ok(ChatEvent::Done(response.clone()))).await;
+    }
+    Ok(response)
 }
 
 /// The status page's line for a finished turn.
@@ -278,78 +280,17 @@ fn system_prompt(request: &ChatRequest) -> Result<Option<String>, Error> {
     Ok(request.system.clone())
 }
 
-fn note(model: &ModelInfo, error: &str) -> FallbackNote {
-    FallbackNote {
-        provider: model.provider.clone(),
-        model: model.id.clone(),
-        error: error.to_string(),
-    }
-}
-
-/// Records a call that `model` answered, made with `key` if any: the usage ledger (which also
-/// counts it as `ok` in the metrics, with handles kept per model) and the key's spend. Returns
-/// its cost. Every kind of call — turns and Anthropic Messages — records through here.
-pub(crate) fn record_success(
-    inner: &Inner,
-    model: &ModelInfo,
-    key: Option<&str>,
-    usage: Usage,
-    started: Instant,
-) -> f64 {
-    let cost = model.price.cost(usage.input_tokens, usage.output_tokens);
-    inner
-        .usage
-        .success(&model.provider, &model.id, key, usage, cost, started.elapsed());
-    if let Some(key) = key {
-        inner.keys.record(key, cost, usage.input_tokens + usage.output_tokens);
-    }
-    cost
-}
-
-/// Records a call to `model` that failed (`status`: the failure's label): the usage ledger and
-/// the request metrics.
-pub(crate) fn record_failure(
-    inner: &Inner,
-    model: &ModelInfo,
-    key: Option<&str>,
-    status: &'static str,
-    started: Instant,
-) {
-    inner.usage.error(&model.provider, &model.id, key);
-    metrics::counter!("exai_requests_total", "provider" => model.provider.clone(), "model" => model.id.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("exai_request_duration_seconds", "provider" => model.provider.clone())
-        .record(started.elapsed().as_secs_f64());
-}
-
-/// One provider attempt. Returns the provider's result and whether anything reached the caller.
+/// One provider attempt, through `handle`: its pieces forwarded to the caller's stream.
 ///
 /// The call and the forwarding of its pieces run as two futures of this one task: no spawn, no
 /// thread hop, and dropping this future (cancellation) aborts the HTTP request.
-async fn attempt(
-    inner: &Inner,
-    call: ProviderCall,
-    sink: &Sink,
-    cancel: &CancellationToken,
-    deadline: Instant,
-) -> Result<(Result<Completed, ProviderError>, bool), Error> {
-    let provider = call.model.provider.clone();
-    if let Some(full) = inner.limits.provider_busy(&provider) {
-        status(sink, format_args!("queued: the {full} requests in flight is full"));
-    }
-    let _permit = or_cancel(cancel, inner.limits.provider(&provider, deadline)).await?;
-    status(sink, format_args!("calling {provider}/{}", call.model.id));
-    let handle = inner
-        .providers
-        .get(&provider)
-        .ok_or_else(|| Error::Internal(format!("no worker for provider {provider}")))?;
+async fn attempt(handle: ProviderHandle, call: ProviderCall, sink: &Sink) -> Result<Attempted<Completed>, Error> {
     if sink.is_none() {
         // A plain call streams nothing, so there is nothing to relay. Without the relay, the
         // task is not woken by its own channel closing — a self-wake that tokio answers by
         // waking the other worker thread, once per request.
         let (events, _) = mpsc::channel(1);
-        let result = or_cancel(cancel, Box::pin(handle.call(&call, &events)).map(Ok)).await?;
-        return Ok((result?, false));
+        return Ok(Box::pin(handle.call(&call, &events)).await?.into());
     }
     let (events, mut pieces) = mpsc::channel(PIECE_BUFFER);
     // Boxed: the provider call is the largest future of a turn; every future that holds it
@@ -370,8 +311,12 @@ async fn attempt(
         }
         Ok::<bool, Error>(emitted)
     };
-    let (result, emitted) = or_cancel(cancel, futures::future::join(run, relay).map(Ok)).await?;
-    Ok((result?, emitted?))
+    let (result, emitted) = futures::future::join(run, relay).await;
+    let emitted = emitted?;
+    Ok(match result? {
+        Ok(done) => Attempted::Answered(done),
+        Err(error) => Attempted::Failed { error, emitted },
+    })
 }
 
 async fn forward(sink: &Sink, event: ChatEvent, emitted: &mut bool) -> Result<(), Error> {
@@ -395,7 +340,7 @@ async fn finish(
     request_id: String,
     started: Instant,
 ) -> ChatResponse {
-    let cost = record_success(inner, model, key_name(request), done.usage, started);
+    let cost = crate::engine::record_success(inner, model, key_name(request), done.usage, started);
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {

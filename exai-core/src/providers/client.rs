@@ -11,9 +11,10 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -24,6 +25,8 @@ use super::{Completed, ProviderCall, ProviderEvent, Quirks, quirks_for, shaped_b
 use crate::config::{ProviderConfig, ProviderKind, RetryConfig};
 use crate::error::{ProviderError, ProviderErrorKind, scrub};
 use crate::trace;
+use crate::wire::DEFAULT_VERSION;
+use crate::wire::Wire;
 
 /// Rounds allowed for follow-ups such as Kimi's web search echo.
 const MAX_ROUNDS: usize = 4;
@@ -37,6 +40,8 @@ pub(crate) struct ProviderClient {
     endpoint: Option<reqwest::Url>,
     /// `Bearer {key}`, marked sensitive so that no debug output shows it.
     authorization: Option<HeaderValue>,
+    /// The key as Anthropic endpoints take it (`x-api-key`), sensitive too.
+    x_api_key: Option<HeaderValue>,
     quirks: Box<dyn Quirks>,
     limiter: Option<DefaultDirectRateLimiter>,
     retry: RetryConfig,
@@ -61,7 +66,13 @@ impl ProviderClient {
             value.set_sensitive(true);
             Some(value)
         });
+        let x_api_key = config.api_key.as_ref().and_then(|key| {
+            let mut value = HeaderValue::from_str(key.expose()).ok()?;
+            value.set_sensitive(true);
+            Some(value)
+        });
         Self {
+            x_api_key,
             quirks: quirks_for(config.kind),
             config,
             http,
@@ -110,6 +121,39 @@ impl ProviderClient {
         body: &ChatBody,
         events: &mpsc::Sender<ProviderEvent>,
     ) -> Result<RoundOutput, ProviderError> {
+        self.retrying(&call.model.id, |span| async move {
+            let mut emitted = false;
+            let round = self.round(call, body, events, &mut emitted).await;
+            if let Ok(out) = &round {
+                let model = out.model.as_deref().unwrap_or(&call.model.id);
+                let usage = out.usage.unwrap_or_default();
+                trace::record_answer(
+                    &span,
+                    &self.config.name,
+                    model,
+                    usage,
+                    out.finish_reason.as_deref(),
+                    None,
+                );
+            }
+            (round, emitted)
+        })
+        .await
+    }
+
+    /// Runs `round` under the retry policy: paced by the provider's `rpm`, each try in its own
+    /// CLIENT span (retries show as siblings under the request), retried on a transient failure
+    /// or a 429 — with exponential backoff and jitter, or the `Retry-After` up to
+    /// `retry.max_retry_after` — while nothing reached the caller (`round` says whether
+    /// something did). Every HTTP call to a provider goes through here.
+    async fn retrying<T, Fut>(
+        &self,
+        model: &str,
+        mut round: impl FnMut(tracing::Span) -> Fut,
+    ) -> Result<T, ProviderError>
+    where
+        Fut: Future<Output = (Result<T, ProviderError>, bool)>,
+    {
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.retry.base_delay)
             .with_max_delay(self.retry.max_delay)
@@ -118,27 +162,10 @@ impl ProviderClient {
             .build();
         loop {
             self.pace().await;
-            let mut emitted = false;
-            // One CLIENT span per HTTP attempt: retries show as siblings under the request.
-            let span = trace::attempt_span(&self.config.name, &call.model.id, Some(&self.config.base_url));
-            let round = self
-                .round(call, body, events, &mut emitted)
-                .instrument(span.clone())
-                .await;
-            let err = match round {
-                Ok(out) => {
-                    let model = out.model.as_deref().unwrap_or(&call.model.id);
-                    let usage = out.usage.unwrap_or_default();
-                    trace::record_answer(
-                        &span,
-                        &self.config.name,
-                        model,
-                        usage,
-                        out.finish_reason.as_deref(),
-                        None,
-                    );
-                    return Ok(out);
-                }
+            let span = trace::attempt_span(&self.config.name, model, Some(&self.config.base_url));
+            let (result, emitted) = round(span.clone()).instrument(span.clone()).await;
+            let err = match result {
+                Ok(out) => return Ok(out),
                 Err(e) => {
                     trace::record_error(&span, e.label());
                     e
@@ -159,6 +186,108 @@ impl ProviderClient {
             tracing::warn!(provider = %self.config.name, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Sends `body` (bytes in `wire`) to `path` of the provider's endpoint for that wire, with
+    /// the wire's headers and the provider's key, under the retry policy. Returns the response
+    /// once its status is a success (its body still to read), with the try's span (to record
+    /// the answer on once it is read); an error status is classified (the provider's quirks
+    /// first).
+    pub async fn send_wire(
+        &self,
+        model: &str,
+        wire: Wire,
+        path: &str,
+        body: Bytes,
+        headers: &WireHeaders,
+        stream: bool,
+    ) -> Result<(reqwest::Response, tracing::Span), ProviderError> {
+        let fail = |kind| ProviderError::new(&self.config.name, model, kind);
+        let url = match wire {
+            Wire::Chat => match (&self.endpoint, path) {
+                (Some(url), "/chat/completions") => url.clone(),
+                _ => parse_url(&format!("{}{path}", self.config.base_url)).map_err(fail)?,
+            },
+            Wire::Messages => match &self.config.anthropic_base_url {
+                Some(base) => parse_url(&format!("{base}{path}")).map_err(fail)?,
+                None => {
+                    let env = format!("{}_ANTHROPIC_BASE_URL", self.config.name.to_ascii_uppercase());
+                    return Err(fail(ProviderErrorKind::MissingKey { env }));
+                }
+            },
+        };
+        let needs_key = wire == Wire::Messages || self.config.kind != ProviderKind::OpenaiCompat;
+        if needs_key && self.authorization.is_none() {
+            let env = self.config.key_env.join(" or ");
+            return Err(fail(ProviderErrorKind::MissingKey { env }));
+        }
+        self.retrying(model, |span| {
+            let (url, body) = (url.clone(), body.clone());
+            async move {
+                let mut request = self
+                    .http
+                    .post(url)
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .body(body);
+                match wire {
+                    Wire::Chat => {
+                        if let Some(authorization) = &self.authorization {
+                            request = request.header(AUTHORIZATION, authorization.clone());
+                        }
+                    }
+                    Wire::Messages => {
+                        if let Some(key) = &self.x_api_key {
+                            request = request.header("x-api-key", key.clone());
+                        }
+                        let version = headers.anthropic_version.as_deref().unwrap_or(DEFAULT_VERSION);
+                        request = request.header("anthropic-version", version);
+                        if let Some(beta) = &headers.anthropic_beta {
+                            request = request.header("anthropic-beta", beta);
+                        }
+                    }
+                }
+                if !stream {
+                    request = request.timeout(self.config.timeout);
+                }
+                let response = match request.send().await {
+                    Ok(r) => r,
+                    Err(e) => return (Err(fail(transport_error(&e, &self.config))), false),
+                };
+                let status = response.status().as_u16();
+                tracing::Span::current().record("http.response.status_code", status);
+                if response.status().is_success() {
+                    return (Ok((response, span)), false);
+                }
+                (Err(fail(self.failure(response).await)), false)
+            }
+        })
+        .await
+    }
+
+    /// What an error answer means: its status, `Retry-After`, a redirect's `Location`, and the
+    /// body (the first 64 KiB), classified by the provider's quirks first.
+    async fn failure(&self, response: reqwest::Response) -> ProviderErrorKind {
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let moved_to = response.status().is_redirection().then(|| {
+            let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
+            format!(
+                "the provider answered {status}, moved to {}; set its base URL to the new address",
+                location.unwrap_or("(no Location header)")
+            )
+        });
+        let text = match moved_to {
+            Some(moved) => moved,
+            None => read_limited(response).await,
+        };
+        self.quirks
+            .classify(status, &text)
+            .unwrap_or_else(|| classify(&self.config, status, retry_after, &text))
+    }
+
+    /// The provider's quirks.
+    pub fn quirks(&self) -> &dyn Quirks {
+        self.quirks.as_ref()
     }
 
     /// One HTTP round trip.
@@ -184,23 +313,7 @@ impl ProviderClient {
         let status = response.status().as_u16();
         tracing::Span::current().record("http.response.status_code", status);
         if !response.status().is_success() {
-            let retry_after = retry_after(response.headers());
-            let moved_to = response.status().is_redirection().then(|| {
-                let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
-                format!(
-                    "the provider answered {status}, moved to {}; set its base URL to the new address",
-                    location.unwrap_or("(no Location header)")
-                )
-            });
-            let text = match moved_to {
-                Some(moved) => moved,
-                None => response.text().await.unwrap_or_default(),
-            };
-            let kind = self
-                .quirks
-                .classify(status, &text)
-                .unwrap_or_else(|| classify(&self.config, status, retry_after, &text));
-            return Err(self.error(call, kind));
+            return Err(self.error(call, self.failure(response).await));
         }
         if body.stream {
             self.read_stream(call, response, events, emitted).await
@@ -310,6 +423,36 @@ impl ProviderClient {
         out.reasoning = reasoning;
         Ok(out)
     }
+}
+
+/// The largest error body read.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// What the caller adds to a request in the Messages wire.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct WireHeaders {
+    pub anthropic_version: Option<String>,
+    pub anthropic_beta: Option<String>,
+}
+
+fn parse_url(url: &str) -> Result<reqwest::Url, ProviderErrorKind> {
+    reqwest::Url::parse(url).map_err(|e| ProviderErrorKind::InvalidRequest {
+        status: 400,
+        message: format!("the provider's URL {url} does not parse: {e}"),
+    })
+}
+
+/// An error body, up to [`ERROR_BODY_LIMIT`].
+async fn read_limited(response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// What an HTTP error answer from a provider means for retries, fallback and the caller.

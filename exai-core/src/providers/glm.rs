@@ -13,14 +13,18 @@ use super::{ProviderCall, Quirks};
 use crate::error::ProviderErrorKind;
 use crate::request::ThinkingMode;
 
+/// The temperatures the endpoint accepts.
 const TEMPERATURE: (f32, f32) = (0.0, 1.0);
 
 /// GLM's adjustments.
 pub(crate) struct Glm;
 
 impl Quirks for Glm {
+    fn temperature_range(&self) -> Option<(f32, f32)> {
+        Some(TEMPERATURE)
+    }
+
     fn shape(&self, call: &ProviderCall, body: &mut ChatBody) {
-        body.temperature = body.temperature.map(|t| t.clamp(TEMPERATURE.0, TEMPERATURE.1));
         if let (Some(mode), true) = (call.thinking, call.model.capabilities.thinking) {
             let kind = if mode == ThinkingMode::Minimal {
                 "disabled"

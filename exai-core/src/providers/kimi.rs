@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::openai_wire::{ChatBody, RoundOutput, WireMessage};
 use super::{ProviderCall, Quirks};
 
+/// The temperatures the endpoint accepts.
 const TEMPERATURE: (f32, f32) = (0.0, 1.0);
 const WEB_SEARCH: &str = "$web_search";
 
@@ -18,8 +19,11 @@ const WEB_SEARCH: &str = "$web_search";
 pub(crate) struct Kimi;
 
 impl Quirks for Kimi {
+    fn temperature_range(&self) -> Option<(f32, f32)> {
+        Some(TEMPERATURE)
+    }
+
     fn shape(&self, call: &ProviderCall, body: &mut ChatBody) {
-        body.temperature = body.temperature.map(|t| t.clamp(TEMPERATURE.0, TEMPERATURE.1));
         if call.web_search {
             body.tools.push(json!({
                 "type": "builtin_function",

@@ -12,15 +12,26 @@ use serde_json::{Value, json};
 use super::openai_wire::{ChatBody, InBand};
 use super::{ProviderCall, Quirks};
 use crate::error::ProviderErrorKind;
+use crate::wire::Wire;
 
+/// The temperatures the endpoint accepts.
 const TEMPERATURE: (f32, f32) = (0.01, 1.0);
 
 /// MiniMax's adjustments.
 pub(crate) struct Minimax;
 
 impl Quirks for Minimax {
+    fn temperature_range(&self) -> Option<(f32, f32)> {
+        Some(TEMPERATURE)
+    }
+
+    /// Its chat replies carry reasoning in `<think>` tags, split out by the gateway: chat
+    /// requests are read into the gateway's own call, not relayed. Messages are relayed.
+    fn relays(&self, wire: Wire) -> bool {
+        wire != Wire::Chat
+    }
+
     fn shape(&self, _call: &ProviderCall, body: &mut ChatBody) {
-        body.temperature = body.temperature.map(|t| t.clamp(TEMPERATURE.0, TEMPERATURE.1));
         body.extra.insert("reasoning_split".into(), json!(true));
     }
 

@@ -25,7 +25,7 @@ mod think_tags;
 mod worker;
 
 pub use check::ProviderCheck;
-pub(crate) use client::{ProviderClient, classify, retry_after, transport_error};
+pub(crate) use client::{ProviderClient, WireHeaders};
 pub(crate) use sse::events as sse_events;
 pub use worker::ProviderHealth;
 pub(crate) use worker::{ProviderHandle, spawn_worker};
@@ -34,6 +34,8 @@ use crate::catalog::ModelInfo;
 use crate::config::ProviderKind;
 use crate::error::ProviderErrorKind;
 use crate::request::{Message, ThinkingMode, Usage};
+use crate::wire::Wire;
+use crate::wire::json::{Edit, Fields};
 use openai_wire::{ChatBody, InBand, RoundOutput, WireMessage};
 
 /// Everything a provider needs for one call, already routed and with history attached.
@@ -91,6 +93,32 @@ pub(crate) trait Quirks: Send + Sync + 'static {
     fn follow_up(&self, _out: &RoundOutput) -> Option<Vec<WireMessage>> {
         None
     }
+
+    /// Whether a request in `wire` that this provider's endpoint speaks is relayed as it is.
+    /// `false` when the provider's replies in that wire must be rewritten (MiniMax's `<think>`
+    /// tags in chat): such a request is read into the gateway's own call instead.
+    fn relays(&self, _wire: Wire) -> bool {
+        true
+    }
+
+    /// The temperatures the provider accepts on its chat endpoint; a value outside is clamped,
+    /// on every path (built, relayed or translated bodies).
+    fn temperature_range(&self) -> Option<(f32, f32)> {
+        None
+    }
+}
+
+/// The edits a provider's quirks make to a chat body it is sent as bytes (relayed, or
+/// translated from another wire): a temperature outside its range, clamped.
+pub(crate) fn chat_body_edits(quirks: &dyn Quirks, fields: &Fields<'_>) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    if let (Some((low, high)), Ok(Some(t))) = (quirks.temperature_range(), fields.parsed::<f64>("temperature")) {
+        let clamped = t.clamp(f64::from(low), f64::from(high));
+        if clamped != t {
+            edits.push(Edit::set(fields, "temperature", &format!("{}", clamped as f32)));
+        }
+    }
+    edits
 }
 
 /// The quirks of a provider kind.
@@ -106,6 +134,9 @@ pub(crate) fn quirks_for(kind: ProviderKind) -> Box<dyn Quirks> {
 /// The body for `call` at a provider with `quirks`.
 pub(crate) fn shaped_body(quirks: &dyn Quirks, call: &ProviderCall) -> ChatBody {
     let mut body = openai_wire::build_body(call);
+    if let (Some((low, high)), Some(t)) = (quirks.temperature_range(), body.temperature) {
+        body.temperature = Some(t.clamp(low, high));
+    }
     quirks.shape(call, &mut body);
     body
 }

@@ -2,7 +2,9 @@
 //!
 //! - Thinking maps to `reasoning_effort`, sent only to models declared with `thinking = true`
 //!   (many servers reject unknown fields).
-//! - Reasoning models served this way often inline `<think>` tags; they are split out.
+//! - Reasoning models served this way often inline `<think>` tags; they are split out of the
+//!   gateway's own calls. A client speaking OpenAI chat is relayed as it is: it gets what the
+//!   server would have answered it directly.
 //! - Temperature must lie in [0, 2].
 
 use serde_json::json;
@@ -17,8 +19,11 @@ const TEMPERATURE: (f32, f32) = (0.0, 2.0);
 pub(crate) struct OpenaiCompat;
 
 impl Quirks for OpenaiCompat {
+    fn temperature_range(&self) -> Option<(f32, f32)> {
+        Some(TEMPERATURE)
+    }
+
     fn shape(&self, call: &ProviderCall, body: &mut ChatBody) {
-        body.temperature = body.temperature.map(|t| t.clamp(TEMPERATURE.0, TEMPERATURE.1));
         if let (Some(mode), true) = (call.thinking, call.model.capabilities.thinking) {
             let effort = match mode {
                 ThinkingMode::Minimal => "minimal",

@@ -196,24 +196,20 @@ impl ProviderHandle {
         events: &mpsc::Sender<ProviderEvent>,
     ) -> Result<Result<Completed, ProviderError>, Error> {
         // `execute` paces each of its rounds (retries included) itself.
-        self.run(&call.model.id, false, self.client.execute(call, events)).await
+        self.guard(&call.model.id, self.client.execute(call, events)).await
     }
 
-    /// Runs `attempt` — a call that does not go through this worker's client (a passed-through
-    /// Anthropic request) — as one of this provider's calls: refused while its circuit is open,
-    /// paced by its `rpm`, and its outcome reported to the circuit breaker.
+    /// The provider's client: its HTTP calls, quirks and retries.
+    pub fn client(&self) -> &ProviderClient {
+        &self.client
+    }
+
+    /// Runs `attempt` — a call made with this provider's client — as one of this provider's
+    /// calls: refused while its circuit is open, and its outcome reported to the circuit
+    /// breaker. (The client paces each of its HTTP tries by the provider's `rpm`.)
     pub async fn guard<T>(
         &self,
         model: &str,
-        attempt: impl Future<Output = Result<T, ProviderError>>,
-    ) -> Result<Result<T, ProviderError>, Error> {
-        self.run(model, true, attempt).await
-    }
-
-    async fn run<T>(
-        &self,
-        model: &str,
-        pace: bool,
         attempt: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<Result<T, ProviderError>, Error> {
         let trial = match self.admit().await? {
@@ -224,9 +220,6 @@ impl ProviderHandle {
                 return Ok(Err(ProviderError::new(&self.name, model, kind)));
             }
         };
-        if pace {
-            self.client.pace().await;
-        }
         // Reports `Neutral` if this future is dropped before the call ends (the caller left).
         let mut report = Report {
             actor: &self.actor,

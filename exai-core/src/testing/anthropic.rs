@@ -59,7 +59,7 @@ pub(super) async fn count_tokens(
     body: Bytes,
 ) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    if let Some(denied) = record(&shared, &uri, &headers, request.clone()) {
+    if let Some(denied) = record(&shared, &uri, &headers, request.clone(), body) {
         return denied;
     }
     if shared.no_count_tokens.load(std::sync::atomic::Ordering::SeqCst) {
@@ -77,7 +77,7 @@ pub(super) async fn messages(State(shared): State<Arc<Shared>>, uri: Uri, header
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
-    if let Some(denied) = record(&shared, &uri, &headers, request.clone()) {
+    if let Some(denied) = record(&shared, &uri, &headers, request.clone(), body) {
         return denied;
     }
     let reply = next_reply(&shared, &request);
@@ -100,6 +100,7 @@ pub(super) async fn messages(State(shared): State<Arc<Shared>>, uri: Uri, header
             return status_reply(&shared, status, body, retry_after, location);
         }
         ReplyKind::Hang => return produce(shared, vec![], End::Hang, false),
+        ReplyKind::Raw { body, stream } => return produce(shared, vec![(reply.delay, body)], End::Complete, stream),
         ReplyKind::Json(value) => {
             return produce(
                 shared,

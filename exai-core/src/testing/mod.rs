@@ -53,6 +53,8 @@ pub struct RecordedRequest {
     pub anthropic_beta: Option<String>,
     /// The JSON body (`Null` for GETs).
     pub body: Value,
+    /// The body as it arrived, byte for byte.
+    pub raw: bytes::Bytes,
 }
 
 impl RecordedRequest {

@@ -37,6 +37,8 @@ pub(crate) enum ReplyKind {
     Hang,
     /// A raw 200 JSON body (for provider-specific shapes).
     Json(serde_json::Value),
+    /// A 200 body sent byte for byte: JSON, or (`stream`) server-sent events.
+    Raw { body: bytes::Bytes, stream: bool },
     /// A call of the client's tool `name` with `input` (OpenAI `tool_calls`, Anthropic
     /// `tool_use`; streamed, the input comes in pieces).
     ToolUse { name: String, input: serde_json::Value },
@@ -54,6 +56,15 @@ impl FakeReply {
     /// Echoes the last user message, saying how many messages arrived (so history is visible).
     pub fn echo() -> Self {
         Self::of(ReplyKind::Echo)
+    }
+
+    /// Answers with `body` exactly as given: a JSON reply, or with `stream` an SSE body (for
+    /// tests that a relay hands on the upstream's bytes unchanged).
+    pub fn raw(body: impl Into<bytes::Bytes>, stream: bool) -> Self {
+        Self::of(ReplyKind::Raw {
+            body: body.into(),
+            stream,
+        })
     }
 
     /// Answers `content`.

@@ -32,7 +32,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-pub(super) fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Value) -> Option<Response> {
+pub(super) fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Value, raw: Bytes) -> Option<Response> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let authorization = header("authorization");
     let x_api_key = header("x-api-key");
@@ -49,6 +49,7 @@ pub(super) fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Valu
             anthropic_version: header("anthropic-version"),
             anthropic_beta: header("anthropic-beta"),
             body,
+            raw,
         });
     }
     shared.changed.notify_waiters();
@@ -59,7 +60,7 @@ pub(super) fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Valu
 }
 
 async fn models(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> Response {
-    if let Some(denied) = record(&shared, &uri, &headers, Value::Null) {
+    if let Some(denied) = record(&shared, &uri, &headers, Value::Null, Bytes::new()) {
         return denied;
     }
     axum::Json(json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})).into_response()
@@ -73,7 +74,7 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
-    if let Some(denied) = record(&shared, &uri, &headers, request.clone()) {
+    if let Some(denied) = record(&shared, &uri, &headers, request.clone(), body) {
         return denied;
     }
     let reply = next_reply(&shared, &request);
@@ -94,6 +95,7 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
             status_reply(&shared, status, body, retry_after, location)
         }
         ReplyKind::Hang => produce(shared, vec![], End::Hang, false),
+        ReplyKind::Raw { body, stream } => produce(shared, vec![(reply.delay, body)], End::Complete, stream),
         ReplyKind::Json(value) => produce(
             shared,
             vec![(reply.delay, Bytes::from(value.to_string()))],
@@ -184,6 +186,10 @@ async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, b
                 deltas.push(json!({"role": "assistant", "reasoning_content": r}));
             }
             deltas.extend(content.split_inclusive(' ').map(|w| json!({"content": w})));
+            // As OpenAI's and the vendors' streams do: the role comes with the first delta.
+            if let Some(first) = deltas.first_mut() {
+                first["role"] = json!("assistant");
+            }
             let mut parts: Vec<(Duration, Bytes)> = deltas
                 .into_iter()
                 .enumerate()

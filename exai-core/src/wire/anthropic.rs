@@ -21,8 +21,25 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use super::MessagesEvent;
 use crate::request::Usage;
+
+/// One Anthropic server-sent event the translator makes: its name and JSON data.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MessagesEvent {
+    pub event: String,
+    pub data: String,
+}
+
+impl MessagesEvent {
+    /// The event as SSE bytes.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(self.event.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(self.data.as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+}
 
 /// OpenAI's limit on a function name.
 const MAX_TOOL_NAME: usize = 64;

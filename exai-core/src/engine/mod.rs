@@ -1,0 +1,21 @@
+//! The engine: one attempt loop for every call, whatever front door and wire it came by.
+//!
+//! - `attempts.rs`: the loop — per planned model its provider permit, the attempt through the
+//!   provider's worker (circuit breaker) and client (pacing, retries, quirks), and fallback
+//!   while nothing reached the caller.
+//! - `record.rs`: what is recorded once per call (ledger, key spend, status page, span).
+//! - `wire_call.rs`: a call in a client's wire (OpenAI chat, Anthropic Messages), relayed as
+//!   bytes to a provider that speaks it, translated otherwise; `count_tokens`.
+//!
+//! The gateway's own turns (`ChatRequest`: MCP tools, the EXAI protocol, `exai chat`,
+//! embedders) run the same loop from `gateway/turn.rs`, which adds conversation memory around
+//! it. No other code sends HTTP to a provider: every attempt goes through the provider's
+//! client (`providers/client.rs`).
+
+mod attempts;
+mod record;
+mod wire_call;
+
+pub(crate) use attempts::{Attempted, Attempts, note};
+pub(crate) use record::record_success;
+pub(crate) use wire_call::{count_tokens, run as wire_call};

@@ -1,0 +1,121 @@
+//! What is recorded once per call, whatever its front door: the usage ledger (and the request
+//! metrics), the key's spend, the status page's line and the request span's answer.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::activity::RequestRecord;
+use crate::catalog::ModelInfo;
+use crate::error::Error;
+use crate::gateway::Inner;
+use crate::request::{FallbackNote, Usage};
+use crate::trace;
+
+/// Records a call that `model` answered, made with `key` if any: the usage ledger (which also
+/// counts it as `ok` in the metrics, with handles kept per model) and the key's spend. Returns
+/// its cost.
+pub(crate) fn record_success(
+    inner: &Inner,
+    model: &ModelInfo,
+    key: Option<&str>,
+    usage: Usage,
+    started: Instant,
+) -> f64 {
+    let cost = model.price.cost(usage.input_tokens, usage.output_tokens);
+    inner
+        .usage
+        .success(&model.provider, &model.id, key, usage, cost, started.elapsed());
+    if let Some(key) = key {
+        inner.keys.record(key, cost, usage.input_tokens + usage.output_tokens);
+    }
+    cost
+}
+
+/// Records a call to `model` that failed (`status`: the failure's label): the usage ledger and
+/// the request metrics.
+pub(crate) fn record_failure(
+    inner: &Inner,
+    model: &ModelInfo,
+    key: Option<&str>,
+    status: &'static str,
+    started: Instant,
+) {
+    inner.usage.error(&model.provider, &model.id, key);
+    metrics::counter!("exai_requests_total", "provider" => model.provider.clone(), "model" => model.id.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("exai_request_duration_seconds", "provider" => model.provider.clone())
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// A call as the status page and its span know it, from admission to its end.
+#[derive(Clone)]
+pub(crate) struct CallRecord {
+    /// `openai`, `anthropic`, a tool's name, `api`.
+    pub front_door: &'static str,
+    pub asked: String,
+    pub key: Option<Arc<str>>,
+    pub started: Instant,
+    pub span: tracing::Span,
+}
+
+impl CallRecord {
+    /// `model` answered (after `fallbacks`) with `usage`: the ledger, the key's spend, the
+    /// span and the status page. Returns the cost.
+    pub fn answered(
+        &self,
+        inner: &Inner,
+        model: &ModelInfo,
+        fallbacks: &[FallbackNote],
+        usage: Usage,
+        stop: Option<&str>,
+    ) -> f64 {
+        let cost = record_success(inner, model, self.key.as_deref(), usage, self.started);
+        trace::record_answer(&self.span, &model.provider, &model.id, usage, stop, Some(cost));
+        if let Some(first) = fallbacks.first() {
+            self.span.record(
+                "exai.fallback_from",
+                format!("{}/{}", first.provider, first.model).as_str(),
+            );
+        }
+        let line = self
+            .line()
+            .answered(&model.provider, &model.id, tried(fallbacks), usage, cost);
+        inner.activity.record(line);
+        cost
+    }
+
+    /// `model` began to answer, and the reply broke (upstream, deadline, or the client left).
+    pub fn broken(&self, inner: &Inner, model: &ModelInfo, fallbacks: &[FallbackNote], usage: Usage) {
+        record_failure(inner, model, self.key.as_deref(), "stream_interrupted", self.started);
+        trace::record_error(&self.span, "stream_interrupted");
+        let mut line = self
+            .line()
+            .answered(&model.provider, &model.id, tried(fallbacks), usage, 0.0);
+        line.status = "stream_interrupted".to_string();
+        inner.activity.record(line);
+    }
+
+    /// The call failed before any model answered.
+    pub fn failed(&self, inner: &Inner, error: &Error) {
+        trace::record_error(&self.span, trace::error_type(error));
+        inner.activity.record(self.line().failed(error));
+    }
+
+    fn line(&self) -> RequestRecord {
+        RequestRecord::new(
+            self.front_door.to_string(),
+            self.asked.clone(),
+            self.key.as_deref().map(str::to_string),
+            self.started,
+        )
+    }
+}
+
+/// `provider/model` of each model left before the one that answered.
+fn tried(fallbacks: &[FallbackNote]) -> Vec<String> {
+    fallbacks
+        .iter()
+        .map(|f| format!("{}/{}", f.provider, f.model))
+        .collect()
+}

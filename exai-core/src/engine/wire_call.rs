@@ -1,0 +1,540 @@
+//! A call that arrived in a wire ([`WireRequest`]: OpenAI chat, Anthropic Messages), answered
+//! in that wire.
+//!
+//! admission (the client's rate; the key's allow-list, budget, rpm, concurrency) → the model
+//! resolved (a `claude-*` id through `anthropic.model_map`) → the plan, narrowed to the key's
+//! models → request permits (session, global) → the attempts ([`Attempts`]), each one of:
+//! - **relay**, when the provider speaks the client's wire and its quirks need not rewrite the
+//!   reply: the client's bytes with the model spliced in, the reply's bytes back;
+//! - **translation**, Messages to a provider that speaks only chat: the body and the reply (or
+//!   each chunk) translated;
+//! - **the gateway's own call**, chat to a provider whose chat replies must be rewritten
+//!   (MiniMax): the body read into a call, the reply written back as chat chunks.
+//!
+//! One deadline covers the whole call, attempts and stream together. The call is recorded once
+//! — ledger, key spend, status page, span — when a whole reply is in, or when its stream ends.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::attempts::{Attempted, Attempts, Won};
+use super::record::CallRecord;
+use crate::catalog::{Catalog, ModelInfo};
+use crate::config::Config;
+use crate::error::{Error, ProviderError, ProviderErrorKind};
+use crate::gateway::{Inner, Session, context};
+use crate::providers::{ProviderCall, ProviderEvent, ProviderHandle, WireHeaders, chat_body_edits};
+use crate::routing::{self, Needs};
+use crate::trace;
+use crate::wire::json::{Fields, splice};
+use crate::wire::scan::Scanner;
+use crate::wire::sse::EventCutter;
+use crate::wire::{
+    Finish, Source, StreamTranslator, TokenCount, Wire, WireReply, WireRequest, WireStream, from_openai, openai_chat,
+    to_openai,
+};
+
+/// Pieces buffered between the gateway's own streamed call and its client.
+const PRODUCED_BUFFER: usize = 64;
+
+/// The exai model a request's `model` means: an exai model or alias as it is; a `claude-*` id
+/// the catalog does not know through `anthropic.model_map`, else `default_model`.
+pub(crate) fn target_model(config: &Config, catalog: &Catalog, asked: &str) -> String {
+    if asked.eq_ignore_ascii_case("auto") || catalog.resolve(asked, config).is_some() {
+        return asked.to_string();
+    }
+    if asked.to_ascii_lowercase().starts_with("claude") {
+        return config
+            .anthropic
+            .map_model(asked)
+            .unwrap_or(&config.default_model)
+            .to_string();
+    }
+    asked.to_string()
+}
+
+/// What one attempt answered.
+enum Answer {
+    /// A whole reply in the client's wire, and what its scanner read of it.
+    Whole { body: Bytes, scan: Scanner },
+    /// A stream to hand on, and the span of the HTTP try that answered (its usage is recorded
+    /// there too when the stream ends).
+    Stream(Source, tracing::Span),
+}
+
+/// A scanner for a reply in `wire`, collecting its text when traces record content.
+fn scanner(inner: &Inner, wire: Wire) -> Scanner {
+    if inner.config.otel_content {
+        Scanner::collecting_text(wire)
+    } else {
+        Scanner::new(wire)
+    }
+}
+
+/// Runs one wire call for `session`, in a request span.
+pub(crate) async fn run(session: &Session, request: WireRequest) -> Result<WireReply, Error> {
+    let inner = session.gateway().inner().clone();
+    let span = trace::request_span(
+        trace::Operation::Chat { model: &request.model },
+        request.trace.as_ref(),
+        session.caller().key_name(),
+    );
+    span.record("request_id", uuid::Uuid::new_v4().to_string().as_str());
+    span.record("session", session.id());
+    let call = CallRecord {
+        front_door: match request.wire {
+            Wire::Chat => "openai",
+            Wire::Messages => "anthropic",
+        },
+        asked: request.model.clone(),
+        key: session.caller().key_name().map(Arc::from),
+        started: Instant::now(),
+        span: span.clone(),
+    };
+    let until = call.started + session.deadline();
+    let work = run_in_span(session, &inner, request, &call, until).instrument(span);
+    let result = match tokio::time::timeout_at(until, work).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::DeadlineExceeded {
+            after: session.deadline(),
+        }),
+    };
+    if let Err(e) = &result {
+        call.failed(&inner, e);
+    }
+    result
+}
+
+async fn run_in_span(
+    session: &Session,
+    inner: &Arc<Inner>,
+    request: WireRequest,
+    call: &CallRecord,
+    until: Instant,
+) -> Result<WireReply, Error> {
+    let target = match request.wire {
+        Wire::Messages => target_model(&inner.config, &inner.catalog, &request.model),
+        Wire::Chat => request.model.clone(),
+    };
+    let pass = session.admit_call(None, Some(&target)).await?;
+    let key = pass.as_ref().map(|p| p.key.clone());
+    if inner.config.otel_content {
+        call.span
+            .record("gen_ai.input.messages", input_messages(&request).as_str());
+    }
+    let mut plan = routing::plan(&inner.config, &inner.catalog, Some(&target), needs(&request))?;
+    crate::keys::narrow_plan(key.as_deref(), &mut plan, &request.model, &inner.catalog, &inner.config)?;
+    let tracked = session.gateway().track();
+    let permits = inner.limits.request(&session.limit(), inner.limits.deadline()).await?;
+    let attempts = Attempts {
+        inner,
+        key: call.key.as_deref(),
+        permits_by: inner.limits.deadline(),
+        cancel: None,
+        started: call.started,
+        status: &|_| {},
+    };
+    let request = Arc::new(request);
+    let plan = plan.into_iter().map(|m| (m, ())).collect();
+    let Won {
+        value,
+        model,
+        fallbacks,
+        permit,
+    } = attempts
+        .run(plan, Vec::new(), |model, (), handle| {
+            attempt(request.clone(), model, handle, scanner(inner, request.wire))
+        })
+        .await?;
+    let span = tracing::Span::current();
+    span.record("provider", model.provider.as_str());
+    span.record("model", model.id.as_str());
+    let names = (model.provider.clone(), model.id.clone());
+    match value {
+        Answer::Whole { body, scan } => {
+            output_content(call, &scan);
+            let cost = call.answered(inner, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
+            let body = match request.wire {
+                Wire::Chat => Bytes::from(openai_chat::with_exai(&body, &model.provider, cost, &fallbacks)),
+                Wire::Messages => body,
+            };
+            Ok(WireReply::Whole {
+                body,
+                provider: names.0,
+                model: names.1,
+            })
+        }
+        Answer::Stream(source, attempt_span) => {
+            let (inner, call) = (inner.clone(), call.clone());
+            let held = (permits, permit, pass, tracked);
+            let scan = scanner(&inner, request.wire);
+            let finish: Finish = Box::new(move |scan: &Scanner, ended| {
+                let _held = held;
+                let _entered = call.span.enter();
+                let stop = scan.stop_reason.as_deref();
+                trace::record_answer(&attempt_span, &model.provider, &model.id, scan.usage, stop, None);
+                output_content(&call, scan);
+                match ended {
+                    crate::wire::Ended::Complete => {
+                        call.answered(&inner, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
+                    }
+                    crate::wire::Ended::Broken => call.broken(&inner, &model, &fallbacks, scan.usage),
+                }
+            });
+            let deadline = (until, session.deadline());
+            Ok(WireReply::Stream(Box::new(WireStream::new(
+                scan,
+                source,
+                names,
+                deadline,
+                Some(finish),
+            ))))
+        }
+    }
+}
+
+/// The request's messages for `gen_ai.input.messages`: a chat body's as the gateway reads them,
+/// a Messages body's as they came.
+fn input_messages(request: &WireRequest) -> String {
+    let body = request.body_map().unwrap_or_default();
+    match request.wire {
+        Wire::Chat => match openai_chat::to_call(&body) {
+            Ok(call) => {
+                let system = call.system.map(crate::request::Message::system);
+                let all: Vec<_> = system.into_iter().chain(call.messages).collect();
+                trace::messages_json(&all)
+            }
+            Err(_) => body.get("messages").map(ToString::to_string).unwrap_or_default(),
+        },
+        Wire::Messages => body.get("messages").map(ToString::to_string).unwrap_or_default(),
+    }
+}
+
+/// Records the reply's text on the call's span, when it was collected.
+fn output_content(call: &CallRecord, scan: &Scanner) {
+    if let Some(text) = &scan.text {
+        call.span
+            .record("gen_ai.output.messages", trace::reply_json(text).as_str());
+    }
+}
+
+/// What routing needs to know of a request: its size, and whether it carries images.
+fn needs(request: &WireRequest) -> Needs {
+    let text = request.text();
+    Needs {
+        tokens: context::estimate(text),
+        vision: text.contains("\"image\"") || text.contains("\"image_url\""),
+        ..Needs::default()
+    }
+}
+
+/// One attempt at `model`, through its provider's worker (circuit breaker) and client.
+async fn attempt(
+    request: Arc<WireRequest>,
+    model: ModelInfo,
+    handle: ProviderHandle,
+    scan: Scanner,
+) -> Result<Attempted<Answer>, Error> {
+    let client = handle.client();
+    let (config, wire) = (&client.config, request.wire);
+    if config.speaks(wire) && client.quirks().relays(wire) {
+        let answer = handle.guard(&model.id, relay(&request, &model, &handle, scan)).await?;
+        return Ok(answer.into());
+    }
+    match wire {
+        Wire::Messages => {
+            let body = request.body_map()?;
+            let answer = handle
+                .guard(&model.id, translate(&request, &body, &model, &handle, scan))
+                .await?;
+            Ok(answer.into())
+        }
+        Wire::Chat => own_call(&request, model, handle, scan).await,
+    }
+}
+
+fn headers(request: &WireRequest) -> WireHeaders {
+    WireHeaders {
+        anthropic_version: request.version.clone(),
+        anthropic_beta: request.beta.clone(),
+    }
+}
+
+fn unreadable(model: &ModelInfo, e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::new(
+        &model.provider,
+        &model.id,
+        ProviderErrorKind::Transient {
+            status: None,
+            message: format!("the reply could not be read: {e}"),
+        },
+    )
+}
+
+/// The client's bytes to a provider that speaks its wire; the reply's bytes back.
+async fn relay(
+    request: &WireRequest,
+    model: &ModelInfo,
+    handle: &ProviderHandle,
+    mut scan: Scanner,
+) -> Result<Answer, ProviderError> {
+    let client = handle.client();
+    let body = request.upstream_body(&model.id, |fields| match request.wire {
+        Wire::Chat => chat_body_edits(client.quirks(), fields),
+        Wire::Messages => Vec::new(),
+    });
+    let path = match request.wire {
+        Wire::Chat => "/chat/completions",
+        Wire::Messages => "/v1/messages",
+    };
+    let (response, span) = client
+        .send_wire(
+            &model.id,
+            request.wire,
+            path,
+            Bytes::from(body),
+            &headers(request),
+            request.stream,
+        )
+        .await?;
+    if request.stream {
+        let source = Source::Relay {
+            body: Box::pin(response.bytes_stream()),
+            cutter: EventCutter::default(),
+        };
+        return Ok(Answer::Stream(source, span));
+    }
+    let body = response.bytes().await.map_err(|e| unreadable(model, e))?;
+    scan.whole(&body);
+    let stop = scan.stop_reason.as_deref();
+    trace::record_answer(&span, &model.provider, &model.id, scan.usage, stop, None);
+    Ok(Answer::Whole { body, scan })
+}
+
+/// A Messages request to a provider that speaks only chat: translated there and back.
+async fn translate(
+    request: &WireRequest,
+    body: &serde_json::Map<String, serde_json::Value>,
+    model: &ModelInfo,
+    handle: &ProviderHandle,
+    mut scan: Scanner,
+) -> Result<Answer, ProviderError> {
+    let client = handle.client();
+    let (translated, names) = to_openai(body, &model.id, request.stream);
+    let raw = serde_json::to_vec(&translated).unwrap_or_default();
+    let raw = match Fields::parse(&raw) {
+        Ok(fields) => splice(&raw, chat_body_edits(client.quirks(), &fields)),
+        Err(_) => raw,
+    };
+    let (response, span) = client
+        .send_wire(
+            &model.id,
+            Wire::Chat,
+            "/chat/completions",
+            Bytes::from(raw),
+            &WireHeaders::default(),
+            request.stream,
+        )
+        .await?;
+    if request.stream {
+        let estimate = context::estimate(request.text());
+        let source = Source::ChatToMessages {
+            body: Box::pin(response.bytes_stream()),
+            cutter: EventCutter::default(),
+            translator: Box::new(StreamTranslator::new(&model.id, names, estimate)),
+        };
+        return Ok(Answer::Stream(source, span));
+    }
+    let reply = response
+        .json::<serde_json::Value>()
+        .await
+        .map_err(|e| unreadable(model, e))?;
+    let (message, _) = from_openai(&reply, &model.id, &names);
+    let body = Bytes::from(message.to_string());
+    scan.whole(&body);
+    let stop = scan.stop_reason.as_deref();
+    trace::record_answer(&span, &model.provider, &model.id, scan.usage, stop, None);
+    Ok(Answer::Whole { body, scan })
+}
+
+/// A chat request to a provider whose chat replies the gateway rewrites: the body read into the
+/// gateway's own call (quirks, `<think>` tags split out), the reply written back as chat.
+async fn own_call(
+    request: &WireRequest,
+    model: ModelInfo,
+    handle: ProviderHandle,
+    mut scan: Scanner,
+) -> Result<Attempted<Answer>, Error> {
+    let body = request.body_map()?;
+    let asked = openai_chat::to_call(&body)?;
+    let messages = context::fit(asked.system.as_deref(), &[], &asked.messages, &model, asked.max_tokens)?;
+    let call = ProviderCall {
+        model,
+        messages,
+        stream: request.stream,
+        temperature: asked.temperature,
+        max_tokens: asked.max_tokens,
+        thinking: asked.thinking,
+        web_search: false,
+    };
+    if !request.stream {
+        let (events, _) = mpsc::channel(1);
+        let done = match handle.call(&call, &events).await? {
+            Ok(done) => done,
+            Err(error) => return Ok(Attempted::Failed { error, emitted: false }),
+        };
+        let body = openai_chat::completion(&openai_chat::Answer {
+            model: &call.model.id,
+            text: &done.text,
+            reasoning: (!done.reasoning.is_empty()).then_some(done.reasoning.as_str()),
+            finish_reason: done.finish_reason.as_deref(),
+            usage: done.usage,
+        });
+        let body = Bytes::from(body);
+        scan.whole(&body);
+        scan.usage = done.usage;
+        return Ok(Attempted::Answered(Answer::Whole { body, scan }));
+    }
+    // Streamed: the call runs in a task of its own that writes chat chunks; the attempt waits
+    // for the first of them, so a call that fails before any is left for the next model.
+    let (tx, mut rx) = mpsc::channel(PRODUCED_BUFFER);
+    let include_usage = request.include_usage;
+    tokio::spawn(produce(handle, call, include_usage, tx).in_current_span());
+    match rx.recv().await {
+        Some(Err(Error::Provider(error))) => Ok(Attempted::Failed { error, emitted: false }),
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => {
+            let source = Source::Produced {
+                first: Some(first),
+                rest: rx,
+            };
+            Ok(Attempted::Answered(Answer::Stream(source, tracing::Span::none())))
+        }
+        None => Err(Error::Cancelled),
+    }
+}
+
+/// Runs the gateway's own streamed call and writes it as chat chunks to `tx`; a failure before
+/// anything was written is sent as the error (for the next model), after it as the stream's end.
+async fn produce(
+    handle: ProviderHandle,
+    call: ProviderCall,
+    include_usage: bool,
+    tx: mpsc::Sender<Result<crate::wire::Piece, Error>>,
+) {
+    let (events_tx, mut events) = mpsc::channel(PRODUCED_BUFFER);
+    let mut writer = openai_chat::ChunkWriter::new(&call.model.id, include_usage);
+    let run = async {
+        let result = handle.call(&call, &events_tx).await;
+        drop(events_tx);
+        result
+    };
+    let forward = async {
+        while let Some(event) = events.recv().await {
+            let mut out = Vec::new();
+            match event {
+                ProviderEvent::Text(t) if !t.is_empty() => writer.text(&t, &mut out),
+                ProviderEvent::Reasoning(r) if !r.is_empty() => writer.reasoning(&r, &mut out),
+                _ => continue,
+            }
+            if tx.send(Ok(crate::wire::Piece::Bytes(Bytes::from(out)))).await.is_err() {
+                return;
+            }
+        }
+    };
+    let (result, ()) = futures::future::join(Box::pin(run), forward).await;
+    let piece = match result {
+        Ok(Ok(done)) => {
+            let mut out = Vec::new();
+            writer.done(done.finish_reason.as_deref(), done.usage, &mut out);
+            let _ = tx.send(Ok(crate::wire::Piece::Usage(done.usage))).await;
+            Ok(crate::wire::Piece::Bytes(Bytes::from(out)))
+        }
+        Ok(Err(e)) => Err(Error::Provider(e)),
+        Err(e) => Err(e),
+    };
+    let _ = tx.send(piece).await;
+}
+
+/// Counts a Messages request's input tokens: the provider's own count where its endpoint has
+/// one, else the gateway's estimate. Admitted like every call, within the session's deadline.
+pub(crate) async fn count_tokens(session: &Session, request: WireRequest) -> Result<TokenCount, Error> {
+    let inner = session.gateway().inner().clone();
+    let target = target_model(&inner.config, &inner.catalog, &request.model);
+    let pass = session.admit_call(None, Some(&target)).await?;
+    let estimate = TokenCount {
+        input_tokens: context::estimate(request.text()),
+        from_provider: false,
+    };
+    let Ok(mut plan) = routing::plan(&inner.config, &inner.catalog, Some(&target), needs(&request)) else {
+        return Ok(estimate);
+    };
+    let key = pass.as_ref().map(|p| p.key.clone());
+    crate::keys::narrow_plan(key.as_deref(), &mut plan, &request.model, &inner.catalog, &inner.config)?;
+    // Only a Messages endpoint counts tokens; a translated provider gets the estimate.
+    let Some((model, handle)) = plan.iter().find_map(|m| {
+        let handle = inner.providers.get(&m.provider)?;
+        handle.client().config.speaks(Wire::Messages).then_some((m, handle))
+    }) else {
+        return Ok(estimate);
+    };
+    let body = request.upstream_body(&model.id, |_| Vec::new());
+    let counted = session
+        .within_deadline(async {
+            let (response, _) = handle
+                .client()
+                .send_wire(
+                    &model.id,
+                    Wire::Messages,
+                    "/v1/messages/count_tokens",
+                    Bytes::from(body),
+                    &headers(&request),
+                    false,
+                )
+                .await
+                .map_err(Error::from)?;
+            let body = response.bytes().await.map_err(|e| Error::from(unreadable(model, e)))?;
+            Ok::<_, Error>(
+                serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("input_tokens").and_then(serde_json::Value::as_u64)),
+            )
+        })
+        .await;
+    drop(pass);
+    Ok(match counted {
+        Ok(Some(n)) => TokenCount {
+            input_tokens: n,
+            from_provider: true,
+        },
+        _ => estimate,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claude_ids_map_by_the_most_specific_glob_and_otherwise_to_the_default() -> Result<(), crate::ConfigError> {
+        let env = std::collections::HashMap::from([(
+            "EXAI_ANTHROPIC_MODEL_MAP".to_string(),
+            "claude-*=kimi,claude-haiku-*=glm-4.5-air".to_string(),
+        )]);
+        let config = Config::from_parts(&env, None)?;
+        let catalog = Catalog::from_config(&config);
+        assert_eq!(
+            target_model(&config, &catalog, "claude-haiku-4-5-20251001"),
+            "glm-4.5-air"
+        );
+        assert_eq!(target_model(&config, &catalog, "claude-sonnet-4-5"), "kimi");
+        assert_eq!(target_model(&config, &catalog, "glm-4.6"), "glm-4.6");
+        let plain = Config::from_parts(&Default::default(), None)?;
+        assert_eq!(target_model(&plain, &catalog, "claude-opus-4"), plain.default_model);
+        Ok(())
+    }
+}

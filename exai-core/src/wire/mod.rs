@@ -1,0 +1,72 @@
+//! Wires: the API formats a front door speaks to its clients and a provider speaks to exai —
+//! OpenAI chat completions ([`Wire::Chat`]) and Anthropic Messages ([`Wire::Messages`]).
+//!
+//! A front door hands the gateway a [`WireRequest`]: the client's body as it came, checked for
+//! the few fields the gateway needs (the model, whether it streams) without building a tree.
+//! When the chosen provider speaks the same wire, the engine relays it: the body goes upstream
+//! with only the model (and what exai must add) spliced in, and the reply comes back as the
+//! upstream's bytes ([`WireReply`]), cut only at event boundaries. Otherwise it is translated.
+//!
+//! - `json.rs`: a JSON object's top-level fields, and edits spliced into its bytes.
+//! - `sse.rs`: a body cut at event boundaries; the events of a block.
+//! - `scan.rs`: usage, stop reason and completion read from relayed bytes.
+//! - `request.rs`: [`WireRequest`], and the body each provider receives.
+//! - `reply.rs`: [`WireReply`] and [`WireStream`].
+//! - `openai_chat.rs`: OpenAI chat bodies ⇄ the gateway's own call, for providers whose chat
+//!   replies must be rewritten (MiniMax's `<think>` tags).
+//! - `anthropic.rs`: Anthropic Messages ⇄ OpenAI chat, for providers with no Messages endpoint.
+
+mod anthropic;
+pub(crate) mod json;
+pub(crate) mod openai_chat;
+mod reply;
+mod request;
+pub(crate) mod scan;
+pub(crate) mod sse;
+
+pub(crate) use anthropic::{StreamTranslator, from_openai, to_openai};
+pub(crate) use reply::{Ended, Finish, Piece, Source};
+pub use reply::{WireReply, WireStream};
+pub(crate) use request::DEFAULT_VERSION;
+pub use request::{TokenCount, WireRequest};
+
+use serde::{Deserialize, Serialize};
+
+/// An API format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Wire {
+    /// OpenAI chat completions (`POST …/chat/completions`).
+    Chat,
+    /// Anthropic Messages (`POST …/v1/messages`).
+    Messages,
+}
+
+impl Wire {
+    /// Its name in configuration (`chat`, `messages`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Chat => "chat",
+            Wire::Messages => "messages",
+        }
+    }
+}
+
+impl std::str::FromStr for Wire {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "chat" | "openai" => Ok(Wire::Chat),
+            "messages" | "anthropic" => Ok(Wire::Messages),
+            other => Err(format!("unknown wire {other:?}: use chat or messages")),
+        }
+    }
+}
+
+impl std::fmt::Display for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

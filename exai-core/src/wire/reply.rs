@@ -1,0 +1,320 @@
+//! [`WireReply`]: what the gateway answers a [`WireRequest`](super::WireRequest) with, in the
+//! client's wire — a whole body, or a [`WireStream`] of SSE bytes.
+//!
+//! A relayed stream takes one hop: the front door's HTTP body polls the `WireStream`, which
+//! polls the upstream's body in the same task. Each read is cut at event boundaries, shown to
+//! the [`Scanner`] (usage, stop reason, the end), and handed on as the same bytes. The call's
+//! deadline and the keep-alive pings are one timer, looked at only while the upstream is quiet.
+//! When the stream ends — completely, broken, past its deadline, or dropped because the client
+//! left — the call is recorded once, by its [`Finish`].
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+
+use super::Wire;
+use super::anthropic::StreamTranslator;
+use super::scan::Scanner;
+use super::sse::EventCutter;
+use crate::error::{Error, ProviderError, ProviderErrorKind};
+
+/// The answer to a [`WireRequest`](super::WireRequest), in the client's wire.
+#[derive(Debug)]
+pub enum WireReply {
+    /// A whole reply body (JSON).
+    Whole {
+        /// The body.
+        body: Bytes,
+        /// Which provider answered.
+        provider: String,
+        /// Its model.
+        model: String,
+    },
+    /// A stream of server-sent events.
+    Stream(Box<WireStream>),
+}
+
+/// How a stream ended, for its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// As its wire says a reply ends.
+    Complete,
+    /// Not: the upstream broke or stopped early, the deadline passed, or the client left.
+    Broken,
+}
+
+/// Records the call once its stream has ended (the ledger, the key's spend, the activity line,
+/// the span), and holds what the call holds until then (permits, the key's place in flight).
+pub(crate) type Finish = Box<dyn FnOnce(&Scanner, Ended) + Send>;
+
+/// Where a stream's bytes come from.
+pub(crate) enum Source {
+    /// The upstream speaks the client's wire: its bytes, relayed.
+    Relay {
+        body: BoxStream<'static, reqwest::Result<Bytes>>,
+        cutter: EventCutter,
+    },
+    /// An OpenAI chat stream, translated to Anthropic Messages events.
+    ChatToMessages {
+        body: BoxStream<'static, reqwest::Result<Bytes>>,
+        cutter: EventCutter,
+        translator: Box<StreamTranslator>,
+    },
+    /// Pieces made by a task of the gateway's (its own call, written in the client's wire),
+    /// the first already received.
+    Produced {
+        first: Option<Piece>,
+        rest: mpsc::Receiver<Result<Piece, Error>>,
+    },
+}
+
+/// What the gateway's own streamed call hands its stream.
+pub(crate) enum Piece {
+    /// Bytes for the client.
+    Bytes(Bytes),
+    /// The call's usage, once known (not sent: recorded).
+    Usage(crate::request::Usage),
+}
+
+/// A streamed reply in the client's wire: SSE bytes cut at event boundaries, or an error (the
+/// front door writes it as its wire's error event). Dropping it stops the upstream request.
+pub struct WireStream {
+    source: Source,
+    scan: Scanner,
+    /// Which provider answers, and its model.
+    pub provider: String,
+    /// Its model.
+    pub model: String,
+    /// The provider's name and model, for the errors this stream reports.
+    finish: Option<Finish>,
+    until: Instant,
+    after: Duration,
+    keepalive: Option<(Duration, &'static [u8])>,
+    timer: Pin<Box<Sleep>>,
+    last_sent: Instant,
+    /// Bytes to send before ending (a final block), and whether the stream is over.
+    pending: Option<Result<Bytes, Error>>,
+    over: bool,
+    /// The upstream's body has ended.
+    drained: bool,
+}
+
+impl std::fmt::Debug for WireStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireStream")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WireStream {
+    /// A stream from `source` in the client's `wire`, ending by `until` (a deadline of `after`).
+    pub(crate) fn new(
+        scan: Scanner,
+        source: Source,
+        (provider, model): (String, String),
+        (until, after): (Instant, Duration),
+        finish: Option<Finish>,
+    ) -> Self {
+        let keepalive = (scan.wire() == Wire::Messages).then_some((
+            Duration::from_secs(10),
+            &b"event: ping\ndata: {\"type\": \"ping\"}\n\n"[..],
+        ));
+        let now = Instant::now();
+        let first = keepalive.map_or(until, |(every, _)| until.min(now + every));
+        Self {
+            source,
+            scan,
+            provider,
+            model,
+            finish,
+            until,
+            after,
+            keepalive,
+            timer: Box::pin(tokio::time::sleep_until(first)),
+            last_sent: now,
+            pending: None,
+            over: false,
+            drained: false,
+        }
+    }
+
+    fn interrupted(&self, message: String) -> Error {
+        ProviderError::new(
+            &self.provider,
+            &self.model,
+            ProviderErrorKind::StreamInterrupted {
+                message: crate::error::scrub(&message),
+            },
+        )
+        .into()
+    }
+
+    /// Records the call (once).
+    fn end(&mut self, ended: Ended) {
+        self.over = true;
+        if let Some(finish) = self.finish.take() {
+            finish(&self.scan, ended);
+        }
+    }
+
+    /// The stream's end: its record, and an error when the reply was not complete.
+    fn close(&mut self, failure: Option<String>) -> Option<Result<Bytes, Error>> {
+        let complete = failure.is_none() && self.scan.complete;
+        let error = (!complete).then(|| {
+            self.interrupted(failure.unwrap_or_else(|| "the provider's stream ended before the reply did".into()))
+        });
+        self.end(if complete { Ended::Complete } else { Ended::Broken });
+        error.map(Err)
+    }
+
+    /// The next block from the source: `Some(Ok)` bytes to send, `Some(Err)` the end with an
+    /// error, `None` the end.
+    fn poll_source(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        loop {
+            let read = match &mut self.source {
+                Source::Relay { .. } | Source::ChatToMessages { .. } if self.drained => Ok(None),
+                Source::Relay { body, cutter } | Source::ChatToMessages { body, cutter, .. } => {
+                    match body.as_mut().poll_next(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Some(Ok(chunk))) => match cutter.push(chunk) {
+                            Some(block) => Ok(Some(block)),
+                            None => continue,
+                        },
+                        Poll::Ready(Some(Err(e))) => Err(format!("stream broke: {e}")),
+                        Poll::Ready(None) => {
+                            self.drained = true;
+                            match cutter.rest() {
+                                Some(rest) => Ok(Some(rest)),
+                                None => Ok(None),
+                            }
+                        }
+                    }
+                }
+                Source::Produced { first, rest } => {
+                    let piece = match first.take() {
+                        Some(piece) => Poll::Ready(Some(Ok(piece))),
+                        None => rest.poll_recv(cx),
+                    };
+                    match piece {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Some(Ok(Piece::Usage(usage)))) => {
+                            self.scan.usage = usage;
+                            continue;
+                        }
+                        Poll::Ready(Some(Ok(Piece::Bytes(bytes)))) => Ok(Some(bytes)),
+                        Poll::Ready(Some(Err(e))) => {
+                            let _ = self.close(Some(e.to_string()));
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                        Poll::Ready(None) => Ok(None),
+                    }
+                }
+            };
+            let ended = matches!(read, Ok(None));
+            let block = match (read, &mut self.source) {
+                (Err(failure), _) => return Poll::Ready(self.close(Some(failure))),
+                (Ok(None), Source::ChatToMessages { translator, .. }) => {
+                    // The provider ended without [DONE]: close the message as it stands.
+                    Some(events_bytes(translator.finish()))
+                }
+                (Ok(block), Source::ChatToMessages { translator, .. }) => {
+                    let mut out = Vec::new();
+                    for event in super::sse::events(block.as_deref().unwrap_or_default()) {
+                        if event.data == b"[DONE]" {
+                            out.extend(events_bytes(translator.finish()));
+                        } else if let Ok(data) = std::str::from_utf8(event.data) {
+                            for e in translator.chunk(data) {
+                                e.write(&mut out);
+                            }
+                        }
+                    }
+                    Some(Bytes::from(out))
+                }
+                (Ok(block), _) => block,
+            };
+            if let Some(block) = block.filter(|b| !b.is_empty()) {
+                self.scan.block(&block);
+                if ended || (self.scan.complete && matches!(self.source, Source::ChatToMessages { .. })) {
+                    self.pending = self.close(None);
+                }
+                return Poll::Ready(Some(Ok(block)));
+            }
+            if ended {
+                return Poll::Ready(self.close(None));
+            }
+        }
+    }
+}
+
+/// Translated events as SSE bytes.
+fn events_bytes(events: Vec<super::anthropic::MessagesEvent>) -> Bytes {
+    let mut out = Vec::new();
+    for e in events {
+        e.write(&mut out);
+    }
+    Bytes::from(out)
+}
+
+impl Stream for WireStream {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.over {
+            return Poll::Ready(this.pending.take());
+        }
+        match this.poll_source(cx) {
+            Poll::Ready(Some(Ok(block))) => {
+                let now = Instant::now();
+                this.last_sent = now;
+                if now >= this.until && !this.over {
+                    this.end(Ended::Broken);
+                    this.pending = Some(Err(Error::DeadlineExceeded { after: this.after }));
+                }
+                return Poll::Ready(Some(Ok(block)));
+            }
+            Poll::Ready(other) => return Poll::Ready(other),
+            Poll::Pending => {}
+        }
+        // The upstream is quiet: the deadline, or a keep-alive ping.
+        loop {
+            if this.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            if now >= this.until {
+                this.end(Ended::Broken);
+                return Poll::Ready(Some(Err(Error::DeadlineExceeded { after: this.after })));
+            }
+            let Some((every, ping)) = this.keepalive else {
+                this.timer.as_mut().reset(this.until);
+                continue;
+            };
+            let due = this.last_sent + every;
+            if now >= due {
+                this.last_sent = now;
+                this.timer.as_mut().reset(this.until.min(now + every));
+                return Poll::Ready(Some(Ok(Bytes::from_static(ping))));
+            }
+            this.timer.as_mut().reset(this.until.min(due));
+        }
+    }
+}
+
+impl Drop for WireStream {
+    /// A stream dropped before its end: the client left. The call is recorded as broken, and
+    /// what it held (the upstream request, permits) is released.
+    fn drop(&mut self) {
+        if self.finish.is_some() {
+            self.end(Ended::Broken);
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! What the gateway must learn from a relayed reply — usage, the stop reason, whether it ended
+//! properly — read by looking only where those are written.
+//!
+//! OpenAI chat: a SIMD search for `"usage"` and `"finish_reason"` in each block of events, the
+//! value after each hit read in place, and `[DONE]`. Anthropic Messages: the event names, with
+//! only `message_start` and `message_delta` (two events per reply) parsed. No JSON tree is built
+//! per chunk.
+
+use memchr::memmem;
+use serde::Deserialize;
+
+use super::Wire;
+use super::sse;
+use crate::request::Usage;
+
+/// A reply's scanner, for the wire it is in.
+pub(crate) struct Scanner {
+    wire: Wire,
+    pub usage: Usage,
+    pub stop_reason: Option<String>,
+    /// The reply ended as its wire says a reply ends (`[DONE]` or a finish reason;
+    /// `message_stop`).
+    pub complete: bool,
+    /// The reply's text, collected only when traces record content (`EXAI_OTEL_CONTENT`):
+    /// the one case where each event is parsed.
+    pub text: Option<String>,
+}
+
+impl Scanner {
+    pub fn new(wire: Wire) -> Self {
+        Self {
+            wire,
+            usage: Usage::default(),
+            stop_reason: None,
+            complete: false,
+            text: None,
+        }
+    }
+
+    /// A scanner that also collects the reply's text.
+    pub fn collecting_text(wire: Wire) -> Self {
+        Self {
+            text: Some(String::new()),
+            ..Self::new(wire)
+        }
+    }
+
+    /// The wire it reads.
+    pub fn wire(&self) -> Wire {
+        self.wire
+    }
+
+    /// Reads one block of whole events.
+    pub fn block(&mut self, block: &[u8]) {
+        if let Some(text) = self.text.as_mut() {
+            collect_text(self.wire, block, text);
+        }
+        match self.wire {
+            Wire::Chat => self.chat_block(block),
+            Wire::Messages => self.messages_block(block),
+        }
+    }
+
+    /// Reads a whole (not streamed) reply.
+    pub fn whole(&mut self, body: &[u8]) {
+        if let (Some(text), Ok(reply)) = (self.text.as_mut(), serde_json::from_slice::<serde_json::Value>(body)) {
+            let pieces: Vec<&serde_json::Value> = match self.wire {
+                Wire::Chat => reply.pointer("/choices/0/message/content").into_iter().collect(),
+                Wire::Messages => reply
+                    .get("content")
+                    .and_then(serde_json::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|b| b.get("text"))
+                    .collect(),
+            };
+            text.extend(pieces.into_iter().filter_map(serde_json::Value::as_str));
+        }
+        match self.wire {
+            Wire::Chat => self.chat_block(body),
+            Wire::Messages => {
+                if let Ok(reply) = serde_json::from_slice::<MessageReply>(body) {
+                    reply.usage.add_to(&mut self.usage);
+                    self.stop_reason = reply.stop_reason;
+                }
+            }
+        }
+        self.complete = true;
+    }
+
+    fn chat_block(&mut self, block: &[u8]) {
+        for at in memmem::find_iter(block, b"\"finish_reason\"") {
+            if let Some(reason) = string_after(block, at + 15) {
+                self.stop_reason = Some(reason);
+                self.complete = true;
+            }
+        }
+        for at in memmem::find_iter(block, b"\"usage\"") {
+            if at > 0 && block[at - 1] == b'\\' {
+                continue;
+            }
+            if let Some(usage) = value_after::<ChatUsage>(block, at + 7) {
+                self.usage = Usage {
+                    input_tokens: usage.prompt_tokens,
+                    output_tokens: usage.completion_tokens,
+                    reasoning_tokens: usage.completion_tokens_details.map_or(0, |d| d.reasoning_tokens),
+                };
+            }
+        }
+        if memmem::find(block, b"[DONE]").is_some() {
+            self.complete = true;
+        }
+    }
+
+    fn messages_block(&mut self, block: &[u8]) {
+        for event in sse::events(block) {
+            match event.name {
+                b"message_start" => {
+                    if let Ok(start) = serde_json::from_slice::<MessageStart>(event.data) {
+                        start.message.usage.add_to(&mut self.usage);
+                    }
+                }
+                b"message_delta" => {
+                    if let Ok(delta) = serde_json::from_slice::<MessageDelta>(event.data) {
+                        delta.usage.add_to(&mut self.usage);
+                        if let Some(reason) = delta.delta.stop_reason {
+                            self.stop_reason = Some(reason);
+                        }
+                    }
+                }
+                b"message_stop" => self.complete = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Appends the text deltas of `block`'s events to `text`.
+fn collect_text(wire: Wire, block: &[u8], text: &mut String) {
+    for event in sse::events(block) {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(event.data) else {
+            continue;
+        };
+        let piece = match wire {
+            Wire::Chat => value.pointer("/choices/0/delta/content"),
+            Wire::Messages => value.pointer("/delta/text"),
+        };
+        if let Some(piece) = piece.and_then(serde_json::Value::as_str) {
+            text.push_str(piece);
+        }
+    }
+}
+
+/// The bytes after a key: whitespace, a colon, whitespace; `None` when they do not follow.
+fn after_colon(block: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    let skip = |i: &mut usize| {
+        while block.get(*i).is_some_and(u8::is_ascii_whitespace) {
+            *i += 1;
+        }
+    };
+    skip(&mut i);
+    (block.get(i) == Some(&b':')).then_some(())?;
+    i += 1;
+    skip(&mut i);
+    Some(i)
+}
+
+/// The string value after a key at `from` (`None` for `null` or anything else).
+fn string_after(block: &[u8], from: usize) -> Option<String> {
+    let start = after_colon(block, from)?;
+    (block.get(start) == Some(&b'"')).then_some(())?;
+    let mut de = serde_json::Deserializer::from_slice(&block[start..]).into_iter::<String>();
+    de.next()?.ok()
+}
+
+/// The object value after a key at `from`, as `T`.
+fn value_after<T: for<'de> Deserialize<'de>>(block: &[u8], from: usize) -> Option<T> {
+    let start = after_colon(block, from)?;
+    (block.get(start) == Some(&b'{')).then_some(())?;
+    let mut de = serde_json::Deserializer::from_slice(&block[start..]).into_iter::<T>();
+    de.next()?.ok()
+}
+
+#[derive(Deserialize)]
+struct ChatUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    completion_tokens_details: Option<ReasoningDetails>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningDetails {
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
+/// Anthropic's `usage`: each count only when given (a `message_delta` may carry only the
+/// output so far).
+#[derive(Deserialize, Default)]
+struct MessageUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl MessageUsage {
+    fn add_to(&self, usage: &mut Usage) {
+        if let Some(n) = self.input_tokens {
+            usage.input_tokens = n;
+        }
+        if let Some(n) = self.output_tokens {
+            usage.output_tokens = n;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MessageReply {
+    #[serde(default)]
+    usage: MessageUsage,
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MessageStart {
+    message: MessageReply,
+}
+
+#[derive(Deserialize)]
+struct MessageDelta {
+    #[serde(default)]
+    usage: MessageUsage,
+    #[serde(default)]
+    delta: StopDelta,
+}
+
+#[derive(Deserialize, Default)]
+struct StopDelta {
+    stop_reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_usage_and_finish_are_found_whatever_the_spacing() {
+        let mut scan = Scanner::new(Wire::Chat);
+        scan.block(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"say \\\"usage\\\": {\"},\"finish_reason\":null}]}\n\n",
+        );
+        assert!(!scan.complete);
+        assert_eq!(scan.usage, Usage::default());
+        scan.block(b"data: {\"choices\":[{\"delta\":{},\"finish_reason\" : \"length\"}],\n \"usage\" : {\"prompt_tokens\": 8, \"completion_tokens\": 200, \"completion_tokens_details\": {\"reasoning_tokens\": 5}}}\n\n");
+        assert_eq!(scan.stop_reason.as_deref(), Some("length"));
+        assert_eq!(
+            (
+                scan.usage.input_tokens,
+                scan.usage.output_tokens,
+                scan.usage.reasoning_tokens
+            ),
+            (8, 200, 5)
+        );
+        let mut done = Scanner::new(Wire::Chat);
+        done.block(b"data: {\"usage\":null}\n\ndata: [DONE]\n\n");
+        assert!(done.complete);
+    }
+
+    #[test]
+    fn messages_usage_comes_from_start_and_delta() {
+        let mut scan = Scanner::new(Wire::Messages);
+        scan.block(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"usage\":{\"output_tokens\":999}}\n\n");
+        scan.block(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n");
+        assert!(!scan.complete);
+        scan.block(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        assert_eq!((scan.usage.input_tokens, scan.usage.output_tokens), (25, 15));
+        assert_eq!(scan.stop_reason.as_deref(), Some("end_turn"));
+        assert!(scan.complete);
+    }
+}
