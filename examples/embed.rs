@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "Say hello in five words.".into());
     let gateway = Gateway::from_env().await?;
-    let mut stream = gateway.chat_stream(ChatRequest::new(prompt).model("auto"));
+    let mut stream = gateway.chat_stream(ChatRequest::new(prompt).model("auto")).await?;
     while let Some(event) = stream.next().await {
         match event? {
             ChatEvent::Text(text) => print!("{text}"),

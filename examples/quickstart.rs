@@ -52,7 +52,9 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!("2. A streamed reply, continuing the conversation");
-    let mut stream = gateway.chat_stream(ChatRequest::new("And borrowing?").continuation(&first.continuation_id));
+    let mut stream = gateway
+        .chat_stream(ChatRequest::new("And borrowing?").continuation(&first.continuation_id))
+        .await?;
     print!("   ");
     while let Some(event) = stream.next().await {
         match event? {

@@ -114,7 +114,7 @@ pub async fn run(gateway: &Gateway, args: ChatArgs) -> Result<i32, Failure> {
         }
         return Ok(0);
     }
-    let mut stream = session.chat_stream(request);
+    let mut stream = session.chat_stream(request).await?;
     let mut stdout = std::io::stdout();
     tokio::pin!(interrupted);
     let mut spin = spin;

@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use session::Call;
 pub use session::{ChatStream, Session, SessionOptions};
 pub use status::{GatewayStatus, MemoryStatus, ModelEntry, SharedLimitsStatus};
 
@@ -53,22 +54,19 @@ use crate::request::{ChatRequest, ChatResponse, Message};
 use crate::usage::{KeyUsageReport, SharedLedger, UsageLedger, UsageReport};
 use rate::ClientRate;
 
-/// A stream's admission still to run in its task (a key's checks), or already passed.
-pub(crate) type Admission = std::pin::Pin<Box<dyn Future<Output = Result<Option<crate::keys::KeyPass>, Error>> + Send>>;
-
 /// Events buffered between a streaming turn and its consumer.
 const STREAM_BUFFER: usize = 64;
 
 /// Shared state behind every `Gateway` clone.
-pub(crate) struct Inner {
-    pub config: Config,
-    pub catalog: Catalog,
-    pub limits: Limits,
-    pub providers: HashMap<String, ProviderHandle>,
-    pub queue: ConversationQueue,
-    pub sessions: Sessions,
-    pub memory: Arc<dyn MemoryStore>,
-    pub usage: UsageLedger,
+struct Inner {
+    config: Config,
+    catalog: Catalog,
+    limits: Limits,
+    providers: HashMap<String, ProviderHandle>,
+    queue: ConversationQueue,
+    sessions: Sessions,
+    memory: Arc<dyn MemoryStore>,
+    usage: UsageLedger,
     root: CancellationToken,
     tracker: TaskTracker,
     closing: AtomicBool,
@@ -76,9 +74,9 @@ pub(crate) struct Inner {
     /// Requests per minute per client, for every session opened with a client.
     rate: ClientRate,
     /// API keys: who may call, and each key's limits and spend.
-    pub keys: Keys,
+    keys: Keys,
     /// The last requests and the last hour per model, for status pages.
-    pub activity: Activity,
+    activity: Activity,
 }
 
 impl Drop for Inner {
@@ -252,9 +250,9 @@ impl Gateway {
         self.default_session().chat(request).await
     }
 
-    /// A streamed reply, through the built-in session.
-    pub fn chat_stream(&self, request: ChatRequest) -> ChatStream {
-        self.default_session().chat_stream(request)
+    /// A streamed reply, through the built-in session, once the call is admitted.
+    pub async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, Error> {
+        self.default_session().chat_stream(request).await
     }
 
     /// The effective configuration.
@@ -371,10 +369,24 @@ impl Gateway {
         }
     }
 
-    /// The built-in session, as a [`Session`]: no rate counted, the configured deadline.
-    /// The shared state (for the modules beside the gateway: Anthropic passthrough).
-    pub(crate) fn inner(&self) -> &Arc<Inner> {
-        &self.inner
+    /// The limits every call takes its permits from (for the engine).
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// A provider's worker (for the engine).
+    pub(crate) fn provider(&self, name: &str) -> Option<&ProviderHandle> {
+        self.inner.providers.get(name)
+    }
+
+    /// The usage ledger calls are recorded in (for the engine).
+    pub(crate) fn ledger(&self) -> &UsageLedger {
+        &self.inner.usage
+    }
+
+    /// The status page's record of calls (for the engine).
+    pub(crate) fn activity_log(&self) -> &Activity {
+        &self.inner.activity
     }
 
     /// A tracker token: shutdown waits for the work holding it.
@@ -382,6 +394,7 @@ impl Gateway {
         self.inner.tracker.token()
     }
 
+    /// The built-in session, as a [`Session`]: no rate counted, the configured deadline.
     pub(crate) fn default_session(&self) -> Session {
         Session {
             core: self.inner.default_session.clone(),
@@ -403,22 +416,22 @@ impl Gateway {
         Ok(())
     }
 
-    async fn chat_in(&self, core: &SessionCore, request: ChatRequest) -> Result<ChatResponse, Error> {
+    async fn chat_in(&self, core: &SessionCore, request: ChatRequest, call: Call) -> Result<ChatResponse, Error> {
         let cancel = core.cancel.child_token();
         let _cancel_on_drop = cancel.clone().drop_guard();
         let _tracked = self.inner.tracker.token();
         let (limit, session_id) = (core.limit.clone(), core.id.clone());
         match queue_key(&request) {
-            None => turn::run(self.inner.clone(), limit, session_id, request, None, cancel).await,
+            None => turn::run(self.clone(), limit, session_id, request, call, None, cancel).await,
             Some(conversation) => {
                 let (tx, rx) = oneshot::channel();
-                let inner = self.inner.clone();
+                let gateway = self.clone();
                 // In the caller's span (a tool call's), though it runs in the queue's task.
                 let job = async move {
                     if cancel.is_cancelled() {
                         return;
                     }
-                    let _ = tx.send(turn::run(inner, limit, session_id, request, None, cancel).await);
+                    let _ = tx.send(turn::run(gateway, limit, session_id, request, call, None, cancel).await);
                 };
                 self.inner
                     .queue
@@ -433,38 +446,23 @@ impl Gateway {
     fn stream_in(
         &self,
         core: &SessionCore,
-        mut request: ChatRequest,
+        request: ChatRequest,
+        call: Call,
         deadline: Option<Duration>,
-        admission: Option<Admission>,
     ) -> ChatStream {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let cancel = core.cancel.child_token();
         let guard = Some(cancel.clone().drop_guard());
         let tracked = self.inner.tracker.token();
-        let (inner, limit, session_id) = (self.inner.clone(), core.limit.clone(), core.id.clone());
+        let (gateway, limit, session_id) = (self.clone(), core.limit.clone(), core.id.clone());
         let conversation = queue_key(&request);
         let job = async move {
             let _tracked = tracked;
             if cancel.is_cancelled() {
                 return;
             }
-            let _pass = match admission {
-                None => None,
-                Some(admission) => match admission.await {
-                    Ok(pass) => {
-                        if let Some(p) = &pass {
-                            request.key = Some(p.key.clone());
-                        }
-                        pass
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                },
-            };
             let late = tx.clone();
-            let turn = turn::run(inner, limit, session_id, request, Some(tx), cancel);
+            let turn = turn::run(gateway, limit, session_id, request, call, Some(tx), cancel);
             match deadline {
                 None => {
                     let _ = turn.await;

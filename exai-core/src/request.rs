@@ -151,10 +151,6 @@ pub struct ChatRequest {
     /// Answer without storing anything (a consultation, or a client that keeps its own
     /// history). The conversation's history is still read; such turns run outside its queue.
     pub(crate) ephemeral: bool,
-    /// The key this turn was admitted for (set by the session): its model allow-list narrows
-    /// the routing plan, and its spend is recorded.
-    #[serde(skip)]
-    pub(crate) key: Option<std::sync::Arc<crate::keys::StoredKey>>,
     /// The caller's trace, continued by this turn's span.
     #[serde(skip)]
     pub(crate) trace: Option<crate::trace::TraceContext>,

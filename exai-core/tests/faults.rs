@@ -94,7 +94,7 @@ async fn a_dropped_stream_surfaces_as_an_interrupted_error_after_the_partial_tex
     let fake = FakeUpstream::start().await?;
     fake.push(FakeReply::drop_after(2));
     let gw = common::gateway(&fake, &["GLM", "KIMI"], &[]).await;
-    let mut stream = gw.chat_stream(ChatRequest::new("hi"));
+    let mut stream = gw.chat_stream(ChatRequest::new("hi")).await?;
     let mut text = String::new();
     let mut error = None;
     while let Some(event) = stream.next().await {
@@ -125,7 +125,7 @@ async fn a_stream_that_drops_before_any_text_is_retried() -> anyhow::Result<()> 
     fake.push(FakeReply::drop_after(0));
     fake.push(FakeReply::text("second time lucky"));
     let gw = common::gateway(&fake, &["GLM"], &[]).await;
-    let reply = gw.chat_stream(ChatRequest::new("hi")).collect_response().await?;
+    let reply = gw.chat_stream(ChatRequest::new("hi")).await?.collect_response().await?;
     assert_eq!(reply.text, "second time lucky");
     assert_eq!(fake.requests().len(), 2);
     Ok(())
@@ -234,7 +234,7 @@ async fn a_cancelled_caller_aborts_the_upstream_request_and_releases_every_permi
     );
 
     // A stream, dropped after its first delta.
-    let mut stream = gw.chat_stream(ChatRequest::new("stream"));
+    let mut stream = gw.chat_stream(ChatRequest::new("stream")).await?;
     loop {
         match stream.next().await {
             Some(Ok(ChatEvent::Status(_))) => continue,

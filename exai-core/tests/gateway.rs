@@ -58,7 +58,7 @@ async fn chat_stream_yields_reasoning_and_text_deltas_then_done_with_usage() -> 
             .with_usage(7, 5),
     );
     let gw = common::gateway(&fake, &["KIMI"], &[]).await;
-    let mut stream = gw.chat_stream(ChatRequest::new("2+2?"));
+    let mut stream = gw.chat_stream(ChatRequest::new("2+2?")).await?;
     let (mut text, mut reasoning, mut deltas, mut done) = (String::new(), String::new(), 0, None);
     let mut statuses = Vec::new();
     while let Some(event) = stream.next().await {
@@ -264,7 +264,7 @@ async fn streams_report_queueing_and_fallback_as_status_events() -> anyhow::Resu
     env.insert("EXAI_FALLBACK".into(), "kimi,glm".into());
     let gw = exai_core::Gateway::new(exai_core::Config::from_parts(&env, None)?).await?;
     // Kimi fails (502 ×3), GLM then hangs, holding the only global permit.
-    let mut first = gw.chat_stream(ChatRequest::new("first"));
+    let mut first = gw.chat_stream(ChatRequest::new("first")).await?;
     let mut statuses = Vec::new();
     while statuses.len() < 3 {
         match first.next().await {
@@ -284,7 +284,7 @@ async fn streams_report_queueing_and_fallback_as_status_events() -> anyhow::Resu
             "calling glm/glm-4.6"
         ]
     );
-    let mut second = gw.chat_stream(ChatRequest::new("second"));
+    let mut second = gw.chat_stream(ChatRequest::new("second")).await?;
     let queued = second.next().await;
     assert!(
         matches!(&queued, Some(Ok(ChatEvent::Status(s))) if s.contains("global limit of 1")),

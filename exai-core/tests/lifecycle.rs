@@ -18,7 +18,7 @@ async fn sessions_are_listed_while_open_and_closing_one_cancels_its_calls() -> a
     let kinds: Vec<_> = gw.sessions().await?.into_iter().map(|s| s.kind).collect();
     assert_eq!(kinds, ["ws", "stdio"]);
 
-    let stream = session.chat_stream(ChatRequest::new("hang"));
+    let stream = session.chat_stream(ChatRequest::new("hang")).await?;
     assert!(
         fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1)
             .await
@@ -62,7 +62,7 @@ async fn per_session_limits_keep_one_busy_client_from_starving_others() -> anyho
     let extra = [("EXAI_SESSION_MAX_INFLIGHT", "1"), ("EXAI_QUEUE_TIMEOUT_MS", "200")];
     let gw = common::gateway(&fake, &["GLM"], &extra).await;
     let busy = gw.session("busy");
-    let _hanging = busy.chat_stream(ChatRequest::new("hang"));
+    let _hanging = busy.chat_stream(ChatRequest::new("hang")).await?;
     assert!(
         fake.wait_until(Duration::from_secs(5), |f| f.requests().len() == 1)
             .await

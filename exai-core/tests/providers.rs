@@ -77,7 +77,11 @@ async fn minimax_reasoning_in_think_tags_is_split_from_the_reply() -> anyhow::Re
         (plain.text.as_str(), plain.reasoning.as_deref()),
         ("\n\nIt is 4.", Some("the user wants 4"))
     );
-    let streamed = gw.chat_stream(ChatRequest::new("2+2?")).collect_response().await?;
+    let streamed = gw
+        .chat_stream(ChatRequest::new("2+2?"))
+        .await?
+        .collect_response()
+        .await?;
     assert_eq!(
         (streamed.text.as_str(), streamed.reasoning.as_deref()),
         ("Still 4.", Some("again 4"))

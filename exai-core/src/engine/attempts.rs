@@ -14,7 +14,7 @@ use super::record::record_failure;
 use crate::actors::limits::ProviderPermit;
 use crate::catalog::ModelInfo;
 use crate::error::{Error, ProviderError};
-use crate::gateway::Inner;
+use crate::gateway::Gateway;
 use crate::providers::ProviderHandle;
 use crate::request::FallbackNote;
 
@@ -48,7 +48,7 @@ pub(crate) struct Won<T> {
 
 /// One call's attempts.
 pub(crate) struct Attempts<'a> {
-    pub inner: &'a Inner,
+    pub gateway: &'a Gateway,
     /// The key the call runs for, if any (its ledger rows).
     pub key: Option<&'a str>,
     /// How long to wait for a provider permit.
@@ -80,16 +80,15 @@ impl Attempts<'_> {
             if index > 0 {
                 (self.status)(format_args!("falling back to {provider}/{}", model.id));
             }
-            if let Some(full) = self.inner.limits.provider_busy(&provider) {
+            if let Some(full) = self.gateway.limits().provider_busy(&provider) {
                 (self.status)(format_args!("queued: the {full} requests in flight is full"));
             }
             let permit = self
-                .until_cancelled(self.inner.limits.provider(&provider, self.permits_by))
+                .until_cancelled(self.gateway.limits().provider(&provider, self.permits_by))
                 .await?;
             let handle = self
-                .inner
-                .providers
-                .get(&provider)
+                .gateway
+                .provider(&provider)
                 .cloned()
                 .ok_or_else(|| Error::Internal(format!("no worker for provider {provider}")))?;
             (self.status)(format_args!("calling {provider}/{}", model.id));
@@ -104,7 +103,7 @@ impl Attempts<'_> {
                 }
                 Attempted::Failed { error, emitted } => (error, emitted),
             };
-            record_failure(self.inner, &model, self.key, error.label(), self.started);
+            record_failure(self.gateway, &model, self.key, error.label(), self.started);
             tracing::warn!(provider = %model.provider, model = %model.id, error = %error, "provider call failed");
             if emitted || !error.allows_fallback() || index + 1 == total {
                 return Err(error.into());

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use crate::activity::RequestRecord;
 use crate::catalog::ModelInfo;
 use crate::error::Error;
-use crate::gateway::Inner;
+use crate::gateway::Gateway;
 use crate::request::{FallbackNote, Usage};
 use crate::trace;
 
@@ -16,18 +16,20 @@ use crate::trace;
 /// counts it as `ok` in the metrics, with handles kept per model) and the key's spend. Returns
 /// its cost.
 pub(crate) fn record_success(
-    inner: &Inner,
+    gateway: &Gateway,
     model: &ModelInfo,
     key: Option<&str>,
     usage: Usage,
     started: Instant,
 ) -> f64 {
     let cost = model.price.cost(usage.input_tokens, usage.output_tokens);
-    inner
-        .usage
+    gateway
+        .ledger()
         .success(&model.provider, &model.id, key, usage, cost, started.elapsed());
     if let Some(key) = key {
-        inner.keys.record(key, cost, usage.input_tokens + usage.output_tokens);
+        gateway
+            .keys()
+            .record(key, cost, usage.input_tokens + usage.output_tokens);
     }
     cost
 }
@@ -35,13 +37,13 @@ pub(crate) fn record_success(
 /// Records a call to `model` that failed (`status`: the failure's label): the usage ledger and
 /// the request metrics.
 pub(crate) fn record_failure(
-    inner: &Inner,
+    gateway: &Gateway,
     model: &ModelInfo,
     key: Option<&str>,
     status: &'static str,
     started: Instant,
 ) {
-    inner.usage.error(&model.provider, &model.id, key);
+    gateway.ledger().error(&model.provider, &model.id, key);
     metrics::counter!("exai_requests_total", "provider" => model.provider.clone(), "model" => model.id.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("exai_request_duration_seconds", "provider" => model.provider.clone())
@@ -64,13 +66,13 @@ impl CallRecord {
     /// span and the status page. Returns the cost.
     pub fn answered(
         &self,
-        inner: &Inner,
+        gateway: &Gateway,
         model: &ModelInfo,
         fallbacks: &[FallbackNote],
         usage: Usage,
         stop: Option<&str>,
     ) -> f64 {
-        let cost = record_success(inner, model, self.key.as_deref(), usage, self.started);
+        let cost = record_success(gateway, model, self.key.as_deref(), usage, self.started);
         trace::record_answer(&self.span, &model.provider, &model.id, usage, stop, Some(cost));
         if let Some(first) = fallbacks.first() {
             self.span.record(
@@ -81,25 +83,25 @@ impl CallRecord {
         let line = self
             .line()
             .answered(&model.provider, &model.id, tried(fallbacks), usage, cost);
-        inner.activity.record(line);
+        gateway.activity_log().record(line);
         cost
     }
 
     /// `model` began to answer, and the reply broke (upstream, deadline, or the client left).
-    pub fn broken(&self, inner: &Inner, model: &ModelInfo, fallbacks: &[FallbackNote], usage: Usage) {
-        record_failure(inner, model, self.key.as_deref(), "stream_interrupted", self.started);
+    pub fn broken(&self, gateway: &Gateway, model: &ModelInfo, fallbacks: &[FallbackNote], usage: Usage) {
+        record_failure(gateway, model, self.key.as_deref(), "stream_interrupted", self.started);
         trace::record_error(&self.span, "stream_interrupted");
         let mut line = self
             .line()
             .answered(&model.provider, &model.id, tried(fallbacks), usage, 0.0);
         line.status = "stream_interrupted".to_string();
-        inner.activity.record(line);
+        gateway.activity_log().record(line);
     }
 
     /// The call failed before any model answered.
-    pub fn failed(&self, inner: &Inner, error: &Error) {
+    pub fn failed(&self, gateway: &Gateway, error: &Error) {
         trace::record_error(&self.span, trace::error_type(error));
-        inner.activity.record(self.line().failed(error));
+        gateway.activity_log().record(self.line().failed(error));
     }
 
     fn line(&self) -> RequestRecord {

@@ -26,7 +26,7 @@ use super::record::CallRecord;
 use crate::catalog::{Catalog, ModelInfo};
 use crate::config::Config;
 use crate::error::{Error, ProviderError, ProviderErrorKind};
-use crate::gateway::{Inner, Session, context};
+use crate::gateway::{Gateway, Session, context};
 use crate::providers::{ProviderCall, ProviderEvent, ProviderHandle, WireHeaders, chat_body_edits};
 use crate::routing::{self, Needs};
 use crate::trace;
@@ -67,8 +67,8 @@ enum Answer {
 }
 
 /// A scanner for a reply in `wire`, collecting its text when traces record content.
-fn scanner(inner: &Inner, wire: Wire) -> Scanner {
-    if inner.config.otel_content {
+fn scanner(gateway: &Gateway, wire: Wire) -> Scanner {
+    if gateway.config().otel_content {
         Scanner::collecting_text(wire)
     } else {
         Scanner::new(wire)
@@ -77,7 +77,7 @@ fn scanner(inner: &Inner, wire: Wire) -> Scanner {
 
 /// Runs one wire call for `session`, in a request span.
 pub(crate) async fn run(session: &Session, request: WireRequest) -> Result<WireReply, Error> {
-    let inner = session.gateway().inner().clone();
+    let gateway = session.gateway();
     let span = trace::request_span(
         trace::Operation::Chat { model: &request.model },
         request.trace.as_ref(),
@@ -96,7 +96,7 @@ pub(crate) async fn run(session: &Session, request: WireRequest) -> Result<WireR
         span: span.clone(),
     };
     let until = call.started + session.deadline();
-    let work = run_in_span(session, &inner, request, &call, until).instrument(span);
+    let work = run_in_span(session, gateway, request, &call, until).instrument(span);
     let result = match tokio::time::timeout_at(until, work).await {
         Ok(result) => result,
         Err(_) => Err(Error::DeadlineExceeded {
@@ -104,36 +104,45 @@ pub(crate) async fn run(session: &Session, request: WireRequest) -> Result<WireR
         }),
     };
     if let Err(e) = &result {
-        call.failed(&inner, e);
+        call.failed(gateway, e);
     }
     result
 }
 
 async fn run_in_span(
     session: &Session,
-    inner: &Arc<Inner>,
+    gateway: &Gateway,
     request: WireRequest,
     call: &CallRecord,
     until: Instant,
 ) -> Result<WireReply, Error> {
     let target = match request.wire {
-        Wire::Messages => target_model(&inner.config, &inner.catalog, &request.model),
+        Wire::Messages => target_model(gateway.config(), gateway.catalog(), &request.model),
         Wire::Chat => request.model.clone(),
     };
     let pass = session.admit_call(None, Some(&target)).await?;
     let key = pass.as_ref().map(|p| p.key.clone());
-    if inner.config.otel_content {
+    if gateway.config().otel_content {
         call.span
             .record("gen_ai.input.messages", input_messages(&request).as_str());
     }
-    let mut plan = routing::plan(&inner.config, &inner.catalog, Some(&target), needs(&request))?;
-    crate::keys::narrow_plan(key.as_deref(), &mut plan, &request.model, &inner.catalog, &inner.config)?;
+    let mut plan = routing::plan(gateway.config(), gateway.catalog(), Some(&target), needs(&request))?;
+    crate::keys::narrow_plan(
+        key.as_deref(),
+        &mut plan,
+        &request.model,
+        gateway.catalog(),
+        gateway.config(),
+    )?;
     let tracked = session.gateway().track();
-    let permits = inner.limits.request(&session.limit(), inner.limits.deadline()).await?;
+    let permits = gateway
+        .limits()
+        .request(&session.limit(), gateway.limits().deadline())
+        .await?;
     let attempts = Attempts {
-        inner,
+        gateway,
         key: call.key.as_deref(),
-        permits_by: inner.limits.deadline(),
+        permits_by: gateway.limits().deadline(),
         cancel: None,
         started: call.started,
         status: &|_| {},
@@ -147,7 +156,7 @@ async fn run_in_span(
         permit,
     } = attempts
         .run(plan, Vec::new(), |model, (), handle| {
-            attempt(request.clone(), model, handle, scanner(inner, request.wire))
+            attempt(request.clone(), model, handle, scanner(gateway, request.wire))
         })
         .await?;
     let span = tracing::Span::current();
@@ -157,7 +166,7 @@ async fn run_in_span(
     match value {
         Answer::Whole { body, scan } => {
             output_content(call, &scan);
-            let cost = call.answered(inner, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
+            let cost = call.answered(gateway, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
             let body = match request.wire {
                 Wire::Chat => Bytes::from(openai_chat::with_exai(&body, &model.provider, cost, &fallbacks)),
                 Wire::Messages => body,
@@ -169,9 +178,9 @@ async fn run_in_span(
             })
         }
         Answer::Stream(source, attempt_span) => {
-            let (inner, call) = (inner.clone(), call.clone());
+            let (gateway, call) = (gateway.clone(), call.clone());
             let held = (permits, permit, pass, tracked);
-            let scan = scanner(&inner, request.wire);
+            let scan = scanner(&gateway, request.wire);
             let finish: Finish = Box::new(move |scan: &Scanner, ended| {
                 let _held = held;
                 let _entered = call.span.enter();
@@ -180,9 +189,9 @@ async fn run_in_span(
                 output_content(&call, scan);
                 match ended {
                     crate::wire::Ended::Complete => {
-                        call.answered(&inner, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
+                        call.answered(&gateway, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
                     }
-                    crate::wire::Ended::Broken => call.broken(&inner, &model, &fallbacks, scan.usage),
+                    crate::wire::Ended::Broken => call.broken(&gateway, &model, &fallbacks, scan.usage),
                 }
             });
             let deadline = (until, session.deadline());
@@ -463,21 +472,27 @@ async fn produce(
 /// Counts a Messages request's input tokens: the provider's own count where its endpoint has
 /// one, else the gateway's estimate. Admitted like every call, within the session's deadline.
 pub(crate) async fn count_tokens(session: &Session, request: WireRequest) -> Result<TokenCount, Error> {
-    let inner = session.gateway().inner().clone();
-    let target = target_model(&inner.config, &inner.catalog, &request.model);
+    let gateway = session.gateway();
+    let target = target_model(gateway.config(), gateway.catalog(), &request.model);
     let pass = session.admit_call(None, Some(&target)).await?;
     let estimate = TokenCount {
         input_tokens: context::estimate(request.text()),
         from_provider: false,
     };
-    let Ok(mut plan) = routing::plan(&inner.config, &inner.catalog, Some(&target), needs(&request)) else {
+    let Ok(mut plan) = routing::plan(gateway.config(), gateway.catalog(), Some(&target), needs(&request)) else {
         return Ok(estimate);
     };
     let key = pass.as_ref().map(|p| p.key.clone());
-    crate::keys::narrow_plan(key.as_deref(), &mut plan, &request.model, &inner.catalog, &inner.config)?;
+    crate::keys::narrow_plan(
+        key.as_deref(),
+        &mut plan,
+        &request.model,
+        gateway.catalog(),
+        gateway.config(),
+    )?;
     // Only a Messages endpoint counts tokens; a translated provider gets the estimate.
     let Some((model, handle)) = plan.iter().find_map(|m| {
-        let handle = inner.providers.get(&m.provider)?;
+        let handle = gateway.provider(&m.provider)?;
         handle.client().config.speaks(Wire::Messages).then_some((m, handle))
     }) else {
         return Ok(estimate);

@@ -18,7 +18,7 @@ use tokio_util::sync::DropGuard;
 use super::Gateway;
 use crate::actors::session::SessionCore;
 use crate::error::Error;
-use crate::keys::{Ask, Caller, KeyPass};
+use crate::keys::{Ask, Caller, KeyPass, StoredKey};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse};
 use crate::wire::{TokenCount, WireReply, WireRequest};
 
@@ -87,39 +87,26 @@ impl Session {
     }
 
     /// One reply, within the session's deadline.
-    pub async fn chat(&self, mut request: ChatRequest) -> Result<ChatResponse, Error> {
+    pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
         let pass = self.admit_call(None, request.requested_model()).await?;
-        request.key = pass.as_ref().map(|p| p.key.clone());
-        let reply = self.within_deadline(self.gateway.chat_in(&self.core, request)).await;
+        let call = Call::for_key(pass.as_ref().map(|p| p.key.clone()));
+        let reply = self
+            .within_deadline(self.gateway.chat_in(&self.core, request, call))
+            .await;
         drop(pass);
         reply
     }
 
-    /// A streamed reply, ended with [`Error::DeadlineExceeded`] if it outlives the deadline. A
-    /// call the session does not admit is a stream of one error; [`Session::start_stream`] says
-    /// so before the stream starts.
-    pub fn chat_stream(&self, request: ChatRequest) -> ChatStream {
-        if let Err(e) = self.admit() {
-            return ChatStream::failed(e);
-        }
-        if self.caller.key_name().is_none() {
-            return self.gateway.stream_in(&self.core, request, Some(self.deadline), None);
-        }
-        let session = self.clone();
-        let model = request.requested_model().map(str::to_string);
-        let admission = Box::pin(async move { session.admit_key(None, model.as_deref()).await });
-        self.gateway
-            .stream_in(&self.core, request, Some(self.deadline), Some(admission))
-    }
-
-    /// A streamed reply once the call is admitted: a refusal (rate, key, budget) is the error
+    /// A streamed reply, once the call is admitted: a refusal (rate, key, budget) is the error
     /// here, before anything streams — what an HTTP front door needs to answer with a status.
-    pub async fn start_stream(&self, request: ChatRequest) -> Result<ChatStream, Error> {
+    /// The stream ends with [`Error::DeadlineExceeded`] if it outlives the session's deadline.
+    pub async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream, Error> {
         let pass = self.admit_call(None, request.requested_model()).await?;
-        let admission: Option<super::Admission> = pass.map(|p| Box::pin(async move { Ok(Some(p)) }) as _);
-        Ok(self
-            .gateway
-            .stream_in(&self.core, request, Some(self.deadline), admission))
+        let call = Call {
+            key: pass.as_ref().map(|p| p.key.clone()),
+            _pass: pass,
+        };
+        Ok(self.gateway.stream_in(&self.core, request, call, Some(self.deadline)))
     }
 
     /// A request in a client's wire (OpenAI chat at `/v1/chat/completions`, Anthropic Messages
@@ -201,11 +188,31 @@ impl Session {
             .unwrap_or_else(|_| Err(Error::DeadlineExceeded { after: self.deadline }.into()))
     }
 
-    /// A turn inside an admitted call (a tool's): no second admission, the call's deadline,
-    /// the caller's key (its model allow-list, its spend).
-    pub(crate) fn stream_admitted(&self, mut request: ChatRequest) -> ChatStream {
-        request.key = self.gateway.inner.keys.current(&self.caller);
-        self.gateway.stream_in(&self.core, request, None, None)
+    /// A turn inside a call already admitted (a tool's): no second admission, the tool call's
+    /// deadline, the caller's key (its model allow-list, its spend).
+    pub(crate) fn stream_within_call(&self, request: ChatRequest) -> ChatStream {
+        let call = Call::for_key(self.gateway.inner.keys.current(&self.caller));
+        self.gateway.stream_in(&self.core, request, call, None)
+    }
+}
+
+/// What a turn runs for, beside its request: the caller's key (its model allow-list narrows the
+/// plan, its spend is recorded) and its place in flight, held until the turn ends.
+#[derive(Default)]
+pub(crate) struct Call {
+    pub key: Option<Arc<StoredKey>>,
+    pub _pass: Option<KeyPass>,
+}
+
+impl Call {
+    /// A turn for `key`, whose place in flight is held by its caller.
+    pub fn for_key(key: Option<Arc<StoredKey>>) -> Self {
+        Self { key, _pass: None }
+    }
+
+    /// The key's name, if any.
+    pub fn key_name(&self) -> Option<&str> {
+        self.key.as_deref().map(|k| k.name.as_str())
     }
 }
 

@@ -8,16 +8,15 @@
 //! Everything that waits also watches the request's cancellation token, so a caller that goes
 //! away frees its permits and aborts its upstream request at once.
 
-use std::sync::Arc;
-
 use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Inner;
 use super::context;
+use super::session::Call;
+use super::{Gateway, Inner};
 use crate::activity::RequestRecord;
 use crate::actors::limits::SessionLimit;
 use crate::actors::session::now_ms;
@@ -52,22 +51,24 @@ fn or_cancel<T>(
 
 /// Runs one turn for a session.
 pub(crate) async fn run(
-    inner: Arc<Inner>,
+    gateway: Gateway,
     limit: SessionLimit,
     session_id: String,
     request: ChatRequest,
+    call: Call,
     sink: Sink,
     cancel: CancellationToken,
 ) -> Result<ChatResponse, Error> {
+    let inner = &gateway.inner;
     let request_id = uuid::Uuid::new_v4().to_string();
     let started = Instant::now();
     let asked = request.model.as_deref().unwrap_or("auto");
     let front_door = request.tool.clone().unwrap_or_else(|| "api".to_string());
-    let (asked_text, key) = (asked.to_string(), key_name(&request).map(str::to_string));
+    let (asked_text, key) = (asked.to_string(), call.key_name().map(str::to_string));
     let span = trace::request_span(
         trace::Operation::Chat { model: asked },
         request.trace.as_ref(),
-        key_name(&request),
+        call.key_name(),
     );
     span.record("request_id", request_id.as_str());
     span.record("session", session_id.as_str());
@@ -79,9 +80,11 @@ pub(crate) async fn run(
         );
     }
     // Boxed so that what frontends hold and move (their handler futures) stays small.
-    let result = Box::pin(run_in_span(&inner, &limit, request, &sink, &cancel, request_id))
-        .instrument(span.clone())
-        .await;
+    let result = Box::pin(run_in_span(
+        &gateway, &limit, request, &call, &sink, &cancel, request_id,
+    ))
+    .instrument(span.clone())
+    .await;
     match &result {
         Ok(r) => {
             trace::record_answer(
@@ -114,13 +117,15 @@ pub(crate) async fn run(
 }
 
 async fn run_in_span(
-    inner: &Inner,
+    gateway: &Gateway,
     limit: &SessionLimit,
     request: ChatRequest,
+    call: &Call,
     sink: &Sink,
     cancel: &CancellationToken,
     request_id: String,
 ) -> Result<ChatResponse, Error> {
+    let inner = &*gateway.inner;
     let started = Instant::now();
     let deadline = inner.limits.deadline();
     if let Some(full) = inner.limits.busy(limit) {
@@ -164,7 +169,7 @@ async fn run_in_span(
     };
     let mut plan = routing::plan(&inner.config, &inner.catalog, request.model.as_deref(), needs)?;
     let asked = request.model.as_deref().unwrap_or("auto");
-    crate::keys::narrow_plan(request.key.as_deref(), &mut plan, asked, &inner.catalog, &inner.config)?;
+    crate::keys::narrow_plan(call.key.as_deref(), &mut plan, asked, &inner.catalog, &inner.config)?;
 
     // Each model's messages: the history that fits its context window. A model it cannot fit
     // is left for the next one (and noted), unless it is the last.
@@ -184,8 +189,8 @@ async fn run_in_span(
     }
     let status_line = |message: std::fmt::Arguments<'_>| status(sink, message);
     let attempts = Attempts {
-        inner,
-        key: key_name(&request),
+        gateway,
+        key: call.key_name(),
         permits_by: deadline,
         cancel: Some(cancel),
         started,
@@ -209,8 +214,9 @@ async fn run_in_span(
     span.record("provider", won.model.provider.as_str());
     span.record("model", won.model.id.as_str());
     let response = finish(
-        inner,
+        gateway,
         &request,
+        call.key_name(),
         thread,
         turn.to_vec(),
         &won.model,
@@ -330,8 +336,9 @@ async fn forward(sink: &Sink, event: ChatEvent, emitted: &mut bool) -> Result<()
 /// Usage, memory, and the response.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
-    inner: &Inner,
+    gateway: &Gateway,
     request: &ChatRequest,
+    key: Option<&str>,
     thread: Option<Thread>,
     turn: Vec<Message>,
     model: &ModelInfo,
@@ -340,7 +347,7 @@ async fn finish(
     request_id: String,
     started: Instant,
 ) -> ChatResponse {
-    let cost = crate::engine::record_success(inner, model, key_name(request), done.usage, started);
+    let cost = crate::engine::record_success(gateway, model, key, done.usage, started);
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {
@@ -358,7 +365,7 @@ async fn finish(
             tool: request.tool.clone(),
             timestamp_ms: now_ms(),
         });
-        save(inner, thread, turns).await
+        save(&gateway.inner, thread, turns).await
     };
     ChatResponse {
         text: done.text,
@@ -372,11 +379,6 @@ async fn finish(
         finish_reason: done.finish_reason,
         fallbacks,
     }
-}
-
-/// The name of the key the turn runs for, if any.
-fn key_name(request: &ChatRequest) -> Option<&str> {
-    request.key.as_deref().map(|k| k.name.as_str())
 }
 
 /// A new, empty conversation.

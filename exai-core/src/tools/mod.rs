@@ -101,7 +101,7 @@ impl ToolCtx<'_> {
     /// A chat turn, streamed so that progress can be reported as it moves.
     pub async fn chat(&self, request: ChatRequest) -> Result<ChatResponse, Error> {
         use futures::StreamExt;
-        let mut stream = self.session.stream_admitted(request);
+        let mut stream = self.session.stream_within_call(request);
         let mut received = 0usize;
         while let Some(event) = stream.next().await {
             match event? {
