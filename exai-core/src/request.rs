@@ -151,9 +151,6 @@ pub struct ChatRequest {
     /// Answer without storing anything (a consultation, or a client that keeps its own
     /// history). The conversation's history is still read; such turns run outside its queue.
     pub(crate) ephemeral: bool,
-    /// The caller's trace, continued by this turn's span.
-    #[serde(skip)]
-    pub(crate) trace: Option<crate::trace::TraceContext>,
 }
 
 impl ChatRequest {
@@ -218,11 +215,6 @@ impl ChatRequest {
     /// Names who issued the turn (`cli`, an app's name), as `exai threads` shows it.
     pub fn origin(mut self, origin: impl Into<String>) -> Self {
         self.tool = Some(origin.into());
-        self
-    }
-    /// Continues the caller's trace (its W3C `traceparent`): the turn's span is its child.
-    pub fn trace_context(mut self, trace: Option<crate::trace::TraceContext>) -> Self {
-        self.trace = trace;
         self
     }
     /// Whether the turn is stored in the conversation (yes by default). A client that keeps

@@ -126,14 +126,7 @@ async fn run_in_span(
         call.span
             .record("gen_ai.input.messages", input_messages(&request).as_str());
     }
-    let mut plan = routing::plan(gateway.config(), gateway.catalog(), Some(&target), needs(&request))?;
-    crate::keys::narrow_plan(
-        key.as_deref(),
-        &mut plan,
-        &request.model,
-        gateway.catalog(),
-        gateway.config(),
-    )?;
+    let plan = plan(gateway, &request, &target, key.as_deref())?;
     let tracked = session.gateway().track();
     let permits = gateway
         .limits()
@@ -195,13 +188,10 @@ async fn run_in_span(
                 }
             });
             let deadline = (until, session.deadline());
-            Ok(WireReply::Stream(Box::new(WireStream::new(
-                scan,
-                source,
-                names,
-                deadline,
-                Some(finish),
-            ))))
+            let relayed_chat = matches!(source, Source::Relay { .. }) && request.wire == Wire::Chat;
+            let stream = WireStream::new(scan, source, names, deadline, Some(finish))
+                .without_usage_chunk(relayed_chat && !request.include_usage);
+            Ok(WireReply::Stream(Box::new(stream)))
         }
     }
 }
@@ -229,6 +219,19 @@ fn output_content(call: &CallRecord, scan: &Scanner) {
         call.span
             .record("gen_ai.output.messages", trace::reply_json(text).as_str());
     }
+}
+
+/// The models to try for `target`, in order, within the key's models.
+fn plan(
+    gateway: &Gateway,
+    request: &WireRequest,
+    target: &str,
+    key: Option<&crate::keys::StoredKey>,
+) -> Result<Vec<ModelInfo>, Error> {
+    let (config, catalog) = (gateway.config(), gateway.catalog());
+    let mut plan = routing::plan(config, catalog, Some(target), needs(request))?;
+    crate::keys::narrow_plan(key, &mut plan, &request.model, catalog, config)?;
+    Ok(plan)
 }
 
 /// What routing needs to know of a request: its size, and whether it carries images.
@@ -289,7 +292,7 @@ async fn relay(
     request: &WireRequest,
     model: &ModelInfo,
     handle: &ProviderHandle,
-    mut scan: Scanner,
+    scan: Scanner,
 ) -> Result<Answer, ProviderError> {
     let client = handle.client();
     let body = request.upstream_body(&model.id, |fields| match request.wire {
@@ -318,10 +321,15 @@ async fn relay(
         return Ok(Answer::Stream(source, span));
     }
     let body = response.bytes().await.map_err(|e| unreadable(model, e))?;
+    Ok(whole(body, scan, model, &span))
+}
+
+/// A whole reply in the client's wire, scanned, its answer recorded on the try's span.
+fn whole(body: Bytes, mut scan: Scanner, model: &ModelInfo, span: &tracing::Span) -> Answer {
     scan.whole(&body);
     let stop = scan.stop_reason.as_deref();
-    trace::record_answer(&span, &model.provider, &model.id, scan.usage, stop, None);
-    Ok(Answer::Whole { body, scan })
+    trace::record_answer(span, &model.provider, &model.id, scan.usage, stop, None);
+    Answer::Whole { body, scan }
 }
 
 /// A Messages request to a provider that speaks only chat: translated there and back.
@@ -330,7 +338,7 @@ async fn translate(
     body: &serde_json::Map<String, serde_json::Value>,
     model: &ModelInfo,
     handle: &ProviderHandle,
-    mut scan: Scanner,
+    scan: Scanner,
 ) -> Result<Answer, ProviderError> {
     let client = handle.client();
     let (translated, names) = to_openai(body, &model.id, request.stream);
@@ -363,11 +371,7 @@ async fn translate(
         .await
         .map_err(|e| unreadable(model, e))?;
     let (message, _) = from_openai(&reply, &model.id, &names);
-    let body = Bytes::from(message.to_string());
-    scan.whole(&body);
-    let stop = scan.stop_reason.as_deref();
-    trace::record_answer(&span, &model.provider, &model.id, scan.usage, stop, None);
-    Ok(Answer::Whole { body, scan })
+    Ok(whole(Bytes::from(message.to_string()), scan, model, &span))
 }
 
 /// A chat request to a provider whose chat replies the gateway rewrites: the body read into the
@@ -479,17 +483,10 @@ pub(crate) async fn count_tokens(session: &Session, request: WireRequest) -> Res
         input_tokens: context::estimate(request.text()),
         from_provider: false,
     };
-    let Ok(mut plan) = routing::plan(gateway.config(), gateway.catalog(), Some(&target), needs(&request)) else {
+    let key = pass.as_ref().map(|p| p.key.clone());
+    let Ok(plan) = plan(gateway, &request, &target, key.as_deref()) else {
         return Ok(estimate);
     };
-    let key = pass.as_ref().map(|p| p.key.clone());
-    crate::keys::narrow_plan(
-        key.as_deref(),
-        &mut plan,
-        &request.model,
-        gateway.catalog(),
-        gateway.config(),
-    )?;
     // Only a Messages endpoint counts tokens; a translated provider gets the estimate.
     let Some((model, handle)) = plan.iter().find_map(|m| {
         let handle = gateway.provider(&m.provider)?;

@@ -65,11 +65,7 @@ pub(crate) async fn run(
     let asked = request.model.as_deref().unwrap_or("auto");
     let front_door = request.tool.clone().unwrap_or_else(|| "api".to_string());
     let (asked_text, key) = (asked.to_string(), call.key_name().map(str::to_string));
-    let span = trace::request_span(
-        trace::Operation::Chat { model: asked },
-        request.trace.as_ref(),
-        call.key_name(),
-    );
+    let span = trace::request_span(trace::Operation::Chat { model: asked }, None, call.key_name());
     span.record("request_id", request_id.as_str());
     span.record("session", session_id.as_str());
     span.record("conversation", request.continuation_id.as_deref().unwrap_or("new"));

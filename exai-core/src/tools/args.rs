@@ -70,7 +70,6 @@ impl Common {
             tool: Some(tool.to_string()),
             context: prepared.context.clone(),
             ephemeral: false,
-            trace: None,
         }
     }
 }

@@ -248,15 +248,7 @@ impl ChunkWriter {
             content: Some(text),
             ..Delta::default()
         };
-        self.data(
-            out,
-            &[ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: None,
-            }],
-            None,
-        );
+        self.delta(delta, out);
     }
 
     /// A reasoning delta.
@@ -265,15 +257,16 @@ impl ChunkWriter {
             reasoning_content: Some(reasoning),
             ..Delta::default()
         };
-        self.data(
-            out,
-            &[ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason: None,
-            }],
-            None,
-        );
+        self.delta(delta, out);
+    }
+
+    fn delta(&self, delta: Delta<'_>, out: &mut Vec<u8>) {
+        let choice = ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason: None,
+        };
+        self.data(out, &[choice], None);
     }
 
     /// The last chunk, the usage chunk when asked, and `[DONE]`.

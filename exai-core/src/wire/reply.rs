@@ -103,6 +103,8 @@ pub struct WireStream {
     over: bool,
     /// The upstream's body has ended.
     drained: bool,
+    /// Drop the usage-only chunk a chat stream got because exai asked for it, not the client.
+    strip_usage_chunk: bool,
 }
 
 impl std::fmt::Debug for WireStream {
@@ -143,7 +145,15 @@ impl WireStream {
             pending: None,
             over: false,
             drained: false,
+            strip_usage_chunk: false,
         }
+    }
+
+    /// Leaves out the usage-only chunk (`"choices": []`) of a chat stream: exai asked for it
+    /// (`stream_options.include_usage`) to record the usage, the client did not.
+    pub(crate) fn without_usage_chunk(mut self, strip: bool) -> Self {
+        self.strip_usage_chunk = strip;
+        self
     }
 
     fn interrupted(&self, message: String) -> Error {
@@ -245,7 +255,17 @@ impl WireStream {
                 if ended || (self.scan.complete && matches!(self.source, Source::ChatToMessages { .. })) {
                     self.pending = self.close(None);
                 }
-                return Poll::Ready(Some(Ok(block)));
+                let block = match self.strip_usage_chunk {
+                    true => super::sse::without(block, |e| super::scan::is_usage_chunk(e.data)),
+                    false => block,
+                };
+                if !block.is_empty() {
+                    return Poll::Ready(Some(Ok(block)));
+                }
+                if self.over {
+                    return Poll::Ready(self.pending.take());
+                }
+                continue;
             }
             if ended {
                 return Poll::Ready(self.close(None));

@@ -135,6 +135,18 @@ impl Scanner {
     }
 }
 
+/// Whether a chat chunk's data is the usage-only chunk (`"choices": []` with `usage`).
+pub(crate) fn is_usage_chunk(data: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct UsageChunk {
+        #[serde(default)]
+        choices: Vec<serde::de::IgnoredAny>,
+        usage: Option<serde::de::IgnoredAny>,
+    }
+    memmem::find(data, b"\"usage\"").is_some()
+        && serde_json::from_slice::<UsageChunk>(data).is_ok_and(|c| c.choices.is_empty() && c.usage.is_some())
+}
+
 /// Appends the text deltas of `block`'s events to `text`.
 fn collect_text(wire: Wire, block: &[u8], text: &mut String) {
     for event in sse::events(block) {

@@ -53,38 +53,57 @@ impl EventCutter {
 pub(crate) struct RawEvent<'a> {
     pub name: &'a [u8],
     pub data: &'a [u8],
+    /// The whole event, its blank line included.
+    pub raw: &'a [u8],
 }
 
-/// The events of `block` (whole events, as [`EventCutter`] gives them).
+/// The events of `block` (whole events, as [`EventCutter`] gives them) that have a name or data.
 pub(crate) fn events(block: &[u8]) -> impl Iterator<Item = RawEvent<'_>> {
+    all_events(block).filter(|e| !e.name.is_empty() || !e.data.is_empty())
+}
+
+/// Every event of `block`, comments and blank ones included.
+fn all_events(block: &[u8]) -> impl Iterator<Item = RawEvent<'_>> {
     let mut rest = block;
     std::iter::from_fn(move || {
-        loop {
-            if rest.is_empty() {
-                return None;
-            }
-            let lf = memmem::find(rest, b"\n\n").map(|i| i + 2);
-            let crlf = memmem::find(rest, b"\r\n\r\n").map(|i| i + 4);
-            let end = match (lf, crlf) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => a.or(b).unwrap_or(rest.len()),
-            };
-            let (event, tail) = rest.split_at(end);
-            rest = tail;
-            let mut parsed = RawEvent { name: b"", data: b"" };
-            for line in event.split(|b| *b == b'\n') {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                if let Some(v) = field(line, b"event") {
-                    parsed.name = v;
-                } else if let (Some(v), true) = (field(line, b"data"), parsed.data.is_empty()) {
-                    parsed.data = v;
-                }
-            }
-            if !parsed.name.is_empty() || !parsed.data.is_empty() {
-                return Some(parsed);
+        if rest.is_empty() {
+            return None;
+        }
+        let lf = memmem::find(rest, b"\n\n").map(|i| i + 2);
+        let crlf = memmem::find(rest, b"\r\n\r\n").map(|i| i + 4);
+        let end = match (lf, crlf) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(rest.len()),
+        };
+        let (event, tail) = rest.split_at(end);
+        rest = tail;
+        let mut parsed = RawEvent {
+            name: b"",
+            data: b"",
+            raw: event,
+        };
+        for line in event.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if let Some(v) = field(line, b"event") {
+                parsed.name = v;
+            } else if let (Some(v), true) = (field(line, b"data"), parsed.data.is_empty()) {
+                parsed.data = v;
             }
         }
+        Some(parsed)
     })
+}
+
+/// `block` without the events `drop` picks (the same bytes when it picks none).
+pub(crate) fn without(block: Bytes, drop: impl Fn(&RawEvent<'_>) -> bool) -> Bytes {
+    if !events(&block).any(|e| drop(&e)) {
+        return block;
+    }
+    let mut kept = Vec::with_capacity(block.len());
+    for event in all_events(&block).filter(|e| !drop(e)) {
+        kept.extend_from_slice(event.raw);
+    }
+    Bytes::from(kept)
 }
 
 /// The value of `line` when it is the field `name` (one optional space after the colon).
@@ -129,5 +148,7 @@ mod tests {
                 (Vec::new(), b"[DONE]".to_vec())
             ]
         );
+        let kept = without(Bytes::from_static(block), |e| e.name == b"message_start");
+        assert_eq!(&kept[..], b": comment\n\ndata:[DONE]\r\n\r\n");
     }
 }
