@@ -235,3 +235,41 @@ async fn a_messages_call_has_one_deadline_however_many_models_it_tries() {
     );
     assert_eq!(fake.requests().len(), 2, "both models were tried");
 }
+
+#[tokio::test]
+async fn a_relayed_stream_past_its_deadline_ends_with_an_error_and_is_recorded_as_broken() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_CALL_TIMEOUT_SECS".into(), "1".into());
+    let d = daemon(env, "relay-stream-deadline").await;
+    fake.push(FakeReply::text("one two three four five six").with_chunk_delay(Duration::from_millis(400)));
+    let body = r#"{"model":"glm-4.6","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let started = Instant::now();
+    let (status, _, reply) = post(&d.base, "/v1/chat/completions", body, &[]).await;
+    let reply = text(&reply);
+    assert_eq!(status, 200, "the stream had begun: {reply}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        reply.contains("\"content\":\"one \""),
+        "the first chunks arrived: {reply}"
+    );
+    assert!(reply.contains("\"code\":\"stream_failed\""), "{reply}");
+    assert!(reply.contains("limits.call_timeout_secs"), "{reply}");
+    assert!(reply.ends_with("data: [DONE]\n\n"), "{reply}");
+    let status: Value = reqwest::get(format!("{}/ui/api/status", d.base))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        status["activity"]["recent"][0]["status"], "stream_interrupted",
+        "{status}"
+    );
+}
