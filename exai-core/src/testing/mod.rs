@@ -38,6 +38,17 @@ use tokio::sync::{Notify, oneshot};
 pub use redis::{RedisCluster, RedisServer};
 pub use reply::FakeReply;
 
+/// The fake's routes: OpenAI's in `server.rs`, Anthropic's in `anthropic.rs`.
+fn router(shared: Arc<Shared>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/v1/chat/completions", post(server::chat))
+        .route("/v1/models", get(server::models))
+        .route("/anthropic/v1/messages", post(anthropic::messages))
+        .route("/anthropic/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .with_state(shared)
+}
+
 /// A request the fake received.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -119,7 +130,7 @@ impl FakeUpstream {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = server::router(shared.clone());
+        let app = router(shared.clone());
         // Replies go out in several writes; without NODELAY, Nagle and delayed ACKs add ~40 ms.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             let _ = tcp.set_nodelay(true);

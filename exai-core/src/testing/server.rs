@@ -1,5 +1,6 @@
-//! The fake upstream's HTTP side: `POST /v1/chat/completions` and `GET /v1/models` (OpenAI), and
-//! `POST /anthropic/v1/messages` and `…/count_tokens` (Anthropic, in `anthropic.rs`).
+//! The fake upstream's OpenAI side: `POST /v1/chat/completions` and `GET /v1/models`, and what
+//! both sides share (recording requests, the script, producing a body, error replies). The
+//! routes are in `mod.rs`; the Anthropic side is `anthropic.rs`.
 //!
 //! Replies with a body are produced by a task feeding a channel, so the fake notices when the
 //! client hangs up mid-reply (the channel closes) and counts it in `cut_short`.
@@ -8,29 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::reply::{FakeReply, ReplyKind};
 use super::{RecordedRequest, Shared};
-
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/models", get(models))
-        .route("/anthropic/v1/messages", post(super::anthropic::messages))
-        .route(
-            "/anthropic/v1/messages/count_tokens",
-            post(super::anthropic::count_tokens),
-        )
-        .with_state(shared)
-}
 
 pub(super) fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Value, raw: Bytes) -> Option<Response> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -59,14 +46,14 @@ pub(super) fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: Valu
     })
 }
 
-async fn models(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> Response {
+pub(super) async fn models(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap) -> Response {
     if let Some(denied) = record(&shared, &uri, &headers, Value::Null, Bytes::new()) {
         return denied;
     }
     axum::Json(json!({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})).into_response()
 }
 
-async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
