@@ -3,8 +3,13 @@
 //! Everything `exai-core` can fail with is a variant of [`Error`]. Provider failures carry a
 //! [`ProviderError`] that names the provider, the model, the HTTP status when there was one, and
 //! what kind of failure it was ([`ProviderErrorKind`]) — which decides whether a retry or a
-//! fallback makes sense. Frontends turn these into their own wire errors (MCP tool results,
-//! WebSocket error frames, OpenAI-shaped JSON) at the edge; nothing here knows about them.
+//! fallback makes sense.
+//!
+//! [`Error::class`] says once what kind of failure an error is for whoever answers the caller
+//! ([`ErrorClass`]: an invalid request, a rate limit, a provider that refused its key, …). The
+//! exit codes, the tools' [`FailureKind`](crate::FailureKind) and every front door's wire error
+//! (OpenAI's and Anthropic's JSON, JSON-RPC, WebSocket frames) are derived from it at the edge;
+//! nothing here knows about those wires.
 //!
 //! Messages say what happened and what to do, and never contain a secret: upstream error bodies
 //! are shortened and scrubbed of anything that looks like a key before they land here.
@@ -193,33 +198,33 @@ impl Error {
         }
     }
 
+    /// What kind of failure this is, for whoever answers the caller: front doors render their
+    /// wire error from it, binaries their exit code, tools their
+    /// [`FailureKind`](crate::FailureKind).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Config(_) => ErrorClass::InvalidConfig,
+            Error::Provider(p) => p.class(),
+            Error::UnknownModel { .. } => ErrorClass::UnknownModel,
+            Error::ProviderNotConfigured { .. } | Error::NoProviderConfigured => ErrorClass::NotConfigured,
+            Error::InvalidRequest(_) | Error::ThreadNotFound(_) => ErrorClass::InvalidRequest,
+            Error::OverCapacity { .. } => ErrorClass::OverCapacity,
+            Error::RateLimited { .. } | Error::KeyLimited { .. } => ErrorClass::RateLimited,
+            Error::DeadlineExceeded { .. } => ErrorClass::DeadlineExceeded,
+            Error::Unauthorized { .. } => ErrorClass::Unauthorized,
+            Error::Forbidden { .. } => ErrorClass::Forbidden,
+            Error::BudgetExceeded { .. } => ErrorClass::OverBudget,
+            Error::KeysUnavailable(_) => ErrorClass::KeysUnavailable,
+            Error::ShuttingDown | Error::SessionClosed(_) => ErrorClass::Unavailable,
+            Error::Cancelled => ErrorClass::Cancelled,
+            Error::Keys(_) | Error::Memory(_) | Error::Internal(_) => ErrorClass::Internal,
+        }
+    }
+
     /// The process exit code for this error, the same in every exai binary (`exai`, `exai-ws`,
     /// `exai-stdio`): see [`EXIT_CODES`].
     pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) => 3,
-            Error::NoProviderConfigured | Error::ProviderNotConfigured { .. } => 4,
-            Error::Provider(p) => match p.kind {
-                ProviderErrorKind::Auth { .. } => 5,
-                ProviderErrorKind::MissingKey { .. } => 4,
-                ProviderErrorKind::InvalidRequest { .. } => 7,
-                _ => 6,
-            },
-            Error::OverCapacity { .. }
-            | Error::ShuttingDown
-            | Error::KeyLimited { .. }
-            | Error::KeysUnavailable(_)
-            | Error::RateLimited { .. }
-            | Error::DeadlineExceeded { .. } => 6,
-            Error::UnknownModel { .. }
-            | Error::InvalidRequest(_)
-            | Error::ThreadNotFound(_)
-            | Error::Unauthorized { .. }
-            | Error::Forbidden { .. }
-            | Error::BudgetExceeded { .. } => 7,
-            Error::Cancelled => 130,
-            _ => 1,
-        }
+        self.class().exit_code()
     }
 
     /// A suggested delay before retrying, when the failure says so.
@@ -230,6 +235,119 @@ impl Error {
             | Error::KeyLimited { retry_after, .. } => Some(*retry_after),
             Error::Provider(e) => e.retry_after(),
             _ => None,
+        }
+    }
+}
+
+/// The kinds of failure a front door tells apart: what [`Error::class`] says an error is, so
+/// that an OpenAI, Anthropic, MCP or EXAI client each hears of the same failure in its own
+/// protocol, and a binary exits with the same code. Decided here once; rendered only at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The request is malformed, asks for what the model cannot do, or names a conversation
+    /// that expired.
+    InvalidRequest,
+    /// The model is neither a known model, an alias, `auto`, nor `provider/model`.
+    UnknownModel,
+    /// The request is over one of this server's size limits (`daemon.max_body_bytes`); front
+    /// doors refuse it before the core sees it.
+    TooLarge,
+    /// No valid key was presented, or the key was revoked, rotated or expired.
+    Unauthorized,
+    /// The key may not use this model or tool.
+    Forbidden,
+    /// The key has spent its budget for the period.
+    OverBudget,
+    /// The client or its key is over a rate limit; retry later.
+    RateLimited,
+    /// A concurrency limit stayed full for the queue timeout; retry later.
+    OverCapacity,
+    /// The call ran past its deadline.
+    DeadlineExceeded,
+    /// No provider can take the model: none is configured, or not the model's.
+    NotConfigured,
+    /// The keys cannot be read, so no key can be checked; retry later.
+    KeysUnavailable,
+    /// The gateway takes no new work: it is shutting down, or the session closed.
+    Unavailable,
+    /// The provider answered 429 after the allowed retries.
+    UpstreamRateLimited,
+    /// The provider refused the request as malformed.
+    UpstreamRejected {
+        /// The provider's HTTP status (400, 404, 413, 422, …).
+        status: u16,
+    },
+    /// The provider rejected its key (the provider's key, not the caller's).
+    UpstreamAuth,
+    /// The provider has no API key configured.
+    UpstreamKeyMissing,
+    /// The provider is skipped for now: its circuit breaker is open after repeated failures.
+    UpstreamUnavailable,
+    /// The provider failed: a 5xx, no connection, a timeout, after the allowed retries.
+    UpstreamFailed,
+    /// The provider's stream stopped after part of the reply.
+    UpstreamInterrupted,
+    /// The configuration is invalid.
+    InvalidConfig,
+    /// The caller went away, or cancelled the request.
+    Cancelled,
+    /// A bug, an actor that died, a store that failed.
+    Internal,
+}
+
+impl ErrorClass {
+    /// The HTTP status most front doors answer with; a door whose protocol says otherwise
+    /// (Anthropic's 529 for an overloaded server, OpenAI's 429 for a spent quota) decides so
+    /// itself.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorClass::InvalidRequest => 400,
+            ErrorClass::Unauthorized => 401,
+            ErrorClass::OverBudget => 402,
+            ErrorClass::Forbidden => 403,
+            ErrorClass::UnknownModel => 404,
+            ErrorClass::TooLarge => 413,
+            ErrorClass::RateLimited | ErrorClass::OverCapacity | ErrorClass::UpstreamRateLimited => 429,
+            ErrorClass::UpstreamRejected {
+                status: status @ (404 | 413),
+            } => status,
+            ErrorClass::UpstreamRejected { .. } => 400,
+            ErrorClass::UpstreamAuth | ErrorClass::UpstreamFailed | ErrorClass::UpstreamInterrupted => 502,
+            ErrorClass::NotConfigured
+            | ErrorClass::KeysUnavailable
+            | ErrorClass::Unavailable
+            | ErrorClass::UpstreamKeyMissing
+            | ErrorClass::UpstreamUnavailable => 503,
+            ErrorClass::DeadlineExceeded => 504,
+            ErrorClass::InvalidConfig | ErrorClass::Cancelled | ErrorClass::Internal => 500,
+        }
+    }
+
+    /// The process exit code for a failure of this class: see [`EXIT_CODES`].
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorClass::InvalidConfig => 3,
+            ErrorClass::NotConfigured | ErrorClass::UpstreamKeyMissing => 4,
+            ErrorClass::UpstreamAuth => 5,
+            ErrorClass::RateLimited
+            | ErrorClass::OverCapacity
+            | ErrorClass::DeadlineExceeded
+            | ErrorClass::KeysUnavailable
+            | ErrorClass::Unavailable
+            | ErrorClass::UpstreamRateLimited
+            | ErrorClass::UpstreamUnavailable
+            | ErrorClass::UpstreamFailed
+            | ErrorClass::UpstreamInterrupted => 6,
+            ErrorClass::InvalidRequest
+            | ErrorClass::UnknownModel
+            | ErrorClass::TooLarge
+            | ErrorClass::Unauthorized
+            | ErrorClass::Forbidden
+            | ErrorClass::OverBudget
+            | ErrorClass::UpstreamRejected { .. } => 7,
+            ErrorClass::Cancelled => 130,
+            ErrorClass::Internal => 1,
         }
     }
 }
@@ -348,6 +466,19 @@ impl ProviderError {
         )
     }
 
+    /// What kind of failure this is for the caller (see [`Error::class`]).
+    pub fn class(&self) -> ErrorClass {
+        match &self.kind {
+            ProviderErrorKind::MissingKey { .. } => ErrorClass::UpstreamKeyMissing,
+            ProviderErrorKind::Auth { .. } => ErrorClass::UpstreamAuth,
+            ProviderErrorKind::RateLimited { .. } => ErrorClass::UpstreamRateLimited,
+            ProviderErrorKind::Transient { .. } => ErrorClass::UpstreamFailed,
+            ProviderErrorKind::InvalidRequest { status, .. } => ErrorClass::UpstreamRejected { status: *status },
+            ProviderErrorKind::StreamInterrupted { .. } => ErrorClass::UpstreamInterrupted,
+            ProviderErrorKind::CircuitOpen { .. } => ErrorClass::UpstreamUnavailable,
+        }
+    }
+
     /// The HTTP status the provider answered with, if any.
     pub fn status(&self) -> Option<u16> {
         match &self.kind {
@@ -427,6 +558,36 @@ mod tests {
         let s = scrub(&"é".repeat(400));
         assert!(s.ends_with('…'));
         assert!(s.len() <= 304);
+    }
+
+    #[test]
+    fn exit_codes_and_statuses_follow_the_class() {
+        let provider = |kind| Error::Provider(ProviderError::new("glm", "glm-4.6", kind));
+        let rejected = |status| {
+            provider(ProviderErrorKind::InvalidRequest {
+                status,
+                message: String::new(),
+            })
+        };
+        assert_eq!(rejected(404).class(), ErrorClass::UpstreamRejected { status: 404 });
+        assert_eq!(rejected(404).class().http_status(), 404);
+        assert_eq!(rejected(422).class().http_status(), 400);
+        assert_eq!(rejected(422).exit_code(), 7);
+        let auth = provider(ProviderErrorKind::Auth {
+            status: 401,
+            key_source: "GLM_API_KEY (env)".into(),
+            message: String::new(),
+        });
+        assert_eq!((auth.class(), auth.exit_code()), (ErrorClass::UpstreamAuth, 5));
+        assert_eq!(
+            provider(ProviderErrorKind::MissingKey { env: "X".into() }).exit_code(),
+            4
+        );
+        assert_eq!(Error::NoProviderConfigured.exit_code(), 4);
+        assert_eq!(Error::Cancelled.exit_code(), 130);
+        assert_eq!(Error::Internal("x".into()).exit_code(), 1);
+        assert_eq!(Error::ShuttingDown.class(), ErrorClass::Unavailable);
+        assert_eq!(Error::ShuttingDown.exit_code(), 6);
     }
 
     #[test]

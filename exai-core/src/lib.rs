@@ -94,7 +94,7 @@ pub use config::{
     MemoryBackend, MemoryConfig, ModelDecl, ProviderConfig, ProviderKind, RetryConfig, RoutingConfig, Secret,
     SessionConfig, Source, ToolsConfig,
 };
-pub use error::{EXIT_CODES, Error, ProviderError, ProviderErrorKind, Result};
+pub use error::{EXIT_CODES, Error, ErrorClass, ProviderError, ProviderErrorKind, Result};
 pub use gateway::{
     ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Session, SessionOptions,
     SharedLimitsStatus,

@@ -5,8 +5,10 @@
 //!   (`EXAI_WS_TOKEN`), sent as `Authorization: Bearer …` or `x-api-key: …` (what Anthropic's
 //!   clients send). The [`Caller`] it answers goes into the request's extensions; the routes open
 //!   their sessions with it, so the key's limits apply in the core. Once a key exists, a request
-//!   without a valid one is refused with 401. `/healthz` and `/readyz` stay open (they reveal no
-//!   secret); `/metrics` is for the admin or master token (or anyone while the daemon is open).
+//!   without a valid one is refused with 401, in the protocol of the front door the layer
+//!   guards (`authenticate::<E>`, one instance per route group in `lib.rs`). `/healthz` and
+//!   `/readyz` stay open (they reveal no secret); `/metrics` is for the admin or master token
+//!   (or anyone while the daemon is open).
 //! - `/admin/keys` takes only `EXAI_ADMIN_TOKEN` (`admin.rs`).
 //! - Browser-originated requests must come from a loopback origin: a web page on another site
 //!   cannot drive a local daemon (MCP's DNS-rebinding rule).
@@ -19,8 +21,11 @@ use exai_core::{Caller, Error};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::failure::{DoorError, Failure};
 use crate::state::AppState;
 
+/// A refusal of the daemon's own routes (`/metrics`, `/admin/keys`, a foreign `Origin`):
+/// `{"error": {message, type, code}}`, the type being the code.
 pub(crate) fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"error": {"message": message, "type": code, "code": code}});
     (status, axum::Json(body)).into_response()
@@ -46,36 +51,28 @@ pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-/// A refused authentication, as JSON with 401 (503 while the keys cannot be read) — in
-/// Anthropic's shape for `/v1/messages`.
-pub(crate) fn unauthorized_at(path: &str, error: &Error) -> Response {
-    if path.starts_with("/v1/messages") {
-        return match error {
-            Error::KeysUnavailable(_) => {
-                crate::anthropic::error(StatusCode::SERVICE_UNAVAILABLE, "api_error", &error.to_string())
-            }
-            _ => crate::anthropic::error(StatusCode::UNAUTHORIZED, "authentication_error", &error.to_string()),
-        };
-    }
-    unauthorized(error)
-}
-
-/// A refused authentication, as JSON with 401 (503 while the keys cannot be read).
-pub(crate) fn unauthorized(error: &Error) -> Response {
+/// `/metrics`' refusal of a caller that is not an operator, as JSON with 401 (503 while the
+/// keys cannot be read).
+fn unauthorized(error: &Error) -> Response {
     match error {
         Error::KeysUnavailable(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", &error.to_string()),
         _ => refuse(StatusCode::UNAUTHORIZED, "invalid_api_key", &error.to_string()),
     }
 }
 
-/// Authenticates the request and hands its [`Caller`] to the route.
-pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// Authenticates the request and hands its [`Caller`] to the route; a refusal is `E`, the
+/// error of the front door this layer guards (`authenticate::<OpenAiError>`, …).
+pub(crate) async fn authenticate<E: DoorError>(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     match state.gateway.authenticate(presented(request.headers())).await {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(e) => unauthorized_at(request.uri().path(), &e),
+        Err(e) => E::from(Failure::from(e)).into_response(),
     }
 }
 

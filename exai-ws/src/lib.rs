@@ -2,8 +2,8 @@
 //!
 //! The daemon many clients share — one set of limits, one memory, one usage ledger — on one
 //! port (`EXAI_WS_HOST`:`EXAI_WS_PORT`, 127.0.0.1:8079 by default):
-//! - `/mcp`: MCP over streamable HTTP (rmcp's transport, exai-mcp's handler), so MCP clients
-//!   connect with no shim: `claude mcp add --transport http exai http://127.0.0.1:8079/mcp`;
+//! - `/mcp`: MCP over streamable HTTP (rmcp's transport, exai-mcp's handler; `mcp.rs`), so MCP
+//!   clients connect with no shim: `claude mcp add --transport http exai http://127.0.0.1:8079/mcp`;
 //! - `/v1/chat/completions`, `/v1/models`: the OpenAI-compatible API (`openai.rs`);
 //! - `/v1/messages`, `/v1/messages/count_tokens`: the Anthropic Messages API (`anthropic.rs`),
 //!   for Claude Code and Anthropic's SDKs;
@@ -14,18 +14,28 @@
 //!
 //! Transports stay thin: every route parses its protocol, calls the gateway, maps the reply.
 //! Admission is applied once for every front door: the client's rate and each call's deadline
-//! in the core session every route opens for its client (`state.rs`), the body limit as one
-//! layer over every HTTP route (`body_limit.rs`), the frame limit at the WebSocket upgrade.
-//! `auth.rs` holds the token and `Origin` checks; `client.rs` says who a request comes from;
-//! `main.rs` binds, locks and handles signals.
+//! in the core session every route opens for its client (`state.rs`), the key (`auth.rs`) and
+//! the body limit (`body_limit.rs`) as layers over each door's routes, the frame limit at the
+//! WebSocket upgrade.
+//!
+//! Errors: the core classifies a failure once ([`exai_core::ErrorClass`]); each HTTP door has
+//! its own error type rendering it in the door's protocol (`openai/error.rs`,
+//! `anthropic/error.rs`, `mcp/error.rs`, all made of a `failure::Failure`), and the shared
+//! layers are instantiated per door with it — the router, not the URL, decides the shape.
+//!
+//! `auth.rs` also holds the `Origin` check; `client.rs` says who a request comes from;
+//! `protocols.rs` the versions the tools announce; `main.rs` binds, locks and handles signals.
 
 mod admin;
 mod anthropic;
 mod auth;
 mod body_limit;
 mod client;
+mod failure;
+mod mcp;
 mod openai;
 mod ops;
+mod protocols;
 mod state;
 mod ui;
 mod ws;
@@ -33,57 +43,30 @@ mod ws;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
-use exai_mcp::SessionSource;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
+use anthropic::AnthropicError;
+use failure::DoorError;
+use mcp::McpError;
+use openai::OpenAiError;
+
+pub use protocols::EXAI_WS_PROTOCOL;
 pub use state::{AppState, Shared};
-pub use ws::EXAI_WS_PROTOCOL;
 
-/// The daemon's routes.
+/// The daemon's routes, grouped by front door: each door's group is admitted by the same
+/// layers, instantiated with the door's error type so a refusal is in its protocol.
 pub fn router(state: AppState) -> Router {
-    let mcp_state = state.clone();
-    let mcp_config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts([
-            "localhost",
-            "127.0.0.1",
-            "::1",
-            state.gateway.config().daemon.host.as_str(),
-        ])
-        .with_cancellation_token(state.shutdown.child_token());
-    // MCP over HTTP runs each call in a gateway session of its MCP session, counted for the
-    // client's address: the same rate and deadline as the OpenAI API, a per-session limit each.
-    let choose = {
-        let state = state.clone();
-        Arc::new(move |parts: &axum::http::request::Parts| {
-            let mcp = parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-            let caller = auth::caller_of(&parts.extensions);
-            state.client_session(client::client_ip(&parts.extensions), mcp, caller)
-        })
-    };
-    let mcp = StreamableHttpService::new(
-        move || {
-            Ok(exai_mcp::ExaiServer::new(
-                mcp_state.tools.clone(),
-                SessionSource::PerRequest(choose.clone()),
-                mcp_state.logs.clone(),
-            ))
-        },
-        LocalSessionManager::default().into(),
-        mcp_config,
-    );
-    let protected = Router::new()
+    // `/v1/models` answers in Anthropic's list shape to a request with `anthropic-version`,
+    // but it is refused in OpenAI's shape, as it always was.
+    let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/models", get(openai::models))
+        .route("/v1/models", get(openai::models));
+    let anthropic = Router::new()
         .route("/v1/messages", post(anthropic::messages))
-        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
-        .nest_service("/mcp", mcp)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens));
+    let mcp = Router::new().nest_service("/mcp", mcp::service(&state));
     // The status page and its JSON: the admin or master token, or loopback when neither is set.
     let status_page = Router::new()
         .route("/ui", get(ui::page))
@@ -91,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/api/status", get(ui::status))
         .route("/ui/api/events", get(ui::events))
         .route_layer(middleware::from_fn_with_state(state.clone(), ui::operators));
-    Router::new()
+    let own = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         // WebSocket checks its token itself: in the upgrade's header or in `hello`.
@@ -105,10 +88,30 @@ pub fn router(state: AppState) -> Router {
         // Key management checks EXAI_ADMIN_TOKEN itself.
         .nest("/admin/keys", admin::routes(state.clone()))
         .merge(status_page)
-        .merge(protected)
+        // The daemon's own routes refuse a body over the limit in OpenAI's shape, like their
+        // other refusals (`auth::refuse`).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body_limit::limit_body::<OpenAiError>,
+        ));
+    Router::new()
+        .merge(own)
+        .merge(door::<OpenAiError>(openai, &state))
+        .merge(door::<AnthropicError>(anthropic, &state))
+        .merge(door::<McpError>(mcp, &state))
         .layer(middleware::from_fn(auth::check_origin))
-        .layer(middleware::from_fn_with_state(state.clone(), body_limit::limit_body))
         .with_state(state)
+}
+
+/// A front door's `routes`, admitted: the body limit, then the caller's key — each refusing in
+/// the protocol of `E`, the door's error type.
+fn door<E: DoorError + 'static>(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    routes
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate::<E>))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body_limit::limit_body::<E>,
+        ))
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves, then lets in-flight

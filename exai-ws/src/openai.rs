@@ -1,6 +1,7 @@
 //! The OpenAI-compatible API: `POST /v1/chat/completions` (plain, and SSE streaming ending in
-//! `data: [DONE]`) and `GET /v1/models`, with errors in OpenAI's JSON shape — so any OpenAI SDK
-//! or tool gets exai's routing, limits, fallbacks and usage ledger.
+//! `data: [DONE]`) and `GET /v1/models`, with errors in OpenAI's JSON shape ([`OpenAiError`],
+//! `openai/error.rs`) — so any OpenAI SDK or tool gets exai's routing, limits, fallbacks and
+//! usage ledger.
 //!
 //! This file is the wire mapping only: the body goes to the core as it came
 //! ([`exai_core::Session::relay`]), which relays it to a provider that speaks OpenAI chat (the
@@ -9,102 +10,31 @@
 //! sends it every time), so nothing is stored in exai's memory; usage is recorded as for any
 //! call.
 
+mod error;
+
 use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use exai_core::{Error, ProviderErrorKind, WireReply, WireRequest};
+use exai_core::{WireReply, WireRequest};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+pub(crate) use error::OpenAiError;
+
+use crate::failure::Failure;
 use crate::state::AppState;
 
-/// An error in OpenAI's shape.
-fn error(status: StatusCode, kind: &str, code: &str, message: String) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": {"message": message, "type": kind, "code": code, "param": null}})),
-    )
-        .into_response()
-}
-
-fn gateway_error(e: &Error) -> Response {
-    let (status, kind, code) = match e {
-        Error::InvalidRequest(_) | Error::ThreadNotFound(_) => {
-            (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request")
-        }
-        Error::UnknownModel { .. } => (StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found"),
-        Error::NoProviderConfigured | Error::ProviderNotConfigured { .. } => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "provider_not_configured",
-        ),
-        Error::OverCapacity { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "over_capacity"),
-        Error::RateLimited { .. } | Error::KeyLimited { .. } => {
-            (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limited")
-        }
-        // OpenAI's own answer when an account's quota is spent.
-        Error::BudgetExceeded { .. } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "insufficient_quota",
-            "insufficient_quota",
-        ),
-        Error::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "invalid_request_error", "invalid_api_key"),
-        Error::KeysUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "server_error", "keys_unavailable"),
-        Error::Forbidden { .. } => (StatusCode::FORBIDDEN, "permission_error", "forbidden"),
-        Error::DeadlineExceeded { .. } => (StatusCode::GATEWAY_TIMEOUT, "server_error", "timeout"),
-        Error::ShuttingDown | Error::SessionClosed(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "server_error", "shutting_down")
-        }
-        Error::Provider(p) => match p.kind {
-            ProviderErrorKind::RateLimited { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "upstream_rate_limited",
-            ),
-            ProviderErrorKind::InvalidRequest { .. } => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "upstream_rejected_request",
-            ),
-            ProviderErrorKind::CircuitOpen { .. } | ProviderErrorKind::MissingKey { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "server_error", "upstream_unavailable")
-            }
-            ProviderErrorKind::Auth { .. } => (StatusCode::BAD_GATEWAY, "server_error", "upstream_auth_failed"),
-            _ => (StatusCode::BAD_GATEWAY, "server_error", "upstream_error"),
-        },
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal_error"),
-    };
-    let mut response = error(status, kind, code, e.to_string());
-    if let Some(after) = e
-        .retry_after()
-        .and_then(|a| HeaderValue::from_str(&a.as_secs().max(1).to_string()).ok())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, after);
-    }
-    response
-}
-
-pub(crate) async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    let received = match crate::body_limit::receive(&state, request).await {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
+pub(crate) async fn chat_completions(State(state): State<AppState>, request: Request) -> Result<Response, OpenAiError> {
+    let received = crate::body_limit::receive(&state, request).await?;
     let trace = exai_core::TraceContext::from_headers(&received.headers);
-    let (ip, caller) = (received.ip, received.caller);
-    let chat = match WireRequest::chat(received.body) {
-        Ok(c) => c.trace_context(trace),
-        Err(e) => return gateway_error(&e),
-    };
-    let session = state.client_session(ip, None, caller);
+    let chat = WireRequest::chat(received.body)?.trace_context(trace);
+    let session = state.client_session(received.ip, None, received.caller);
     // Admitted, routed and answered (or refused) before the 200: a refusal is an HTTP status,
     // not a stream.
-    match session.relay(chat).await {
-        Ok(reply) => reply_response(reply),
-        Err(e) => gateway_error(&e),
-    }
+    Ok(reply_response(session.relay(chat).await?))
 }
 
 /// The reply in OpenAI's wire: the JSON, or the stream's bytes as they come (one hop: the body
@@ -120,21 +50,14 @@ fn reply_response(reply: WireReply) -> Response {
             let body = stream.map(|item| {
                 Ok::<_, Infallible>(match item {
                     Ok(bytes) => bytes,
-                    Err(e) => stream_error(&e),
+                    Err(e) => OpenAiError::from(e).stream_event(),
                 })
             });
             let response = Response::builder()
                 .header(header::CONTENT_TYPE, "text/event-stream")
                 .header(header::CACHE_CONTROL, "no-cache")
                 .body(axum::body::Body::from_stream(body))
-                .unwrap_or_else(|_| {
-                    error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "server_error",
-                        "internal_error",
-                        "cannot build the stream".into(),
-                    )
-                });
+                .unwrap_or_else(|_| OpenAiError::from(Failure::internal("cannot build the stream")).into_response());
             (response, provider, model)
         }
     };
@@ -144,12 +67,6 @@ fn reply_response(reply: WireReply) -> Response {
         }
     }
     response
-}
-
-/// A failure after the stream began: an `error` chunk, then `[DONE]`.
-fn stream_error(e: &Error) -> axum::body::Bytes {
-    let body = json!({"error": {"message": e.to_string(), "type": "server_error", "code": "stream_failed"}});
-    axum::body::Bytes::from(format!("data: {body}\n\ndata: [DONE]\n\n"))
 }
 
 pub(crate) async fn models(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {

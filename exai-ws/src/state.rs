@@ -88,9 +88,7 @@ impl Drop for ConnectionGuard {
 impl AppState {
     /// State for `gateway`.
     pub fn new(gateway: Gateway, logs: LogTap, metrics: Option<PrometheusHandle>) -> Self {
-        let tools = ToolSuite::new(gateway.clone())
-            .with_protocol("mcp", exai_mcp::protocol_versions())
-            .with_protocol("exai_ws", vec![crate::ws::EXAI_WS_PROTOCOL.to_string()]);
+        let tools = crate::protocols::announced(ToolSuite::new(gateway.clone()));
         Self(Arc::new(Shared {
             gateway,
             tools,

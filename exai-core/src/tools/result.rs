@@ -4,7 +4,8 @@
 //!
 //! The failure is decided here, once: `failure_output` turns a tool's `Failure` (bad
 //! arguments, a refusal, a gateway error) into the text the client's model reads, the
-//! structured part clients parse, and the typed failure front doors map.
+//! structured part clients parse, and the typed failure front doors map — a gateway error's
+//! kind and advice following from its [`ErrorClass`].
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Failure;
-use crate::error::{Error, ProviderErrorKind};
+use crate::error::{Error, ErrorClass};
 
 /// A tool as clients list it.
 #[derive(Debug, Clone, Serialize)]
@@ -143,69 +144,28 @@ pub(crate) fn failure_output(tool: &str, failure: Failure) -> ToolOutput {
     }
 }
 
-/// A gateway error as a result a person can act on.
+/// A gateway error as a result a person can act on: its kind and the advice follow from its
+/// [`ErrorClass`], the provider's name and the budget's reset from the error's details.
 fn gateway_failure(e: &Error) -> ToolOutput {
+    let class = e.class();
     let retry_after = e.retry_after();
     let mut structured = json!({"status": "error", "error": e.to_string(), "retryable": e.is_retryable()});
     if let Some(after) = retry_after {
         structured["retry_after_secs"] = json!(after.as_secs().max(1));
     }
-    let retry = |after: Option<Duration>| match after {
-        Some(after) => format!("retry after {} s", after.as_secs().max(1)),
-        None => "retry later".to_string(),
-    };
-    let (kind, action) = match e {
+    let kind = match e {
         Error::Provider(p) => {
             structured["provider"] = json!(p.provider);
             structured["model"] = json!(p.model);
             structured["kind"] = json!(p.label());
-            let action = match p.kind {
-                ProviderErrorKind::Auth { .. } | ProviderErrorKind::MissingKey { .. } => {
-                    format!("check the key of provider {}", p.provider)
-                }
-                ProviderErrorKind::InvalidRequest { .. } => "change the request as the message says".into(),
-                _ => format!("{}, or choose another model", retry(retry_after)),
-            };
-            let kind = FailureKind::Provider {
+            FailureKind::Provider {
                 provider: p.provider.clone(),
                 model: p.model.clone(),
-            };
-            (kind, action)
+            }
         }
-        Error::RateLimited { .. } | Error::KeyLimited { .. } => (FailureKind::RateLimited, retry(retry_after)),
-        Error::Unauthorized { .. } | Error::KeysUnavailable(_) => (
-            FailureKind::Unauthorized,
-            "present a valid key (ask whoever runs this exai)".into(),
-        ),
-        Error::Forbidden { .. } => (
-            FailureKind::Forbidden,
-            "use what the key allows, as the message says".into(),
-        ),
-        Error::BudgetExceeded { resets_at, .. } => (
-            FailureKind::OverBudget,
-            match resets_at {
-                Some(at) => format!("wait for the budget to reset at {at}, or ask for a larger budget"),
-                None => "ask for a larger budget".into(),
-            },
-        ),
-        Error::OverCapacity { .. } => (FailureKind::OverCapacity, retry(retry_after)),
-        Error::DeadlineExceeded { .. } => (
-            FailureKind::DeadlineExceeded,
-            "ask for less in one call, or raise limits.call_timeout_secs".into(),
-        ),
-        Error::ShuttingDown | Error::SessionClosed(_) => {
-            (FailureKind::Unavailable, "retry against a running exai".into())
-        }
-        Error::NoProviderConfigured | Error::ProviderNotConfigured { .. } => (
-            FailureKind::Unavailable,
-            "configure a provider as the message says".into(),
-        ),
-        Error::UnknownModel { .. } | Error::InvalidRequest(_) | Error::ThreadNotFound(_) => (
-            FailureKind::InvalidRequest,
-            "change the request as the message says".into(),
-        ),
-        _ => (FailureKind::Internal, "report this with the server's log".into()),
+        _ => kind_of(class),
     };
+    let action = action_for(e, class, retry_after);
     structured["action"] = json!(action);
     ToolOutput {
         text: e.to_string(),
@@ -215,5 +175,65 @@ fn gateway_failure(e: &Error) -> ToolOutput {
             retry_after,
             action,
         }),
+    }
+}
+
+/// The tool failure kind of a gateway error that is not a provider's.
+fn kind_of(class: ErrorClass) -> FailureKind {
+    match class {
+        ErrorClass::RateLimited => FailureKind::RateLimited,
+        ErrorClass::Unauthorized | ErrorClass::KeysUnavailable => FailureKind::Unauthorized,
+        ErrorClass::Forbidden => FailureKind::Forbidden,
+        ErrorClass::OverBudget => FailureKind::OverBudget,
+        ErrorClass::OverCapacity => FailureKind::OverCapacity,
+        ErrorClass::DeadlineExceeded => FailureKind::DeadlineExceeded,
+        ErrorClass::Unavailable | ErrorClass::NotConfigured => FailureKind::Unavailable,
+        ErrorClass::UnknownModel | ErrorClass::InvalidRequest | ErrorClass::TooLarge => FailureKind::InvalidRequest,
+        _ => FailureKind::Internal,
+    }
+}
+
+/// What the caller can do about a failure of `class`.
+fn action_for(e: &Error, class: ErrorClass, retry_after: Option<Duration>) -> String {
+    let retry = match retry_after {
+        Some(after) => format!("retry after {} s", after.as_secs().max(1)),
+        None => "retry later".to_string(),
+    };
+    match (class, e) {
+        (ErrorClass::UpstreamAuth | ErrorClass::UpstreamKeyMissing, Error::Provider(p)) => {
+            format!("check the key of provider {}", p.provider)
+        }
+        (
+            ErrorClass::UpstreamRejected { .. }
+            | ErrorClass::UnknownModel
+            | ErrorClass::InvalidRequest
+            | ErrorClass::TooLarge,
+            _,
+        ) => "change the request as the message says".into(),
+        (
+            ErrorClass::UpstreamRateLimited
+            | ErrorClass::UpstreamFailed
+            | ErrorClass::UpstreamInterrupted
+            | ErrorClass::UpstreamUnavailable,
+            _,
+        ) => format!("{retry}, or choose another model"),
+        (ErrorClass::RateLimited | ErrorClass::OverCapacity, _) => retry,
+        (ErrorClass::Unauthorized | ErrorClass::KeysUnavailable, _) => {
+            "present a valid key (ask whoever runs this exai)".into()
+        }
+        (ErrorClass::Forbidden, _) => "use what the key allows, as the message says".into(),
+        (
+            ErrorClass::OverBudget,
+            Error::BudgetExceeded {
+                resets_at: Some(at), ..
+            },
+        ) => {
+            format!("wait for the budget to reset at {at}, or ask for a larger budget")
+        }
+        (ErrorClass::OverBudget, _) => "ask for a larger budget".into(),
+        (ErrorClass::DeadlineExceeded, _) => "ask for less in one call, or raise limits.call_timeout_secs".into(),
+        (ErrorClass::Unavailable, _) => "retry against a running exai".into(),
+        (ErrorClass::NotConfigured, _) => "configure a provider as the message says".into(),
+        _ => "report this with the server's log".into(),
     }
 }

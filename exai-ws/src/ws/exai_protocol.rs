@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{EXAI_WS_PROTOCOL, close};
+use super::close;
+use crate::protocols::EXAI_WS_PROTOCOL;
 use crate::state::AppState;
 
 /// Frames queued for one connection's writer.

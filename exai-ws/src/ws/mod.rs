@@ -22,9 +22,6 @@ use axum::response::{IntoResponse, Response};
 use crate::state::{AppState, ConnectionGuard};
 use exai_core::Caller;
 
-/// Version of the EXAI WebSocket protocol (`docs/exai-ws-protocol.md`).
-pub const EXAI_WS_PROTOCOL: &str = "1";
-
 /// Initial read buffer per connection.
 const READ_BUFFER: usize = 4 * 1024;
 
