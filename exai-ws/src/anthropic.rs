@@ -13,13 +13,10 @@
 
 mod error;
 
-use std::convert::Infallible;
-
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use exai_core::{WireReply, WireRequest};
-use futures::StreamExt;
+use exai_core::WireRequest;
 use serde_json::{Value, json};
 
 pub(crate) use error::AnthropicError;
@@ -44,38 +41,11 @@ pub(crate) async fn messages(State(state): State<AppState>, request: Request) ->
         .trace_context(exai_core::TraceContext::from_headers(&headers));
     let session = state.client_session(ip, None, caller);
     let reply = session.relay(request).await?;
-    let (mut response, provider, model) = match reply {
-        WireReply::Whole { body, provider, model } => {
-            let response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-            (response, provider, model)
-        }
-        WireReply::Stream(stream) => {
-            let (provider, model) = (stream.provider.clone(), stream.model.clone());
-            // The provider's events as they come (pings included while it is quiet); a failure
-            // after the 200 is an `error` event.
-            let body = stream.map(|item| {
-                Ok::<_, Infallible>(match item {
-                    Ok(bytes) => bytes,
-                    Err(e) => AnthropicError::from(e).stream_event(),
-                })
-            });
-            let response = (
-                [
-                    (header::CONTENT_TYPE, "text/event-stream"),
-                    (header::CACHE_CONTROL, "no-cache"),
-                ],
-                axum::body::Body::from_stream(body),
-            )
-                .into_response();
-            (response, provider, model)
-        }
-    };
-    for (name, value) in [("x-exai-provider", provider), ("x-exai-model", model)] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, v);
-        }
-    }
-    Ok(response)
+    // The provider's events as they come (pings included while it is quiet); a failure after
+    // the 200 is an `error` event.
+    Ok(crate::reply::wire_response(reply, |e| {
+        AnthropicError::from(e).stream_event()
+    }))
 }
 
 pub(crate) async fn count_tokens(State(state): State<AppState>, request: Request) -> Result<Response, AnthropicError> {

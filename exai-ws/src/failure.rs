@@ -39,6 +39,7 @@ impl Failure {
     }
 
     /// A failure of the daemon itself.
+    #[cfg(test)]
     pub fn internal(message: &str) -> Self {
         Self {
             class: ErrorClass::Internal,

@@ -36,6 +36,7 @@ mod mcp;
 mod openai;
 mod ops;
 mod protocols;
+mod reply;
 mod state;
 mod ui;
 mod ws;

@@ -12,19 +12,15 @@
 
 mod error;
 
-use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use exai_core::{WireReply, WireRequest};
-use futures::StreamExt;
+use exai_core::WireRequest;
 use serde_json::{Value, json};
 
 pub(crate) use error::OpenAiError;
 
-use crate::failure::Failure;
 use crate::state::AppState;
 
 pub(crate) async fn chat_completions(State(state): State<AppState>, request: Request) -> Result<Response, OpenAiError> {
@@ -34,39 +30,10 @@ pub(crate) async fn chat_completions(State(state): State<AppState>, request: Req
     let session = state.client_session(received.ip, None, received.caller);
     // Admitted, routed and answered (or refused) before the 200: a refusal is an HTTP status,
     // not a stream.
-    Ok(reply_response(session.relay(chat).await?))
-}
-
-/// The reply in OpenAI's wire: the JSON, or the stream's bytes as they come (one hop: the body
-/// polls the gateway's stream, which polls the provider's), with who answered in headers.
-fn reply_response(reply: WireReply) -> Response {
-    let (mut response, provider, model) = match reply {
-        WireReply::Whole { body, provider, model } => {
-            let response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
-            (response, provider, model)
-        }
-        WireReply::Stream(stream) => {
-            let (provider, model) = (stream.provider.clone(), stream.model.clone());
-            let body = stream.map(|item| {
-                Ok::<_, Infallible>(match item {
-                    Ok(bytes) => bytes,
-                    Err(e) => OpenAiError::from(e).stream_event(),
-                })
-            });
-            let response = Response::builder()
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(axum::body::Body::from_stream(body))
-                .unwrap_or_else(|_| OpenAiError::from(Failure::internal("cannot build the stream")).into_response());
-            (response, provider, model)
-        }
-    };
-    for (name, value) in [("x-exai-provider", provider), ("x-exai-model", model)] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, v);
-        }
-    }
-    response
+    let reply = session.relay(chat).await?;
+    Ok(crate::reply::wire_response(reply, |e| {
+        OpenAiError::from(e).stream_event()
+    }))
 }
 
 pub(crate) async fn models(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
