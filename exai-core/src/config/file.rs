@@ -1,133 +1,173 @@
 //! The `exai.toml` file as it is written, before environment overlay and validation.
 //!
-//! Every table denies unknown fields, so a typo (`global_max_inflght`) fails at start with the
-//! file name and the offending key instead of being silently ignored. See README's configuration
-//! reference for an annotated example.
+//! The file is read as a TOML table. Fixed settings are not spelled again here: every leaf must
+//! be a key declared in `keys.rs` (the resolver looks its value up by that dotted name), so a typo
+//! (`global_max_inflght`) fails at start with the file name and the offending key instead of
+//! being silently ignored. Two tables keep a shape of their own: `providers` (one
+//! [`FileProvider`] per name, which denies unknown fields) and `aliases` (names to models). See
+//! README's configuration reference for an annotated example.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Deserialize;
 
-/// The whole file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+use super::{ConfigError, keys};
+
+/// The whole file: the declared keys' values, the providers and the aliases.
+#[derive(Debug, Default)]
 pub(crate) struct FileConfig {
-    pub default_model: Option<String>,
-    #[serde(default)]
-    pub limits: FileLimits,
-    #[serde(default)]
-    pub memory: FileMemory,
-    #[serde(default)]
-    pub retry: FileRetry,
-    #[serde(default)]
-    pub routing: FileRouting,
-    #[serde(default)]
-    pub sessions: FileSessions,
+    pub values: FileValues,
     /// Providers by name. `glm`, `kimi` and `minimax` are built in; any other name declares an
     /// OpenAI-compatible provider and needs `base_url`.
-    #[serde(default)]
     pub providers: BTreeMap<String, FileProvider>,
-    #[serde(default)]
-    pub tools: FileTools,
-    #[serde(default)]
-    pub daemon: FileDaemon,
     /// Extra aliases: `fast = "glm-4.5-flash"`.
-    #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+}
+
+/// The tables with a shape of their own, read with serde (so their errors carry line and column).
+#[derive(Deserialize)]
+struct Sections {
     #[serde(default)]
-    pub log: FileLog,
-    pub state_dir: Option<std::path::PathBuf>,
+    providers: BTreeMap<String, FileProvider>,
     #[serde(default)]
-    pub anthropic: FileAnthropic,
+    aliases: BTreeMap<String, String>,
 }
 
-/// The Anthropic-compatible front door.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileAnthropic {
-    /// `claude-*` model ids the catalog does not know → exai models, by glob:
-    /// `"claude-haiku-*" = "glm-4.5-air"`. Checked in order of the table (most specific first).
-    pub model_map: Option<BTreeMap<String, String>>,
+impl FileConfig {
+    /// Reads the file's text; `path` names it in messages. Fails on TOML that does not parse,
+    /// on a bad provider or alias, and on a key that is not declared.
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let path = path.display().to_string();
+        let invalid = |message: String| ConfigError::Parse {
+            path: path.clone(),
+            message,
+        };
+        let Sections { providers, aliases } = toml::from_str(text).map_err(|e| invalid(e.to_string().trim().into()))?;
+        let mut rest: toml::Table = toml::from_str(text).map_err(|e| invalid(e.to_string().trim().into()))?;
+        rest.remove("providers");
+        rest.remove("aliases");
+        let mut values = BTreeMap::new();
+        collect("", rest, &mut values).map_err(invalid)?;
+        Ok(Self {
+            values: FileValues { path, values },
+            providers,
+            aliases,
+        })
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileLog {
-    pub format: Option<super::LogFormat>,
-    pub otel_content: Option<bool>,
+/// Moves every leaf of `table` (under `section`, `""` at the top) into `values` by dotted key;
+/// a name that is neither a declared key nor a section of some is refused.
+fn collect(section: &str, table: toml::Table, values: &mut BTreeMap<String, toml::Value>) -> Result<(), String> {
+    for (name, value) in table {
+        let key = match section {
+            "" => name.clone(),
+            _ => format!("{section}.{name}"),
+        };
+        // A quoted name with a dot (`"limits.shared" = true`) is one name, not a path.
+        let plain = !name.contains('.');
+        if plain && keys::is_declared(&key) {
+            values.insert(key, value);
+        } else if plain && !keys::names_under(&key).is_empty() {
+            let toml::Value::Table(inner) = value else {
+                return Err(format!("`{key}` is a table ([{key}]), found {}", value.type_str()));
+            };
+            collect(&key, inner, values)?;
+        } else {
+            let mut known = keys::names_under(section);
+            let place = match section {
+                "" => {
+                    known.extend(["providers", "aliases"]);
+                    "the top level".to_string()
+                }
+                _ => format!("[{section}]"),
+            };
+            return Err(format!("unknown key `{key}`; {place} takes {}", known.join(", ")));
+        }
+    }
+    Ok(())
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileLimits {
-    pub global_max_inflight: Option<usize>,
-    pub session_max_inflight: Option<usize>,
-    pub queue_timeout_ms: Option<u64>,
-    pub requests_per_minute: Option<u32>,
-    pub call_timeout_secs: Option<u64>,
-    pub shared: Option<bool>,
-    pub lease_secs: Option<u64>,
-    pub max_frame_bytes: Option<usize>,
+/// The file's values of declared keys, by dotted key, converted when a key is resolved.
+#[derive(Debug, Default)]
+pub(crate) struct FileValues {
+    /// The file, for messages.
+    path: String,
+    values: BTreeMap<String, toml::Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileMemory {
-    pub backend: Option<super::MemoryBackend>,
-    pub redis_url: Option<String>,
-    pub ttl_secs: Option<u64>,
-    pub max_turns: Option<usize>,
-    pub key_prefix: Option<String>,
+impl FileValues {
+    /// The text of `key`'s value: a string as written, a number or boolean as TOML prints it.
+    pub(crate) fn text(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        self.values
+            .get(key)
+            .map(|value| scalar_text(value).map_err(|m| self.invalid(key, m)))
+            .transpose()
+    }
+
+    /// `key`'s value as a list: an array of values, each as [`FileValues::text`] gives it.
+    pub(crate) fn list(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(value) = self.values.get(key) else {
+            return Ok(None);
+        };
+        let toml::Value::Array(items) = value else {
+            return Err(self.invalid(key, format!("expected a list, found {}", value.type_str())));
+        };
+        items
+            .iter()
+            .map(|item| scalar_text(item).map_err(|m| self.invalid(key, format!("in the list, {m}"))))
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    /// `key`'s value as a table of names to values, as `NAME=VALUE` items sorted by name (the
+    /// form its environment variable takes).
+    pub(crate) fn table(&self, key: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(value) = self.values.get(key) else {
+            return Ok(None);
+        };
+        let toml::Value::Table(table) = value else {
+            return Err(self.invalid(key, format!("expected a table, found {}", value.type_str())));
+        };
+        let mut items = table
+            .iter()
+            .map(|(name, value)| {
+                let value = scalar_text(value).map_err(|m| self.invalid(key, format!("at {name}, {m}")))?;
+                Ok((name.clone(), value))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        items.sort();
+        Ok(Some(
+            items
+                .into_iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect(),
+        ))
+    }
+
+    /// An error about `key`'s value, naming the file.
+    pub(crate) fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Parse {
+            path: self.path.clone(),
+            message: format!("{key}: {message}"),
+        }
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileRetry {
-    pub max_retries: Option<u32>,
-    pub base_delay_ms: Option<u64>,
-    pub max_delay_ms: Option<u64>,
-    pub max_retry_after_secs: Option<u64>,
-    pub circuit_failure_threshold: Option<u32>,
-    pub circuit_cooldown_secs: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileRouting {
-    pub fallback: Option<Vec<String>>,
-    pub long_context_tokens: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileSessions {
-    pub idle_timeout_secs: Option<u64>,
-    pub conversation_idle_secs: Option<u64>,
-    pub shutdown_grace_secs: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileTools {
-    pub profile: Option<String>,
-    pub disabled: Option<Vec<String>>,
-    pub max_output_chars: Option<usize>,
-    pub max_prompt_chars: Option<usize>,
-    pub file_token_budget: Option<u64>,
-    pub heartbeat_secs: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FileDaemon {
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub token: Option<String>,
-    pub admin_token: Option<String>,
-    pub max_connections: Option<usize>,
-    pub max_connections_per_ip: Option<usize>,
-    pub max_body_bytes: Option<usize>,
-    pub threads: Option<usize>,
+/// The text of a string, number or boolean.
+fn scalar_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(n) => Ok(n.to_string()),
+        // As TOML writes it (`10.0`), so a float is no integer.
+        toml::Value::Float(_) => Ok(value.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!(
+            "expected a string, number or boolean, found {}",
+            other.type_str()
+        )),
+    }
 }
 
 /// One provider entry.

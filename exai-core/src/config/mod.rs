@@ -5,8 +5,11 @@
 //! user config dir, else none. Only [`Config::from_env`] reads the process environment; everything
 //! below takes the environment as a map, so tests and embedders can pass their own.
 //!
+//! - `keys.rs`: every fixed setting, declared once (key, variables, default, check); `resolve`
+//!   below turns each into its `Config` field.
 //! - `source.rs`: [`Source`], [`Secret`], [`ConfigEntry`] and the resolver that records them.
-//! - `file.rs`: the raw TOML structs (`deny_unknown_fields`).
+//! - `file.rs`: the file as a TOML table whose leaves must be declared keys, plus the provider
+//!   and alias tables (`deny_unknown_fields`).
 //! - `providers.rs`: provider entries (built-ins plus OpenAI-compatible ones).
 
 mod file;
@@ -370,32 +373,29 @@ impl Config {
         code: HashMap<String, String>,
         file: Option<(&Path, &str)>,
     ) -> Result<Self, ConfigError> {
-        let f: FileConfig = match file {
-            Some((path, text)) => toml::from_str(text).map_err(|e| ConfigError::Parse {
-                path: path.display().to_string(),
-                message: e.to_string().trim().to_string(),
-            })?,
+        let f = match file {
+            Some((path, text)) => FileConfig::parse(path, text)?,
             None => FileConfig::default(),
         };
-        let mut r = Resolver::new(env, code);
-        let default_model = r.get(&keys::DEFAULT_MODEL, f.default_model)?;
-        let (state_key, state_env) = keys::STATE_DIR;
-        let state_dir = match r.raw(state_key, state_env) {
-            Some((dir, source)) => (PathBuf::from(dir), source),
-            None => match f.state_dir {
-                Some(dir) => (dir, Source::File),
-                None => (default_state_dir(), Source::Default),
-            },
-        };
-        r.record(state_key, Some(state_dir.0.display().to_string()), state_dir.1);
-        let (redis_key, redis_env) = keys::REDIS_URL;
-        let redis_url = r.secret(redis_key, redis_env, f.memory.redis_url).0;
+        // A key set in code must be declared; a provider's keys are declared by the provider
+        // (`providers.rs`), so one that no provider took is refused after resolving.
+        let undeclared = code
+            .keys()
+            .filter(|key| !keys::is_declared(key) && !key.starts_with("providers."))
+            .min();
+        if let Some(key) = undeclared {
+            return Err(no_such_setting(key));
+        }
+        let mut r = Resolver::new(env, code, f.values);
+        let default_model = r.get(&keys::DEFAULT_MODEL)?;
+        let state_dir = r.get_path(&keys::STATE_DIR, default_state_dir())?;
+        let redis_url = r.get_secret(&keys::REDIS_URL)?;
         let default_backend = if redis_url.is_some() {
             MemoryBackend::Redis
         } else {
             MemoryBackend::Sqlite
         };
-        let backend = r.get_or(&keys::MEMORY_BACKEND, f.memory.backend, default_backend)?;
+        let backend = r.get_or(&keys::MEMORY_BACKEND, default_backend)?;
         if backend == MemoryBackend::Redis && redis_url.is_none() {
             return Err(ConfigError::Invalid {
                 key: keys::MEMORY_BACKEND.key.into(),
@@ -403,7 +403,7 @@ impl Config {
                 message: "redis needs memory.redis_url (REDIS_URL)".into(),
             });
         }
-        let shared = r.get_or(&keys::SHARED_LIMITS, f.limits.shared, redis_url.is_some())?;
+        let shared = r.get_or(&keys::SHARED_LIMITS, redis_url.is_some())?;
         if shared && redis_url.is_none() {
             return Err(ConfigError::Invalid {
                 key: keys::SHARED_LIMITS.key.into(),
@@ -412,88 +412,77 @@ impl Config {
             });
         }
         let limits = LimitsConfig {
-            global_max_inflight: r.get(&keys::GLOBAL_MAX_INFLIGHT, f.limits.global_max_inflight)?,
-            session_max_inflight: r.get(&keys::SESSION_MAX_INFLIGHT, f.limits.session_max_inflight)?,
-            queue_timeout: Duration::from_millis(r.get(&keys::QUEUE_TIMEOUT_MS, f.limits.queue_timeout_ms)?),
-            requests_per_minute: r.get(&keys::REQUESTS_PER_MINUTE, f.limits.requests_per_minute)?,
-            call_timeout: Duration::from_secs(r.get(&keys::CALL_TIMEOUT_SECS, f.limits.call_timeout_secs)?),
+            global_max_inflight: r.get(&keys::GLOBAL_MAX_INFLIGHT)?,
+            session_max_inflight: r.get(&keys::SESSION_MAX_INFLIGHT)?,
+            queue_timeout: Duration::from_millis(r.get(&keys::QUEUE_TIMEOUT_MS)?),
+            requests_per_minute: r.get(&keys::REQUESTS_PER_MINUTE)?,
+            call_timeout: Duration::from_secs(r.get(&keys::CALL_TIMEOUT_SECS)?),
             shared,
-            lease: Duration::from_secs(r.get(&keys::LEASE_SECS, f.limits.lease_secs)?),
-            max_frame_bytes: r.get(&keys::MAX_FRAME_BYTES, f.limits.max_frame_bytes)?,
+            lease: Duration::from_secs(r.get(&keys::LEASE_SECS)?),
+            max_frame_bytes: r.get(&keys::MAX_FRAME_BYTES)?,
         };
         let memory = MemoryConfig {
             backend,
-            sqlite_path: state_dir.0.join("exai.db"),
+            sqlite_path: state_dir.join("exai.db"),
             redis_url,
-            ttl: Duration::from_secs(r.get(&keys::MEMORY_TTL_SECS, f.memory.ttl_secs)?),
-            max_turns: r.get(&keys::MAX_TURNS, f.memory.max_turns)?,
-            key_prefix: r.get(&keys::KEY_PREFIX, f.memory.key_prefix)?,
+            ttl: Duration::from_secs(r.get(&keys::MEMORY_TTL_SECS)?),
+            max_turns: r.get(&keys::MAX_TURNS)?,
+            key_prefix: r.get(&keys::KEY_PREFIX)?,
         };
         let retry = RetryConfig {
-            max_retries: r.get(&keys::MAX_RETRIES, f.retry.max_retries)?,
-            base_delay: Duration::from_millis(r.get(&keys::BASE_DELAY_MS, f.retry.base_delay_ms)?),
-            max_delay: Duration::from_millis(r.get(&keys::MAX_DELAY_MS, f.retry.max_delay_ms)?),
-            max_retry_after: Duration::from_secs(r.get(&keys::MAX_RETRY_AFTER_SECS, f.retry.max_retry_after_secs)?),
-            circuit_failure_threshold: r.get(&keys::CIRCUIT_FAILURE_THRESHOLD, f.retry.circuit_failure_threshold)?,
-            circuit_cooldown: Duration::from_secs(r.get(&keys::CIRCUIT_COOLDOWN_SECS, f.retry.circuit_cooldown_secs)?),
+            max_retries: r.get(&keys::MAX_RETRIES)?,
+            base_delay: Duration::from_millis(r.get(&keys::BASE_DELAY_MS)?),
+            max_delay: Duration::from_millis(r.get(&keys::MAX_DELAY_MS)?),
+            max_retry_after: Duration::from_secs(r.get(&keys::MAX_RETRY_AFTER_SECS)?),
+            circuit_failure_threshold: r.get(&keys::CIRCUIT_FAILURE_THRESHOLD)?,
+            circuit_cooldown: Duration::from_secs(r.get(&keys::CIRCUIT_COOLDOWN_SECS)?),
         };
         let sessions = SessionConfig {
-            idle_timeout: Duration::from_secs(r.get(&keys::IDLE_TIMEOUT_SECS, f.sessions.idle_timeout_secs)?),
-            conversation_idle: Duration::from_secs(
-                r.get(&keys::CONVERSATION_IDLE_SECS, f.sessions.conversation_idle_secs)?,
-            ),
-            shutdown_grace: Duration::from_secs(r.get(&keys::SHUTDOWN_GRACE_SECS, f.sessions.shutdown_grace_secs)?),
+            idle_timeout: Duration::from_secs(r.get(&keys::IDLE_TIMEOUT_SECS)?),
+            conversation_idle: Duration::from_secs(r.get(&keys::CONVERSATION_IDLE_SECS)?),
+            shutdown_grace: Duration::from_secs(r.get(&keys::SHUTDOWN_GRACE_SECS)?),
         };
-        let (disabled_key, disabled_env) = keys::DISABLED_TOOLS;
         let tools = ToolsConfig {
-            profile: r.get(&keys::TOOLS_PROFILE, f.tools.profile)?,
-            disabled: r.list(disabled_key, disabled_env, f.tools.disabled, Vec::new()).0,
-            max_output_chars: r.get(&keys::MAX_OUTPUT_CHARS, f.tools.max_output_chars)?,
-            max_prompt_chars: r.get(&keys::MAX_PROMPT_CHARS, f.tools.max_prompt_chars)?,
-            file_token_budget: r.get(&keys::FILE_TOKEN_BUDGET, f.tools.file_token_budget)?,
-            heartbeat: Duration::from_secs(r.get(&keys::HEARTBEAT_SECS, f.tools.heartbeat_secs)?),
+            profile: r.get(&keys::TOOLS_PROFILE)?,
+            disabled: r.get_list(&keys::DISABLED_TOOLS, Vec::new())?.0,
+            max_output_chars: r.get(&keys::MAX_OUTPUT_CHARS)?,
+            max_prompt_chars: r.get(&keys::MAX_PROMPT_CHARS)?,
+            file_token_budget: r.get(&keys::FILE_TOKEN_BUDGET)?,
+            heartbeat: Duration::from_secs(r.get(&keys::HEARTBEAT_SECS)?),
         };
-        let (token_key, token_env) = keys::TOKEN;
-        let (admin_key, admin_env) = keys::ADMIN_TOKEN;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let daemon = DaemonConfig {
-            host: r.get(&keys::HOST, f.daemon.host)?,
-            port: r.get(&keys::PORT, f.daemon.port)?,
-            token: r.secret(token_key, token_env, f.daemon.token).0,
-            admin_token: r.secret(admin_key, admin_env, f.daemon.admin_token).0,
-            max_connections: r.get(&keys::MAX_CONNECTIONS, f.daemon.max_connections)?,
-            max_connections_per_ip: r.get(&keys::MAX_CONNECTIONS_PER_IP, f.daemon.max_connections_per_ip)?,
-            max_body_bytes: r.get(&keys::MAX_BODY_BYTES, f.daemon.max_body_bytes)?,
-            threads: r.get_or(&keys::THREADS, f.daemon.threads, cpus)?,
+            host: r.get(&keys::HOST)?,
+            port: r.get(&keys::PORT)?,
+            token: r.get_secret(&keys::TOKEN)?,
+            admin_token: r.get_secret(&keys::ADMIN_TOKEN)?,
+            max_connections: r.get(&keys::MAX_CONNECTIONS)?,
+            max_connections_per_ip: r.get(&keys::MAX_CONNECTIONS_PER_IP)?,
+            max_body_bytes: r.get(&keys::MAX_BODY_BYTES)?,
+            threads: r.get_or(&keys::THREADS, cpus)?,
         };
-        let log_format = r.get(&keys::LOG_FORMAT, f.log.format)?;
-        let otel_content = r.get(&keys::OTEL_CONTENT, f.log.otel_content)?;
+        let log_format = r.get(&keys::LOG_FORMAT)?;
+        let otel_content = r.get(&keys::OTEL_CONTENT)?;
         let providers = providers::resolve(&mut r, f.providers)?;
-        let (fallback_key, fallback_env) = keys::FALLBACK;
         let all: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
-        let (fallback, source) = r.list(fallback_key, fallback_env, f.routing.fallback, all.clone());
+        let (fallback, source) = r.get_list(&keys::FALLBACK, all.clone())?;
         if let Some(unknown) = fallback.iter().find(|n| !all.contains(n)) {
             return Err(ConfigError::Invalid {
-                key: fallback_key.into(),
+                key: keys::FALLBACK.key.into(),
                 origin: source,
                 message: format!("unknown provider '{unknown}'; known: {}", all.join(", ")),
             });
         }
         let routing = RoutingConfig {
             fallback,
-            long_context_tokens: r.get(&keys::LONG_CONTEXT_TOKENS, f.routing.long_context_tokens)?,
+            long_context_tokens: r.get(&keys::LONG_CONTEXT_TOKENS)?,
         };
-        let (map_key, map_env) = keys::ANTHROPIC_MODEL_MAP;
-        let file_map = f
-            .anthropic
-            .model_map
-            .map(|m| m.into_iter().map(|(glob, model)| format!("{glob}={model}")).collect());
-        let (pairs, map_source) = r.list(map_key, map_env, file_map, Vec::new());
+        let (pairs, map_source) = r.get_table(&keys::ANTHROPIC_MODEL_MAP)?;
         let mut model_map = Vec::new();
         for pair in pairs {
             let Some((glob, model)) = pair.split_once('=') else {
                 return Err(ConfigError::Invalid {
-                    key: map_key.into(),
+                    key: keys::ANTHROPIC_MODEL_MAP.key.into(),
                     origin: map_source,
                     message: format!("'{pair}' is not GLOB=MODEL (e.g. claude-haiku-*=glm-4.5-air)"),
                 });
@@ -506,13 +495,8 @@ impl Config {
         for (alias, target) in &f.aliases {
             r.record(&format!("aliases.{alias}"), Some(target.clone()), Source::File);
         }
-        let unused = r.unused_code_keys();
-        if let Some(key) = unused.first() {
-            return Err(ConfigError::Invalid {
-                key: key.clone(),
-                origin: Source::Code,
-                message: "no such setting (see `exai config` for every key)".into(),
-            });
+        if let Some(key) = r.unused_code_keys().first() {
+            return Err(no_such_setting(key));
         }
         Ok(Config {
             default_model,
@@ -528,7 +512,7 @@ impl Config {
             anthropic,
             log_format,
             otel_content,
-            state_dir: state_dir.0,
+            state_dir,
             file: file.map(|(p, _)| p.to_path_buf()),
             entries: r.entries,
         })
@@ -555,6 +539,15 @@ impl Config {
     /// Providers that can take requests (enabled, with a key where one is needed).
     pub fn ready_providers(&self) -> impl Iterator<Item = &ProviderConfig> {
         self.providers.iter().filter(|p| p.is_ready())
+    }
+}
+
+/// The error for a key set in code that is not a setting.
+fn no_such_setting(key: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        origin: Source::Code,
+        message: "no such setting (see `exai config` for every key)".into(),
     }
 }
 

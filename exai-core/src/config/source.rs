@@ -1,15 +1,18 @@
 //! Where each configuration value came from, and secrets that never print.
 //!
-//! Loading resolves every setting through a [`Resolver`]: environment first, then the file, then
-//! the built-in default. Each resolution is recorded as a [`ConfigEntry`] (key, printable value,
-//! [`Source`]), so `exai config` can show the effective configuration with its sources and with
-//! secrets redacted — the old system's docs and config disagreed on ports; ours prints the truth.
+//! Loading resolves every setting through a [`Resolver`]: code first, then the environment, then
+//! the file (its value looked up by the key's dotted name), then the built-in default. Each
+//! resolution is recorded as a [`ConfigEntry`] (key, printable value, [`Source`]), so `exai config`
+//! can show the effective configuration with its sources and with secrets redacted — the old
+//! system's docs and config disagreed on ports; ours prints the truth.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::ConfigError;
+use super::file::FileValues;
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -95,8 +98,10 @@ pub(crate) fn positive<T: PartialOrd + From<u8>>(v: &T) -> Result<(), String> {
     Ok(())
 }
 
-/// One setting, declared once: its dotted key, the variables that set it (first wins), its
-/// default as text (parsed like an environment value) and the check its value must pass.
+/// One setting, declared once (in `keys.rs`): its dotted key, the variables that set it (first
+/// wins), its default as text (parsed like an environment value) and the check its value must
+/// pass. `T` says how the resolver reads it: [`Resolver::get`] for a value parsed from its text,
+/// [`Resolver::get_secret`], [`Resolver::get_list`] (or [`Resolver::get_table`]), [`Resolver::get_path`].
 pub(crate) struct Key<T> {
     pub key: &'static str,
     pub env: &'static [&'static str],
@@ -110,16 +115,19 @@ pub(crate) struct Key<T> {
 pub(crate) struct Resolver<'a> {
     env: &'a HashMap<String, String>,
     /// Values set in code ([`super::ConfigBuilder::set`]), by key; consumed as they are resolved,
-    /// so what is left names a key that does not exist.
+    /// so what is left names a key that no setting took.
     code: HashMap<String, String>,
+    /// The file's values of declared keys.
+    file: FileValues,
     pub(crate) entries: Vec<ConfigEntry>,
 }
 
 impl<'a> Resolver<'a> {
-    pub(crate) fn new(env: &'a HashMap<String, String>, code: HashMap<String, String>) -> Self {
+    pub(crate) fn new(env: &'a HashMap<String, String>, code: HashMap<String, String>, file: FileValues) -> Self {
         Self {
             env,
             code,
+            file,
             entries: Vec::new(),
         }
     }
@@ -133,7 +141,7 @@ impl<'a> Resolver<'a> {
 
     /// The value set in code for `key`, or else the first non-empty variable among `names`,
     /// with its source.
-    pub(crate) fn raw(&mut self, key: &str, names: &[&str]) -> Option<(String, Source)> {
+    fn raw(&mut self, key: &str, names: &[&str]) -> Option<(String, Source)> {
         if let Some(v) = self.code.remove(key) {
             return Some((v, Source::Code));
         }
@@ -141,7 +149,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// The first non-empty variable among `names`, with its name.
-    pub(crate) fn env_var(&self, names: &[&str]) -> Option<(String, &'a str)> {
+    fn env_var(&self, names: &[&str]) -> Option<(String, &'a str)> {
         names.iter().find_map(|name| {
             self.env
                 .get(*name)
@@ -152,7 +160,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// Resolves a declared setting that always has a value.
-    pub(crate) fn get<T>(&mut self, key: &Key<T>, file: Option<T>) -> Result<T, ConfigError>
+    pub(crate) fn get<T>(&mut self, key: &Key<T>) -> Result<T, ConfigError>
     where
         T: FromStr + fmt::Display,
         T::Err: fmt::Display,
@@ -165,6 +173,7 @@ impl<'a> Resolver<'a> {
             })?),
             None => None,
         };
+        let file = self.file_value(key)?;
         self.value(key.key, key.env, file, default, key.check)?
             .ok_or_else(|| ConfigError::Invalid {
                 key: key.key.to_string(),
@@ -175,14 +184,68 @@ impl<'a> Resolver<'a> {
 
     /// Resolves a declared setting whose default is computed (`default` stands in for the
     /// declared one).
-    pub(crate) fn get_or<T>(&mut self, key: &Key<T>, file: Option<T>, default: T) -> Result<T, ConfigError>
+    pub(crate) fn get_or<T>(&mut self, key: &Key<T>, default: T) -> Result<T, ConfigError>
     where
         T: FromStr + fmt::Display,
         T::Err: fmt::Display,
     {
+        let file = self.file_value(key)?;
         Ok(self
             .value(key.key, key.env, file, Some(default), key.check)?
             .unwrap_or_else(|| unreachable!("a default was given")))
+    }
+
+    /// A declared setting's value in the file, parsed from its text like an environment value.
+    /// It is read even when code or env win, so a bad file fails the same way either way.
+    fn file_value<T>(&self, key: &Key<T>) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.file.text(key.key)? {
+            Some(text) => text
+                .parse::<T>()
+                .map(Some)
+                .map_err(|e| self.file.invalid(key.key, format!("cannot parse '{text}': {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Resolves a declared secret (unset unless given).
+    pub(crate) fn get_secret(&mut self, key: &Key<Secret>) -> Result<Option<Secret>, ConfigError> {
+        let file = self.file.text(key.key)?;
+        Ok(self.secret(key.key, key.env, file).0)
+    }
+
+    /// Resolves a declared list: an array in the file, comma-separated in code and env.
+    pub(crate) fn get_list(
+        &mut self,
+        key: &Key<Vec<String>>,
+        default: Vec<String>,
+    ) -> Result<(Vec<String>, Source), ConfigError> {
+        let file = self.file.list(key.key)?;
+        Ok(self.list(key.key, key.env, file, default))
+    }
+
+    /// Resolves a declared table of names to values: a table in the file, `NAME=VALUE,…` in code
+    /// and env; either way a list of `NAME=VALUE` items (none by default).
+    pub(crate) fn get_table(&mut self, key: &Key<Vec<String>>) -> Result<(Vec<String>, Source), ConfigError> {
+        let file = self.file.table(key.key)?;
+        Ok(self.list(key.key, key.env, file, Vec::new()))
+    }
+
+    /// Resolves a declared path whose default is computed.
+    pub(crate) fn get_path(&mut self, key: &Key<PathBuf>, default: PathBuf) -> Result<PathBuf, ConfigError> {
+        let file = self.file.text(key.key)?;
+        let (path, source) = match self.raw(key.key, key.env) {
+            Some((path, source)) => (PathBuf::from(path), source),
+            None => match file {
+                Some(path) => (PathBuf::from(path), Source::File),
+                None => (default, Source::Default),
+            },
+        };
+        self.record(key.key, Some(path.display().to_string()), source);
+        Ok(path)
     }
 
     /// Resolves a value: code, then env, then file, then default; then checks it.
@@ -250,7 +313,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// Resolves a comma-separated list: code, then env, then file, then `default`.
-    pub(crate) fn list(
+    fn list(
         &mut self,
         key: &str,
         env: &[&str],
@@ -292,7 +355,7 @@ mod tests {
     #[test]
     fn env_wins_over_file_and_default_and_is_recorded() -> Result<(), ConfigError> {
         let env = HashMap::from([("N".to_string(), " 7 ".to_string())]);
-        let mut r = Resolver::new(&env, HashMap::new());
+        let mut r = Resolver::new(&env, HashMap::new(), FileValues::default());
         assert_eq!(r.value("a.n", &["N"], Some(5u32), Some(1), any)?, Some(7));
         assert_eq!(r.value("a.m", &["M"], Some(5u32), Some(1), any)?, Some(5));
         assert_eq!(r.value("a.d", &["D"], None, Some(1u32), any)?, Some(1));
@@ -304,7 +367,7 @@ mod tests {
     #[test]
     fn bad_env_value_names_key_and_variable() {
         let env = HashMap::from([("N".to_string(), "lots".to_string())]);
-        let mut r = Resolver::new(&env, HashMap::new());
+        let mut r = Resolver::new(&env, HashMap::new(), FileValues::default());
         let err = r.value("limits.n", &["N"], None, Some(1u32), any).err();
         let msg = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(
@@ -316,7 +379,7 @@ mod tests {
     #[test]
     fn a_failed_check_names_the_source_the_value_came_from() {
         let env = HashMap::from([("N".to_string(), "0".to_string())]);
-        let mut r = Resolver::new(&env, HashMap::new());
+        let mut r = Resolver::new(&env, HashMap::new(), FileValues::default());
         let msg = r
             .value("limits.n", &["N"], Some(3usize), Some(1), positive)
             .err()
@@ -325,7 +388,11 @@ mod tests {
             msg.as_deref(),
             Some("invalid configuration: limits.n (from env N): must be at least 1")
         );
-        let mut r = Resolver::new(&env, HashMap::from([("limits.n".to_string(), "0".to_string())]));
+        let mut r = Resolver::new(
+            &env,
+            HashMap::from([("limits.n".to_string(), "0".to_string())]),
+            FileValues::default(),
+        );
         let msg = r
             .value("limits.n", &["N"], None, Some(1usize), positive)
             .err()
@@ -335,7 +402,7 @@ mod tests {
             Some("invalid configuration: limits.n (from code): must be at least 1")
         );
         let none = HashMap::new();
-        let mut r = Resolver::new(&none, HashMap::new());
+        let mut r = Resolver::new(&none, HashMap::new(), FileValues::default());
         let msg = r
             .value("limits.n", &["N"], Some(0usize), Some(1), positive)
             .err()
@@ -349,7 +416,7 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let env = HashMap::from([("K".to_string(), "sk-very-secret".to_string())]);
-        let mut r = Resolver::new(&env, HashMap::new());
+        let mut r = Resolver::new(&env, HashMap::new(), FileValues::default());
         let (secret, label) = r.secret("providers.glm.api_key", &["K"], None);
         let secret = secret.map(|s| format!("{s} {s:?}")).unwrap_or_default();
         assert!(!secret.contains("very-secret"));

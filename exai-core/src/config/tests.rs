@@ -321,3 +321,134 @@ fn the_example_config_file_loads_and_says_what_it_sets() -> Result<(), ConfigErr
     );
     Ok(())
 }
+
+#[test]
+fn every_declared_key_is_resolved_and_printed() {
+    let c = Config::default();
+    let mut printed: Vec<&str> = c
+        .entries()
+        .iter()
+        .map(|e| e.key.as_str())
+        .filter(|k| !k.starts_with("providers.") && !k.starts_with("aliases."))
+        .collect();
+    let mut declared = keys::ALL.to_vec();
+    printed.sort_unstable();
+    declared.sort_unstable();
+    assert_eq!(printed, declared);
+}
+
+#[test]
+fn the_file_takes_only_declared_keys_and_names_the_one_it_refuses() {
+    let msg = |toml: &str| load(&[], Some(toml)).err().map(|e| e.to_string()).unwrap_or_default();
+    for (toml, named) in [
+        ("defualt_model = \"kimi\"", "`defualt_model`"),
+        ("[limts]\nglobal_max_inflight = 3", "`limts`"),
+        ("[anthropic]\nmodel_mapp = {}", "`anthropic.model_mapp`"),
+        ("\"limits.shared\" = true", "`limits.shared`"),
+        ("limits = 3", "`limits` is a table"),
+        ("[providers.glm]\nbse_url = \"http://h\"", "bse_url"),
+    ] {
+        let err = msg(toml);
+        assert!(err.contains("exai.toml") && err.contains(named), "{toml}: {err}");
+    }
+    let typo = msg("[limits]\nglobal_max_inflght = 3");
+    assert!(
+        typo.contains("[limits] takes global_max_inflight, session_max_inflight"),
+        "{typo}"
+    );
+}
+
+#[test]
+fn a_file_value_is_read_by_its_key_and_a_wrong_one_named_with_the_file() -> Result<(), ConfigError> {
+    let toml = r#"
+        [limits]
+        global_max_inflight = "10"
+        shared = false
+        [routing]
+        fallback = ["kimi", "glm"]
+        [tools]
+        disabled = ["clink"]
+        [daemon]
+        token = "file-token"
+        threads = 3
+    "#;
+    let c = load(&[], Some(toml))?;
+    assert_eq!(
+        (c.limits.global_max_inflight, c.limits.shared, c.daemon.threads),
+        (10, false, 3)
+    );
+    assert_eq!(
+        (c.routing.fallback.as_slice(), c.tools.disabled.as_slice()),
+        (&["kimi".to_string(), "glm".into()][..], &["clink".to_string()][..])
+    );
+    assert_eq!(c.daemon.token.as_ref().map(Secret::expose), Some("file-token"));
+    for key in [
+        "limits.shared",
+        "routing.fallback",
+        "tools.disabled",
+        "daemon.token",
+        "daemon.threads",
+    ] {
+        assert_eq!(entry(&c, key).map(|e| e.source.clone()), Some(Source::File), "{key}");
+    }
+    let msg =
+        |pairs: &[(&str, &str)], toml: &str| load(pairs, Some(toml)).err().map(|e| e.to_string()).unwrap_or_default();
+    for (toml, wrong) in [
+        (
+            "[limits]\nglobal_max_inflight = \"ten\"",
+            "limits.global_max_inflight: cannot parse 'ten'",
+        ),
+        (
+            "[limits]\nglobal_max_inflight = 2.0",
+            "limits.global_max_inflight: cannot parse '2.0'",
+        ),
+        (
+            "[limits.global_max_inflight]\nx = 1",
+            "limits.global_max_inflight: expected a string, number or boolean, found table",
+        ),
+        (
+            "[routing]\nfallback = \"glm\"",
+            "routing.fallback: expected a list, found string",
+        ),
+        (
+            "[anthropic]\nmodel_map = [\"x\"]",
+            "anthropic.model_map: expected a table, found array",
+        ),
+    ] {
+        let err = msg(&[], toml);
+        let expected = format!("config file exai.toml is not valid: {wrong}");
+        assert!(err.starts_with(&expected), "{toml}: {err}");
+    }
+    let under_env = msg(
+        &[("EXAI_GLOBAL_MAX_INFLIGHT", "3")],
+        "[limits]\nglobal_max_inflight = \"ten\"",
+    );
+    assert!(
+        under_env.contains("'ten'"),
+        "a bad file value fails even when env sets the key: {under_env}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_key_set_in_code_must_be_declared() {
+    for key in [
+        "aliases.fast",
+        "limits",
+        "providers.nope.base_url",
+        "providers.glm.bse_url",
+    ] {
+        let err = Config::builder()
+            .without_file()
+            .set(key, "x")
+            .build()
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err,
+            Some(format!(
+                "invalid configuration: {key} (from code): no such setting (see `exai config` for every key)"
+            ))
+        );
+    }
+}
