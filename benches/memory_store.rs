@@ -39,6 +39,7 @@ fn save_a_turn(c: &mut Criterion) {
         id: "bench".into(),
         parent: None,
         tool: None,
+        owner: None,
         created_ms: now,
         updated_ms: now,
         turns: Vec::new(),

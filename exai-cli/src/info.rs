@@ -112,14 +112,20 @@ pub async fn threads(gateway: &Gateway, limit: usize, as_json: bool) -> Result<i
     }
     for t in threads {
         println!(
-            "{}  {:<10} {:>3} turns  {}",
+            "{}  {:<10} {:<12} {:>3} turns  {}",
             t.id,
             t.tool.as_deref().unwrap_or("-"),
+            owner_label(t.owner.as_deref()),
             t.turns,
             t.preview.replace('\n', " ")
         );
     }
     Ok(0)
+}
+
+/// Who started a conversation: a key, by name, or `(no key)`.
+fn owner_label(owner: Option<&str>) -> String {
+    owner.map_or_else(|| "(no key)".to_string(), |k| format!("key {k}"))
 }
 
 pub async fn thread(gateway: &Gateway, id: &str, as_json: bool) -> Result<i32, Failure> {
@@ -130,6 +136,7 @@ pub async fn thread(gateway: &Gateway, id: &str, as_json: bool) -> Result<i32, F
     if as_json {
         return print_json(&thread);
     }
+    println!("owner: {}", owner_label(thread.owner.as_deref()));
     for turn in &thread.turns {
         let who = match (&turn.model, turn.role) {
             (Some(model), _) => model.clone(),

@@ -326,8 +326,9 @@ impl Gateway {
     }
 
     /// Records messages in a conversation without calling a provider — a workflow tool's
-    /// intermediate step — creating the conversation when `continuation_id` is `None`. Runs in
-    /// the conversation's queue, so it lands between the turns before and after it. Returns the
+    /// intermediate step — creating the conversation (for `owner`, a key's name) when
+    /// `continuation_id` is `None`. Runs in the conversation's queue, so it lands between the
+    /// turns before and after it. Another key's conversation is an unknown one. Returns the
     /// conversation id.
     pub(crate) async fn note(
         &self,
@@ -335,6 +336,7 @@ impl Gateway {
         tool: Option<String>,
         messages: Vec<Message>,
         files: Vec<String>,
+        owner: Option<String>,
     ) -> Result<String, Error> {
         if self.inner.closing.load(Ordering::SeqCst) {
             return Err(Error::ShuttingDown);
@@ -347,8 +349,9 @@ impl Gateway {
                     .memory
                     .load(id)
                     .await?
+                    .filter(|t| t.belongs_to(owner.as_deref()))
                     .ok_or_else(|| Error::ThreadNotFound(id.clone()))?,
-                None => turn::new_thread(tool.clone()),
+                None => turn::new_thread(tool.clone(), owner),
             };
             let mut turns = Vec::new();
             turn::push_turns(&mut turns, messages, files, tool);

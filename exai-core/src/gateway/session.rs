@@ -173,6 +173,19 @@ impl Session {
         inner.keys.admit(&self.caller, ask).await
     }
 
+    /// Records messages in a conversation without calling a provider (a workflow tool's step),
+    /// as this session's caller: a new conversation is its key's, another key's is unknown.
+    pub(crate) async fn note(
+        &self,
+        continuation_id: Option<String>,
+        tool: Option<String>,
+        messages: Vec<crate::request::Message>,
+        files: Vec<String>,
+    ) -> Result<String, Error> {
+        let owner = self.caller.key_name().map(str::to_string);
+        self.gateway.note(continuation_id, tool, messages, files, owner).await
+    }
+
     /// The session's in-flight limit.
     pub(crate) fn limit(&self) -> crate::actors::limits::SessionLimit {
         self.core.limit.clone()

@@ -27,6 +27,7 @@ async fn notes_are_recorded_in_order_without_a_provider_call() -> anyhow::Result
             Some("debug".into()),
             vec![Message::user("step 1: read the logs")],
             vec!["/tmp/a.log".into()],
+            None,
         )
         .await?;
     gw.note(
@@ -34,6 +35,7 @@ async fn notes_are_recorded_in_order_without_a_provider_call() -> anyhow::Result
         Some("debug".into()),
         vec![Message::user("step 2: found it")],
         vec![],
+        None,
     )
     .await?;
     let reply = gw.chat(ChatRequest::new("conclude").continuation(&id)).await?;
@@ -45,7 +47,7 @@ async fn notes_are_recorded_in_order_without_a_provider_call() -> anyhow::Result
         (Some("debug"), &["/tmp/a.log".to_string()][..])
     );
     assert!(
-        gw.note(Some("nope".into()), None, vec![Message::user("x")], vec![])
+        gw.note(Some("nope".into()), None, vec![Message::user("x")], vec![], None)
             .await
             .is_err()
     );

@@ -134,12 +134,14 @@ async fn run_in_span(
             "the request has no message; send at least one user message".into(),
         ));
     }
+    // Another key's conversation is answered as an unknown one: no oracle.
     let thread = match &request.continuation_id {
         Some(id) => Some(
             inner
                 .memory
                 .load(id)
                 .await?
+                .filter(|t| t.belongs_to(call.key_name()))
                 .ok_or_else(|| Error::ThreadNotFound(id.clone()))?,
         ),
         None => None,
@@ -347,7 +349,7 @@ async fn finish(
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {
-        let thread = thread.unwrap_or_else(|| new_thread(request.tool.clone()));
+        let thread = thread.unwrap_or_else(|| new_thread(request.tool.clone(), key.map(str::to_string)));
         let mut turns = Vec::new();
         push_turns(&mut turns, turn, request.files.clone(), request.tool.clone());
         turns.push(Turn {
@@ -377,13 +379,14 @@ async fn finish(
     }
 }
 
-/// A new, empty conversation.
-pub(crate) fn new_thread(tool: Option<String>) -> Thread {
+/// A new, empty conversation, started by `owner` (a key's name).
+pub(crate) fn new_thread(tool: Option<String>, owner: Option<String>) -> Thread {
     let now = now_ms();
     Thread {
         id: uuid::Uuid::new_v4().to_string(),
         parent: None,
         tool,
+        owner,
         created_ms: now,
         updated_ms: now,
         turns: Vec::new(),

@@ -82,6 +82,8 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
      INSERT INTO meta (name, value) VALUES ('keys_generation', 0);",
+    // A thread's owner: the key that started it (issue: conversations belong to their key).
+    "ALTER TABLE threads ADD COLUMN owner TEXT;",
 ];
 
 /// An open database file. Cheap to clone.

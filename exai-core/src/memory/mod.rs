@@ -101,6 +101,11 @@ pub struct Thread {
     /// The tool that started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// The key that started it, by name (`None`: no key — the master token, or a daemon
+    /// without keys). Only that key may continue it; the master and admin tokens see every
+    /// thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Created at (unix ms).
     pub created_ms: u64,
     /// Last saved at (unix ms).
@@ -110,6 +115,12 @@ pub struct Thread {
 }
 
 impl Thread {
+    /// Whether a call made with `key` (`None`: the master token, or no key at all) may read
+    /// and continue this thread: its own key's, or any with no key.
+    pub fn belongs_to(&self, key: Option<&str>) -> bool {
+        key.is_none() || self.owner.as_deref() == key
+    }
+
     /// Drops the oldest turns beyond `max`.
     pub fn trim(&mut self, max: usize) {
         if self.turns.len() > max {
@@ -129,6 +140,7 @@ impl Thread {
         ThreadSummary {
             id: self.id.clone(),
             tool: self.tool.clone(),
+            owner: self.owner.clone(),
             created_ms: self.created_ms,
             updated_ms: self.updated_ms,
             turns: self.turns.len(),
@@ -145,6 +157,9 @@ pub struct ThreadSummary {
     pub id: String,
     /// The tool that started it.
     pub tool: Option<String>,
+    /// The key that started it, by name (`None`: no key).
+    #[serde(default)]
+    pub owner: Option<String>,
     /// Created at (unix ms).
     pub created_ms: u64,
     /// Last saved at (unix ms).

@@ -129,7 +129,7 @@ impl SqliteStore {
 fn load_thread(conn: &rusqlite::Connection, id: &str, now: u64) -> rusqlite::Result<Option<Thread>> {
     let head = conn
         .query_row(
-            "SELECT parent, tool, created_ms, updated_ms FROM threads WHERE id = ?1 AND expires_ms > ?2",
+            "SELECT parent, tool, created_ms, updated_ms, owner FROM threads WHERE id = ?1 AND expires_ms > ?2",
             params![id, now as i64],
             |r| {
                 Ok((
@@ -137,11 +137,12 @@ fn load_thread(conn: &rusqlite::Connection, id: &str, now: u64) -> rusqlite::Res
                     r.get::<_, Option<String>>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
+                    r.get::<_, Option<String>>(4)?,
                 ))
             },
         )
         .optional()?;
-    let Some((parent, tool, created_ms, updated_ms)) = head else {
+    let Some((parent, tool, created_ms, updated_ms, owner)) = head else {
         return Ok(None);
     };
     let mut statement = conn.prepare_cached("SELECT turn FROM turns WHERE thread_id = ?1 ORDER BY seq")?;
@@ -158,6 +159,7 @@ fn load_thread(conn: &rusqlite::Connection, id: &str, now: u64) -> rusqlite::Res
         id: id.to_string(),
         parent,
         tool,
+        owner,
         created_ms: created_ms as u64,
         updated_ms: updated_ms as u64,
         turns,
@@ -196,7 +198,7 @@ fn write_turns(
             .execute(params![thread.id])?;
     }
     tx.prepare_cached(
-        "INSERT INTO threads (id, parent, tool, created_ms, updated_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO threads (id, parent, tool, created_ms, updated_ms, expires_ms, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(id) DO UPDATE SET updated_ms = excluded.updated_ms, expires_ms = excluded.expires_ms",
     )?
     .execute(params![
@@ -205,7 +207,8 @@ fn write_turns(
         thread.tool,
         thread.created_ms as i64,
         thread.updated_ms as i64,
-        expires_ms as i64
+        expires_ms as i64,
+        thread.owner
     ])?;
     {
         let mut insert = tx.prepare_cached("INSERT INTO turns (thread_id, turn) VALUES (?1, ?2)")?;

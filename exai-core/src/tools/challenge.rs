@@ -51,7 +51,7 @@ impl Tool for Challenge {
         );
         let message = Message::user(format!("[challenge] {}", args.prompt));
         let id = ctx
-            .gateway()
+            .session
             .note(args.continuation_id, Some(self.name().into()), vec![message], vec![])
             .await?;
         let structured =

@@ -133,7 +133,7 @@ impl Tool for Workflow {
 
         if !last || !expert {
             let id = ctx
-                .gateway()
+                .session
                 .note(
                     args.common.continuation_id.clone(),
                     Some(spec.name.into()),
