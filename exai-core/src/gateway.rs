@@ -18,6 +18,7 @@
 //! (every `Gateway` clone and every `Session`) without `shutdown` stops the actors too — a drop
 //! guard, as mini-redis's `DbDropGuard`.
 
+mod auth_failures;
 pub(crate) mod context;
 mod rate;
 mod session;
@@ -73,6 +74,8 @@ struct Inner {
     default_session: Arc<SessionCore>,
     /// Requests per minute per client, for every session opened with a client.
     rate: ClientRate,
+    /// Failed authentications per client address.
+    auth_failures: auth_failures::AuthFailures,
     /// API keys: who may call, and each key's limits and spend.
     keys: Keys,
     /// The last requests and the last hour per model, for status pages.
@@ -186,6 +189,7 @@ impl GatewayBuilder {
             closing: AtomicBool::new(false),
             default_session,
             rate: ClientRate::new(config.limits.requests_per_minute),
+            auth_failures: auth_failures::AuthFailures::new(config.limits.auth_failures_per_minute),
             keys,
             activity: Activity::new(),
             config,
@@ -238,6 +242,18 @@ impl Gateway {
             .keys
             .authenticate(token, self.inner.config.daemon.token.as_ref())
             .await
+    }
+
+    /// [`Gateway::authenticate`] for a network client at `address`: past
+    /// `limits.auth_failures_per_minute` failures from it, its attempts are refused unread with
+    /// [`Error::RateLimited`] until the minute ends.
+    pub async fn authenticate_from(&self, address: &str, token: Option<&str>) -> Result<Caller, Error> {
+        self.inner.auth_failures.admit(address)?;
+        let caller = self.authenticate(token).await;
+        if let Err(Error::Unauthorized { .. }) = &caller {
+            self.inner.auth_failures.failed(address);
+        }
+        caller
     }
 
     /// The gateway's API keys: manage them, see what each spent.

@@ -78,4 +78,12 @@ pub fn describe_metrics() {
         "exai_key_refusals_total",
         "Calls an API key was refused, by key name and reason (budget, rpm, tpm, model, tool, …)."
     );
+    describe_counter!(
+        "exai_auth_failures_total",
+        "Authentications that failed (no, unknown, revoked or expired key) from network clients."
+    );
+    describe_counter!(
+        "exai_auth_throttled_total",
+        "Authentication attempts refused unread: their address was over limits.auth_failures_per_minute."
+    );
 }

@@ -56,6 +56,7 @@ pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
 fn unauthorized(error: &Error) -> Response {
     match error {
         Error::KeysUnavailable(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", &error.to_string()),
+        Error::RateLimited { .. } => refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &error.to_string()),
         _ => refuse(StatusCode::UNAUTHORIZED, "invalid_api_key", &error.to_string()),
     }
 }
@@ -67,7 +68,12 @@ pub(crate) async fn authenticate<E: DoorError>(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match state.gateway.authenticate(presented(request.headers())).await {
+    let address = crate::client::client_ip(request.extensions()).to_string();
+    match state
+        .gateway
+        .authenticate_from(&address, presented(request.headers()))
+        .await
+    {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -92,7 +98,12 @@ pub(crate) async fn operators_only(State(state): State<AppState>, request: Reque
         .as_ref()
         .is_some_and(|t| token_ok(request.headers(), t.expose()));
     if !admin {
-        match state.gateway.authenticate(presented(request.headers())).await {
+        let address = crate::client::client_ip(request.extensions()).to_string();
+        match state
+            .gateway
+            .authenticate_from(&address, presented(request.headers()))
+            .await
+        {
             Err(e) => return unauthorized(&e),
             Ok(caller) if caller.key_name().is_some() => {
                 return refuse(

@@ -54,6 +54,12 @@ declare! {
     SESSION_MAX_INFLIGHT: Key<usize> =
         key("limits.session_max_inflight", &["EXAI_SESSION_MAX_INFLIGHT"], "8", positive);
     QUEUE_TIMEOUT_MS: Key<u64> = key("limits.queue_timeout_ms", &["EXAI_QUEUE_TIMEOUT_MS"], "30000", any);
+    AUTH_FAILURES_PER_MINUTE: Key<u32> = key(
+        "limits.auth_failures_per_minute",
+        &["EXAI_AUTH_FAILURES_PER_MINUTE"],
+        "10",
+        positive,
+    );
     REQUESTS_PER_MINUTE: Key<u32> = key(
         "limits.requests_per_minute",
         &["EXAI_REQUESTS_PER_MINUTE", "EXAI_WS_REQUESTS_PER_MINUTE"],

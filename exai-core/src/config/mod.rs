@@ -72,6 +72,9 @@ pub struct LimitsConfig {
     /// Requests per minute per client (an address, or one stdio client) at every front door:
     /// completions and tool calls.
     pub requests_per_minute: u32,
+    /// Failed authentications per minute from one client address before its attempts are
+    /// refused unread (429) for the rest of the minute.
+    pub auth_failures_per_minute: u32,
     /// Longest a call (a completion or a tool call) may run before it is stopped and answered
     /// with a timeout, at every front door.
     pub call_timeout: Duration,
@@ -416,6 +419,7 @@ impl Config {
             session_max_inflight: r.get(&keys::SESSION_MAX_INFLIGHT)?,
             queue_timeout: Duration::from_millis(r.get(&keys::QUEUE_TIMEOUT_MS)?),
             requests_per_minute: r.get(&keys::REQUESTS_PER_MINUTE)?,
+            auth_failures_per_minute: r.get(&keys::AUTH_FAILURES_PER_MINUTE)?,
             call_timeout: Duration::from_secs(r.get(&keys::CALL_TIMEOUT_SECS)?),
             shared,
             lease: Duration::from_secs(r.get(&keys::LEASE_SECS)?),

@@ -75,7 +75,9 @@ impl Keys {
                 if let Some(reason) = key.refusal(self.now()) {
                     metrics::counter!("exai_key_refusals_total", "key" => key.name.clone(), "reason" => "revoked_or_expired")
                         .increment(1);
-                    return Err(Error::Unauthorized { reason });
+                    // The operator learns why; the caller gets what a wrong key gets.
+                    tracing::info!(key = %key.name, %reason, "a revoked or expired key was refused");
+                    return Err(invalid_key());
                 }
                 return Ok(Caller::key(&key.name, &key.hash));
             }
@@ -86,11 +88,21 @@ impl Keys {
         if master.is_none() && !view.any_key() {
             return Ok(Caller::default());
         }
-        Err(Error::Unauthorized {
-            reason: match token {
-                None | Some("") => "no key: send Authorization: Bearer <your exai key>".into(),
-                Some(_) => "unknown key: send Authorization: Bearer <your exai key>".into(),
+        Err(match token {
+            None | Some("") => Error::Unauthorized {
+                reason: "no key: send Authorization: Bearer <your exai key>".into(),
             },
+            Some(_) => invalid_key(),
         })
+    }
+}
+
+/// The answer to a key that does not work — unknown, revoked or expired alike, so that a
+/// caller cannot tell a revoked key from a made-up one.
+fn invalid_key() -> Error {
+    Error::Unauthorized {
+        reason: "invalid key (unknown, revoked or expired): send Authorization: Bearer <your exai key>, \
+                 or ask for a new one"
+            .into(),
     }
 }

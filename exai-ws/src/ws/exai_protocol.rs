@@ -289,13 +289,18 @@ pub(crate) async fn run(
     }
     // `hello.token` when sent, else the upgrade's own token.
     let caller = match hello.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-        Some(token) => state.gateway.authenticate(Some(token)).await,
+        Some(token) => state.gateway.authenticate_from(&ip.to_string(), Some(token)).await,
         None => header,
     };
     let caller = match caller {
         Ok(caller) => caller,
         Err(e) => {
-            let frame = error_frame(None, "UNAUTHORIZED", e.to_string(), Value::Null);
+            // Too many failures from this address: OVER_CAPACITY, with when to retry.
+            let (code, details) = match e.retry_after() {
+                Some(after) => ("OVER_CAPACITY", json!({"retry_after": after.as_secs().max(1)})),
+                None => ("UNAUTHORIZED", Value::Null),
+            };
+            let frame = error_frame(None, code, e.to_string(), details);
             let _ = socket.send(Message::Text(frame.to_string().into())).await;
             super::close_with(&mut socket, close::UNAUTHORIZED, "unauthorized").await;
             return;

@@ -64,10 +64,11 @@ pub(crate) fn is_too_big(error: axum::Error) -> bool {
 pub(crate) async fn upgrade(State(state): State<AppState>, request: Request) -> Response {
     let ip = crate::client::client_ip(request.extensions());
     // The token of the upgrade request (EXAI's `hello.token` may still name another).
-    let header = state
-        .gateway
-        .authenticate(crate::auth::presented(request.headers()))
-        .await;
+    // Only a token that was sent counts as a failure: an EXAI client may send it in `hello`.
+    let header = match crate::auth::presented(request.headers()) {
+        Some(token) => state.gateway.authenticate_from(&ip.to_string(), Some(token)).await,
+        None => state.gateway.authenticate(None).await,
+    };
     let (mut parts, _body) = request.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(u) => u,
