@@ -255,7 +255,9 @@ impl WireStream {
                 if ended || (self.scan.complete && matches!(self.source, Source::ChatToMessages { .. })) {
                     self.pending = self.close(None);
                 }
-                let block = match self.strip_usage_chunk {
+                // Only a block that mentions usage is looked at event by event.
+                let strip = self.strip_usage_chunk && memchr::memmem::find(&block, b"\"usage\"").is_some();
+                let block = match strip {
                     true => super::sse::without(block, |e| super::scan::is_usage_chunk(e.data)),
                     false => block,
                 };
