@@ -114,6 +114,7 @@ pub(crate) struct FileTools {
     pub max_output_chars: Option<usize>,
     pub max_prompt_chars: Option<usize>,
     pub file_token_budget: Option<u64>,
+    pub file_roots: Option<Vec<String>>,
     pub heartbeat_secs: Option<u64>,
 }
 

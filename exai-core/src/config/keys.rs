@@ -106,6 +106,7 @@ pub(super) const SHUTDOWN_GRACE_SECS: Key<u64> =
 
 pub(super) const TOOLS_PROFILE: Key<String> = key("tools.profile", &["EXAI_TOOLS"], "standard", any);
 pub(super) const DISABLED_TOOLS: (&str, &[&str]) = ("tools.disabled", &["EXAI_DISABLED_TOOLS"]);
+pub(super) const FILE_ROOTS: (&str, &[&str]) = ("tools.file_roots", &["EXAI_FILE_ROOTS"]);
 pub(super) const MAX_OUTPUT_CHARS: Key<usize> =
     key("tools.max_output_chars", &["EXAI_MAX_OUTPUT_CHARS"], "80000", positive);
 pub(super) const MAX_PROMPT_CHARS: Key<usize> =

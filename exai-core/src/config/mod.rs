@@ -192,6 +192,8 @@ pub struct ToolsConfig {
     pub max_prompt_chars: usize,
     /// Estimated tokens of file contents a tool call may embed.
     pub file_token_budget: u64,
+    /// The directories below which a daemon's tools may read files (none: no file at all).
+    pub file_roots: Vec<PathBuf>,
     /// Progress heartbeat period while a tool runs.
     pub heartbeat: Duration,
 }
@@ -451,6 +453,12 @@ impl Config {
             max_output_chars: r.get(&keys::MAX_OUTPUT_CHARS, f.tools.max_output_chars)?,
             max_prompt_chars: r.get(&keys::MAX_PROMPT_CHARS, f.tools.max_prompt_chars)?,
             file_token_budget: r.get(&keys::FILE_TOKEN_BUDGET, f.tools.file_token_budget)?,
+            file_roots: r
+                .list(keys::FILE_ROOTS.0, keys::FILE_ROOTS.1, f.tools.file_roots, Vec::new())
+                .0
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
             heartbeat: Duration::from_secs(r.get(&keys::HEARTBEAT_SECS, f.tools.heartbeat_secs)?),
         };
         let (token_key, token_env) = keys::TOKEN;
