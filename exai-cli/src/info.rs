@@ -85,7 +85,9 @@ pub fn tools(gateway: &Gateway, as_json: bool) -> Result<i32, Failure> {
 
 pub async fn call(gateway: &Gateway, tool: &str, args: &str, as_json: bool) -> Result<i32, Failure> {
     let args: Value = serde_json::from_str(args).map_err(|e| Failure::new(2, format!("--args is not JSON: {e}")))?;
+    // A one-off command run by this machine's user: their files are theirs to send.
     let out = ToolSuite::new(gateway.clone())
+        .with_file_access(exai_core::FileAccess::local())
         .call_embedded(tool, args, None)
         .await
         .map_err(|e| Failure::new(2, e.to_string()))?;

@@ -107,8 +107,8 @@ pub use request::{
     Attachments, ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage,
 };
 pub use tools::{
-    AttachError, FailureKind, Progress, ProgressSender, ToolDef, ToolError, ToolFailure, ToolOutput, ToolSuite,
-    attach_files,
+    AttachError, FailureKind, FileAccess, Progress, ProgressSender, ToolDef, ToolError, ToolFailure, ToolOutput,
+    ToolSuite, attach_files,
 };
 pub use trace::TraceContext;
 pub use usage::{KeyUsageReport, KeyUsageRow, UsageReport, UsageRow};

@@ -6,11 +6,13 @@ mod common;
 use std::time::Duration;
 
 use exai_core::testing::{FakeReply, FakeUpstream};
-use exai_core::{FailureKind, Gateway, ToolError, ToolOutput, ToolSuite};
+use exai_core::{FailureKind, FileAccess, Gateway, ToolError, ToolOutput, ToolSuite};
 use serde_json::{Value, json};
 
+/// A call as an embedder makes it: this machine's files are readable.
 async fn call(gw: &Gateway, tool: &str, args: Value) -> anyhow::Result<ToolOutput> {
-    Ok(ToolSuite::new(gw.clone()).call_embedded(tool, args, None).await?)
+    let suite = ToolSuite::new(gw.clone()).with_file_access(FileAccess::local());
+    Ok(suite.call_embedded(tool, args, None).await?)
 }
 
 fn tools(gw: &Gateway) -> Vec<exai_core::ToolDef> {

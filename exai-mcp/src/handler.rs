@@ -6,6 +6,10 @@
 //!   token) dropping the call — which cancels the upstream request and frees its permits.
 //! - `logging/setLevel` → from then on, log records at or above that level are sent as
 //!   `notifications/message`.
+//! - A client that declares the `roots` capability is asked for them (`roots/list`) at its first
+//!   tool call and again after `notifications/roots/list_changed`; a suite that reads local files
+//!   (exai-stdio) then reads only below them. The rule is the core's
+//!   ([`exai_core::FileAccess::within_client_roots`]); a daemon's suite keeps its own roots.
 //!
 //! A tool's own failure (provider down, bad key, unreadable file, arguments that do not fit, the
 //! client over its rate, a call past its deadline) comes back as a result with `isError: true`,
@@ -17,6 +21,7 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use exai_core::{Session, ToolOutput, ToolSuite};
 use rmcp::model::{
@@ -53,6 +58,9 @@ pub enum SessionSource {
     PerRequest(Arc<dyn Fn(&http::request::Parts) -> Session + Send + Sync>),
 }
 
+/// How long the client has to answer `roots/list` before the call goes on without its roots.
+const ROOTS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The server: one per MCP connection.
 #[derive(Clone)]
 pub struct ExaiServer {
@@ -61,6 +69,8 @@ pub struct ExaiServer {
     logs: LogTap,
     /// The level the client asked for with `logging/setLevel`; `None` sends no log messages.
     level: Arc<Mutex<Option<LoggingLevel>>>,
+    /// `tools` narrowed to the roots the client declared, once asked; cleared when they change.
+    narrowed: Arc<tokio::sync::Mutex<Option<ToolSuite>>>,
 }
 
 impl ExaiServer {
@@ -72,6 +82,37 @@ impl ExaiServer {
             sessions,
             logs,
             level: Arc::new(Mutex::new(None)),
+            narrowed: Arc::default(),
+        }
+    }
+
+    /// The tools for this client: narrowed to its roots when it declares some and the tools read
+    /// local files. A client that does not answer `roots/list` is logged and not narrowed (its
+    /// user's files are theirs); it is asked again at the next call.
+    async fn tools_for(&self, peer: &Peer<RoleServer>) -> ToolSuite {
+        let declares_roots = peer.peer_info().is_some_and(|info| info.capabilities.roots.is_some());
+        if !declares_roots || !self.tools.file_access().is_local() {
+            return self.tools.clone();
+        }
+        let mut narrowed = self.narrowed.lock().await;
+        if let Some(tools) = narrowed.as_ref() {
+            return tools.clone();
+        }
+        match tokio::time::timeout(ROOTS_TIMEOUT, peer.list_roots()).await {
+            Ok(Ok(list)) => {
+                let uris: Vec<String> = list.roots.into_iter().map(|r| r.uri).collect();
+                let tools = self.tools.within_client_roots(&uris);
+                *narrowed = Some(tools.clone());
+                tools
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the client declares roots but roots/list failed; files are not narrowed");
+                self.tools.clone()
+            }
+            Err(_) => {
+                tracing::warn!("the client declares roots but did not answer roots/list; files are not narrowed");
+                self.tools.clone()
+            }
         }
     }
 
@@ -176,6 +217,10 @@ impl ServerHandler for ExaiServer {
         tokio::spawn(forward_logs(context.peer, self.logs.subscribe(), self.level.clone()));
     }
 
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        *self.narrowed.lock().await = None;
+    }
+
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
@@ -220,9 +265,12 @@ impl ServerHandler for ExaiServer {
             });
         }
         let trace = trace_of(&context);
-        let call = self
-            .tools
-            .call_traced(&session, &request.name, args, Some(progress), trace);
+        let call = async {
+            let tools = self.tools_for(&context.peer).await;
+            tools
+                .call_traced(&session, &request.name, args, Some(progress), trace)
+                .await
+        };
         let outcome = tokio::select! {
             () = context.ct.cancelled() => return Err(McpError::internal_error("request cancelled", None)),
             outcome = call => outcome,

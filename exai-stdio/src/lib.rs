@@ -19,7 +19,7 @@ mod lines;
 
 use std::time::Duration;
 
-use exai_core::{Gateway, SessionOptions, ToolSuite};
+use exai_core::{FileAccess, Gateway, SessionOptions, ToolSuite};
 use exai_mcp::{ExaiServer, LogTap, SessionSource};
 use rmcp::ServiceExt;
 
@@ -32,7 +32,11 @@ pub const DRAIN: Duration = Duration::from_secs(1);
 /// `limits.requests_per_minute`, each call has `limits.call_timeout_secs`, and a line over
 /// `limits.max_frame_bytes` is refused (the server keeps serving), as at every other front door.
 pub async fn serve_stdio(gateway: Gateway, logs: LogTap, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let tools = ToolSuite::new(gateway.clone()).with_protocol("mcp", exai_mcp::protocol_versions());
+    // The client runs as this machine's user: its files are readable, within the roots it
+    // declares if it declares any (the handler asks).
+    let tools = ToolSuite::new(gateway.clone())
+        .with_protocol("mcp", exai_mcp::protocol_versions())
+        .with_file_access(FileAccess::local());
     let session = gateway.open_session(SessionOptions::new("stdio").client("stdio"));
     let server = ExaiServer::new(tools, SessionSource::Fixed(session), logs);
     let (read, write) = rmcp::transport::stdio_pipes();

@@ -88,6 +88,8 @@ impl Drop for ConnectionGuard {
 impl AppState {
     /// State for `gateway`.
     pub fn new(gateway: Gateway, logs: LogTap, metrics: Option<PrometheusHandle>) -> Self {
+        // Tools read files only below `tools.file_roots` (none by default): a daemon's callers
+        // are not its host's users.
         let tools = crate::protocols::announced(ToolSuite::new(gateway.clone()));
         Self(Arc::new(Shared {
             gateway,

@@ -113,6 +113,8 @@ declare! {
 
     TOOLS_PROFILE: Key<String> = key("tools.profile", &["EXAI_TOOLS"], "standard", any);
     DISABLED_TOOLS: Key<Vec<String>> = no_default("tools.disabled", &["EXAI_DISABLED_TOOLS"], any);
+    /// The directories below which a daemon's tools may read files (none by default: no file).
+    FILE_ROOTS: Key<Vec<String>> = no_default("tools.file_roots", &["EXAI_FILE_ROOTS"], any);
     MAX_OUTPUT_CHARS: Key<usize> =
         key("tools.max_output_chars", &["EXAI_MAX_OUTPUT_CHARS"], "80000", positive);
     MAX_PROMPT_CHARS: Key<usize> =

@@ -198,6 +198,8 @@ pub struct ToolsConfig {
     pub max_prompt_chars: usize,
     /// Estimated tokens of file contents a tool call may embed.
     pub file_token_budget: u64,
+    /// The directories below which a daemon's tools may read files (none: no file at all).
+    pub file_roots: Vec<PathBuf>,
     /// Progress heartbeat period while a tool runs.
     pub heartbeat: Duration,
 }
@@ -452,6 +454,12 @@ impl Config {
             max_output_chars: r.get(&keys::MAX_OUTPUT_CHARS)?,
             max_prompt_chars: r.get(&keys::MAX_PROMPT_CHARS)?,
             file_token_budget: r.get(&keys::FILE_TOKEN_BUDGET)?,
+            file_roots: r
+                .get_list(&keys::FILE_ROOTS, Vec::new())?
+                .0
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
             heartbeat: Duration::from_secs(r.get(&keys::HEARTBEAT_SECS)?),
         };
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());

@@ -8,12 +8,17 @@
 //! them (hidden, `target`, `node_modules` skipped). The conversation stores paths, never contents.
 //!
 //! Images may be data URLs, http(s) URLs, or absolute paths (read and sent as data URLs).
+//!
+//! Every path — this turn's, each file found below a directory, an earlier turn's, an image's —
+//! passes the suite's [`FileAccess`] first and is read where it resolves to; a refusal of this
+//! turn's path or image fails the call, the others are listed as left out.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
+use super::access::{FileAccess, FileRefusal};
 use super::{Failure, ToolCtx};
 use crate::gateway::context::estimate;
 use crate::request::Attachments;
@@ -50,16 +55,18 @@ pub(crate) async fn prepare(
         }
     }
     let mut earlier = Vec::new();
+    // Only the caller's own conversation (another key's is unknown, as for its turns).
     if let Some(id) = continuation_id
         && let Some(thread) = ctx.gateway().thread(id).await?
+        && thread.belongs_to(ctx.session.caller().key_name())
     {
         for turn in thread.turns.iter().rev() {
             earlier.extend(turn.files.iter().cloned());
         }
     }
     let budget = ctx.config().file_token_budget;
-    let (files, images) = (files.to_vec(), images.to_vec());
-    tokio::task::spawn_blocking(move || read_all(&files, &earlier, &images, budget))
+    let (files, images, access) = (files.to_vec(), images.to_vec(), ctx.suite.file_access().clone());
+    tokio::task::spawn_blocking(move || read_all(&files, &earlier, &images, budget, &access))
         .await
         .map_err(|e| Failure::Gateway(crate::error::Error::Internal(format!("file reader failed: {e}"))))?
 }
@@ -82,7 +89,7 @@ pub async fn attach_files(paths: Vec<String>, budget: u64) -> Result<Attachments
     if let Some(relative) = paths.iter().find(|p| !Path::new(p).is_absolute()) {
         return Err(AttachError::NotAbsolute(relative.clone()));
     }
-    let read = tokio::task::spawn_blocking(move || read_all(&paths, &[], &[], budget)).await;
+    let read = tokio::task::spawn_blocking(move || read_all(&paths, &[], &[], budget, &FileAccess::local())).await;
     match read {
         Ok(Ok(p)) => Ok(Attachments {
             context: p.context,
@@ -105,16 +112,37 @@ fn refuse(status: &'static str, message: String) -> Failure {
     Failure::Refused { status, message }
 }
 
-fn read_all(current: &[String], earlier: &[String], images: &[String], budget: u64) -> Result<Prepared, Failure> {
+impl From<FileRefusal> for Failure {
+    fn from(refusal: FileRefusal) -> Self {
+        refuse(refusal.status(), refusal.to_string())
+    }
+}
+
+fn read_all(
+    current: &[String],
+    earlier: &[String],
+    images: &[String],
+    budget: u64,
+    access: &FileAccess,
+) -> Result<Prepared, Failure> {
     let mut out = Prepared::default();
     let mut seen = HashSet::new();
     let mut used = 0u64;
     for path in current {
-        for file in expand(Path::new(path)).map_err(|e| refuse("file_error", format!("cannot read {path}: {e}")))? {
+        let real = access.check(Path::new(path))?;
+        for file in expand(&real).map_err(|e| refuse("file_error", format!("cannot read {path}: {e}")))? {
             let key = file.display().to_string();
             if !seen.insert(key.clone()) {
                 continue;
             }
+            // A file below a directory may be a symlink out of the roots.
+            let file = match access.check(&file) {
+                Ok(file) => file,
+                Err(refusal) => {
+                    out.omitted.push(refusal.to_string());
+                    continue;
+                }
+            };
             let text = std::fs::read(&file).map_err(|e| refuse("file_error", format!("cannot read {key}: {e}")))?;
             let Some(block) = block(&key, &text) else {
                 out.omitted.push(format!("{key} (binary)"));
@@ -143,7 +171,14 @@ fn read_all(current: &[String], earlier: &[String], images: &[String], budget: u
         if !seen.insert(path.clone()) {
             continue;
         }
-        let block = std::fs::read(path).ok().and_then(|t| block(path, &t));
+        let real = match access.check(Path::new(path)) {
+            Ok(real) => real,
+            Err(refusal) => {
+                out.omitted.push(format!("{refusal} (earlier turn)"));
+                continue;
+            }
+        };
+        let block = std::fs::read(real).ok().and_then(|t| block(path, &t));
         match block {
             Some(b) if used + estimate(&b) <= budget => {
                 used += estimate(&b);
@@ -155,8 +190,11 @@ fn read_all(current: &[String], earlier: &[String], images: &[String], budget: u
         }
     }
     for image in images {
-        out.images
-            .push(if is_url(image) { image.clone() } else { data_url(image)? });
+        out.images.push(if is_url(image) {
+            image.clone()
+        } else {
+            data_url(image, &access.check(Path::new(image))?)?
+        });
     }
     Ok(out)
 }
@@ -206,8 +244,9 @@ fn block(path: &str, bytes: &[u8]) -> Option<String> {
     Some(out)
 }
 
-fn data_url(path: &str) -> Result<String, Failure> {
-    let size = std::fs::metadata(path)
+/// The image at `real` (the resolved `path`) as a data URL.
+fn data_url(path: &str, real: &Path) -> Result<String, Failure> {
+    let size = std::fs::metadata(real)
         .map_err(|e| refuse("file_error", format!("cannot read image {path}: {e}")))?
         .len();
     if size > MAX_IMAGE_BYTES {
@@ -233,7 +272,7 @@ fn data_url(path: &str) -> Result<String, Failure> {
             ));
         }
     };
-    let bytes = std::fs::read(path).map_err(|e| refuse("file_error", format!("cannot read image {path}: {e}")))?;
+    let bytes = std::fs::read(real).map_err(|e| refuse("file_error", format!("cannot read image {path}: {e}")))?;
     Ok(format!(
         "data:{mime};base64,{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -259,7 +298,7 @@ mod tests {
         std::fs::write(&b, "x".repeat(400)).map_err(|e| e.to_string())?;
         let current = [dir.join("src").display().to_string()];
         let earlier = [b.display().to_string(), c.display().to_string()];
-        let p = read_all(&current, &earlier, &[], 60).map_err(|e| format!("{e:?}"))?;
+        let p = read_all(&current, &earlier, &[], 60, &FileAccess::local()).map_err(|e| format!("{e:?}"))?;
         assert_eq!(p.embedded, [a.display().to_string()]);
         assert!(p.context[0].contains("    1│ fn a() {}"));
         assert_eq!(p.omitted.len(), 2, "{:?}", p.omitted);
@@ -272,7 +311,7 @@ mod tests {
         let dir = temp_dir("refuse");
         let missing = dir.join("missing.rs").display().to_string();
         assert!(matches!(
-            read_all(&[missing], &[], &[], 100),
+            read_all(&[missing], &[], &[], 100, &FileAccess::local()),
             Err(Failure::Refused {
                 status: "file_error",
                 ..
@@ -282,7 +321,7 @@ mod tests {
         let _ = std::fs::write(&big, "y".repeat(4_000));
         let big = big.display().to_string();
         assert!(matches!(
-            read_all(&[big], &[], &[], 100),
+            read_all(&[big], &[], &[], 100, &FileAccess::local()),
             Err(Failure::Refused {
                 status: "file_too_large",
                 ..
@@ -291,12 +330,56 @@ mod tests {
     }
 
     #[test]
+    fn below_a_root_a_directorys_symlink_out_is_left_out_and_an_image_outside_refused() -> Result<(), String> {
+        let dir = temp_dir("confined");
+        let root = dir.join("src");
+        std::fs::write(root.join("a.rs"), "fn a() {}\n").map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("secret.txt"), "hunter2").map_err(|e| e.to_string())?;
+        std::os::unix::fs::symlink(dir.join("secret.txt"), root.join("z.rs")).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("p.png"), [0x89, b'P']).map_err(|e| e.to_string())?;
+        let config = crate::config::Config::builder()
+            .set("tools.file_roots", root.display())
+            .without_file()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let access = FileAccess::configured(&config);
+        let p = read_all(&[root.display().to_string()], &[], &[], 1_000, &access).map_err(|e| format!("{e:?}"))?;
+        assert_eq!(p.embedded.len(), 1, "{:?}", p.embedded);
+        assert!(p.embedded[0].ends_with("a.rs") && !p.context.concat().contains("hunter2"));
+        assert!(
+            p.omitted
+                .iter()
+                .any(|o| o.contains("z.rs") && o.contains("tools.file_roots")),
+            "{:?}",
+            p.omitted
+        );
+        let image = read_all(&[], &[], &[dir.join("p.png").display().to_string()], 10, &access);
+        assert!(
+            matches!(
+                image,
+                Err(Failure::Refused {
+                    status: "file_refused",
+                    ..
+                })
+            ),
+            "{image:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn images_from_disk_become_data_urls() -> Result<(), String> {
         let dir = temp_dir("img");
         let png = dir.join("p.png");
         std::fs::write(&png, [0x89, b'P', b'N', b'G']).map_err(|e| e.to_string())?;
-        let p = read_all(&[], &[], &[png.display().to_string(), "https://x/y.png".into()], 10)
-            .map_err(|e| format!("{e:?}"))?;
+        let p = read_all(
+            &[],
+            &[],
+            &[png.display().to_string(), "https://x/y.png".into()],
+            10,
+            &FileAccess::local(),
+        )
+        .map_err(|e| format!("{e:?}"))?;
         assert_eq!(p.images, ["data:image/png;base64,iVBORw==", "https://x/y.png"]);
         Ok(())
     }

@@ -6,6 +6,8 @@
 //!
 //! - `args.rs`: argument parsing against the schema (unknown keys are refused by name).
 //! - `schema.rs`: the shared parameter schemas.
+//! - `access.rs`: [`FileAccess`], which files the tools may read (all of them locally; below
+//!   `tools.file_roots` on a daemon).
 //! - `files.rs`: embedding files (newest turn first, within a token budget) and images.
 //! - `output.rs`: cutting long output cleanly; refusing oversized prompts.
 //! - `progress.rs`: progress reports and the heartbeat.
@@ -15,6 +17,7 @@
 //! Profiles keep tool definitions lean (they cost the client context on every turn):
 //! `EXAI_TOOLS=lean|standard|name,name,…` and `EXAI_DISABLED_TOOLS`.
 
+mod access;
 mod args;
 mod challenge;
 mod chat;
@@ -32,6 +35,7 @@ mod workflows;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+pub use access::FileAccess;
 pub use files::{AttachError, attach_files};
 pub use progress::{Progress, ProgressSender};
 pub use result::{FailureKind, ToolDef, ToolError, ToolFailure, ToolOutput};

@@ -1,5 +1,7 @@
 //! [`ToolSuite`]: the MCP tools on top of a [`Gateway`] — built once by a front door from the
-//! gateway it serves, and shared by every client of that front door.
+//! gateway it serves, and shared by every client of that front door. The front door also says
+//! which files the tools may read ([`FileAccess`]): by default only below `tools.file_roots`, as a
+//! daemon must; exai-stdio and `exai call` choose [`FileAccess::local`].
 //!
 //! The suite depends on the gateway, never the reverse: the gateway knows nothing of tools,
 //! prompts or the step protocol. A call is admitted once (the session's rate, the caller's key:
@@ -13,7 +15,7 @@ use tracing::Instrument;
 
 use super::progress::Reporter;
 use super::result::failure_output;
-use super::{Failure, LEAN, Tool, ToolCtx, ToolDef, ToolError, ToolOutput, output};
+use super::{Failure, FileAccess, LEAN, Tool, ToolCtx, ToolDef, ToolError, ToolOutput, output};
 use crate::error::Error;
 use crate::gateway::{Gateway, Session};
 use crate::trace::{self, TraceContext};
@@ -26,17 +28,40 @@ pub struct ToolSuite {
     tools: Arc<[Arc<dyn Tool>]>,
     /// Protocol name → versions, as the `version` tool reports them.
     protocols: Arc<Vec<(String, Vec<String>)>>,
+    /// Which files `files`, `relevant_files` and `images` may name.
+    files: FileAccess,
 }
 
 impl ToolSuite {
-    /// The tools `gateway`'s configuration offers.
+    /// The tools `gateway`'s configuration offers, reading files only below its
+    /// `tools.file_roots` ([`FileAccess::configured`]).
     pub fn new(gateway: Gateway) -> Self {
         let tools = enabled(&gateway.config().tools).into();
+        let files = FileAccess::configured(gateway.config());
         Self {
             gateway,
             tools,
             protocols: Arc::default(),
+            files,
         }
+    }
+
+    /// These tools reading the files `access` allows.
+    pub fn with_file_access(mut self, access: FileAccess) -> Self {
+        self.files = access;
+        self
+    }
+
+    /// These tools narrowed to the roots an MCP client declared (`file://` URIs), when they
+    /// read local files; see [`FileAccess::within_client_roots`].
+    pub fn within_client_roots(&self, uris: &[String]) -> Self {
+        let files = self.files.within_client_roots(uris, self.gateway.config());
+        self.clone().with_file_access(files)
+    }
+
+    /// Which files the tools may read.
+    pub fn file_access(&self) -> &FileAccess {
+        &self.files
     }
 
     /// Adds a protocol the front door speaks, with its versions, to what `version` reports.
