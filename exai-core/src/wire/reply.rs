@@ -256,7 +256,7 @@ impl WireStream {
                     self.pending = self.close(None);
                 }
                 // Only a block that mentions usage is looked at event by event.
-                let strip = self.strip_usage_chunk && memchr::memmem::find(&block, b"\"usage\"").is_some();
+                let strip = self.strip_usage_chunk && self.scan.usage_in_block;
                 let block = match strip {
                     true => super::sse::without(block, |e| super::scan::is_usage_chunk(e.data)),
                     false => block,

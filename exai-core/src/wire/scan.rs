@@ -6,8 +6,19 @@
 //! only `message_start` and `message_delta` (two events per reply) parsed. No JSON tree is built
 //! per chunk.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 use serde::Deserialize;
+
+/// The keys and the marker the chat scanner looks for, with finders built once.
+static FINISH_REASON: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\"finish_reason\""));
+static USAGE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
+/// How far from a block's end `[DONE]` is looked for (`data: [DONE]` and its blank line, with
+/// room for `\r\n` and spacing).
+const DONE_TAIL: usize = 32;
+static DONE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"[DONE]"));
 
 use super::Wire;
 use super::sse;
@@ -24,6 +35,9 @@ pub(crate) struct Scanner {
     /// The reply's text, collected only when traces record content (`EXAI_OTEL_CONTENT`):
     /// the one case where each event is parsed.
     pub text: Option<String>,
+    /// The last block read mentions a `"usage"` key (where a relay looks for the usage-only
+    /// chunk).
+    pub usage_in_block: bool,
 }
 
 impl Scanner {
@@ -34,6 +48,7 @@ impl Scanner {
             stop_reason: None,
             complete: false,
             text: None,
+            usage_in_block: false,
         }
     }
 
@@ -89,13 +104,15 @@ impl Scanner {
     }
 
     fn chat_block(&mut self, block: &[u8]) {
-        for at in memmem::find_iter(block, b"\"finish_reason\"") {
+        for at in FINISH_REASON.find_iter(block) {
             if let Some(reason) = string_after(block, at + 15) {
                 self.stop_reason = Some(reason);
                 self.complete = true;
             }
         }
-        for at in memmem::find_iter(block, b"\"usage\"") {
+        self.usage_in_block = false;
+        for at in USAGE.find_iter(block) {
+            self.usage_in_block = true;
             if at > 0 && block[at - 1] == b'\\' {
                 continue;
             }
@@ -107,7 +124,8 @@ impl Scanner {
                 };
             }
         }
-        if memmem::find(block, b"[DONE]").is_some() {
+        // `[DONE]` ends a stream: only a block's last bytes can hold it.
+        if DONE.find(&block[block.len().saturating_sub(DONE_TAIL)..]).is_some() {
             self.complete = true;
         }
     }
@@ -135,6 +153,11 @@ impl Scanner {
     }
 }
 
+/// Whether `bytes` mention a `"usage"` key at all.
+pub(crate) fn mentions_usage(bytes: &[u8]) -> bool {
+    USAGE.find(bytes).is_some()
+}
+
 /// Whether a chat chunk's data is the usage-only chunk (`"choices": []` with `usage`).
 pub(crate) fn is_usage_chunk(data: &[u8]) -> bool {
     #[derive(Deserialize)]
@@ -143,7 +166,7 @@ pub(crate) fn is_usage_chunk(data: &[u8]) -> bool {
         choices: Vec<serde::de::IgnoredAny>,
         usage: Option<serde::de::IgnoredAny>,
     }
-    memmem::find(data, b"\"usage\"").is_some()
+    mentions_usage(data)
         && serde_json::from_slice::<UsageChunk>(data).is_ok_and(|c| c.choices.is_empty() && c.usage.is_some())
 }
 

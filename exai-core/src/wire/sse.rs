@@ -6,6 +6,8 @@
 //! (the usual case) goes out as the same `Bytes`, untouched. Events end with a blank line
 //! (`\n\n`, or `\r\n\r\n`).
 
+use std::sync::LazyLock;
+
 use bytes::{Bytes, BytesMut};
 use memchr::memmem;
 
@@ -16,11 +18,28 @@ pub(crate) struct EventCutter {
     held: BytesMut,
 }
 
-/// Where the last complete event of `bytes` ends, if any.
+/// The blank lines that end an event, searched with finders built once.
+static LF: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\n\n"));
+static LF_REV: LazyLock<memmem::FinderRev<'static>> = LazyLock::new(|| memmem::FinderRev::new(b"\n\n"));
+static CRLF: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+static CRLF_REV: LazyLock<memmem::FinderRev<'static>> = LazyLock::new(|| memmem::FinderRev::new(b"\r\n\r\n"));
+
+/// Where the last complete event of `bytes` ends, if any. A `\r\n\r\n` end is looked for only
+/// after the last `\n\n` (the two never overlap), so a body is scanned about once.
 fn last_boundary(bytes: &[u8]) -> Option<usize> {
-    let lf = memmem::rfind(bytes, b"\n\n").map(|i| i + 2);
-    let crlf = memmem::rfind(bytes, b"\r\n\r\n").map(|i| i + 4);
+    let lf = LF_REV.rfind(bytes).map(|i| i + 2);
+    let from = lf.unwrap_or(0);
+    let crlf = CRLF_REV.rfind(&bytes[from..]).map(|i| from + i + 4);
     lf.max(crlf)
+}
+
+/// Where the first event of `bytes` ends (its end when it has no blank line): the first
+/// `\n\n`, or a `\r\n\r\n` before it.
+fn first_boundary(bytes: &[u8]) -> usize {
+    let lf = LF.find(bytes).map(|i| i + 2);
+    let before = lf.map_or(bytes.len(), |end| end.min(bytes.len()));
+    let crlf = CRLF.find(&bytes[..before]).map(|i| i + 4);
+    crlf.or(lf).unwrap_or(bytes.len())
 }
 
 impl EventCutter {
@@ -69,13 +88,7 @@ fn all_events(block: &[u8]) -> impl Iterator<Item = RawEvent<'_>> {
         if rest.is_empty() {
             return None;
         }
-        let lf = memmem::find(rest, b"\n\n").map(|i| i + 2);
-        let crlf = memmem::find(rest, b"\r\n\r\n").map(|i| i + 4);
-        let end = match (lf, crlf) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(rest.len()),
-        };
-        let (event, tail) = rest.split_at(end);
+        let (event, tail) = rest.split_at(first_boundary(rest));
         rest = tail;
         let mut parsed = RawEvent {
             name: b"",
