@@ -78,7 +78,10 @@ impl Scanner {
 
     /// Reads a whole (not streamed) reply.
     pub fn whole(&mut self, body: &[u8]) {
-        if let (Some(text), Ok(reply)) = (self.text.as_mut(), serde_json::from_slice::<serde_json::Value>(body)) {
+        // The reply is parsed only when its text is collected.
+        if let Some(text) = self.text.as_mut()
+            && let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body)
+        {
             let pieces: Vec<&serde_json::Value> = match self.wire {
                 Wire::Chat => reply.pointer("/choices/0/message/content").into_iter().collect(),
                 Wire::Messages => reply
