@@ -12,8 +12,7 @@ use memchr::memmem;
 use serde::Deserialize;
 
 /// The keys and the marker the chat scanner looks for, with finders built once.
-static FINISH_REASON: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(b"\"finish_reason\""));
+static FINISH_REASON: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\"finish_reason\""));
 static USAGE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"\"usage\""));
 /// How far from a block's end `[DONE]` is looked for (`data: [DONE]` and its blank line, with
 /// room for `\r\n` and spacing).
