@@ -52,15 +52,7 @@ async fn bad_tokens_are_slowed_down_and_a_revoked_key_looks_like_a_made_up_one()
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("retry"), "{body}");
 
-    let metrics = reqwest::Client::new()
-        .get(format!("{}/metrics", d.base))
-        .bearer_auth("admin-token")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let metrics = common::get_text(&d, "/metrics", Some("admin-token")).await;
     let value = |name: &str| {
         metrics
             .lines()

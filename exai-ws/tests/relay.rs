@@ -42,9 +42,11 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-async fn daemon(env: HashMap<String, String>, tag: &str) -> common::Daemon {
-    let mut env = env;
+/// exai-ws on `fake` for `providers`, with `settings` on top (memory in process).
+async fn daemon(fake: &FakeUpstream, providers: &[&str], settings: &[(&str, &str)], tag: &str) -> common::Daemon {
+    let mut env: HashMap<String, String> = fake.env_for(providers);
     env.insert("EXAI_MEMORY".into(), "memory".into());
+    env.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     common::start(&env, tag).await
 }
 
@@ -61,7 +63,7 @@ async fn openai_chat_is_relayed_byte_for_byte_both_ways() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    let d = daemon(fake.env_for(&["GLM"]), "relay-chat").await;
+    let d = daemon(&fake, &["GLM"], &[], "relay-chat").await;
 
     // Plain: the body arrives as sent (the model was already the provider's id); the reply is
     // the provider's bytes with exai's object added before the last brace.
@@ -109,12 +111,7 @@ async fn openai_chat_is_relayed_byte_for_byte_both_ways() {
     assert_eq!(text(&sent.raw), want);
 
     // The usage the scanner read reached the record of the call (the status page's JSON).
-    let status: Value = reqwest::get(format!("{}/ui/api/status", d.base))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let status = common::get_json(&d, "/ui/api/status").await;
     let last = &status["activity"]["recent"][0];
     assert_eq!(
         (last["input_tokens"].as_u64(), last["output_tokens"].as_u64()),
@@ -138,7 +135,7 @@ async fn anthropic_messages_are_relayed_byte_for_byte_both_ways() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    let d = daemon(fake.env_for(&["GLM"]), "relay-messages").await;
+    let d = daemon(&fake, &["GLM"], &[], "relay-messages").await;
     let headers = [
         ("anthropic-version", "2023-06-01"),
         ("anthropic-beta", "interleaved-thinking-2025-05-14"),
@@ -188,12 +185,13 @@ async fn a_translated_call_is_retried_and_has_its_quirks_applied() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    let mut env = fake.env_for(&["MINIMAX"]);
     // MiniMax told to speak only chat: Messages requests are translated.
-    env.insert("MINIMAX_WIRES".into(), "chat".into());
-    env.insert("EXAI_MAX_RETRIES".into(), "2".into());
-    env.insert("EXAI_RETRY_BASE_DELAY_MS".into(), "10".into());
-    let d = daemon(env, "relay-translated").await;
+    let settings = [
+        ("MINIMAX_WIRES", "chat"),
+        ("EXAI_MAX_RETRIES", "2"),
+        ("EXAI_RETRY_BASE_DELAY_MS", "10"),
+    ];
+    let d = daemon(&fake, &["MINIMAX"], &settings, "relay-translated").await;
     fake.push(FakeReply::status(503));
     fake.push(FakeReply::text("translated answer"));
     let body = r#"{"model":"MiniMax-M2","max_tokens":64,"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#;
@@ -216,10 +214,8 @@ async fn a_messages_call_has_one_deadline_however_many_models_it_tries() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    let mut env = fake.env_for(&["GLM", "KIMI"]);
-    env.insert("EXAI_MAX_RETRIES".into(), "0".into());
-    env.insert("EXAI_CALL_TIMEOUT_SECS".into(), "2".into());
-    let d = daemon(env, "relay-deadline").await;
+    let settings = [("EXAI_MAX_RETRIES", "0"), ("EXAI_CALL_TIMEOUT_SECS", "2")];
+    let d = daemon(&fake, &["GLM", "KIMI"], &settings, "relay-deadline").await;
     // The first model fails after 1.5 s; the next hangs. Per attempt, the call would end at
     // 3.5 s; per call, at 2 s.
     fake.push(FakeReply::status(500).with_delay(Duration::from_millis(1500)));
@@ -241,9 +237,8 @@ async fn a_relayed_stream_past_its_deadline_ends_with_an_error_and_is_recorded_a
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    let mut env = fake.env_for(&["GLM"]);
-    env.insert("EXAI_CALL_TIMEOUT_SECS".into(), "1".into());
-    let d = daemon(env, "relay-stream-deadline").await;
+    let settings = [("EXAI_CALL_TIMEOUT_SECS", "1")];
+    let d = daemon(&fake, &["GLM"], &settings, "relay-stream-deadline").await;
     fake.push(FakeReply::text("one two three four five six").with_chunk_delay(Duration::from_millis(400)));
     let body = r#"{"model":"glm-4.6","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let started = Instant::now();
@@ -262,12 +257,7 @@ async fn a_relayed_stream_past_its_deadline_ends_with_an_error_and_is_recorded_a
     assert!(reply.contains("\"code\":\"stream_failed\""), "{reply}");
     assert!(reply.contains("limits.call_timeout_secs"), "{reply}");
     assert!(reply.ends_with("data: [DONE]\n\n"), "{reply}");
-    let status: Value = reqwest::get(format!("{}/ui/api/status", d.base))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_default();
+    let status = common::get_json(&d, "/ui/api/status").await;
     assert_eq!(
         status["activity"]["recent"][0]["status"], "stream_interrupted",
         "{status}"

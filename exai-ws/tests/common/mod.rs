@@ -191,3 +191,18 @@ pub async fn mcp(
         .unwrap_or(serde_json::Value::Null);
     (frame, session)
 }
+
+/// `GET path` of the daemon, with `token` as the bearer when given: the body as text.
+pub async fn get_text(d: &Daemon, path: &str, token: Option<&str>) -> String {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", d.base));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    response.text().await.unwrap_or_default()
+}
+
+/// `GET path` of the daemon (no token): the body as JSON (`null` when it is not).
+pub async fn get_json(d: &Daemon, path: &str) -> serde_json::Value {
+    serde_json::from_str(&get_text(d, path, None).await).unwrap_or_default()
+}
