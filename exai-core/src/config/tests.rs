@@ -452,3 +452,19 @@ fn a_key_set_in_code_must_be_declared() {
         );
     }
 }
+
+proptest::proptest! {
+    /// The config file parser on arbitrary text, and on TOML-shaped lines of known and unknown
+    /// keys with any value: an answer or a `ConfigError`, never a panic (`scripts/fuzz.sh` runs
+    /// it long).
+    #[test]
+    fn arbitrary_config_files_never_panic(
+        text in "[ -~\n]{0,200}",
+        section in proptest::sample::select(vec!["", "[limits]\n", "[memory]\n", "[providers.glm]\n", "[tools]\n", "[anthropic.model_map]\n"]),
+        key in "[a-z_]{1,24}",
+        value in proptest::sample::select(vec!["1", "-1", "0", "\"x\"", "true", "[1, \"a\"]", "{a = 1}", "1.5", "\"\""]),
+    ) {
+        let _ = load(&[], Some(&text));
+        let _ = load(&[], Some(&format!("{section}{key} = {value}\n")));
+    }
+}

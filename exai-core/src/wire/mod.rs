@@ -17,6 +17,8 @@
 //! - `anthropic.rs`: Anthropic Messages ⇄ OpenAI chat, for providers with no Messages endpoint.
 
 mod anthropic;
+#[cfg(test)]
+mod fuzz;
 pub(crate) mod json;
 pub(crate) mod openai_chat;
 mod reply;
