@@ -250,10 +250,23 @@ impl Gateway {
     pub async fn authenticate_from(&self, address: &str, token: Option<&str>) -> Result<Caller, Error> {
         self.inner.auth_failures.admit(address)?;
         let caller = self.authenticate(token).await;
-        if let Err(Error::Unauthorized { .. }) = &caller {
+        // Only a token that was sent and refused counts: a missing one guesses nothing.
+        if let (Some(_), Err(Error::Unauthorized { .. })) = (token, &caller) {
             self.inner.auth_failures.failed(address);
         }
         caller
+    }
+
+    /// Checks an operator's token (the admin token, say) that a front door compares itself,
+    /// under the same per-address limit as [`Gateway::authenticate_from`]: refused unread while
+    /// `address` is over its failures, and counted when `valid` is false.
+    pub fn check_operator_token(&self, address: &str, valid: impl FnOnce() -> bool) -> Result<bool, Error> {
+        self.inner.auth_failures.admit(address)?;
+        let ok = valid();
+        if !ok {
+            self.inner.auth_failures.failed(address);
+        }
+        Ok(ok)
     }
 
     /// The gateway's API keys: manage them, see what each spent.

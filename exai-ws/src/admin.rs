@@ -36,12 +36,25 @@ async fn admin_only(State(state): State<AppState>, request: Request, next: Next)
             "admin_disabled",
             "key management over HTTP is off: set EXAI_ADMIN_TOKEN (or use `exai keys`)",
         ),
-        Some(token) if !token_ok(request.headers(), token.expose()) => refuse(
+        Some(_) if crate::auth::presented(request.headers()).is_none() => refuse(
             StatusCode::UNAUTHORIZED,
             "invalid_admin_token",
             "send Authorization: Bearer <EXAI_ADMIN_TOKEN>",
         ),
-        Some(_) => next.run(request).await,
+        Some(token) => {
+            // A token that was sent and is wrong counts against the address, as for keys.
+            let address = crate::client::client_ip(request.extensions()).to_string();
+            let valid = || token_ok(request.headers(), token.expose());
+            match state.gateway.check_operator_token(&address, valid) {
+                Ok(true) => next.run(request).await,
+                Ok(false) => refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_admin_token",
+                    "send Authorization: Bearer <EXAI_ADMIN_TOKEN>",
+                ),
+                Err(e) => refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &e.to_string()),
+            }
+        }
     }
 }
 

@@ -9,8 +9,10 @@
 //!
 //! The gateway's own turns (`ChatRequest`: MCP tools, the EXAI protocol, `exai chat`,
 //! embedders) run the same loop from `gateway/turn.rs`, which adds conversation memory around
-//! it. No other code sends HTTP to a provider: every attempt goes through the provider's
-//! client (`providers/client.rs`).
+//! it. `count_tokens` answers no prompt: it asks the first planned provider with a Messages
+//! endpoint once (its client, within the call's deadline) and falls back to an estimate. No
+//! other code sends HTTP to a provider: every request goes through the provider's client
+//! (`providers/client.rs`).
 
 mod attempts;
 mod record;

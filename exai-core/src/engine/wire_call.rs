@@ -34,8 +34,8 @@ use crate::wire::json::{Fields, splice};
 use crate::wire::scan::Scanner;
 use crate::wire::sse::EventCutter;
 use crate::wire::{
-    Finish, Source, StreamTranslator, TokenCount, Wire, WireReply, WireRequest, WireStream, from_openai, openai_chat,
-    to_openai,
+    AbortOnDrop, Finish, Source, StreamTranslator, TokenCount, Wire, WireReply, WireRequest, WireStream, from_openai,
+    openai_chat, to_openai,
 };
 
 /// Pieces buffered between the gateway's own streamed call and its client.
@@ -126,7 +126,7 @@ async fn run_in_span(
         call.span
             .record("gen_ai.input.messages", input_messages(&request).as_str());
     }
-    let plan = plan(gateway, &request, &target, key.as_deref())?;
+    let plan = takeable(gateway, &request, plan(gateway, &request, &target, key.as_deref())?)?;
     let tracked = session.gateway().track();
     let permits = gateway
         .limits()
@@ -232,6 +232,43 @@ fn plan(
     let mut plan = routing::plan(config, catalog, Some(target), needs(request))?;
     crate::keys::narrow_plan(key, &mut plan, &request.model, catalog, config)?;
     Ok(plan)
+}
+
+/// The plan without the models that cannot take a chat request at all: a provider answered by
+/// the gateway's own call (MiniMax) takes only what that call can carry (no tool messages, a
+/// history within the model's window). Fails with the first reason when no model is left.
+fn takeable(gateway: &Gateway, request: &WireRequest, plan: Vec<ModelInfo>) -> Result<Vec<ModelInfo>, Error> {
+    if request.wire != Wire::Chat {
+        return Ok(plan);
+    }
+    let mut asked: Option<Result<openai_chat::ChatCall, Error>> = None;
+    let mut reason = None;
+    let mut kept = Vec::with_capacity(plan.len());
+    for model in plan {
+        let relayed = gateway.provider(&model.provider).is_none_or(|handle| {
+            let client = handle.client();
+            client.config.speaks(Wire::Chat) && client.quirks().relays(Wire::Chat)
+        });
+        if relayed {
+            kept.push(model);
+            continue;
+        }
+        let call = asked.get_or_insert_with(|| request.body_map().and_then(|body| openai_chat::to_call(&body)));
+        let fits = call
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|call| context::fit(call.system.as_deref(), &[], &call.messages, &model, call.max_tokens));
+        match fits {
+            Ok(_) => kept.push(model),
+            Err(e) => {
+                reason.get_or_insert(e);
+            }
+        }
+    }
+    match (kept.is_empty(), reason) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(kept),
+    }
 }
 
 /// What routing needs to know of a request: its size, and whether it carries images.
@@ -416,7 +453,7 @@ async fn own_call(
     // for the first of them, so a call that fails before any is left for the next model.
     let (tx, mut rx) = mpsc::channel(PRODUCED_BUFFER);
     let include_usage = request.include_usage;
-    tokio::spawn(produce(handle, call, include_usage, tx).in_current_span());
+    let task = AbortOnDrop(tokio::spawn(produce(handle, call, include_usage, tx).in_current_span()).abort_handle());
     match rx.recv().await {
         Some(Err(Error::Provider(error))) => Ok(Attempted::Failed { error, emitted: false }),
         Some(Err(e)) => Err(e),
@@ -424,6 +461,7 @@ async fn own_call(
             let source = Source::Produced {
                 first: Some(first),
                 rest: rx,
+                _task: task,
             };
             Ok(Attempted::Answered(Answer::Stream(source, tracing::Span::none())))
         }
@@ -494,7 +532,11 @@ pub(crate) async fn count_tokens(session: &Session, request: WireRequest) -> Res
     }) else {
         return Ok(estimate);
     };
-    let body = request.upstream_body(&model.id, |_| Vec::new());
+    // Not a relay: `count_tokens` takes the Messages fields but `stream` (and the model).
+    let mut body = request.body_map()?;
+    body.remove("stream");
+    body.insert("model".into(), serde_json::Value::String(model.id.clone()));
+    let body = serde_json::to_vec(&body).unwrap_or_default();
     let counted = session
         .within_deadline(async {
             let (response, _) = handle

@@ -249,9 +249,17 @@ impl ProviderClient {
                 if !stream {
                     request = request.timeout(self.config.timeout);
                 }
-                let response = match request.send().await {
-                    Ok(r) => r,
-                    Err(e) => return (Err(fail(transport_error(&e, &self.config))), false),
+                // A stream has the call's deadline for its body, but its headers must come within
+                // the provider's timeout, so that a provider that never answers is left in time
+                // for the next model.
+                let response = match tokio::time::timeout(self.config.timeout, request.send()).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => return (Err(fail(transport_error(&e, &self.config))), false),
+                    Err(_) => {
+                        let message = format!("no answer within {} s", self.config.timeout.as_secs());
+                        let kind = ProviderErrorKind::Transient { status: None, message };
+                        return (Err(fail(kind)), false);
+                    }
                 };
                 let status = response.status().as_u16();
                 tracing::Span::current().record("http.response.status_code", status);
@@ -536,8 +544,7 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     raw.parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
 }
 
 #[cfg(test)]

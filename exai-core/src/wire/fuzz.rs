@@ -25,7 +25,7 @@ fn event() -> impl Strategy<Value = String> {
 fn chat_body() -> impl Strategy<Value = String> {
     (
         "[a-zA-Z0-9./_-]{1,20}",
-        proptest::collection::vec(("[a-z_]{1,8}", "[ -!#-~]{0,12}"), 0..4),
+        proptest::collection::btree_map("[a-z_]{1,8}", "[ -!#-~]{0,12}", 0..4),
         " {0,2}",
     )
         .prop_map(|(model, extra, space)| {

@@ -25,6 +25,12 @@ impl<'a> Fields<'a> {
     /// Reads `raw` as one JSON object; the error says what is wrong with it.
     pub fn parse(raw: &'a [u8]) -> Result<Self, String> {
         let entries = serde_json::from_slice::<Entries<'a>>(raw).map_err(|e| e.to_string())?;
+        // A key given twice is refused: the gateway and the provider could each read another
+        // of its values (a model routed and billed as one, served as the other).
+        let mut seen = std::collections::HashSet::with_capacity(entries.0.len());
+        if let Some((key, _)) = entries.0.iter().find(|(k, _)| !seen.insert(k.as_ref())) {
+            return Err(format!("the field {key:?} is given twice"));
+        }
         Ok(Self {
             raw,
             entries: entries.0,
@@ -214,6 +220,13 @@ mod tests {
         assert_eq!(value["stream_options"]["include_usage"], true);
         assert_eq!(value["max_tokens"], 1000.0);
         Ok(())
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_even_spelled_with_an_escape() {
+        assert!(Fields::parse(br#"{"model":"a","model":"b"}"#).is_err());
+        assert!(Fields::parse(br#"{"model":"a","mod\u0065l":"b"}"#).is_err());
+        assert!(Fields::parse(br#"{"model":"a","nested":{"model":"b","model":"c"}}"#).is_ok());
     }
 
     #[test]

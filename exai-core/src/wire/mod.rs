@@ -27,7 +27,7 @@ pub(crate) mod scan;
 pub(crate) mod sse;
 
 pub(crate) use anthropic::{StreamTranslator, from_openai, to_openai};
-pub(crate) use reply::{Ended, Finish, Piece, Source};
+pub(crate) use reply::{AbortOnDrop, Ended, Finish, Piece, Source};
 pub use reply::{WireReply, WireStream};
 pub(crate) use request::DEFAULT_VERSION;
 pub use request::{TokenCount, WireRequest};

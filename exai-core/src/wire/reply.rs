@@ -71,7 +71,18 @@ pub(crate) enum Source {
     Produced {
         first: Option<Piece>,
         rest: mpsc::Receiver<Result<Piece, Error>>,
+        /// The task making them, stopped when the stream is dropped.
+        _task: AbortOnDrop,
     },
+}
+
+/// Stops a task when dropped (a client that left, a deadline that passed).
+pub(crate) struct AbortOnDrop(pub tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What the gateway's own streamed call hands its stream.
@@ -202,13 +213,15 @@ impl WireStream {
                         Poll::Ready(None) => {
                             self.drained = true;
                             match cutter.rest() {
-                                Some(rest) => Ok(Some(rest)),
+                                // Handed on (and read) only as whole lines closed by a blank
+                                // one: a line cut short is dropped, as an SSE client drops it.
+                                Some(rest) => Ok(terminated(rest)),
                                 None => Ok(None),
                             }
                         }
                     }
                 }
-                Source::Produced { first, rest } => {
+                Source::Produced { first, rest, .. } => {
                     let piece = match first.take() {
                         Some(piece) => Poll::Ready(Some(Ok(piece))),
                         None => rest.poll_recv(cx),
@@ -276,6 +289,16 @@ impl WireStream {
     }
 }
 
+/// `rest` (the upstream's last bytes, with no blank line after them) as whole lines and a blank
+/// line, or nothing when no line of it is whole.
+fn terminated(rest: Bytes) -> Option<Bytes> {
+    let last_line_end = rest.iter().rposition(|b| *b == b'\n')?;
+    let mut out = Vec::with_capacity(last_line_end + 2);
+    out.extend_from_slice(&rest[..=last_line_end]);
+    out.push(b'\n');
+    Some(Bytes::from(out))
+}
+
 /// Translated events as SSE bytes.
 fn events_bytes(events: Vec<super::anthropic::MessagesEvent>) -> Bytes {
     let mut out = Vec::new();
@@ -336,7 +359,29 @@ impl Drop for WireStream {
     /// what it held (the upstream request, permits) is released.
     fn drop(&mut self) {
         if self.finish.is_some() {
-            self.end(Ended::Broken);
+            // A client that leaves after the reply's end (before the upstream closed) was answered.
+            let ended = if self.scan.complete {
+                Ended::Complete
+            } else {
+                Ended::Broken
+            };
+            self.end(ended);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_last_read_without_its_blank_line_goes_on_as_whole_lines_only() {
+        assert_eq!(
+            terminated(Bytes::from_static(b"data: [DONE]\n")).as_deref(),
+            Some(&b"data: [DONE]\n\n"[..])
+        );
+        let cut = terminated(Bytes::from_static(b"data: {\"a\":1}\ndata: {\"choices\":[{\"del"));
+        assert_eq!(cut.as_deref(), Some(&b"data: {\"a\":1}\n\n"[..]));
+        assert!(terminated(Bytes::from_static(b"data: {\"cho")).is_none());
     }
 }

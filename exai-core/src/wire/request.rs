@@ -158,15 +158,6 @@ impl WireRequest {
             let options = Value::Object(options).to_string();
             edits.push(Edit::set(&fields, "stream_options", &options));
         }
-        if self.wire == Wire::Messages && !self.stream && fields.get("stream").is_some() {
-            // count_tokens: the field has no place there.
-            if let Some(range) = fields.range("stream") {
-                edits.push(Edit {
-                    range,
-                    text: b"false".to_vec(),
-                });
-            }
-        }
         splice(&self.raw, edits)
     }
 

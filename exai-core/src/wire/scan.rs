@@ -17,7 +17,7 @@ static USAGE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finde
 /// How far from a block's end `[DONE]` is looked for (`data: [DONE]` and its blank line, with
 /// room for `\r\n` and spacing).
 const DONE_TAIL: usize = 32;
-static DONE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(b"[DONE]"));
+static DONE: LazyLock<memmem::FinderRev<'static>> = LazyLock::new(|| memmem::FinderRev::new(b"[DONE]"));
 
 use super::Wire;
 use super::sse;
@@ -107,18 +107,18 @@ impl Scanner {
 
     fn chat_block(&mut self, block: &[u8]) {
         for at in FINISH_REASON.find_iter(block) {
-            if let Some(reason) = string_after(block, at + 15) {
+            if let Some(reason) = string_after(block, at + 15).filter(|r| !r.is_empty()) {
                 self.stop_reason = Some(reason);
                 self.complete = true;
             }
         }
         self.usage_in_block = false;
         for at in USAGE.find_iter(block) {
-            self.usage_in_block = true;
             if at > 0 && block[at - 1] == b'\\' {
                 continue;
             }
             if let Some(usage) = value_after::<ChatUsage>(block, at + 7) {
+                self.usage_in_block = true;
                 self.usage = Usage {
                     input_tokens: usage.prompt_tokens,
                     output_tokens: usage.completion_tokens,
@@ -126,8 +126,12 @@ impl Scanner {
                 };
             }
         }
-        // `[DONE]` ends a stream: only a block's last bytes can hold it.
-        if DONE.find(&block[block.len().saturating_sub(DONE_TAIL)..]).is_some() {
+        // `[DONE]` ends a stream: the last event's data, at the block's end.
+        let tail = &block[block.len().saturating_sub(DONE_TAIL)..];
+        if let Some(at) = DONE.rfind(tail)
+            && tail[at + 6..].iter().all(u8::is_ascii_whitespace)
+            && tail[..at].trim_ascii_end().ends_with(b"data:")
+        {
             self.complete = true;
         }
     }
@@ -303,6 +307,15 @@ mod tests {
         let mut done = Scanner::new(Wire::Chat);
         done.block(b"data: {\"usage\":null}\n\ndata: [DONE]\n\n");
         assert!(done.complete);
+        assert!(!done.usage_in_block, "a null usage is no usage");
+    }
+
+    #[test]
+    fn done_in_a_reply_or_an_empty_finish_reason_does_not_end_it() {
+        let mut scan = Scanner::new(Wire::Chat);
+        scan.block(b"data: {\"choices\":[{\"delta\":{\"content\":\"[DONE]\"}}]}\n\n");
+        scan.block(b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"\"}]}\n\n");
+        assert!(!scan.complete);
     }
 
     #[test]

@@ -104,11 +104,21 @@ pub(crate) async fn operators(State(state): State<AppState>, request: Request, n
     let presented = crate::auth::presented(request.headers())
         .map(str::to_string)
         .or_else(|| query_token(request.uri().query()));
+    let address = crate::client::client_ip(request.extensions());
     let allowed = if tokens.is_empty() {
-        crate::client::client_ip(request.extensions()).is_loopback()
+        address.is_loopback()
+    } else if let Some(given) = presented {
+        // A token that was sent and is wrong counts against the address, as for keys.
+        let valid = || tokens.iter().any(|t| crate::auth::same_secret(&given, t));
+        match state.gateway.check_operator_token(&address.to_string(), valid) {
+            Ok(allowed) => allowed,
+            Err(e) => {
+                let body = json!({"error": {"type": "rate_limited", "message": e.to_string()}});
+                return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            }
+        }
     } else {
-        let given = presented.unwrap_or_default();
-        tokens.iter().any(|t| crate::auth::same_secret(&given, t))
+        false
     };
     if allowed {
         return next.run(request).await;
