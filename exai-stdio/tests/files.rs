@@ -110,6 +110,9 @@ async fn a_client_that_declares_roots_is_kept_to_them_and_asked_again_when_they_
 
     mcp.send(json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}))
         .await;
+    // rmcp handles a notification and a request concurrently: give the notification its turn
+    // before the next call, as a client would have between two user actions.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let widened = [tree.uri("project"), tree.uri("elsewhere")];
     let (read, asked) = chat(&mut mcp, 4, &[outside], &widened).await;
     assert_eq!((read["isError"].clone(), asked), (json!(false), 1), "{read}");
