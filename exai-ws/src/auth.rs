@@ -17,7 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use exai_core::{Caller, Error};
+use exai_core::{Caller, Error, ErrorClass};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
@@ -54,11 +54,15 @@ pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
 /// `/metrics`' refusal of a caller that is not an operator, as JSON with 401 (503 while the
 /// keys cannot be read).
 fn unauthorized(error: &Error) -> Response {
-    match error {
-        Error::KeysUnavailable(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", &error.to_string()),
-        Error::RateLimited { .. } => refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &error.to_string()),
-        _ => refuse(StatusCode::UNAUTHORIZED, "invalid_api_key", &error.to_string()),
-    }
+    // The core's one classification decides the status; only the code is this route's.
+    let class = error.class();
+    let code = match class {
+        ErrorClass::KeysUnavailable => "keys_unavailable",
+        ErrorClass::RateLimited => "rate_limited",
+        _ => "invalid_api_key",
+    };
+    let status = StatusCode::from_u16(class.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    refuse(status, code, &error.to_string())
 }
 
 /// Authenticates the request and hands its [`Caller`] to the route; a refusal is `E`, the
