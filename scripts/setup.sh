@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for building and testing exai: redis-server and redis-cli
 # (the tests start real servers, a real Redis Cluster and a TLS server), openssl (the TLS test
-# makes its own certificates), Python 3 with the official Anthropic SDK (a client nobody on the
-# team wrote, driven against /v1/messages), Claude Code (npm), Chromium (the status page is
+# makes its own certificates), Python 3 and, in the project's clients directory (target/clients),
+# the official Anthropic and OpenAI SDKs (clients nobody on the team wrote, driven against
+# /v1/messages and /v1/responses) and Codex CLI (npm); Claude Code (npm), Chromium (the status page is
 # tested in a real headless browser), `script` from util-linux (a real terminal for `exai chat`'s
 # spinner) and the rustfmt/clippy components. Safe to run again; does nothing when everything is
 # present.
@@ -28,13 +29,19 @@ for tool in redis-server redis-cli openssl chromium script; do
     command -v "$tool" >/dev/null || { echo "setup: $tool is still missing" >&2; exit 1; }
 done
 
-# The official Anthropic SDK (PyPI). Debian's Python refuses system-wide pip installs unless told.
-if ! python3 -c "import anthropic" >/dev/null 2>&1; then
-    echo "setup: installing the anthropic Python SDK" >&2
-    python3 -m pip install --quiet anthropic 2>/dev/null \
-        || python3 -m pip install --quiet --break-system-packages anthropic
+# The clients the tests drive go into a project-local directory, never the system's:
+# EXAI_CLIENTS_DIR (default target/clients): python/ for PyPI packages, node/ for npm ones.
+clients="${EXAI_CLIENTS_DIR:-$(pwd)/target/clients}"
+mkdir -p "$clients/python" "$clients/node"
+
+# The official Anthropic and OpenAI SDKs (PyPI), with `pip install --target`.
+if ! PYTHONPATH="$clients/python" python3 -c "import anthropic, openai" >/dev/null 2>&1; then
+    echo "setup: installing the anthropic and openai Python SDKs into $clients/python" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --target "$clients/python" anthropic openai \
+        2>&1 | grep -v -e "dependency resolver" -e "requires pydantic" -e "as the 'root' user" >&2 || true
 fi
-python3 -c "import anthropic" || { echo "setup: the anthropic Python SDK is still missing" >&2; exit 1; }
+PYTHONPATH="$clients/python" python3 -c "import anthropic, openai" \
+    || { echo "setup: the anthropic or openai Python SDK is still missing" >&2; exit 1; }
 
 # Claude Code itself (npm): its native binary runs offline against a local ANTHROPIC_BASE_URL.
 if ! command -v claude >/dev/null 2>&1; then

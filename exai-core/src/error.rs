@@ -167,6 +167,10 @@ pub enum Error {
     /// The continuation id names no stored conversation.
     #[error("conversation '{0}' not found (it may have expired); start a new one without a continuation id")]
     ThreadNotFound(String),
+    /// No stored response has this id for this caller (it expired, was deleted, was never
+    /// stored, or belongs to another key: the same answer, so an id is no oracle).
+    #[error("No response found with id '{0}'.")]
+    ResponseNotFound(String),
     /// The caller went away, or the request was cancelled explicitly.
     #[error("request cancelled")]
     Cancelled,
@@ -208,6 +212,7 @@ impl Error {
             Error::UnknownModel { .. } => ErrorClass::UnknownModel,
             Error::ProviderNotConfigured { .. } | Error::NoProviderConfigured => ErrorClass::NotConfigured,
             Error::InvalidRequest(_) | Error::ThreadNotFound(_) => ErrorClass::InvalidRequest,
+            Error::ResponseNotFound(_) => ErrorClass::NotFound,
             Error::OverCapacity { .. } => ErrorClass::OverCapacity,
             Error::RateLimited { .. } | Error::KeyLimited { .. } => ErrorClass::RateLimited,
             Error::DeadlineExceeded { .. } => ErrorClass::DeadlineExceeded,
@@ -250,6 +255,8 @@ pub enum ErrorClass {
     InvalidRequest,
     /// The model is neither a known model, an alias, `auto`, nor `provider/model`.
     UnknownModel,
+    /// What the request names (a stored response) does not exist for this caller.
+    NotFound,
     /// The request is over one of this server's size limits (`daemon.max_body_bytes`); front
     /// doors refuse it before the core sees it.
     TooLarge,
@@ -306,7 +313,7 @@ impl ErrorClass {
             ErrorClass::Unauthorized => 401,
             ErrorClass::OverBudget => 402,
             ErrorClass::Forbidden => 403,
-            ErrorClass::UnknownModel => 404,
+            ErrorClass::UnknownModel | ErrorClass::NotFound => 404,
             ErrorClass::TooLarge => 413,
             ErrorClass::RateLimited | ErrorClass::OverCapacity | ErrorClass::UpstreamRateLimited => 429,
             ErrorClass::UpstreamRejected {
@@ -341,6 +348,7 @@ impl ErrorClass {
             | ErrorClass::UpstreamInterrupted => 6,
             ErrorClass::InvalidRequest
             | ErrorClass::UnknownModel
+            | ErrorClass::NotFound
             | ErrorClass::TooLarge
             | ErrorClass::Unauthorized
             | ErrorClass::Forbidden

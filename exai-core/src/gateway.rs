@@ -80,6 +80,9 @@ struct Inner {
     keys: Keys,
     /// The last requests and the last hour per model, for status pages.
     activity: Activity,
+    /// Responses whose stream has ended and whose store write is still under way: a
+    /// `previous_response_id` sent the moment the stream ends finds them here.
+    unsaved: std::sync::Mutex<HashMap<String, crate::memory::StoredResponse>>,
 }
 
 impl Drop for Inner {
@@ -192,6 +195,7 @@ impl GatewayBuilder {
             auth_failures: auth_failures::AuthFailures::new(config.limits.auth_failures_per_minute),
             keys,
             activity: Activity::new(),
+            unsaved: std::sync::Mutex::default(),
             config,
         };
         Ok(Gateway { inner: Arc::new(inner) })
@@ -409,6 +413,16 @@ impl Gateway {
     /// A provider's worker (for the engine).
     pub(crate) fn provider(&self, name: &str) -> Option<&ProviderHandle> {
         self.inner.providers.get(name)
+    }
+
+    /// Where conversations and stored responses live (for the engine).
+    pub(crate) fn store(&self) -> &Arc<dyn MemoryStore> {
+        &self.inner.memory
+    }
+
+    /// Responses being written to the store (for the engine).
+    pub(crate) fn unsaved_responses(&self) -> &std::sync::Mutex<HashMap<String, crate::memory::StoredResponse>> {
+        &self.inner.unsaved
     }
 
     /// The usage ledger calls are recorded in (for the engine).

@@ -100,7 +100,9 @@ pub use gateway::{
     SharedLimitsStatus,
 };
 pub use keys::{Caller, CreatedKey, KeyError, KeyInfo, KeyLimits, KeyStatus, KeyUpdate, Keys, Period, parse_date};
-pub use memory::{LocalStore, MemoryError, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, Turn};
+pub use memory::{
+    LocalStore, MemoryError, MemoryStore, RedisStore, SqliteStore, StoredResponse, Thread, ThreadSummary, Turn,
+};
 pub use metrics_catalog::{DURATION_BUCKETS, FLOAT_COUNTERS, describe_metrics};
 pub use providers::{ProviderCheck, ProviderHealth};
 pub use request::{

@@ -208,6 +208,7 @@ pub(crate) fn error_type(e: &Error) -> &'static str {
         Error::KeyLimited { .. } => "key_limited",
         Error::KeysUnavailable(_) | Error::Keys(_) => "keys_unavailable",
         Error::ThreadNotFound(_) => "thread_not_found",
+        Error::ResponseNotFound(_) => "response_not_found",
         Error::Cancelled => "cancelled",
         Error::ShuttingDown => "shutting_down",
         Error::SessionClosed(_) => "session_closed",

@@ -7,6 +7,8 @@
 //! - `/v1/chat/completions`, `/v1/models`: the OpenAI-compatible API (`openai.rs`);
 //! - `/v1/messages`, `/v1/messages/count_tokens`: the Anthropic Messages API (`anthropic.rs`),
 //!   for Claude Code and Anthropic's SDKs;
+//! - `/v1/responses`, `/v1/responses/{id}`: the OpenAI Responses API (`responses.rs`), for Codex
+//!   and the openai SDK's `client.responses`;
 //! - `/` and `/ws`: WebSocket — the EXAI protocol or MCP JSON-RPC, decided by the first frame
 //!   (`ws/`);
 //! - `/healthz`, `/readyz`, `/metrics` (`ops.rs`);
@@ -37,6 +39,7 @@ mod openai;
 mod ops;
 mod protocols;
 mod reply;
+mod responses;
 mod state;
 mod ui;
 mod ws;
@@ -63,6 +66,8 @@ pub fn router(state: AppState) -> Router {
     // but it is refused in OpenAI's shape, as it always was.
     let openai = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/responses", post(responses::create))
+        .route("/v1/responses/{id}", get(responses::retrieve).delete(responses::delete))
         .route("/v1/models", get(openai::models));
     let anthropic = Router::new()
         .route("/v1/messages", post(anthropic::messages))

@@ -1,15 +1,13 @@
-//! The official Anthropic Python SDK (`anthropic`, installed by `scripts/setup.sh`) against the
+//! The official Anthropic Python SDK (`anthropic`, installed by `scripts/setup.sh` into the
+//! project's clients directory) against the
 //! real daemon — passed through to the fake upstream's Anthropic side, and translated to its
 //! OpenAI side: a plain message, a stream through the SDK's accumulator with a thinking block, a
 //! tool round trip whose input streams in pieces, and an error as the SDK's typed exception —
 //! with a key, as a team member would call.
 
 mod common;
-
-use std::time::Duration;
-
 use exai_core::testing::{FakeReply, FakeUpstream};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test]
 async fn the_official_anthropic_sdk_talks_to_exai_passed_through() {
@@ -37,17 +35,7 @@ async fn sdk_session(translate: bool) {
     fake.push(FakeReply::text("the answer is 42").with_reasoning("six times seven"));
     fake.push(FakeReply::tool_use("get_weather", json!({"city": "Paris"})));
     fake.push(FakeReply::text("It is sunny in Paris."));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/anthropic_sdk.py");
-    let run = tokio::process::Command::new("python3")
-        .args([script, &d.base, &secret])
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .unwrap_or_else(|_| panic!("the SDK script did not finish"))
-        .unwrap_or_else(|e| panic!("python3 (run scripts/setup.sh): {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let seen = common::run_client("anthropic_sdk.py", &[&d.base, &secret]).await;
 
     assert_eq!(seen["plain"]["text"], "hello from exai", "{seen}");
     assert_eq!(seen["plain"]["stop_reason"], "end_turn");

@@ -86,6 +86,9 @@ declare! {
     /// Its default is `redis` when a Redis URL is set, else `sqlite`, filled in by `mod.rs`.
     MEMORY_BACKEND: Key<MemoryBackend> = no_default("memory.backend", &["EXAI_MEMORY"], any);
     MEMORY_TTL_SECS: Key<u64> = key("memory.ttl_secs", &["EXAI_MEMORY_TTL_SECS"], "259200", positive);
+    /// How long a Responses API response with `store: true` is kept (30 days, as OpenAI).
+    RESPONSES_TTL_SECS: Key<u64> =
+        key("responses.ttl_secs", &["EXAI_RESPONSES_TTL_SECS"], "2592000", positive);
     MAX_TURNS: Key<usize> = key("memory.max_turns", &["EXAI_MAX_TURNS"], "50", positive);
     KEY_PREFIX: Key<String> = key("memory.key_prefix", &["EXAI_REDIS_PREFIX"], "exai:", any);
 

@@ -140,6 +140,8 @@ pub struct MemoryConfig {
     pub ttl: Duration,
     /// Turns kept per conversation (oldest dropped first).
     pub max_turns: usize,
+    /// How long a stored Responses API response is kept (`responses.ttl_secs`).
+    pub responses_ttl: Duration,
     /// Prefix of every Redis key.
     pub key_prefix: String,
 }
@@ -433,6 +435,7 @@ impl Config {
             redis_url,
             ttl: Duration::from_secs(r.get(&keys::MEMORY_TTL_SECS)?),
             max_turns: r.get(&keys::MAX_TURNS)?,
+            responses_ttl: Duration::from_secs(r.get(&keys::RESPONSES_TTL_SECS)?),
             key_prefix: r.get(&keys::KEY_PREFIX)?,
         };
         let retry = RetryConfig {

@@ -4,8 +4,11 @@
 //!   provider's worker (circuit breaker) and client (pacing, retries, quirks), and fallback
 //!   while nothing reached the caller.
 //! - `record.rs`: what is recorded once per call (ledger, key spend, status page, span).
-//! - `wire_call.rs`: a call in a client's wire (OpenAI chat, Anthropic Messages), relayed as
-//!   bytes to a provider that speaks it, translated otherwise; `count_tokens`.
+//! - `wire_call.rs`: a call in a client's wire (OpenAI chat, Anthropic Messages, OpenAI
+//!   Responses), relayed as bytes to a provider that speaks it, translated otherwise;
+//!   `count_tokens`.
+//! - `responses.rs`: what a Responses call adds — the stored conversation it continues, its
+//!   translation to chat, keeping its response.
 //!
 //! The gateway's own turns (`ChatRequest`: MCP tools, the EXAI protocol, `exai chat`,
 //! embedders) run the same loop from `gateway/turn.rs`, which adds conversation memory around
@@ -16,8 +19,10 @@
 
 mod attempts;
 mod record;
+mod responses;
 mod wire_call;
 
 pub(crate) use attempts::{Attempted, Attempts, note};
 pub(crate) use record::record_success;
+pub(crate) use responses::{delete as delete_response, get as get_response};
 pub(crate) use wire_call::{count_tokens, run as wire_call};

@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use super::attempts::{Attempted, Attempts, Won};
 use super::record::CallRecord;
+use super::responses;
 use crate::catalog::{Catalog, ModelInfo};
 use crate::config::Config;
 use crate::error::{Error, ProviderError, ProviderErrorKind};
@@ -58,7 +59,7 @@ pub(crate) fn target_model(config: &Config, catalog: &Catalog, asked: &str) -> S
 }
 
 /// What one attempt answered.
-enum Answer {
+pub(super) enum Answer {
     /// A whole reply in the client's wire, and what its scanner read of it.
     Whole { body: Bytes, scan: Scanner },
     /// A stream to hand on, and the span of the HTTP try that answered (its usage is recorded
@@ -89,6 +90,7 @@ pub(crate) async fn run(session: &Session, request: WireRequest) -> Result<WireR
         front_door: match request.wire {
             Wire::Chat => "openai",
             Wire::Messages => "anthropic",
+            Wire::Responses => "responses",
         },
         asked: request.model.clone(),
         key: session.caller().key_name().map(Arc::from),
@@ -118,15 +120,24 @@ async fn run_in_span(
 ) -> Result<WireReply, Error> {
     let target = match request.wire {
         Wire::Messages => target_model(gateway.config(), gateway.catalog(), &request.model),
-        Wire::Chat => request.model.clone(),
+        Wire::Chat | Wire::Responses => request.model.clone(),
     };
     let pass = session.admit_call(None, Some(&target)).await?;
     let key = pass.as_ref().map(|p| p.key.clone());
+    let owner = session.caller().key_name().map(str::to_string);
+    let prepared = match request.wire {
+        Wire::Responses => Some(Arc::new(responses::prepare(gateway, &request, owner.as_deref()).await?)),
+        _ => None,
+    };
     if gateway.config().otel_content {
         call.span
             .record("gen_ai.input.messages", input_messages(&request).as_str());
     }
-    let plan = takeable(gateway, &request, plan(gateway, &request, &target, key.as_deref())?)?;
+    let plan = takeable(
+        gateway,
+        &request,
+        plan(gateway, &request, prepared.as_ref(), &target, key.as_deref())?,
+    )?;
     let tracked = session.gateway().track();
     let permits = gateway
         .limits()
@@ -149,7 +160,13 @@ async fn run_in_span(
         permit,
     } = attempts
         .run(plan, Vec::new(), |model, (), handle| {
-            attempt(request.clone(), model, handle, scanner(gateway, request.wire))
+            attempt(
+                request.clone(),
+                prepared.clone(),
+                model,
+                handle,
+                scanner(gateway, request.wire),
+            )
         })
         .await?;
     let span = tracing::Span::current();
@@ -162,8 +179,13 @@ async fn run_in_span(
             let cost = call.answered(gateway, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
             let body = match request.wire {
                 Wire::Chat => Bytes::from(openai_chat::with_exai(&body, &model.provider, cost, &fallbacks)),
-                Wire::Messages => body,
+                Wire::Messages | Wire::Responses => body,
             };
+            if let Some(prepared) = &prepared
+                && let Some(response) = responses::finished(prepared)
+            {
+                responses::keep(gateway, &request, prepared, owner.as_deref(), response);
+            }
             Ok(WireReply::Whole {
                 body,
                 provider: names.0,
@@ -171,7 +193,7 @@ async fn run_in_span(
             })
         }
         Answer::Stream(source, attempt_span) => {
-            let (gateway, call) = (gateway.clone(), call.clone());
+            let (gateway, call, kept_request) = (gateway.clone(), call.clone(), request.clone());
             let held = (permits, permit, pass, tracked);
             let scan = scanner(&gateway, request.wire);
             let finish: Finish = Box::new(move |scan: &Scanner, ended| {
@@ -183,6 +205,11 @@ async fn run_in_span(
                 match ended {
                     crate::wire::Ended::Complete => {
                         call.answered(&gateway, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
+                        if let Some(prepared) = &prepared
+                            && let Some(response) = responses::finished(prepared)
+                        {
+                            responses::keep(&gateway, &kept_request, prepared, owner.as_deref(), response);
+                        }
                     }
                     crate::wire::Ended::Broken => call.broken(&gateway, &model, &fallbacks, scan.usage),
                 }
@@ -210,6 +237,7 @@ fn input_messages(request: &WireRequest) -> String {
             Err(_) => body.get("messages").map(ToString::to_string).unwrap_or_default(),
         },
         Wire::Messages => body.get("messages").map(ToString::to_string).unwrap_or_default(),
+        Wire::Responses => body.get("input").map(ToString::to_string).unwrap_or_default(),
     }
 }
 
@@ -225,11 +253,16 @@ fn output_content(call: &CallRecord, scan: &Scanner) {
 fn plan(
     gateway: &Gateway,
     request: &WireRequest,
+    prepared: Option<&Arc<responses::Prepared>>,
     target: &str,
     key: Option<&crate::keys::StoredKey>,
 ) -> Result<Vec<ModelInfo>, Error> {
     let (config, catalog) = (gateway.config(), gateway.catalog());
-    let mut plan = routing::plan(config, catalog, Some(target), needs(request))?;
+    let mut needs = needs(request);
+    if let Some(prepared) = prepared {
+        needs.tokens = responses::estimate(prepared, request);
+    }
+    let mut plan = routing::plan(config, catalog, Some(target), needs)?;
     crate::keys::narrow_plan(key, &mut plan, &request.model, catalog, config)?;
     Ok(plan)
 }
@@ -276,7 +309,7 @@ fn needs(request: &WireRequest) -> Needs {
     let text = request.text();
     Needs {
         tokens: context::estimate(text),
-        vision: text.contains("\"image\"") || text.contains("\"image_url\""),
+        vision: text.contains("\"image\"") || text.contains("\"image_url\"") || text.contains("\"input_image\""),
         ..Needs::default()
     }
 }
@@ -284,6 +317,7 @@ fn needs(request: &WireRequest) -> Needs {
 /// One attempt at `model`, through its provider's worker (circuit breaker) and client.
 async fn attempt(
     request: Arc<WireRequest>,
+    prepared: Option<Arc<responses::Prepared>>,
     model: ModelInfo,
     handle: ProviderHandle,
     scan: Scanner,
@@ -302,6 +336,18 @@ async fn attempt(
                 .await?;
             Ok(answer.into())
         }
+        Wire::Responses => {
+            let Some(prepared) = prepared else {
+                return Err(Error::Internal("a Responses call was not prepared".into()));
+            };
+            let answer = handle
+                .guard(
+                    &model.id,
+                    responses::translate(&request, &prepared, &model, &handle, scan),
+                )
+                .await?;
+            Ok(answer.into())
+        }
         Wire::Chat => own_call(&request, model, handle, scan).await,
     }
 }
@@ -313,7 +359,7 @@ fn headers(request: &WireRequest) -> WireHeaders {
     }
 }
 
-fn unreadable(model: &ModelInfo, e: impl std::fmt::Display) -> ProviderError {
+pub(super) fn unreadable(model: &ModelInfo, e: impl std::fmt::Display) -> ProviderError {
     ProviderError::new(
         &model.provider,
         &model.id,
@@ -334,11 +380,12 @@ async fn relay(
     let client = handle.client();
     let body = request.upstream_body(&model.id, |fields| match request.wire {
         Wire::Chat => chat_body_edits(client.quirks(), fields),
-        Wire::Messages => Vec::new(),
+        Wire::Messages | Wire::Responses => Vec::new(),
     });
     let path = match request.wire {
         Wire::Chat => "/chat/completions",
         Wire::Messages => "/v1/messages",
+        Wire::Responses => "/responses",
     };
     let (response, span) = client
         .send_wire(
@@ -362,7 +409,7 @@ async fn relay(
 }
 
 /// A whole reply in the client's wire, scanned, its answer recorded on the try's span.
-fn whole(body: Bytes, mut scan: Scanner, model: &ModelInfo, span: &tracing::Span) -> Answer {
+pub(super) fn whole(body: Bytes, mut scan: Scanner, model: &ModelInfo, span: &tracing::Span) -> Answer {
     scan.whole(&body);
     let stop = scan.stop_reason.as_deref();
     trace::record_answer(span, &model.provider, &model.id, scan.usage, stop, None);
@@ -396,7 +443,7 @@ async fn translate(
         .await?;
     if request.stream {
         let estimate = context::estimate(request.text());
-        let source = Source::ChatToMessages {
+        let source = Source::Translated {
             body: Box::pin(response.bytes_stream()),
             cutter: EventCutter::default(),
             translator: Box::new(StreamTranslator::new(&model.id, names, estimate)),
@@ -522,7 +569,7 @@ pub(crate) async fn count_tokens(session: &Session, request: WireRequest) -> Res
         from_provider: false,
     };
     let key = pass.as_ref().map(|p| p.key.clone());
-    let Ok(plan) = plan(gateway, &request, &target, key.as_deref()) else {
+    let Ok(plan) = plan(gateway, &request, None, &target, key.as_deref()) else {
         return Ok(estimate);
     };
     // Only a Messages endpoint counts tokens; a translated provider gets the estimate.

@@ -118,6 +118,17 @@ impl Session {
         crate::engine::wire_call(self, request).await
     }
 
+    /// A response kept by the Responses API (`GET /v1/responses/{id}`), if this caller's key
+    /// made it: another key's is not found, as an unknown id.
+    pub async fn stored_response(&self, id: &str) -> Result<serde_json::Value, Error> {
+        crate::engine::get_response(self.gateway(), id, self.caller().key_name()).await
+    }
+
+    /// Deletes a response kept by the Responses API, if this caller's key made it.
+    pub async fn delete_stored_response(&self, id: &str) -> Result<(), Error> {
+        crate::engine::delete_response(self.gateway(), id, self.caller().key_name()).await
+    }
+
     /// Counts a Messages request's input tokens (the provider's count, or the gateway's
     /// estimate), admitted like every call.
     pub async fn count_tokens(&self, request: WireRequest) -> Result<TokenCount, Error> {

@@ -84,6 +84,12 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO meta (name, value) VALUES ('keys_generation', 0);",
     // A thread's owner: the key that started it (issue: conversations belong to their key).
     "ALTER TABLE threads ADD COLUMN owner TEXT;",
+    // Responses kept for the Responses API (`store: true`): the stored JSON, its owner inside.
+    "CREATE TABLE responses (
+         id TEXT PRIMARY KEY,
+         expires_ms INTEGER NOT NULL,
+         body TEXT NOT NULL
+     );",
 ];
 
 /// An open database file. Cheap to clone.

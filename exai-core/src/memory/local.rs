@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moka::future::Cache;
 
-use super::{MemoryError, MemoryStore, Thread, ThreadSummary};
+use super::{MemoryError, MemoryStore, StoredResponse, Thread, ThreadSummary};
+use crate::actors::session::now_ms;
 
 /// Threads kept in process at most; the least recently used go first.
 const CAPACITY: u64 = 10_000;
@@ -16,6 +17,8 @@ const CAPACITY: u64 = 10_000;
 #[derive(Clone)]
 pub struct LocalStore {
     threads: Cache<String, Arc<Thread>>,
+    /// Kept responses (each checked against its own expiry when read).
+    responses: Cache<String, Arc<StoredResponse>>,
 }
 
 impl LocalStore {
@@ -23,6 +26,7 @@ impl LocalStore {
     pub fn new(ttl: Duration) -> Self {
         Self {
             threads: Cache::builder().max_capacity(CAPACITY).time_to_live(ttl).build(),
+            responses: Cache::builder().max_capacity(CAPACITY).build(),
         }
     }
 }
@@ -51,5 +55,27 @@ impl MemoryStore for LocalStore {
 
     async fn ping(&self) -> Result<(), MemoryError> {
         Ok(())
+    }
+
+    async fn put_response(&self, response: &StoredResponse) -> Result<(), MemoryError> {
+        self.responses
+            .insert(response.id.clone(), Arc::new(response.clone()))
+            .await;
+        Ok(())
+    }
+
+    async fn get_response(&self, id: &str) -> Result<Option<StoredResponse>, MemoryError> {
+        Ok(self
+            .responses
+            .get(id)
+            .await
+            .filter(|r| r.expires_ms > now_ms())
+            .map(|r| (*r).clone()))
+    }
+
+    async fn delete_response(&self, id: &str) -> Result<bool, MemoryError> {
+        let live = self.get_response(id).await?.is_some();
+        self.responses.invalidate(id).await;
+        Ok(live)
     }
 }

@@ -172,6 +172,32 @@ pub struct ThreadSummary {
     pub preview: String,
 }
 
+/// A response kept for the Responses API (`store: true`): the object as it was answered, and
+/// every item of its conversation (earlier items, this request's input, its output) for a
+/// later `previous_response_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// `resp_…`.
+    pub id: String,
+    /// The key that made it, by name (`None`: no key). Only that key may read, continue or
+    /// delete it; the master and admin tokens reach every response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// When it expires (unix ms).
+    pub expires_ms: u64,
+    /// The `response` object.
+    pub response: serde_json::Value,
+    /// The conversation's items, oldest first, this response's output last.
+    pub items: Vec<serde_json::Value>,
+}
+
+impl StoredResponse {
+    /// Whether a call made with `key` may reach it (as [`Thread::belongs_to`]).
+    pub fn belongs_to(&self, key: Option<&str>) -> bool {
+        key.is_none() || self.owner.as_deref() == key
+    }
+}
+
 /// Where conversations live.
 #[async_trait]
 pub trait MemoryStore: Send + Sync + 'static {
@@ -185,6 +211,12 @@ pub trait MemoryStore: Send + Sync + 'static {
     async fn list(&self, limit: usize) -> Result<Vec<ThreadSummary>, MemoryError>;
     /// Whether the store answers now (`Ok` for the in-process store).
     async fn ping(&self) -> Result<(), MemoryError>;
+    /// Keeps a response until its `expires_ms`.
+    async fn put_response(&self, response: &StoredResponse) -> Result<(), MemoryError>;
+    /// A kept response, unless it expired or was deleted.
+    async fn get_response(&self, id: &str) -> Result<Option<StoredResponse>, MemoryError>;
+    /// Deletes a kept response; whether there was one.
+    async fn delete_response(&self, id: &str) -> Result<bool, MemoryError>;
     /// Appends `turns` to the conversation `thread` (as the caller loaded it, or new), keeps its
     /// newest `max_turns` and refreshes its lifetime from `thread.updated_ms`. A store that
     /// several processes share makes this one atomic step, so writers to one conversation at

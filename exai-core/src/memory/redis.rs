@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::redis_conn::RedisConn;
-use super::{LocalStore, MemoryError, MemoryStore, Thread, ThreadSummary};
+use super::{LocalStore, MemoryError, MemoryStore, StoredResponse, Thread, ThreadSummary};
 use crate::config::MemoryConfig;
 use async_trait::async_trait;
 
@@ -62,6 +62,10 @@ impl RedisStore {
 
     fn thread_key(&self, id: &str) -> String {
         format!("{}{{thread:{id}}}", self.prefix)
+    }
+
+    fn response_key(&self, id: &str) -> String {
+        format!("{}{{response:{id}}}", self.prefix)
     }
 
     fn index_key(&self) -> String {
@@ -138,6 +142,47 @@ impl MemoryStore for RedisStore {
             let _ = self.run::<()>("index", &index).await;
         }
         Ok(())
+    }
+
+    async fn put_response(&self, response: &StoredResponse) -> Result<(), MemoryError> {
+        self.mirror.put_response(response).await?;
+        let json = serde_json::to_string(response).map_err(|e| MemoryError::Corrupt {
+            id: response.id.clone(),
+            message: e.to_string(),
+        })?;
+        let ttl_ms = response
+            .expires_ms
+            .saturating_sub(crate::actors::session::now_ms())
+            .max(1);
+        let mut set = redis::pipe();
+        set.pset_ex(self.response_key(&response.id), json, ttl_ms).ignore();
+        // The mirror has it; a Redis failure was logged and counted in `run`.
+        let _ = self.run::<()>("set", &set).await;
+        Ok(())
+    }
+
+    async fn get_response(&self, id: &str) -> Result<Option<StoredResponse>, MemoryError> {
+        let mut get = redis::pipe();
+        get.get(self.response_key(id));
+        match self.run::<(Option<String>,)>("get", &get).await {
+            Ok((Some(json),)) => serde_json::from_str(&json).map(Some).map_err(|e| MemoryError::Corrupt {
+                id: id.to_string(),
+                message: e.to_string(),
+            }),
+            // Deleted or expired everywhere (another daemon may have deleted it).
+            Ok((None,)) => Ok(None),
+            Err(_) => self.mirror.get_response(id).await,
+        }
+    }
+
+    async fn delete_response(&self, id: &str) -> Result<bool, MemoryError> {
+        let mirrored = self.mirror.delete_response(id).await?;
+        let mut del = redis::pipe();
+        del.del(self.response_key(id));
+        match self.run::<(u64,)>("del", &del).await {
+            Ok((n,)) => Ok(n > 0),
+            Err(_) => Ok(mirrored),
+        }
     }
 
     async fn list(&self, limit: usize) -> Result<Vec<ThreadSummary>, MemoryError> {

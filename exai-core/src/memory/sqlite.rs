@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::db::Db;
-use super::{LocalStore, MemoryError, MemoryStore, Thread, ThreadSummary, Turn};
+use super::{LocalStore, MemoryError, MemoryStore, StoredResponse, Thread, ThreadSummary, Turn};
 use crate::actors::session::now_ms;
 
 /// Conversations in a SQLite file.
@@ -288,6 +288,62 @@ impl MemoryStore for SqliteStore {
         }
     }
 
+    async fn put_response(&self, response: &StoredResponse) -> Result<(), MemoryError> {
+        self.mirror.put_response(response).await?;
+        let body = corrupt_if_err(&response.id, serde_json::to_string(response))?;
+        let (id, expires) = (response.id.clone(), response.expires_ms as i64);
+        let result = self
+            .db
+            .call("put_response", move |conn| {
+                conn.execute(
+                    "INSERT OR REPLACE INTO responses (id, expires_ms, body) VALUES (?1, ?2, ?3)",
+                    params![id, expires, body],
+                )?;
+                conn.execute("DELETE FROM responses WHERE expires_ms <= ?1", params![now_ms() as i64])?;
+                Ok(())
+            })
+            .await;
+        self.note("put_response", &result);
+        // The mirror has it when the file failed.
+        Ok(())
+    }
+
+    async fn get_response(&self, id: &str) -> Result<Option<StoredResponse>, MemoryError> {
+        let key = id.to_string();
+        let result = self
+            .db
+            .call("get_response", move |conn| {
+                conn.query_row(
+                    "SELECT body FROM responses WHERE id = ?1 AND expires_ms > ?2",
+                    params![key, now_ms() as i64],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()
+            })
+            .await;
+        self.note("get_response", &result);
+        match result {
+            Ok(Some(body)) => corrupt_if_err(id, serde_json::from_str(&body)).map(Some),
+            Ok(None) | Err(_) => self.mirror.get_response(id).await,
+        }
+    }
+
+    async fn delete_response(&self, id: &str) -> Result<bool, MemoryError> {
+        let mirrored = self.mirror.delete_response(id).await?;
+        let key = id.to_string();
+        let result = self
+            .db
+            .call("delete_response", move |conn| {
+                conn.execute(
+                    "DELETE FROM responses WHERE id = ?1 AND expires_ms > ?2",
+                    params![key, now_ms() as i64],
+                )
+            })
+            .await;
+        self.note("delete_response", &result);
+        Ok(result.map_or(mirrored, |n| n > 0 || mirrored))
+    }
+
     async fn ping(&self) -> Result<(), MemoryError> {
         self.db
             .call("ping", |conn| {
@@ -306,4 +362,12 @@ impl MemoryStore for SqliteStore {
             })
             .await
     }
+}
+
+/// A stored response that could not be written or read back as JSON.
+fn corrupt_if_err<T>(id: &str, result: serde_json::Result<T>) -> Result<T, MemoryError> {
+    result.map_err(|e| MemoryError::Corrupt {
+        id: id.to_string(),
+        message: e.to_string(),
+    })
 }

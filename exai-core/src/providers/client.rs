@@ -204,7 +204,7 @@ impl ProviderClient {
     ) -> Result<(reqwest::Response, tracing::Span), ProviderError> {
         let fail = |kind| ProviderError::new(&self.config.name, model, kind);
         let url = match wire {
-            Wire::Chat => match (&self.endpoint, path) {
+            Wire::Chat | Wire::Responses => match (&self.endpoint, path) {
                 (Some(url), "/chat/completions") => url.clone(),
                 _ => parse_url(&format!("{}{path}", self.config.base_url)).map_err(fail)?,
             },
@@ -230,7 +230,7 @@ impl ProviderClient {
                     .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                     .body(body);
                 match wire {
-                    Wire::Chat => {
+                    Wire::Chat | Wire::Responses => {
                         if let Some(authorization) = &self.authorization {
                             request = request.header(AUTHORIZATION, authorization.clone());
                         }

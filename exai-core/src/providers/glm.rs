@@ -20,6 +20,14 @@ const TEMPERATURE: (f32, f32) = (0.0, 1.0);
 pub(crate) struct Glm;
 
 impl Quirks for Glm {
+    fn takes_reasoning_back(&self) -> bool {
+        true
+    }
+
+    fn searches_in_one_round(&self) -> bool {
+        true
+    }
+
     fn temperature_range(&self) -> Option<(f32, f32)> {
         Some(TEMPERATURE)
     }

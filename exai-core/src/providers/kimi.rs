@@ -19,6 +19,10 @@ const WEB_SEARCH: &str = "$web_search";
 pub(crate) struct Kimi;
 
 impl Quirks for Kimi {
+    fn takes_reasoning_back(&self) -> bool {
+        true
+    }
+
     fn temperature_range(&self) -> Option<(f32, f32)> {
         Some(TEMPERATURE)
     }

@@ -21,6 +21,10 @@ const TEMPERATURE: (f32, f32) = (0.01, 1.0);
 pub(crate) struct Minimax;
 
 impl Quirks for Minimax {
+    fn takes_reasoning_back(&self) -> bool {
+        true
+    }
+
     fn temperature_range(&self) -> Option<(f32, f32)> {
         Some(TEMPERATURE)
     }

@@ -24,6 +24,8 @@ mod sse;
 mod think_tags;
 mod worker;
 
+pub(crate) use think_tags::ThinkSplitter;
+
 pub use check::ProviderCheck;
 pub(crate) use client::{ProviderClient, WireHeaders};
 pub(crate) use sse::events as sse_events;
@@ -106,6 +108,42 @@ pub(crate) trait Quirks: Send + Sync + 'static {
     fn temperature_range(&self) -> Option<(f32, f32)> {
         None
     }
+
+    /// Whether its chat endpoint reads earlier assistant turns' reasoning back from
+    /// `reasoning_content` (a translated history carries it there; a plain OpenAI server gets
+    /// none, as it may reject the field).
+    fn takes_reasoning_back(&self) -> bool {
+        false
+    }
+
+    /// Whether its web search is a hosted tool answered within one round, so that a translated
+    /// request (which cannot make the extra rounds Kimi's search needs) can use it.
+    fn searches_in_one_round(&self) -> bool {
+        false
+    }
+}
+
+/// What a provider's quirks add to a chat body translated from another wire for `thinking` and
+/// a web search: its extra fields (`thinking`, `reasoning_split`, `reasoning_effort`…) and
+/// hosted tools.
+pub(crate) fn translated_shape(
+    quirks: &dyn Quirks,
+    model: &ModelInfo,
+    thinking: Option<ThinkingMode>,
+    web_search: bool,
+) -> (serde_json::Map<String, serde_json::Value>, Vec<serde_json::Value>) {
+    let call = ProviderCall {
+        model: model.clone(),
+        messages: Vec::new(),
+        stream: false,
+        temperature: None,
+        max_tokens: None,
+        thinking,
+        web_search: web_search && quirks.searches_in_one_round(),
+    };
+    let mut body = openai_wire::build_body(&call);
+    quirks.shape(&call, &mut body);
+    (body.extra, body.tools)
 }
 
 /// The edits a provider's quirks make to a chat body it is sent as bytes (relayed, or

@@ -188,7 +188,9 @@ fn kind_of(class: ErrorClass) -> FailureKind {
         ErrorClass::OverCapacity => FailureKind::OverCapacity,
         ErrorClass::DeadlineExceeded => FailureKind::DeadlineExceeded,
         ErrorClass::Unavailable | ErrorClass::NotConfigured => FailureKind::Unavailable,
-        ErrorClass::UnknownModel | ErrorClass::InvalidRequest | ErrorClass::TooLarge => FailureKind::InvalidRequest,
+        ErrorClass::UnknownModel | ErrorClass::InvalidRequest | ErrorClass::NotFound | ErrorClass::TooLarge => {
+            FailureKind::InvalidRequest
+        }
         _ => FailureKind::Internal,
     }
 }

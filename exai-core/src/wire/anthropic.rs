@@ -462,6 +462,20 @@ impl StreamTranslator {
     }
 }
 
+impl super::reply::Translate for StreamTranslator {
+    fn chunk(&mut self, data: &str, out: &mut Vec<u8>) {
+        for e in StreamTranslator::chunk(self, data) {
+            e.write(out);
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        for e in StreamTranslator::finish(self) {
+            e.write(out);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Wires: the API formats a front door speaks to its clients and a provider speaks to exai —
-//! OpenAI chat completions ([`Wire::Chat`]) and Anthropic Messages ([`Wire::Messages`]).
+//! OpenAI chat completions ([`Wire::Chat`]), Anthropic Messages ([`Wire::Messages`]) and OpenAI
+//! Responses ([`Wire::Responses`]).
 //!
 //! A front door hands the gateway a [`WireRequest`]: the client's body as it came, checked for
 //! the few fields the gateway needs (the model, whether it streams) without building a tree.
@@ -15,6 +16,8 @@
 //! - `openai_chat.rs`: OpenAI chat bodies ⇄ the gateway's own call, for providers whose chat
 //!   replies must be rewritten (MiniMax's `<think>` tags).
 //! - `anthropic.rs`: Anthropic Messages ⇄ OpenAI chat, for providers with no Messages endpoint.
+//! - `responses.rs`, `responses_stream.rs`: OpenAI Responses ⇄ OpenAI chat, for providers with
+//!   no Responses endpoint (all the built-in ones).
 
 mod anthropic;
 #[cfg(test)]
@@ -23,6 +26,8 @@ pub(crate) mod json;
 pub(crate) mod openai_chat;
 mod reply;
 mod request;
+pub(crate) mod responses;
+mod responses_stream;
 pub(crate) mod scan;
 pub(crate) mod sse;
 
@@ -31,6 +36,7 @@ pub(crate) use reply::{AbortOnDrop, Ended, Finish, Piece, Source};
 pub use reply::{WireReply, WireStream};
 pub(crate) use request::DEFAULT_VERSION;
 pub use request::{TokenCount, WireRequest};
+pub(crate) use responses_stream::{Kept, ResponsesTranslator};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,14 +49,17 @@ pub enum Wire {
     Chat,
     /// Anthropic Messages (`POST …/v1/messages`).
     Messages,
+    /// OpenAI Responses (`POST …/responses`).
+    Responses,
 }
 
 impl Wire {
-    /// Its name in configuration (`chat`, `messages`).
+    /// Its name in configuration (`chat`, `messages`, `responses`).
     pub fn name(self) -> &'static str {
         match self {
             Wire::Chat => "chat",
             Wire::Messages => "messages",
+            Wire::Responses => "responses",
         }
     }
 }
@@ -62,7 +71,8 @@ impl std::str::FromStr for Wire {
         match s.trim().to_ascii_lowercase().as_str() {
             "chat" | "openai" => Ok(Wire::Chat),
             "messages" | "anthropic" => Ok(Wire::Messages),
-            other => Err(format!("unknown wire {other:?}: use chat or messages")),
+            "responses" => Ok(Wire::Responses),
+            other => Err(format!("unknown wire {other:?}: use chat, messages or responses")),
         }
     }
 }

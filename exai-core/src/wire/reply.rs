@@ -19,7 +19,6 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use super::Wire;
-use super::anthropic::StreamTranslator;
 use super::scan::Scanner;
 use super::sse::EventCutter;
 use crate::error::{Error, ProviderError, ProviderErrorKind};
@@ -60,11 +59,11 @@ pub(crate) enum Source {
         body: BoxStream<'static, reqwest::Result<Bytes>>,
         cutter: EventCutter,
     },
-    /// An OpenAI chat stream, translated to Anthropic Messages events.
-    ChatToMessages {
+    /// An OpenAI chat stream, translated to the client's wire (Anthropic Messages, Responses).
+    Translated {
         body: BoxStream<'static, reqwest::Result<Bytes>>,
         cutter: EventCutter,
-        translator: Box<StreamTranslator>,
+        translator: Box<dyn Translate>,
     },
     /// Pieces made by a task of the gateway's (its own call, written in the client's wire),
     /// the first already received.
@@ -74,6 +73,19 @@ pub(crate) enum Source {
         /// The task making them, stopped when the stream is dropped.
         _task: AbortOnDrop,
     },
+}
+
+/// Turns an OpenAI chat stream's chunks into the client's wire.
+pub(crate) trait Translate: Send {
+    /// The events for one chunk's data.
+    fn chunk(&mut self, data: &str, out: &mut Vec<u8>);
+    /// The closing events, once the provider's stream ended (`[DONE]`, or its body's end).
+    fn finish(&mut self, out: &mut Vec<u8>);
+    /// A failure after the stream began, written as the wire's own closing event; `false` when
+    /// the wire has none, and the front door writes its error event.
+    fn failed(&mut self, _error: &Error, _out: &mut Vec<u8>) -> bool {
+        false
+    }
 }
 
 /// Stops a task when dropped (a client that left, a deadline that passed).
@@ -193,7 +205,19 @@ impl WireStream {
             self.interrupted(failure.unwrap_or_else(|| "the provider's stream ended before the reply did".into()))
         });
         self.end(if complete { Ended::Complete } else { Ended::Broken });
-        error.map(Err)
+        error.map(|e| self.failure(e))
+    }
+
+    /// A failure after the stream began: the translated wire's own closing event where it has
+    /// one (`response.failed`), else the error for the front door to write.
+    fn failure(&mut self, error: Error) -> Result<Bytes, Error> {
+        if let Source::Translated { translator, .. } = &mut self.source {
+            let mut out = Vec::new();
+            if translator.failed(&error, &mut out) {
+                return Ok(Bytes::from(out));
+            }
+        }
+        Err(error)
     }
 
     /// The next block from the source: `Some(Ok)` bytes to send, `Some(Err)` the end with an
@@ -201,8 +225,8 @@ impl WireStream {
     fn poll_source(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
         loop {
             let read = match &mut self.source {
-                Source::Relay { .. } | Source::ChatToMessages { .. } if self.drained => Ok(None),
-                Source::Relay { body, cutter } | Source::ChatToMessages { body, cutter, .. } => {
+                Source::Relay { .. } | Source::Translated { .. } if self.drained => Ok(None),
+                Source::Relay { body, cutter } | Source::Translated { body, cutter, .. } => {
                     match body.as_mut().poll_next(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(chunk))) => match cutter.push(chunk) {
@@ -235,7 +259,7 @@ impl WireStream {
                         Poll::Ready(Some(Ok(Piece::Bytes(bytes)))) => Ok(Some(bytes)),
                         Poll::Ready(Some(Err(e))) => {
                             let _ = self.close(Some(e.to_string()));
-                            return Poll::Ready(Some(Err(e)));
+                            return Poll::Ready(Some(self.failure(e)));
                         }
                         Poll::Ready(None) => Ok(None),
                     }
@@ -244,19 +268,19 @@ impl WireStream {
             let ended = matches!(read, Ok(None));
             let block = match (read, &mut self.source) {
                 (Err(failure), _) => return Poll::Ready(self.close(Some(failure))),
-                (Ok(None), Source::ChatToMessages { translator, .. }) => {
-                    // The provider ended without [DONE]: close the message as it stands.
-                    Some(events_bytes(translator.finish()))
+                (Ok(None), Source::Translated { translator, .. }) => {
+                    // The provider ended without [DONE]: close the reply as it stands.
+                    let mut out = Vec::new();
+                    translator.finish(&mut out);
+                    Some(Bytes::from(out))
                 }
-                (Ok(block), Source::ChatToMessages { translator, .. }) => {
+                (Ok(block), Source::Translated { translator, .. }) => {
                     let mut out = Vec::new();
                     for event in super::sse::events(block.as_deref().unwrap_or_default()) {
                         if event.data == b"[DONE]" {
-                            out.extend(events_bytes(translator.finish()));
+                            translator.finish(&mut out);
                         } else if let Ok(data) = std::str::from_utf8(event.data) {
-                            for e in translator.chunk(data) {
-                                e.write(&mut out);
-                            }
+                            translator.chunk(data, &mut out);
                         }
                     }
                     Some(Bytes::from(out))
@@ -265,7 +289,7 @@ impl WireStream {
             };
             if let Some(block) = block.filter(|b| !b.is_empty()) {
                 self.scan.block(&block);
-                if ended || (self.scan.complete && matches!(self.source, Source::ChatToMessages { .. })) {
+                if ended || (self.scan.complete && matches!(self.source, Source::Translated { .. })) {
                     self.pending = self.close(None);
                 }
                 // Only a block that mentions usage is looked at event by event.
@@ -299,15 +323,6 @@ fn terminated(rest: Bytes) -> Option<Bytes> {
     Some(Bytes::from(out))
 }
 
-/// Translated events as SSE bytes.
-fn events_bytes(events: Vec<super::anthropic::MessagesEvent>) -> Bytes {
-    let mut out = Vec::new();
-    for e in events {
-        e.write(&mut out);
-    }
-    Bytes::from(out)
-}
-
 impl Stream for WireStream {
     type Item = Result<Bytes, Error>;
 
@@ -322,7 +337,8 @@ impl Stream for WireStream {
                 this.last_sent = now;
                 if now >= this.until && !this.over {
                     this.end(Ended::Broken);
-                    this.pending = Some(Err(Error::DeadlineExceeded { after: this.after }));
+                    let error = Error::DeadlineExceeded { after: this.after };
+                    this.pending = Some(this.failure(error));
                 }
                 return Poll::Ready(Some(Ok(block)));
             }
@@ -337,7 +353,8 @@ impl Stream for WireStream {
             let now = Instant::now();
             if now >= this.until {
                 this.end(Ended::Broken);
-                return Poll::Ready(Some(Err(Error::DeadlineExceeded { after: this.after })));
+                let error = Error::DeadlineExceeded { after: this.after };
+                return Poll::Ready(Some(this.failure(error)));
             }
             let Some((every, ping)) = this.keepalive else {
                 this.timer.as_mut().reset(this.until);

@@ -28,6 +28,10 @@ pub struct WireRequest {
     pub(crate) stream: bool,
     /// A chat client asked for the usage chunk (`stream_options.include_usage`).
     pub(crate) include_usage: bool,
+    /// A Responses request asks for its response to be kept (`store`, `true` unless `false`).
+    pub(crate) store: bool,
+    /// A Responses request continues this stored response (`previous_response_id`).
+    pub(crate) previous: Option<String>,
     /// `anthropic-version` and `anthropic-beta`, forwarded to a Messages endpoint.
     pub(crate) version: Option<String>,
     pub(crate) beta: Option<String>,
@@ -70,6 +74,36 @@ impl WireRequest {
         Ok(request)
     }
 
+    /// A `POST /v1/responses` body: a `model` is required; `input` is a string or a list of
+    /// items, and may be left out only by a request that continues a stored response.
+    pub fn responses(raw: impl Into<Bytes>) -> Result<Self, Error> {
+        let raw = raw.into();
+        let fields = Fields::parse(&raw).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
+        let model = match fields.string("model") {
+            Ok(Some(m)) if !m.trim().is_empty() => m.trim().to_string(),
+            Ok(Some(_)) | Err(_) => return Err(invalid("model: must be a non-empty string")),
+            Ok(None) => return Err(invalid("Missing required parameter: 'model'.")),
+        };
+        let previous = fields
+            .string("previous_response_id")
+            .map_err(|_| invalid("previous_response_id: must be a string"))?;
+        match fields
+            .get("input")
+            .map(|v| v.get().trim_start().as_bytes().first().copied())
+        {
+            Some(Some(b'"' | b'[')) => {}
+            Some(_) => return Err(invalid("input: must be a string or an array of input items")),
+            None if previous.is_none() => return Err(invalid("Missing required parameter: 'input'.")),
+            None => {}
+        }
+        let stream = fields.flag("stream").map_err(invalid)?;
+        let store = fields.parsed::<bool>("store").map_err(invalid)?.unwrap_or(true);
+        let mut request = Self::new(Wire::Responses, raw.clone(), model, stream, false);
+        request.store = store;
+        request.previous = previous;
+        Ok(request)
+    }
+
     /// A `POST /v1/messages/count_tokens` body (`max_tokens` not needed).
     pub fn count_tokens(raw: impl Into<Bytes>) -> Result<Self, Error> {
         let mut request = Self::messages_body(raw.into())?;
@@ -96,6 +130,8 @@ impl WireRequest {
             model,
             stream,
             include_usage,
+            store: false,
+            previous: None,
             version: None,
             beta: None,
             trace: None,
@@ -192,6 +228,19 @@ mod tests {
         );
         assert!(WireRequest::chat(r#"{"messages":[]}"#).is_err());
         assert_eq!(WireRequest::chat(r#"{"messages":[{"role":"user"}]}"#)?.model(), "auto");
+        Ok(())
+    }
+
+    #[test]
+    fn a_responses_body_needs_a_model_and_an_input_or_a_previous_response() -> Result<(), Error> {
+        let err = |raw: &str| WireRequest::responses(raw.to_string()).err().map(|e| e.to_string());
+        assert!(err(r#"{"input":"hi"}"#).is_some_and(|e| e.contains("'model'")));
+        assert!(err(r#"{"model":"glm-4.6"}"#).is_some_and(|e| e.contains("'input'")));
+        assert!(err(r#"{"model":"glm-4.6","input":5}"#).is_some_and(|e| e.contains("input")));
+        let request = WireRequest::responses(r#"{"model":"glm-4.6","previous_response_id":"resp_1","store":false}"#)?;
+        assert_eq!(request.previous.as_deref(), Some("resp_1"));
+        assert!(!request.store && !request.is_stream());
+        assert!(WireRequest::responses(r#"{"model":"m","input":[],"stream":true}"#)?.store);
         Ok(())
     }
 

@@ -3,8 +3,9 @@
 //!
 //! OpenAI chat: a SIMD search for `"usage"` and `"finish_reason"` in each block of events, the
 //! value after each hit read in place, and `[DONE]`. Anthropic Messages: the event names, with
-//! only `message_start` and `message_delta` (two events per reply) parsed. No JSON tree is built
-//! per chunk.
+//! only `message_start` and `message_delta` (two events per reply) parsed. OpenAI Responses: the
+//! event names, with only the closing event (`response.completed`, `.incomplete`, `.failed`)
+//! parsed. No JSON tree is built per chunk.
 
 use std::sync::LazyLock;
 
@@ -72,6 +73,7 @@ impl Scanner {
         match self.wire {
             Wire::Chat => self.chat_block(block),
             Wire::Messages => self.messages_block(block),
+            Wire::Responses => self.responses_block(block),
         }
     }
 
@@ -90,6 +92,15 @@ impl Scanner {
                     .flatten()
                     .filter_map(|b| b.get("text"))
                     .collect(),
+                Wire::Responses => reply
+                    .get("output")
+                    .and_then(serde_json::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|item| item.get("content").and_then(serde_json::Value::as_array))
+                    .flatten()
+                    .filter_map(|part| part.get("text"))
+                    .collect(),
             };
             text.extend(pieces.into_iter().filter_map(serde_json::Value::as_str));
         }
@@ -101,8 +112,42 @@ impl Scanner {
                     self.stop_reason = reply.stop_reason;
                 }
             }
+            Wire::Responses => {
+                if let Ok(reply) = serde_json::from_slice::<ResponseObject>(body) {
+                    self.response(reply);
+                }
+            }
         }
         self.complete = true;
+    }
+
+    fn responses_block(&mut self, block: &[u8]) {
+        for event in sse::events(block) {
+            let closing = matches!(
+                event.name,
+                b"response.completed" | b"response.incomplete" | b"response.failed"
+            );
+            if !closing {
+                continue;
+            }
+            if let Ok(closed) = serde_json::from_slice::<ResponseEvent>(event.data) {
+                let failed = closed.response.status.as_deref() == Some("failed");
+                self.response(closed.response);
+                self.complete = !failed;
+            }
+        }
+    }
+
+    /// What a `response` object says: its usage, and its status as the stop reason.
+    fn response(&mut self, response: ResponseObject) {
+        if let Some(usage) = response.usage {
+            self.usage = Usage {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                reasoning_tokens: usage.output_tokens_details.map_or(0, |d| d.reasoning_tokens),
+            };
+        }
+        self.stop_reason = response.status;
     }
 
     fn chat_block(&mut self, block: &[u8]) {
@@ -185,6 +230,9 @@ fn collect_text(wire: Wire, block: &[u8], text: &mut String) {
         let piece = match wire {
             Wire::Chat => value.pointer("/choices/0/delta/content"),
             Wire::Messages => value.pointer("/delta/text"),
+            Wire::Responses => value.get("delta").filter(|_| {
+                value.get("type").and_then(serde_json::Value::as_str) == Some("response.output_text.delta")
+            }),
         };
         if let Some(piece) = piece.and_then(serde_json::Value::as_str) {
             text.push_str(piece);
@@ -264,6 +312,27 @@ struct MessageReply {
     stop_reason: Option<String>,
 }
 
+/// A Responses `response` object, as far as the scanner reads it.
+#[derive(Deserialize)]
+struct ResponseObject {
+    status: Option<String>,
+    usage: Option<ResponseUsage>,
+}
+
+#[derive(Deserialize)]
+struct ResponseUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    output_tokens_details: Option<ReasoningDetails>,
+}
+
+#[derive(Deserialize)]
+struct ResponseEvent {
+    response: ResponseObject,
+}
+
 #[derive(Deserialize)]
 struct MessageStart {
     message: MessageReply,
@@ -316,6 +385,26 @@ mod tests {
         scan.block(b"data: {\"choices\":[{\"delta\":{\"content\":\"[DONE]\"}}]}\n\n");
         scan.block(b"data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"\"}]}\n\n");
         assert!(!scan.complete);
+    }
+
+    #[test]
+    fn responses_usage_and_status_come_from_the_closing_event() {
+        let mut scan = Scanner::new(Wire::Responses);
+        scan.block(b"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"\\\"usage\\\"\"}\n\n");
+        assert!(!scan.complete);
+        scan.block(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"usage\":{\"input_tokens\":9,\"output_tokens\":4,\"output_tokens_details\":{\"reasoning_tokens\":2}}}}\n\n");
+        assert!(scan.complete);
+        assert_eq!(
+            (
+                scan.usage.input_tokens,
+                scan.usage.output_tokens,
+                scan.usage.reasoning_tokens
+            ),
+            (9, 4, 2)
+        );
+        let mut failed = Scanner::new(Wire::Responses);
+        failed.block(b"event: response.failed\ndata: {\"response\":{\"status\":\"failed\",\"usage\":null}}\n\n");
+        assert!(!failed.complete);
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl From<Error> for AnthropicError {
 fn status_and_type(class: ErrorClass) -> (u16, &'static str) {
     match class {
         ErrorClass::InvalidRequest => (400, "invalid_request_error"),
-        ErrorClass::UnknownModel => (404, "not_found_error"),
+        ErrorClass::UnknownModel | ErrorClass::NotFound => (404, "not_found_error"),
         ErrorClass::TooLarge => (413, "request_too_large"),
         ErrorClass::Unauthorized => (401, "authentication_error"),
         ErrorClass::Forbidden => (403, "permission_error"),

@@ -38,6 +38,7 @@ fn type_and_code(class: ErrorClass) -> (&'static str, &'static str) {
     match class {
         ErrorClass::InvalidRequest => ("invalid_request_error", "invalid_request"),
         ErrorClass::UnknownModel => ("invalid_request_error", "model_not_found"),
+        ErrorClass::NotFound => ("invalid_request_error", "not_found"),
         ErrorClass::TooLarge => ("invalid_request_error", "body_too_large"),
         ErrorClass::Unauthorized => ("invalid_request_error", "invalid_api_key"),
         ErrorClass::Forbidden => ("permission_error", "forbidden"),

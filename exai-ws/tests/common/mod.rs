@@ -206,3 +206,33 @@ pub async fn get_text(d: &Daemon, path: &str, token: Option<&str>) -> String {
 pub async fn get_json(d: &Daemon, path: &str) -> serde_json::Value {
     serde_json::from_str(&get_text(d, path, None).await).unwrap_or_default()
 }
+
+/// Where `scripts/setup.sh` installs the clients the tests drive (`EXAI_CLIENTS_DIR`, by
+/// default `target/clients` of the workspace): Python packages under `python/`, npm ones under
+/// `node/`.
+pub fn clients_dir() -> std::path::PathBuf {
+    std::env::var_os("EXAI_CLIENTS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/clients"))
+}
+
+/// `python3` with the project-local packages (the official openai and anthropic SDKs).
+pub fn python() -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.env("PYTHONPATH", clients_dir().join("python"));
+    cmd
+}
+
+/// Runs a client script from `tests/clients/` with `args`; its stdout parsed as JSON. Fails the
+/// test with its stderr when it fails or does not finish within a minute.
+pub async fn run_client(script: &str, args: &[&str]) -> serde_json::Value {
+    let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let run = python().arg(&script).args(args).output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish"))
+        .unwrap_or_else(|e| panic!("python3 (run scripts/setup.sh): {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script}: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
+}

@@ -1,0 +1,197 @@
+//! What a Responses API call (`POST /v1/responses`) needs beyond any wire call: the stored
+//! conversation it continues (`previous_response_id`), its translation to the chat wire for a
+//! provider with no Responses endpoint, and keeping its response (`store`, by default `true`).
+//!
+//! A stored response is the `response` object and every item of its conversation (earlier
+//! items, this request's input, its output), kept for `responses.ttl_secs` in the memory store
+//! (SQLite, or Redis when configured, so another daemon can continue it). It belongs to the key
+//! that made it: another key is told it does not exist, as for an id never seen. `store: false`
+//! (as Codex sends) keeps nothing.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::wire_call::{Answer, unreadable, whole};
+use crate::catalog::ModelInfo;
+use crate::error::{Error, ProviderError};
+use crate::gateway::{Gateway, context};
+use crate::memory::StoredResponse;
+use crate::providers::{ProviderHandle, WireHeaders, chat_body_edits, translated_shape};
+use crate::wire::json::{Fields, splice};
+use crate::wire::responses::{self, ChatExtras, ResponseFrame};
+use crate::wire::scan::Scanner;
+use crate::wire::sse::EventCutter;
+use crate::wire::{Kept, ResponsesTranslator, Source, Wire, WireRequest};
+
+/// A Responses call, read: its body, the stored items it continues, its response's id, and
+/// where a streamed reply leaves its finished response.
+pub(crate) struct Prepared {
+    pub body: Map<String, Value>,
+    pub history: Vec<Value>,
+    pub id: String,
+    pub kept: Kept,
+}
+
+/// A stored response: one still being written, or the store's.
+async fn load(gateway: &Gateway, id: &str) -> Result<Option<StoredResponse>, Error> {
+    let unsaved = gateway.unsaved_responses().lock().ok().and_then(|u| u.get(id).cloned());
+    match unsaved {
+        Some(stored) => Ok(Some(stored)),
+        None => Ok(gateway.store().get_response(id).await?),
+    }
+}
+
+/// Reads a Responses request and loads the conversation it continues, for the caller's key.
+pub(crate) async fn prepare(gateway: &Gateway, request: &WireRequest, key: Option<&str>) -> Result<Prepared, Error> {
+    let body = request.body_map()?;
+    let history = match &request.previous {
+        None => Vec::new(),
+        Some(id) => match load(gateway, id).await? {
+            Some(stored) if stored.belongs_to(key) => stored.items,
+            _ => {
+                return Err(Error::InvalidRequest(format!(
+                    "Previous response with id '{id}' not found."
+                )));
+            }
+        },
+    };
+    Ok(Prepared {
+        body,
+        history,
+        id: responses::new_id(),
+        kept: Kept::default(),
+    })
+}
+
+/// Keeps `response` (when the request asked for it) with its whole conversation: at once for
+/// the callers of this process, in the store by a task.
+pub(crate) fn keep(
+    gateway: &Gateway,
+    request: &WireRequest,
+    prepared: &Prepared,
+    owner: Option<&str>,
+    response: Value,
+) {
+    if !request.store {
+        return;
+    }
+    let mut items = prepared.history.clone();
+    items.extend(responses::input_items(&prepared.body));
+    items.extend(
+        response
+            .get("output")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .cloned(),
+    );
+    let ttl = gateway.config().memory.responses_ttl;
+    let stored = StoredResponse {
+        id: prepared.id.clone(),
+        owner: owner.map(str::to_string),
+        expires_ms: crate::actors::session::now_ms() + ttl.as_millis() as u64,
+        response,
+        items,
+    };
+    if let Ok(mut unsaved) = gateway.unsaved_responses().lock() {
+        unsaved.insert(stored.id.clone(), stored.clone());
+    }
+    let gateway = gateway.clone();
+    let save = async move {
+        if let Err(e) = gateway.store().put_response(&stored).await {
+            tracing::warn!(error = %e, id = %stored.id, "the response could not be stored");
+        }
+        if let Ok(mut unsaved) = gateway.unsaved_responses().lock() {
+            unsaved.remove(&stored.id);
+        }
+    };
+    tokio::spawn(save);
+}
+
+/// A stored response, for the caller's key.
+pub(crate) async fn get(gateway: &Gateway, id: &str, key: Option<&str>) -> Result<Value, Error> {
+    match load(gateway, id).await? {
+        Some(stored) if stored.belongs_to(key) => Ok(stored.response),
+        _ => Err(Error::ResponseNotFound(id.to_string())),
+    }
+}
+
+/// Deletes a stored response, for the caller's key.
+pub(crate) async fn delete(gateway: &Gateway, id: &str, key: Option<&str>) -> Result<(), Error> {
+    match load(gateway, id).await? {
+        Some(stored) if stored.belongs_to(key) => {
+            if let Ok(mut unsaved) = gateway.unsaved_responses().lock() {
+                unsaved.remove(id);
+            }
+            gateway.store().delete_response(id).await?;
+            Ok(())
+        }
+        _ => Err(Error::ResponseNotFound(id.to_string())),
+    }
+}
+
+/// A Responses request to a provider that speaks only chat: translated there and back.
+pub(crate) async fn translate(
+    request: &WireRequest,
+    prepared: &Prepared,
+    model: &ModelInfo,
+    handle: &ProviderHandle,
+    scan: Scanner,
+) -> Result<Answer, ProviderError> {
+    let client = handle.client();
+    let quirks = client.quirks();
+    let translated = {
+        let shape = |thinking, search| translated_shape(quirks, model, thinking, search);
+        let extras = ChatExtras {
+            reasoning_content: quirks.takes_reasoning_back(),
+            web_search: quirks.searches_in_one_round(),
+            shape: Some(&shape),
+        };
+        responses::to_chat(&prepared.body, &prepared.history, &model.id, request.stream, &extras)
+    };
+    let raw = serde_json::to_vec(&translated.body).unwrap_or_default();
+    let raw = match Fields::parse(&raw) {
+        Ok(fields) => splice(&raw, chat_body_edits(quirks, &fields)),
+        Err(_) => raw,
+    };
+    let (response, span) = client
+        .send_wire(
+            &model.id,
+            Wire::Chat,
+            "/chat/completions",
+            Bytes::from(raw),
+            &WireHeaders::default(),
+            request.stream,
+        )
+        .await?;
+    let frame = ResponseFrame::new(prepared.id.clone(), &model.id, &prepared.body);
+    let split_tags = quirks.splits_think_tags();
+    if request.stream {
+        let translator = ResponsesTranslator::new(frame, translated.names, split_tags, prepared.kept.clone());
+        let source = Source::Translated {
+            body: Box::pin(response.bytes_stream()),
+            cutter: EventCutter::default(),
+            translator: Box::new(translator),
+        };
+        return Ok(Answer::Stream(source, span));
+    }
+    let reply = response.json::<Value>().await.map_err(|e| unreadable(model, e))?;
+    let (object, _) = responses::from_chat(&reply, &frame, &translated.names, split_tags);
+    if let Ok(mut kept) = prepared.kept.lock() {
+        *kept = Some(object.clone());
+    }
+    Ok(whole(Bytes::from(object.to_string()), scan, model, &span))
+}
+
+/// The response a relayed or translated reply left, once complete.
+pub(crate) fn finished(prepared: &Prepared) -> Option<Value> {
+    prepared.kept.lock().ok().and_then(|mut kept| kept.take())
+}
+
+/// The estimate of a Responses request's input, for routing.
+pub(crate) fn estimate(prepared: &Arc<Prepared>, request: &WireRequest) -> u64 {
+    let history: usize = prepared.history.iter().map(|i| i.to_string().len()).sum();
+    context::estimate(request.text()) + (history as u64) / 4
+}
