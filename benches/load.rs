@@ -9,6 +9,9 @@
 //!   long-stream rows (2,000 at once: memory per open stream and CPU for the run);
 //! - `/anthropic/v1/messages`: a fixed Anthropic message, for the `/v1/messages` passthrough row.
 //!
+//! `/v1/responses` rows ask exai-ws the same plain and streamed questions in the Responses API,
+//! which it translates to the chat upstreams above (no upstream speaks Responses).
+//!
 //! exai-ws routes `glm-4.6` to the plain location, `kimi-k2-0905-preview` to the stream, and
 //! `vllm/trickle` (an OpenAI-compatible provider declared in an `exai.toml`) to the trickle. Plain and streamed rows run at 64 clients (requests/s, p50, p99,
 //! the proxying process's CPU per request) and at 1 client (p50). Any non-2xx answer or socket
@@ -441,6 +444,15 @@ fn main() {
         &json!({"model": "glm-4.6", "max_tokens": 16, "messages": [{"role": "user", "content": "ping"}]}).to_string(),
         &[("anthropic-version", "2023-06-01")],
     );
+    // The Responses API, translated to the same chat upstreams (plain, and the 200-chunk stream).
+    let responses = |model: &str, stream: bool| json!({"model": model, "stream": stream, "input": "ping"}).to_string();
+    let responses_plain = wrk::post_script(&dir, "responses_plain", &responses("glm-4.6", false), &[]);
+    let responses_streamed = wrk::post_script(
+        &dir,
+        "responses_streamed",
+        &responses("kimi-k2-0905-preview", true),
+        &[],
+    );
     let at = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
     // nginx's work is its workers'; the master is idle.
     let workers = nginx_workers(proxy.0.id());
@@ -505,6 +517,18 @@ fn main() {
             "200-chunk stream: exai-ws",
             at(ws_port, "/v1/chat/completions"),
             &streamed,
+            &exai_pid,
+        ),
+        row(
+            "Responses, plain: exai-ws (translated to chat)",
+            at(ws_port, "/v1/responses"),
+            &responses_plain,
+            &exai_pid,
+        ),
+        row(
+            "Responses, 200-chunk stream: exai-ws (translated to chat)",
+            at(ws_port, "/v1/responses"),
+            &responses_streamed,
             &exai_pid,
         ),
         row(

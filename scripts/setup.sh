@@ -43,6 +43,15 @@ fi
 PYTHONPATH="$clients/python" python3 -c "import anthropic, openai" \
     || { echo "setup: the anthropic or openai Python SDK is still missing" >&2; exit 1; }
 
+# Codex CLI (npm), pinned: the version whose Responses requests the tests replay.
+codex_version=0.169.0
+if ! "$clients/node/node_modules/.bin/codex" --version 2>/dev/null | grep -q "$codex_version"; then
+    echo "setup: installing Codex CLI $codex_version into $clients/node" >&2
+    npm install --silent --no-audit --no-fund --prefix "$clients/node" "@openai/codex@$codex_version" >/dev/null
+fi
+"$clients/node/node_modules/.bin/codex" --version >/dev/null \
+    || { echo "setup: Codex CLI is still missing" >&2; exit 1; }
+
 # Claude Code itself (npm): its native binary runs offline against a local ANTHROPIC_BASE_URL.
 if ! command -v claude >/dev/null 2>&1; then
     echo "setup: installing Claude Code (@anthropic-ai/claude-code)" >&2

@@ -19,6 +19,7 @@ use crate::error::{Error, ProviderError};
 use crate::gateway::{Gateway, context};
 use crate::memory::StoredResponse;
 use crate::providers::{ProviderHandle, WireHeaders, chat_body_edits, translated_shape};
+use crate::routing::Needs;
 use crate::wire::json::{Fields, splice};
 use crate::wire::responses::{self, ChatExtras, ResponseFrame};
 use crate::wire::scan::Scanner;
@@ -190,8 +191,26 @@ pub(crate) fn finished(prepared: &Prepared) -> Option<Value> {
     prepared.kept.lock().ok().and_then(|mut kept| kept.take())
 }
 
-/// The estimate of a Responses request's input, for routing.
-pub(crate) fn estimate(prepared: &Arc<Prepared>, request: &WireRequest) -> u64 {
+/// What routing needs to know of a Responses request: its size with the conversation it
+/// continues, and whether an input item carries an image (read from the items: a tool's
+/// description that mentions images asks for no vision model).
+pub(crate) fn needs(prepared: &Arc<Prepared>, request: &WireRequest) -> Needs {
     let history: usize = prepared.history.iter().map(|i| i.to_string().len()).sum();
-    context::estimate(request.text()) + (history as u64) / 4
+    let items = responses::input_items(&prepared.body);
+    let vision = prepared.history.iter().chain(&items).any(has_image);
+    Needs {
+        tokens: context::estimate(request.text()) + (history as u64) / 4,
+        vision,
+        ..Needs::default()
+    }
+}
+
+/// Whether an input item carries an image (a message's part, or a tool output's).
+fn has_image(item: &Value) -> bool {
+    let parts = item.get("content").or_else(|| item.get("output"));
+    parts
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|p| p.get("type").and_then(Value::as_str) == Some("input_image"))
 }

@@ -258,10 +258,10 @@ fn plan(
     key: Option<&crate::keys::StoredKey>,
 ) -> Result<Vec<ModelInfo>, Error> {
     let (config, catalog) = (gateway.config(), gateway.catalog());
-    let mut needs = needs(request);
-    if let Some(prepared) = prepared {
-        needs.tokens = responses::estimate(prepared, request);
-    }
+    let needs = match prepared {
+        Some(prepared) => responses::needs(prepared, request),
+        None => needs(request),
+    };
     let mut plan = routing::plan(config, catalog, Some(target), needs)?;
     crate::keys::narrow_plan(key, &mut plan, &request.model, catalog, config)?;
     Ok(plan)
@@ -309,7 +309,7 @@ fn needs(request: &WireRequest) -> Needs {
     let text = request.text();
     Needs {
         tokens: context::estimate(text),
-        vision: text.contains("\"image\"") || text.contains("\"image_url\"") || text.contains("\"input_image\""),
+        vision: text.contains("\"image\"") || text.contains("\"image_url\""),
         ..Needs::default()
     }
 }

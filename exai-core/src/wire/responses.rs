@@ -10,8 +10,9 @@
 //!   `reasoning_content` where the provider reads it (Kimi, GLM, MiniMax), else left out.
 //!   Tools: `function` as is; `namespace` tools flattened to `namespace__name` functions;
 //!   `custom` (free-form) tools as a function with one string argument `input`; `web_search` to
-//!   the provider's own search where it has one in a single round (GLM), else left out (a debug
-//!   line), like every hosted tool. `tool_choice`, `parallel_tool_calls`, `max_output_tokens`,
+//!   the provider's own search where it has one in a single round (GLM) and the client allows
+//!   live access (not `external_web_access: false`), else left out (a debug line), like every
+//!   hosted tool. `tool_choice`, `parallel_tool_calls`, `max_output_tokens`,
 //!   `temperature`, `top_p`, `text.format` (→ `response_format`), `reasoning.effort` (→ the
 //!   provider's thinking switch, by its quirks), `user`/`safety_identifier` (→ `user`).
 //! - The reply: a `response` object whose `output` holds a `reasoning` item (the provider's
@@ -335,7 +336,12 @@ fn tools(body: &Map<String, Value>, names: &mut ToolMap, extras: &ChatExtras, we
                         "description": "The tool's free-form input."}}, "required": ["input"]}}}),
                 );
             }
-            "web_search" | "web_search_preview" | "web_search_2025_08_26" if extras.web_search => *web_search = true,
+            // Codex sends `external_web_access: false` unless live search is on: then no search.
+            "web_search" | "web_search_preview" | "web_search_2025_08_26"
+                if extras.web_search && tool.get("external_web_access") != Some(&Value::Bool(false)) =>
+            {
+                *web_search = true
+            }
             other => {
                 tracing::debug!(tool = other, "a Responses tool the provider cannot run is left out");
             }
@@ -387,6 +393,21 @@ impl PointerStr for Map<String, Value> {
     }
 }
 
+/// Joins the system messages a conversation opens with (instructions, then Codex's developer
+/// messages) into one: some chat providers take a single system message only.
+fn merge_leading_system(messages: &mut Vec<Value>) {
+    let leading = messages.iter().take_while(|m| m["role"] == "system").count();
+    if leading < 2 {
+        return;
+    }
+    let joined: Vec<String> = messages
+        .drain(..leading)
+        .filter_map(|m| m["content"].as_str().map(str::to_string))
+        .filter(|t| !t.is_empty())
+        .collect();
+    messages.insert(0, json!({"role": "system", "content": joined.join("\n\n")}));
+}
+
 /// The chat body for a Responses request whose earlier items (`history`, from
 /// `previous_response_id`) come first.
 pub(crate) fn to_chat(
@@ -406,6 +427,7 @@ pub(crate) fn to_chat(
         all.push(json!({"role": "system", "content": instructions}));
     }
     all.extend(messages(&items, &mut names, extras));
+    merge_leading_system(&mut all);
     let mut out = json!({"model": model, "messages": all, "stream": stream});
     if stream {
         out["stream_options"] = json!({"include_usage": true});
@@ -711,11 +733,11 @@ mod tests {
         let t = to_chat(&request, &[], "kimi-k2-0905-preview", true, &kimi());
         let m = t.body["messages"].as_array().cloned().unwrap_or_default();
         let roles: Vec<&str> = m.iter().filter_map(|m| m["role"].as_str()).collect();
-        assert_eq!(roles, ["system", "system", "user", "assistant", "tool", "tool"]);
-        assert_eq!(m[0]["content"], "be terse");
-        assert_eq!(m[3]["reasoning_content"], "I should run cat");
-        assert_eq!(m[3]["tool_calls"][1]["function"]["name"], "multi_agent_v1__spawn");
-        assert_eq!(m[5]["content"], "ok");
+        assert_eq!(roles, ["system", "user", "assistant", "tool", "tool"]);
+        assert_eq!(m[0]["content"], "be terse\n\nsandbox: read-only");
+        assert_eq!(m[2]["reasoning_content"], "I should run cat");
+        assert_eq!(m[2]["tool_calls"][1]["function"]["name"], "multi_agent_v1__spawn");
+        assert_eq!(m[4]["content"], "ok");
         let tools: Vec<&str> = t.body["tools"]
             .as_array()
             .into_iter()
@@ -743,7 +765,7 @@ mod tests {
         assert!(t.names.incoming("apply_patch").custom);
         // A provider that reads no reasoning gets none.
         let plain = to_chat(&request, &[], "m", false, &ChatExtras::default());
-        assert!(plain.body["messages"][3].get("reasoning_content").is_none());
+        assert!(plain.body["messages"][2].get("reasoning_content").is_none());
     }
 
     #[test]
