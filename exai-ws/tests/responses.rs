@@ -206,3 +206,80 @@ async fn a_stored_response_is_continued_on_another_daemon_and_no_other_key_reach
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(own.status().as_u16(), 200);
 }
+
+async fn post(base: &str, body: Value) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/responses"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_provider_that_speaks_responses_is_relayed_and_minimax_is_translated_and_a_broken_stream_fails_in_band() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = fake.env_for(&["GLM", "MINIMAX"]);
+    env.insert("GLM_WIRES".into(), "chat,messages,responses".into());
+    let d = common::start(&env, "responses-relay").await;
+
+    // GLM declares the Responses wire: the body goes as it came, the stream comes back as is.
+    let upstream = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_up\",\"status\":\"in_progress\",\"output\":[]},\"sequence_number\":0}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_up\",\"status\":\"completed\",\"output\":[],",
+        "\"usage\":{\"input_tokens\":3,\"output_tokens\":2,\"total_tokens\":5}},\"sequence_number\":1}\n\n"
+    );
+    fake.push(FakeReply::raw(upstream, true));
+    let asked = json!({"model": "glm-4.6", "stream": true, "input": "hi", "x_unknown": [1, 2]});
+    let (status, body) = post(&d.base, asked.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, upstream, "relayed byte for byte");
+    let sent = fake.requests();
+    assert_eq!(sent[0].path, "/v1/responses");
+    assert_eq!(sent[0].body, asked, "the client's body, fields kept");
+
+    // MiniMax: translated to its chat endpoint, reasoning split out of `<think>` tags.
+    fake.push(FakeReply::text("<think>weighing it</think>the answer"));
+    let (status, body) = post(&d.base, json!({"model": "MiniMax-M2", "input": "hi", "temperature": 0})).await;
+    assert_eq!(status, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(reply["output"][0]["type"], "reasoning", "{reply}");
+    assert_eq!(reply["output"][0]["summary"][0]["text"], "weighing it");
+    assert_eq!(reply["output"][1]["content"][0]["text"], "the answer");
+    let sent = fake.requests();
+    assert_eq!(sent[1].path, "/v1/chat/completions");
+    assert_eq!(sent[1].body["reasoning_split"], true, "MiniMax's quirks applied");
+    assert!((sent[1].body["temperature"].as_f64().unwrap_or(-1.0) - 0.01).abs() < 1e-6);
+
+    // A stream that breaks after its first byte ends with `response.failed`, in the same
+    // sequence, naming the failure.
+    fake.push(FakeReply::fault_in("[fault:drop]").unwrap_or_else(|| FakeReply::text("no fault")));
+    let (status, body) = post(&d.base, json!({"model": "glm-4.6", "stream": false, "input": "x"})).await;
+    assert_ne!(status, 200, "a whole reply that broke is an error: {body}");
+    let minimax = json!({"model": "MiniMax-M2", "stream": true, "input": "x"});
+    fake.push(FakeReply::fault_in("[fault:drop]").unwrap_or_else(|| FakeReply::text("no fault")));
+    let (status, body) = post(&d.base, minimax).await;
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<Value> = body
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let last = events.last().cloned().unwrap_or_default();
+    assert_eq!(last["type"], "response.failed", "{body}");
+    assert_eq!(last["sequence_number"], events.len() as u64 - 1);
+    assert!(
+        last["response"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{last}"
+    );
+    assert!(
+        events.iter().any(|e| e["type"] == "response.output_text.delta"),
+        "{body}"
+    );
+}

@@ -185,7 +185,8 @@ pub(crate) struct FileProvider {
     pub base_url: Option<String>,
     /// The provider's Anthropic-compatible endpoint (`none` for none).
     pub anthropic_base_url: Option<String>,
-    /// The wires its endpoints speak (`chat`, `messages`), comma-separated in the environment.
+    /// The wires its endpoints speak (`chat`, `messages`, `responses`), comma-separated in the
+    /// environment.
     pub wires: Option<Vec<String>>,
     pub max_inflight: Option<usize>,
     pub rpm: Option<u32>,

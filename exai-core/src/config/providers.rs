@@ -116,7 +116,8 @@ pub struct ProviderConfig {
     /// The provider's Anthropic-compatible endpoint, up to (not including) `/v1/messages`, when
     /// it has one: `/v1/messages` requests are passed through to it. `None` translates them.
     pub anthropic_base_url: Option<String>,
-    /// The wires its endpoints speak: `chat` at `base_url`, `messages` at `anthropic_base_url`.
+    /// The wires its endpoints speak: `chat` and `responses` at `base_url`, `messages` at
+    /// `anthropic_base_url`.
     /// A request in one of them is relayed; in another, translated.
     pub wires: Vec<crate::wire::Wire>,
     /// Requests in flight at this provider.
@@ -363,7 +364,7 @@ fn one(
     })
 }
 
-/// A comma-separated list of wires (`chat`, `messages`), at least one.
+/// A comma-separated list of wires (`chat`, `messages`, `responses`), at least one.
 fn parse_wires(list: &str) -> Result<Vec<crate::wire::Wire>, String> {
     let mut wires = Vec::new();
     for name in list.split(',').filter(|n| !n.trim().is_empty()) {

@@ -43,6 +43,9 @@ fn router(shared: Arc<Shared>) -> axum::Router {
     use axum::routing::{get, post};
     axum::Router::new()
         .route("/v1/chat/completions", post(server::chat))
+        // A Responses endpoint, for a provider that declares the wire: scripted replies
+        // (`FakeReply::raw`) are its answers.
+        .route("/v1/responses", post(server::chat))
         .route("/v1/models", get(server::models))
         .route("/anthropic/v1/messages", post(anthropic::messages))
         .route("/anthropic/v1/messages/count_tokens", post(anthropic::count_tokens))
