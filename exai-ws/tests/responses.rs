@@ -255,6 +255,13 @@ async fn a_provider_that_speaks_responses_is_relayed_and_minimax_is_translated_a
     assert_eq!(sent[1].body["reasoning_split"], true, "MiniMax's quirks applied");
     assert!((sent[1].body["temperature"].as_f64().unwrap_or(-1.0) - 0.01).abs() < 1e-6);
 
+    // Recorded like every call: the status page names the front door, the usage came through.
+    let status = common::get_json(&d, "/ui/api/status").await;
+    let last = &status["activity"]["recent"][0];
+    assert_eq!(last["front_door"], "responses", "{status}");
+    assert_eq!(last["status"], "ok");
+    assert!(last["output_tokens"].as_u64().is_some_and(|n| n > 0), "{last}");
+
     // A stream that breaks after its first byte ends with `response.failed`, in the same
     // sequence, naming the failure.
     fake.push(FakeReply::fault_in("[fault:drop]").unwrap_or_else(|| FakeReply::text("no fault")));
