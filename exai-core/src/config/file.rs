@@ -188,6 +188,9 @@ pub(crate) struct FileProvider {
     /// The wires its endpoints speak (`chat`, `messages`, `responses`), comma-separated in the
     /// environment.
     pub wires: Option<Vec<String>>,
+    /// The `anthropic-beta` values forwarded to its Anthropic endpoint (`*` for all, an empty
+    /// list for none); by default, those the endpoint is known to accept.
+    pub anthropic_betas: Option<Vec<String>>,
     pub max_inflight: Option<usize>,
     pub rpm: Option<u32>,
     pub timeout_secs: Option<u64>,

@@ -143,6 +143,9 @@ declare! {
     /// environment; read as `GLOB=MODEL` items either way.
     ANTHROPIC_MODEL_MAP: Key<Vec<String>> =
         no_default("anthropic.model_map", &["EXAI_ANTHROPIC_MODEL_MAP"], any);
+    /// Over a provider's tool cap (Kimi: 128), drop the tools past it instead of refusing.
+    ANTHROPIC_TRIM_TOOLS: Key<bool> =
+        key("anthropic.trim_tools", &["EXAI_ANTHROPIC_TRIM_TOOLS"], "false", any);
 
     LOG_FORMAT: Key<LogFormat> = key("log.format", &["EXAI_LOG_FORMAT"], "text", any);
     OTEL_CONTENT: Key<bool> = key("log.otel_content", &["EXAI_OTEL_CONTENT"], "false", any);

@@ -235,6 +235,9 @@ pub struct AnthropicConfig {
     /// `claude-*` ids the catalog does not know → exai models, as (glob, model), the longest
     /// glob first. A `claude-*` id no glob matches goes to `default_model`.
     pub model_map: Vec<(String, String)>,
+    /// A request over a provider's tool cap (Kimi: 128) has the tools past it dropped (built-in
+    /// tools kept first) with a warning header, instead of a 400 naming the cap.
+    pub trim_tools: bool,
 }
 
 impl AnthropicConfig {
@@ -506,7 +509,10 @@ impl Config {
         }
         // The most specific (longest) glob is tried first.
         model_map.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        let anthropic = AnthropicConfig { model_map };
+        let anthropic = AnthropicConfig {
+            model_map,
+            trim_tools: r.get(&keys::ANTHROPIC_TRIM_TOOLS)?,
+        };
         for (alias, target) in &f.aliases {
             r.record(&format!("aliases.{alias}"), Some(target.clone()), Source::File);
         }

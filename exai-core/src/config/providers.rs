@@ -120,6 +120,10 @@ pub struct ProviderConfig {
     /// `anthropic_base_url`.
     /// A request in one of them is relayed; in another, translated.
     pub wires: Vec<crate::wire::Wire>,
+    /// The `anthropic-beta` values relayed to its Anthropic endpoint (`NAME_ANTHROPIC_BETAS`,
+    /// comma-separated; `*` for all, `none` for none). `None`: the provider's own allow-list
+    /// (its quirks: what the endpoint is known to accept).
+    pub anthropic_betas: Option<Vec<String>>,
     /// Requests in flight at this provider.
     pub max_inflight: usize,
     /// Requests per minute, if limited.
@@ -305,6 +309,23 @@ fn one(
             format!("messages needs an Anthropic endpoint: set anthropic_base_url (or {prefix}_ANTHROPIC_BASE_URL)"),
         ));
     }
+    let anthropic_betas = r
+        .value(
+            &key("anthropic_betas"),
+            &[&format!("{prefix}_ANTHROPIC_BETAS")],
+            entry
+                .anthropic_betas
+                .map(|b| if b.is_empty() { "none".to_string() } else { b.join(",") }),
+            None,
+            any,
+        )?
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|b| !b.is_empty() && *b != "none")
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        });
     let max_inflight = r
         .value(
             &key("max_inflight"),
@@ -356,6 +377,7 @@ fn one(
         base_url,
         anthropic_base_url,
         wires,
+        anthropic_betas,
         max_inflight,
         rpm,
         timeout,
@@ -374,7 +396,7 @@ fn parse_wires(list: &str) -> Result<Vec<crate::wire::Wire>, String> {
         }
     }
     if wires.is_empty() {
-        return Err("name at least one wire: chat, messages".into());
+        return Err("name at least one wire: chat, messages, responses".into());
     }
     Ok(wires)
 }

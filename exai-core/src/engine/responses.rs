@@ -13,12 +13,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::wire_call::{Answer, unreadable, whole};
+use super::wire_call::{Answer, Warned, unreadable, whole};
 use crate::catalog::ModelInfo;
 use crate::error::{Error, ProviderError};
 use crate::gateway::{Gateway, context};
 use crate::memory::StoredResponse;
-use crate::providers::{ProviderHandle, WireHeaders, chat_body_edits, translated_shape};
+use crate::providers::{ProviderHandle, ToolCap, WireHeaders, cap_chat_tools, chat_body_edits, translated_shape};
 use crate::routing::Needs;
 use crate::wire::json::{Fields, splice};
 use crate::wire::responses::{self, ChatExtras, ResponseFrame};
@@ -140,7 +140,8 @@ pub(crate) async fn translate(
     model: &ModelInfo,
     handle: &ProviderHandle,
     scan: Scanner,
-) -> Result<Answer, ProviderError> {
+    cap: ToolCap,
+) -> Result<Warned, ProviderError> {
     let client = handle.client();
     let quirks = client.quirks();
     let translated = {
@@ -152,6 +153,17 @@ pub(crate) async fn translate(
         };
         responses::to_chat(&prepared.body, &prepared.history, &model.id, request.stream, &extras)
     };
+    let mut translated = translated;
+    let warning = cap_chat_tools(quirks, &model.provider, &mut translated.body, cap).map_err(|e| {
+        ProviderError::new(
+            &model.provider,
+            &model.id,
+            crate::error::ProviderErrorKind::InvalidRequest {
+                status: 400,
+                message: e.to_string(),
+            },
+        )
+    })?;
     let raw = serde_json::to_vec(&translated.body).unwrap_or_default();
     let raw = match Fields::parse(&raw) {
         Ok(fields) => splice(&raw, chat_body_edits(quirks, &fields)),
@@ -176,14 +188,17 @@ pub(crate) async fn translate(
             cutter: EventCutter::default(),
             translator: Box::new(translator),
         };
-        return Ok(Answer::Stream(source, span));
+        return Ok(Warned(Answer::Stream(source, span), warning));
     }
     let reply = response.json::<Value>().await.map_err(|e| unreadable(model, e))?;
     let (object, _) = responses::from_chat(&reply, &frame, &translated.names, split_tags);
     if let Ok(mut kept) = prepared.kept.lock() {
         *kept = Some(object.clone());
     }
-    Ok(whole(Bytes::from(object.to_string()), scan, model, &span))
+    Ok(Warned(
+        whole(Bytes::from(object.to_string()), scan, model, &span),
+        warning,
+    ))
 }
 
 /// The response a relayed or translated reply left, once complete.

@@ -28,7 +28,10 @@ use crate::catalog::{Catalog, ModelInfo};
 use crate::config::Config;
 use crate::error::{Error, ProviderError, ProviderErrorKind};
 use crate::gateway::{Gateway, Session, context};
-use crate::providers::{ProviderCall, ProviderEvent, ProviderHandle, WireHeaders, chat_body_edits};
+use crate::providers::{
+    ProviderCall, ProviderEvent, ProviderHandle, ToolCap, WireHeaders, cap_chat_tools, chat_body_edits,
+    forwarded_betas, messages_edits,
+};
 use crate::routing::{self, Needs};
 use crate::trace;
 use crate::wire::json::{Fields, splice};
@@ -65,6 +68,16 @@ pub(super) enum Answer {
     /// A stream to hand on, and the span of the HTTP try that answered (its usage is recorded
     /// there too when the stream ends).
     Stream(Source, tracing::Span),
+}
+
+/// An answer, and what the client should be warned of (the provider's rules changed the
+/// request: tools past its cap dropped).
+pub(super) struct Warned(pub Answer, pub Option<String>);
+
+impl From<Answer> for Warned {
+    fn from(answer: Answer) -> Self {
+        Warned(answer, None)
+    }
 }
 
 /// A scanner for a reply in `wire`, collecting its text when traces record content.
@@ -114,7 +127,7 @@ pub(crate) async fn run(session: &Session, request: WireRequest) -> Result<WireR
 async fn run_in_span(
     session: &Session,
     gateway: &Gateway,
-    request: WireRequest,
+    mut request: WireRequest,
     call: &CallRecord,
     until: Instant,
 ) -> Result<WireReply, Error> {
@@ -151,6 +164,7 @@ async fn run_in_span(
         started: call.started,
         status: &|_| {},
     };
+    request.trim_tools = gateway.config().anthropic.trim_tools;
     let request = Arc::new(request);
     let plan = plan.into_iter().map(|m| (m, ())).collect();
     let Won {
@@ -173,6 +187,7 @@ async fn run_in_span(
     span.record("provider", model.provider.as_str());
     span.record("model", model.id.as_str());
     let names = (model.provider.clone(), model.id.clone());
+    let Warned(value, warning) = value;
     match value {
         Answer::Whole { body, scan } => {
             output_content(call, &scan);
@@ -190,6 +205,7 @@ async fn run_in_span(
                 body,
                 provider: names.0,
                 model: names.1,
+                warning,
             })
         }
         Answer::Stream(source, attempt_span) => {
@@ -216,8 +232,9 @@ async fn run_in_span(
             });
             let deadline = (until, session.deadline());
             let relayed_chat = matches!(source, Source::Relay { .. }) && request.wire == Wire::Chat;
-            let stream = WireStream::new(scan, source, names, deadline, Some(finish))
+            let mut stream = WireStream::new(scan, source, names, deadline, Some(finish))
                 .without_usage_chunk(relayed_chat && !request.include_usage);
+            stream.warning = warning;
             Ok(WireReply::Stream(Box::new(stream)))
         }
     }
@@ -321,18 +338,23 @@ async fn attempt(
     model: ModelInfo,
     handle: ProviderHandle,
     scan: Scanner,
-) -> Result<Attempted<Answer>, Error> {
+) -> Result<Attempted<Warned>, Error> {
     let client = handle.client();
     let (config, wire) = (&client.config, request.wire);
+    let cap = ToolCap {
+        trim: request.trim_tools,
+    };
     if config.speaks(wire) && client.quirks().relays(wire) {
-        let answer = handle.guard(&model.id, relay(&request, &model, &handle, scan)).await?;
+        let answer = handle
+            .guard(&model.id, relay(&request, &model, &handle, scan, cap))
+            .await?;
         return Ok(answer.into());
     }
     match wire {
         Wire::Messages => {
             let body = request.body_map()?;
             let answer = handle
-                .guard(&model.id, translate(&request, &body, &model, &handle, scan))
+                .guard(&model.id, translate(&request, &body, &model, &handle, scan, cap))
                 .await?;
             Ok(answer.into())
         }
@@ -343,20 +365,37 @@ async fn attempt(
             let answer = handle
                 .guard(
                     &model.id,
-                    responses::translate(&request, &prepared, &model, &handle, scan),
+                    responses::translate(&request, &prepared, &model, &handle, scan, cap),
                 )
                 .await?;
             Ok(answer.into())
         }
-        Wire::Chat => own_call(&request, model, handle, scan).await,
+        Wire::Chat => Ok(match own_call(&request, model, handle, scan).await? {
+            Attempted::Answered(answer) => Attempted::Answered(answer.into()),
+            Attempted::Failed { error, emitted } => Attempted::Failed { error, emitted },
+        }),
     }
 }
 
-fn headers(request: &WireRequest) -> WireHeaders {
+/// The Anthropic headers for `provider`: the client's version, and its betas on the
+/// provider's allow-list.
+fn headers(request: &WireRequest, client: &crate::providers::ProviderClient) -> WireHeaders {
     WireHeaders {
         anthropic_version: request.version.clone(),
-        anthropic_beta: request.beta.clone(),
+        anthropic_beta: forwarded_betas(client.quirks(), &client.config, request.beta.as_deref()),
     }
+}
+
+/// A request the provider's rules refuse (over its tool cap), as its error.
+fn refused(model: &ModelInfo, e: &Error) -> ProviderError {
+    ProviderError::new(
+        &model.provider,
+        &model.id,
+        ProviderErrorKind::InvalidRequest {
+            status: 400,
+            message: e.to_string(),
+        },
+    )
 }
 
 pub(super) fn unreadable(model: &ModelInfo, e: impl std::fmt::Display) -> ProviderError {
@@ -376,12 +415,25 @@ async fn relay(
     model: &ModelInfo,
     handle: &ProviderHandle,
     scan: Scanner,
-) -> Result<Answer, ProviderError> {
+    cap: ToolCap,
+) -> Result<Warned, ProviderError> {
     let client = handle.client();
+    let mut rules = Ok((Vec::new(), None));
     let body = request.upstream_body(&model.id, |fields| match request.wire {
         Wire::Chat => chat_body_edits(client.quirks(), fields),
-        Wire::Messages | Wire::Responses => Vec::new(),
+        Wire::Messages => {
+            rules = messages_edits(client.quirks(), &model.provider, fields, cap);
+            rules
+                .as_mut()
+                .map(|(edits, _)| std::mem::take(edits))
+                .unwrap_or_default()
+        }
+        Wire::Responses => Vec::new(),
     });
+    let warning = match rules {
+        Ok((_, warning)) => warning,
+        Err(e) => return Err(refused(model, &e)),
+    };
     let path = match request.wire {
         Wire::Chat => "/chat/completions",
         Wire::Messages => "/v1/messages",
@@ -393,7 +445,7 @@ async fn relay(
             request.wire,
             path,
             Bytes::from(body),
-            &headers(request),
+            &headers(request, client),
             request.stream,
         )
         .await?;
@@ -402,10 +454,10 @@ async fn relay(
             body: Box::pin(response.bytes_stream()),
             cutter: EventCutter::default(),
         };
-        return Ok(Answer::Stream(source, span));
+        return Ok(Warned(Answer::Stream(source, span), warning));
     }
     let body = response.bytes().await.map_err(|e| unreadable(model, e))?;
-    Ok(whole(body, scan, model, &span))
+    Ok(Warned(whole(body, scan, model, &span), warning))
 }
 
 /// A whole reply in the client's wire, scanned, its answer recorded on the try's span.
@@ -423,9 +475,12 @@ async fn translate(
     model: &ModelInfo,
     handle: &ProviderHandle,
     scan: Scanner,
-) -> Result<Answer, ProviderError> {
+    cap: ToolCap,
+) -> Result<Warned, ProviderError> {
     let client = handle.client();
-    let (translated, names) = to_openai(body, &model.id, request.stream);
+    let quirks = client.quirks();
+    let (mut translated, names) = to_openai(body, &model.id, request.stream, quirks.takes_reasoning_back());
+    let warning = cap_chat_tools(quirks, &model.provider, &mut translated, cap).map_err(|e| refused(model, &e))?;
     let raw = serde_json::to_vec(&translated).unwrap_or_default();
     let raw = match Fields::parse(&raw) {
         Ok(fields) => splice(&raw, chat_body_edits(client.quirks(), &fields)),
@@ -448,14 +503,17 @@ async fn translate(
             cutter: EventCutter::default(),
             translator: Box::new(StreamTranslator::new(&model.id, names, estimate)),
         };
-        return Ok(Answer::Stream(source, span));
+        return Ok(Warned(Answer::Stream(source, span), warning));
     }
     let reply = response
         .json::<serde_json::Value>()
         .await
         .map_err(|e| unreadable(model, e))?;
     let (message, _) = from_openai(&reply, &model.id, &names);
-    Ok(whole(Bytes::from(message.to_string()), scan, model, &span))
+    Ok(Warned(
+        whole(Bytes::from(message.to_string()), scan, model, &span),
+        warning,
+    ))
 }
 
 /// A chat request to a provider whose chat replies the gateway rewrites: the body read into the
@@ -593,7 +651,7 @@ pub(crate) async fn count_tokens(session: &Session, request: WireRequest) -> Res
                     Wire::Messages,
                     "/v1/messages/count_tokens",
                     Bytes::from(body),
-                    &headers(&request),
+                    &headers(&request, handle.client()),
                     false,
                 )
                 .await

@@ -5,6 +5,9 @@
 //! - Temperature must lie in [0, 1].
 //! - A 429 with business code 1113 means the account has no balance: not a rate limit, and not
 //!   worth retrying.
+//! - Anthropic endpoint: a tool with no `type` is refused (it is set to `custom`); no
+//!   `anthropic-beta` is forwarded; earlier turns' reasoning goes back as `reasoning_content`
+//!   on chat.
 
 use serde_json::json;
 
@@ -25,6 +28,16 @@ impl Quirks for Glm {
     }
 
     fn searches_in_one_round(&self) -> bool {
+        true
+    }
+
+    /// z.ai's Anthropic endpoint documents no beta: none is forwarded.
+    fn anthropic_betas(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
+    /// It refuses `tools[i].type` when empty; Anthropic lets a custom tool leave it out.
+    fn tool_type_required(&self) -> bool {
         true
     }
 

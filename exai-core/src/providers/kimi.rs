@@ -5,6 +5,9 @@
 //!   client echoes the call's arguments back as the tool result, and the model then answers with
 //!   the search folded in. [`Quirks::follow_up`] performs that echo.
 //! - Temperature must lie in [0, 1].
+//! - At most 128 tools per request (a 400 naming the cap, or the rest dropped with
+//!   `anthropic.trim_tools`); an assistant turn with tool calls needs its reasoning back
+//!   (`reasoning_content`, else a 400); no `anthropic-beta` is forwarded.
 
 use serde_json::{Value, json};
 
@@ -21,6 +24,16 @@ pub(crate) struct Kimi;
 impl Quirks for Kimi {
     fn takes_reasoning_back(&self) -> bool {
         true
+    }
+
+    /// Moonshot's Anthropic endpoint documents no beta: none is forwarded.
+    fn anthropic_betas(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
+    /// Kimi refuses a request with more than 128 tools.
+    fn max_tools(&self) -> Option<usize> {
+        Some(128)
     }
 
     fn temperature_range(&self) -> Option<(f32, f32)> {

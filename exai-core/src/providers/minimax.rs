@@ -6,6 +6,9 @@
 //! - Temperature must lie in (0, 1]: 0 is rejected, so it is raised to 0.01.
 //! - Errors can arrive with HTTP 200 in `base_resp.status_code` (1004 bad key, 1002/1039 rate
 //!   limit, 1008 no balance).
+//! - It wants the whole previous reply back, thinking included: relayed Messages keep their
+//!   thinking blocks, translated history carries `reasoning_content`; no `anthropic-beta` is
+//!   forwarded.
 
 use serde_json::{Value, json};
 
@@ -23,6 +26,11 @@ pub(crate) struct Minimax;
 impl Quirks for Minimax {
     fn takes_reasoning_back(&self) -> bool {
         true
+    }
+
+    /// MiniMax's Anthropic endpoint documents no beta: none is forwarded.
+    fn anthropic_betas(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
     }
 
     fn temperature_range(&self) -> Option<(f32, f32)> {

@@ -11,7 +11,10 @@
 //! - `glm.rs`, `kimi.rs`, `minimax.rs`, `openai_compat.rs`: each provider's [`Quirks`], and
 //!   nothing else.
 //! - `think_tags.rs`: splitting `<think>` reasoning out of streamed text.
+//! - `anthropic_rules.rs`: the Anthropic-wire quirks (betas, tool types, the tool cap) applied
+//!   to a Messages body on its way to a provider, relayed or translated.
 
+mod anthropic_rules;
 mod check;
 mod circuit;
 mod client;
@@ -26,6 +29,7 @@ mod worker;
 
 pub(crate) use think_tags::ThinkSplitter;
 
+pub(crate) use anthropic_rules::{ToolCap, cap_chat_tools, forwarded_betas, messages_edits};
 pub use check::ProviderCheck;
 pub(crate) use client::{ProviderClient, WireHeaders};
 pub(crate) use sse::events as sse_events;
@@ -113,6 +117,22 @@ pub(crate) trait Quirks: Send + Sync + 'static {
     /// `reasoning_content` (a translated history carries it there; a plain OpenAI server gets
     /// none, as it may reject the field).
     fn takes_reasoning_back(&self) -> bool {
+        false
+    }
+
+    /// The `anthropic-beta` values its Anthropic endpoint is known to accept: the default
+    /// allow-list, which `providers.NAME.anthropic_betas` replaces. `None`: every beta.
+    fn anthropic_betas(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// The most tools one request may carry, on every wire.
+    fn max_tools(&self) -> Option<usize> {
+        None
+    }
+
+    /// Whether its Anthropic endpoint refuses a tool whose `type` is missing or empty.
+    fn tool_type_required(&self) -> bool {
         false
     }
 

@@ -5,7 +5,9 @@
 //! - The request: `system` (string or blocks) becomes the system message; content blocks map to
 //!   OpenAI parts (`text`, `image` as a data or plain URL), an assistant's `tool_use` blocks to
 //!   `tool_calls`, a user's `tool_result` blocks to `tool` messages (`is_error` noted in the
-//!   text); `thinking` blocks in history are dropped (an OpenAI server has nowhere to put them);
+//!   text); `thinking` blocks in history go back as the assistant message's `reasoning_content`
+//!   to a provider that reads it (Kimi refuses tool turns without it; GLM, MiniMax), and are
+//!   dropped for others;
 //!   `tools`, `tool_choice` (auto → auto, any → required, tool → that function, none → none),
 //!   `max_tokens`, `temperature`, `top_p`, `stop_sequences` → `stop`, `metadata.user_id` →
 //!   `user`. `top_k`, `cache_control` and fields OpenAI has no word for are dropped. Tool names
@@ -97,7 +99,7 @@ fn image_part(block: &Value) -> Option<Value> {
 
 /// One Anthropic message as OpenAI messages (a user turn with tool results becomes `tool`
 /// messages first, then the rest of the turn).
-fn messages_of(message: &Value, names: &mut ToolNames, out: &mut Vec<Value>) {
+fn messages_of(message: &Value, names: &mut ToolNames, reasoning_back: bool, out: &mut Vec<Value>) {
     let role = message.get("role").and_then(Value::as_str).unwrap_or("user");
     let blocks = match message.get("content") {
         Some(Value::String(s)) => {
@@ -109,8 +111,12 @@ fn messages_of(message: &Value, names: &mut ToolNames, out: &mut Vec<Value>) {
     };
     let mut parts = Vec::new();
     let mut calls = Vec::new();
+    let mut thinking = String::new();
     for block in blocks {
         match block.get("type").and_then(Value::as_str) {
+            Some("thinking") if reasoning_back => {
+                thinking.push_str(block.get("thinking").and_then(Value::as_str).unwrap_or_default())
+            }
             Some("text") => parts.push(json!({"type": "text", "text": block.get("text").cloned().unwrap_or_default()})),
             Some("image") => parts.extend(image_part(block)),
             Some("tool_use") => {
@@ -145,6 +151,9 @@ fn messages_of(message: &Value, names: &mut ToolNames, out: &mut Vec<Value>) {
         }
         let mut m =
             json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
+        if !thinking.is_empty() {
+            m["reasoning_content"] = Value::String(thinking);
+        }
         if !calls.is_empty() {
             m["tool_calls"] = Value::Array(calls);
         }
@@ -166,8 +175,14 @@ fn messages_of(message: &Value, names: &mut ToolNames, out: &mut Vec<Value>) {
     }
 }
 
-/// The OpenAI chat body for an Anthropic request, for `model`.
-pub(crate) fn to_openai(body: &Map<String, Value>, model: &str, stream: bool) -> (Value, ToolNames) {
+/// The OpenAI chat body for an Anthropic request, for `model`; earlier turns' thinking goes
+/// back as `reasoning_content` when the provider reads it (`reasoning_back`).
+pub(crate) fn to_openai(
+    body: &Map<String, Value>,
+    model: &str,
+    stream: bool,
+    reasoning_back: bool,
+) -> (Value, ToolNames) {
     let mut names = ToolNames::default();
     let mut messages = Vec::new();
     if let Some(system) = body.get("system") {
@@ -177,7 +192,7 @@ pub(crate) fn to_openai(body: &Map<String, Value>, model: &str, stream: bool) ->
         }
     }
     for m in body.get("messages").and_then(Value::as_array).into_iter().flatten() {
-        messages_of(m, &mut names, &mut messages);
+        messages_of(m, &mut names, reasoning_back, &mut messages);
     }
     let mut out = json!({"model": model, "messages": messages, "stream": stream});
     if stream {
@@ -503,8 +518,17 @@ mod tests {
                     "content": [{"type": "text", "text": "boom"}]}, {"type": "text", "text": "and?"}]}
             ]
         }));
-        let (out, names) = to_openai(&request, "m", true);
+        let (out, names) = to_openai(&request, "m", true, false);
         let m = &out["messages"];
+        assert!(
+            m[2].get("reasoning_content").is_none(),
+            "no reasoning for a plain server"
+        );
+        let (kimi, _) = to_openai(&request, "m", true, true);
+        assert_eq!(
+            kimi["messages"][2]["reasoning_content"], "hm",
+            "earlier thinking goes back"
+        );
         assert_eq!(m[0], json!({"role": "system", "content": "be brief"}));
         assert_eq!(m[1]["content"][1]["image_url"]["url"], "data:image/png;base64,AAAA");
         assert_eq!(m[2]["content"], "calling");

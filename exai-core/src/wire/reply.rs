@@ -34,6 +34,8 @@ pub enum WireReply {
         provider: String,
         /// Its model.
         model: String,
+        /// What the client should be told the gateway changed (tools past a cap dropped).
+        warning: Option<String>,
     },
     /// A stream of server-sent events.
     Stream(Box<WireStream>),
@@ -114,7 +116,9 @@ pub struct WireStream {
     pub provider: String,
     /// Its model.
     pub model: String,
-    /// The provider's name and model, for the errors this stream reports.
+    /// What the client should be told the gateway changed (tools past a cap dropped).
+    pub warning: Option<String>,
+    /// Records the call when the stream ends.
     finish: Option<Finish>,
     until: Instant,
     after: Duration,
@@ -159,6 +163,7 @@ impl WireStream {
             scan,
             provider,
             model,
+            warning: None,
             finish,
             until,
             after,

@@ -32,6 +32,9 @@ pub struct WireRequest {
     pub(crate) store: bool,
     /// A Responses request continues this stored response (`previous_response_id`).
     pub(crate) previous: Option<String>,
+    /// Tools past a provider's cap are dropped rather than refused (`anthropic.trim_tools`,
+    /// set by the engine).
+    pub(crate) trim_tools: bool,
     /// `anthropic-version` and `anthropic-beta`, forwarded to a Messages endpoint.
     pub(crate) version: Option<String>,
     pub(crate) beta: Option<String>,
@@ -132,6 +135,7 @@ impl WireRequest {
             include_usage,
             store: false,
             previous: None,
+            trim_tools: false,
             version: None,
             beta: None,
             trace: None,
