@@ -1,8 +1,9 @@
 //! Reading one incoming JSON-RPC frame (a stdio line, a WebSocket text frame) as JSON-RPC 2.0
 //! §5.1 asks: a frame that is not JSON is answered with `-32700` (parse error), well-formed JSON
 //! that is not a request or notification with `-32600` (invalid request) — with the frame's id
-//! when one can be read, else `null`. A response is never answered, so two peers cannot start
-//! an error storm. Shared by every MCP transport that reads frames itself.
+//! when it has one of JSON-RPC's id types (a string or a number), else `null`. A response is
+//! never answered, so two peers cannot start an error storm. Shared by every MCP transport that
+//! reads frames itself; `frames/fuzz.rs` holds its property tests.
 
 use rmcp::service::{RoleServer, RxJsonRpcMessage};
 use serde_json::{Value, json};
@@ -40,7 +41,13 @@ pub fn read_frame(text: &[u8]) -> Incoming {
         Ok(v) => v,
         Err(e) => return Incoming::Answer(error_response(Value::Null, PARSE_ERROR, format!("Parse error: {e}"))),
     };
-    let id = value.get("id").cloned().unwrap_or(Value::Null);
+    // The answer names the frame's id only when it is one JSON-RPC allows (a string or a
+    // number): an object, an array or a boolean is no id, and is not sent back.
+    let id = value
+        .get("id")
+        .filter(|id| id.is_string() || id.is_number())
+        .cloned()
+        .unwrap_or(Value::Null);
     let is_response = value.get("method").is_none() && (value.get("result").is_some() || value.get("error").is_some());
     match serde_json::from_value::<RxJsonRpcMessage<RoleServer>>(value) {
         Ok(message) => Incoming::Message(Box::new(message)),
@@ -48,6 +55,9 @@ pub fn read_frame(text: &[u8]) -> Incoming {
         Err(e) => Incoming::Answer(error_response(id, INVALID_REQUEST, format!("Invalid request: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

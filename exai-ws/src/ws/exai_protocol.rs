@@ -12,6 +12,9 @@
 //! deadline → `TIMEOUT` (all three as `error` frames), any other failure → `call_tool_res` with
 //! its `error` code.
 //!
+//! Frames are read into a typed [`Frame`] first (`frame.rs`); one that cannot be read is
+//! answered with the error it earns and the connection goes on.
+//!
 //! When the connection goes away, its calls are dropped — cancelling their upstream requests.
 
 use std::collections::HashMap;
@@ -27,6 +30,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::close;
+use super::frame::{Frame, FrameError};
 use crate::protocols::EXAI_WS_PROTOCOL;
 use crate::state::AppState;
 
@@ -35,6 +39,16 @@ const OUTBOX: usize = 256;
 
 fn error_frame(request_id: Option<&str>, code: &str, message: impl Into<String>, details: Value) -> Value {
     json!({"op": "error", "request_id": request_id, "error": {"code": code, "message": message.into(), "details": details}})
+}
+
+/// The answer to a frame that cannot be read.
+fn refusal(error: &FrameError) -> Value {
+    error_frame(
+        error.request_id.as_deref(),
+        error.code(),
+        error.to_string(),
+        error.details(),
+    )
 }
 
 /// One connection's state.
@@ -53,44 +67,37 @@ impl Conn {
     }
 
     async fn handle(&mut self, text: &str) {
-        let frame: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                return self
-                    .send(error_frame(
-                        None,
-                        "INVALID_REQUEST",
-                        format!("invalid JSON: {e}"),
-                        Value::Null,
-                    ))
-                    .await;
-            }
+        let frame = match Frame::decode(text) {
+            Ok(frame) => frame,
+            Err(e) => return self.send(refusal(&e)).await,
         };
-        let request_id = frame.get("request_id").and_then(Value::as_str).map(str::to_string);
-        let rid = request_id.as_deref();
-        match frame.get("op").and_then(Value::as_str).unwrap_or("") {
-            "ping" => self.send(json!({"op": "pong", "request_id": rid})).await,
-            "health" => {
+        match frame {
+            Frame::Ping { request_id } => self.send(json!({"op": "pong", "request_id": request_id})).await,
+            Frame::Health { request_id } => {
                 let health = self.health().await;
-                self.send(json!({"op": "health_res", "request_id": rid, "health": health}))
+                self.send(json!({"op": "health_res", "request_id": request_id, "health": health}))
                     .await;
             }
-            "list_tools" => {
+            Frame::ListTools { request_id } => {
                 let tools = self.state.tools.list();
-                self.send(json!({"op": "list_tools_res", "request_id": rid, "tools": tools}))
+                self.send(json!({"op": "list_tools_res", "request_id": request_id, "tools": tools}))
                     .await;
             }
-            "call_tool" => self.call_tool(&frame, request_id).await,
-            "cancel" => {
-                let token = rid.and_then(|id| self.running.lock().ok().and_then(|mut r| r.remove(id)));
+            Frame::CallTool {
+                request_id,
+                name,
+                arguments,
+            } => self.call_tool(request_id, name, arguments).await,
+            Frame::Cancel { request_id } => {
+                let token = self.running.lock().ok().and_then(|mut r| r.remove(&request_id));
                 match token {
                     Some(t) => {
                         t.cancel();
-                        self.send(json!({"op": "cancelled", "request_id": rid})).await;
+                        self.send(json!({"op": "cancelled", "request_id": request_id})).await;
                     }
                     None => {
                         self.send(error_frame(
-                            rid,
+                            Some(&request_id),
                             "INVALID_REQUEST",
                             "no call in flight with this request_id",
                             Value::Null,
@@ -99,28 +106,14 @@ impl Conn {
                     }
                 }
             }
-            "hello" => {
-                self.send(error_frame(rid, "PROTOCOL_ERROR", "already said hello", Value::Null))
-                    .await
-            }
-            "" => {
+            Frame::Hello { request_id, .. } => {
                 self.send(error_frame(
-                    rid,
-                    "INVALID_REQUEST",
-                    "every frame needs an `op`",
+                    request_id.as_deref(),
+                    "PROTOCOL_ERROR",
+                    "already said hello",
                     Value::Null,
                 ))
                 .await
-            }
-            other => {
-                let known = ["hello", "list_tools", "call_tool", "cancel", "ping", "health"];
-                self.send(error_frame(
-                    rid,
-                    "INVALID_REQUEST",
-                    format!("unknown op '{other}'"),
-                    json!({"known_ops": known}),
-                ))
-                .await;
             }
         }
     }
@@ -139,28 +132,7 @@ impl Conn {
                "providers": providers, "memory": {"backend": memory.backend, "reachable": memory.reachable}})
     }
 
-    async fn call_tool(&mut self, frame: &Value, request_id: Option<String>) {
-        let Some(request_id) = request_id else {
-            return self
-                .send(error_frame(
-                    None,
-                    "VALIDATION_ERROR",
-                    "call_tool needs a request_id",
-                    Value::Null,
-                ))
-                .await;
-        };
-        let Some(name) = frame.get("name").and_then(Value::as_str).map(str::to_string) else {
-            return self
-                .send(error_frame(
-                    Some(&request_id),
-                    "VALIDATION_ERROR",
-                    "call_tool needs a tool name",
-                    Value::Null,
-                ))
-                .await;
-        };
-        let arguments = frame.get("arguments").cloned().unwrap_or(Value::Null);
+    async fn call_tool(&mut self, request_id: String, name: String, arguments: Value) {
         let key = format!("{}:{request_id}", self.session_id);
         self.send(json!({"op": "call_tool_ack", "request_id": request_id}))
             .await;
@@ -283,13 +255,22 @@ pub(crate) async fn run(
     ip: IpAddr,
     header: Result<exai_core::Caller, exai_core::Error>,
 ) {
-    if hello.get("op").and_then(Value::as_str) != Some("hello") {
-        super::close_with(&mut socket, close::NO_HELLO, "the first frame must be hello").await;
-        return;
-    }
+    let (token, session_id) = match Frame::from_value(hello) {
+        Ok(Frame::Hello { token, session_id, .. }) => (token, session_id),
+        Err(e) if e.op() == Some("hello") => {
+            // A hello with a field of the wrong type: say which, then close as for no hello.
+            let _ = socket.send(Message::Text(refusal(&e).to_string().into())).await;
+            super::close_with(&mut socket, close::NO_HELLO, "the first frame must be hello").await;
+            return;
+        }
+        _ => {
+            super::close_with(&mut socket, close::NO_HELLO, "the first frame must be hello").await;
+            return;
+        }
+    };
     // `hello.token` when sent, else the upgrade's own token.
-    let caller = match hello.get("token").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-        Some(token) => state.gateway.authenticate_from(&ip.to_string(), Some(token)).await,
+    let caller = match token.filter(|t| !t.is_empty()) {
+        Some(token) => state.gateway.authenticate_from(&ip.to_string(), Some(&token)).await,
         None => header,
     };
     let caller = match caller {
@@ -306,11 +287,9 @@ pub(crate) async fn run(
             return;
         }
     };
-    let session_id = hello
-        .get("session_id")
-        .and_then(Value::as_str)
+    let session_id = session_id
         .filter(|s| !s.is_empty() && s.len() <= 128)
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let (sink, mut stream) = socket.split();
     let (out, outbox) = mpsc::channel::<Message>(OUTBOX);
     let writer = super::writer::spawn(sink, outbox);

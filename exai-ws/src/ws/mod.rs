@@ -1,13 +1,14 @@
 //! WebSocket at `/` and `/ws`. The first frame decides the dialect: a frame with `jsonrpc` is
 //! MCP JSON-RPC (`mcp_ws.rs`, the same MCP server as exai-stdio, one session per connection); a
 //! frame with `op` is the EXAI protocol (`exai_protocol.rs`, the old daemon's, so existing
-//! clients keep working). Anything else closes with 4000.
+//! clients keep working; its frames are read by `frame.rs`). Anything else closes with 4000.
 //!
 //! Limits: connections in total and per address (over them: close 1008), frame and message size
 //! (over it: the WebSocket layer closes with 1009), and — through the core session each
 //! connection opens for its address — the client's request rate and each call's deadline.
 
 mod exai_protocol;
+mod frame;
 mod mcp_ws;
 mod writer;
 
