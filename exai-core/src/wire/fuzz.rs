@@ -1,5 +1,5 @@
-//! Property tests of the wire parsers, run on arbitrary input: a short run in every `cargo test`
-//! (proptest's 256 cases each), a long one with `scripts/fuzz.sh` (`PROPTEST_CASES`). Whatever
+//! Property tests of the wire parsers and translators (chat, Messages, Responses), run on
+//! arbitrary input: a short run in every `cargo test` (proptest's 256 cases each), a long one with `scripts/fuzz.sh` (`PROPTEST_CASES`). Whatever
 //! the bytes, nothing panics; and the relay's promises hold: events cut anywhere come out whole
 //! and unchanged, a splice changes only what it names. A failure proptest finds is kept as a
 //! regression case in `proptest-regressions/` beside this file.
@@ -8,9 +8,10 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::json::{Edit, Fields, splice, string_literal};
+use super::responses::{ChatExtras, ResponseFrame, new_id, to_chat};
 use super::scan::Scanner;
 use super::sse::{EventCutter, events};
-use super::{Wire, WireRequest};
+use super::{Kept, ResponsesTranslator, Wire, WireRequest};
 
 /// One SSE event: an optional name and a data line, with LF or CRLF ends.
 fn event() -> impl Strategy<Value = String> {
@@ -47,7 +48,8 @@ proptest! {
         let _ = WireRequest::chat(bytes.clone());
         let _ = WireRequest::messages(bytes.clone());
         let _ = WireRequest::count_tokens(bytes.clone());
-        for wire in [Wire::Chat, Wire::Messages] {
+        let _ = WireRequest::responses(bytes.clone());
+        for wire in [Wire::Chat, Wire::Messages, Wire::Responses] {
             let mut scan = Scanner::collecting_text(wire);
             scan.block(&bytes);
             scan.whole(&bytes);
@@ -99,4 +101,77 @@ proptest! {
         after["model"] = before["model"].clone();
         prop_assert_eq!(after, before);
     }
+
+    #[test]
+    fn any_responses_items_translate_and_any_chunks_stream_in_sequence(
+        items in proptest::collection::vec(responses_item(), 0..8),
+        chunks in proptest::collection::vec(chat_chunk(), 0..10),
+    ) {
+        let body: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_value(serde_json::json!({"model": "m", "input": items, "instructions": "x"}))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let extras = ChatExtras { reasoning_content: true, ..ChatExtras::default() };
+        let translated = to_chat(&body, &[], "m", true, &extras);
+        // Whatever the items, the body is chat: messages with roles, a stream asking for usage.
+        let messages = translated.body["messages"].as_array().cloned().unwrap_or_default();
+        prop_assert!(messages.iter().all(|m| matches!(m["role"].as_str(), Some("system" | "user" | "assistant" | "tool"))));
+        prop_assert_eq!(&translated.body["stream_options"]["include_usage"], &serde_json::json!(true));
+        let frame = ResponseFrame::new(new_id(), "m", &body);
+        let mut t = ResponsesTranslator::new(frame, translated.names, true, Kept::default());
+        let mut out = Vec::new();
+        for chunk in &chunks {
+            t.chunk(chunk, &mut out);
+        }
+        t.finish(&mut out);
+        let numbers: Vec<u64> = events(&out)
+            .filter_map(|e| serde_json::from_slice::<serde_json::Value>(e.data).ok())
+            .filter_map(|e| e["sequence_number"].as_u64())
+            .collect();
+        prop_assert!(!numbers.is_empty());
+        prop_assert_eq!(numbers, (0..).take(events(&out).count()).collect::<Vec<u64>>());
+        let last = events(&out).last().map(|e| e.name.to_vec()).unwrap_or_default();
+        prop_assert!(last == b"response.completed" || last == b"response.incomplete");
+    }
+}
+
+/// A Responses input item of any kind Codex or the SDK sends, with arbitrary text.
+fn responses_item() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::json;
+    let text = "[ -~]{0,16}";
+    prop_oneof![
+        (
+            prop_oneof![Just("user"), Just("assistant"), Just("developer"), Just("system")],
+            text
+        )
+            .prop_map(
+                |(role, t)| json!({"type": "message", "role": role, "content": [{"type": "input_text", "text": t}]})
+            ),
+        text.prop_map(|t| json!({"type": "reasoning", "summary": [{"type": "summary_text", "text": t}]})),
+        ("[a-z]{1,4}", proptest::option::of("[a-z_]{1,8}"), text).prop_map(|(id, ns, args)| {
+            json!({"type": "function_call", "call_id": id, "name": "f", "namespace": ns, "arguments": args})
+        }),
+        ("[a-z]{1,4}", text)
+            .prop_map(|(id, out)| json!({"type": "function_call_output", "call_id": id, "output": out})),
+        ("[a-z]{1,4}", text)
+            .prop_map(|(id, input)| json!({"type": "custom_tool_call", "call_id": id, "name": "p", "input": input})),
+        text.prop_map(|t| json!({"type": t})),
+        any::<i64>().prop_map(|n| json!(n)),
+    ]
+}
+
+/// A chat stream chunk's data: text, reasoning, tool call pieces, a finish, usage, or junk.
+fn chat_chunk() -> impl Strategy<Value = String> {
+    use serde_json::json;
+    let text = "[ -~]{0,12}";
+    prop_oneof![
+        text.prop_map(|t| json!({"choices": [{"delta": {"content": t}}]}).to_string()),
+        text.prop_map(|t| json!({"choices": [{"delta": {"reasoning_content": t}}]}).to_string()),
+        (0u64..3, proptest::option::of("[a-z_]{1,6}"), text).prop_map(|(i, name, args)| {
+            json!({"choices": [{"delta": {"tool_calls": [{"index": i, "id": name.clone(), "function": {"name": name, "arguments": args}}]}}]}).to_string()
+        }),
+        prop_oneof![Just("stop"), Just("length"), Just("tool_calls")]
+            .prop_map(|f| json!({"choices": [{"delta": {}, "finish_reason": f}]}).to_string()),
+        (0u64..100, 0u64..100).prop_map(|(i, o)| json!({"choices": [], "usage": {"prompt_tokens": i, "completion_tokens": o}}).to_string()),
+        text.prop_map(|t| t.to_string()),
+    ]
 }
