@@ -83,6 +83,9 @@ struct Inner {
     /// Responses whose stream has ended and whose store write is still under way: a
     /// `previous_response_id` sent the moment the stream ends finds them here.
     unsaved: std::sync::Mutex<HashMap<String, crate::memory::StoredResponse>>,
+    /// `count_tokens` answers kept by a hash of the body, so a burst of the same counts costs
+    /// one.
+    token_counts: crate::engine::CountCache,
 }
 
 impl Drop for Inner {
@@ -196,6 +199,7 @@ impl GatewayBuilder {
             keys,
             activity: Activity::new(),
             unsaved: std::sync::Mutex::default(),
+            token_counts: crate::engine::count_cache(),
             config,
         };
         Ok(Gateway { inner: Arc::new(inner) })
@@ -418,6 +422,11 @@ impl Gateway {
     /// Where conversations and stored responses live (for the engine).
     pub(crate) fn store(&self) -> &Arc<dyn MemoryStore> {
         &self.inner.memory
+    }
+
+    /// The `count_tokens` answers kept (for the engine).
+    pub(crate) fn token_counts(&self) -> &crate::engine::CountCache {
+        &self.inner.token_counts
     }
 
     /// Responses being written to the store (for the engine).

@@ -14,6 +14,8 @@ async fn daemon(fake: &FakeUpstream, tag: &str) -> Daemon {
     env.insert("EXAI_MEMORY".into(), "memory".into());
     env.insert("EXAI_MAX_RETRIES".into(), "0".into());
     env.insert("EXAI_ANTHROPIC_MODEL_MAP".into(), "claude-haiku-*=kimi".into());
+    // GLM's allow-list of betas, widened by configuration (its default forwards none).
+    env.insert("GLM_ANTHROPIC_BETAS".into(), "fine-grained-tool-streaming-2025-05-14".into());
     common::start(&env, tag).await
 }
 
@@ -102,7 +104,10 @@ async fn plain_and_streamed_messages_pass_through_with_the_model_rewritten() {
         &body.to_string(),
         &[
             ("anthropic-version", "2023-06-01"),
-            ("anthropic-beta", "fine-grained-tool-streaming-2025-05-14"),
+            (
+                "anthropic-beta",
+                "fine-grained-tool-streaming-2025-05-14,context-1m-2025-08-07",
+            ),
         ],
     )
     .await;
@@ -128,7 +133,8 @@ async fn plain_and_streamed_messages_pass_through_with_the_model_rewritten() {
     assert_eq!(sent.anthropic_version.as_deref(), Some("2023-06-01"));
     assert_eq!(
         sent.anthropic_beta.as_deref(),
-        Some("fine-grained-tool-streaming-2025-05-14")
+        Some("fine-grained-tool-streaming-2025-05-14"),
+        "only the betas on the provider's allow-list"
     );
     assert_eq!(sent.body["some_future_field"], json!({"x": 1}));
     assert_eq!(sent.body["metadata"]["user_id"], "u-1");
@@ -336,7 +342,23 @@ async fn errors_come_in_anthropic_shape_and_a_5xx_before_streaming_falls_back() 
         counted.text
     );
     assert!(counted.json()["input_tokens"].as_u64().is_some_and(|n| n > 1000));
+    // A burst of the same count (Claude Code's editor extensions send dozens) costs no more
+    // provider calls: the count is kept by a hash of the body.
+    let counts_sent = || {
+        fake.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/count_tokens"))
+            .count()
+    };
+    let before = counts_sent();
+    let burst = (0..20).map(|_| post(&d, "/v1/messages/count_tokens", &body, &[]));
+    for again in futures::future::join_all(burst).await {
+        assert_eq!((again.status, again.header("x-exai-token-count")), (200, "provider"));
+        assert_eq!(again.json()["input_tokens"], counted.json()["input_tokens"]);
+    }
+    assert_eq!(counts_sent(), before, "the burst was answered from the kept count");
     fake.without_count_tokens();
+    let body = json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "count these too"}]}).to_string();
     let estimated = post(&d, "/v1/messages/count_tokens", &body, &[]).await;
     assert_eq!(
         (estimated.status, estimated.header("x-exai-token-count")),

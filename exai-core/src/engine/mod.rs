@@ -5,8 +5,9 @@
 //!   while nothing reached the caller.
 //! - `record.rs`: what is recorded once per call (ledger, key spend, status page, span).
 //! - `wire_call.rs`: a call in a client's wire (OpenAI chat, Anthropic Messages, OpenAI
-//!   Responses), relayed as bytes to a provider that speaks it, translated otherwise;
-//!   `count_tokens`.
+//!   Responses), relayed as bytes to a provider that speaks it, translated otherwise.
+//! - `count_tokens.rs`: a Messages request's token count, kept by a hash of the body so a
+//!   burst of the same counts costs one.
 //! - `responses.rs`: what a Responses call adds — the stored conversation it continues, its
 //!   translation to chat, keeping its response.
 //!
@@ -18,11 +19,13 @@
 //! (`providers/client.rs`).
 
 mod attempts;
+mod count_tokens;
 mod record;
 mod responses;
 mod wire_call;
 
 pub(crate) use attempts::{Attempted, Attempts, note};
+pub(crate) use count_tokens::{CountCache, cache as count_cache, count_tokens};
 pub(crate) use record::record_success;
 pub(crate) use responses::{delete as delete_response, get as get_response};
-pub(crate) use wire_call::{count_tokens, run as wire_call};
+pub(crate) use wire_call::run as wire_call;

@@ -38,8 +38,8 @@ use crate::wire::json::{Fields, splice};
 use crate::wire::scan::Scanner;
 use crate::wire::sse::EventCutter;
 use crate::wire::{
-    AbortOnDrop, Finish, Source, StreamTranslator, TokenCount, Wire, WireReply, WireRequest, WireStream, from_openai,
-    openai_chat, to_openai,
+    AbortOnDrop, Finish, Source, StreamTranslator, Wire, WireReply, WireRequest, WireStream, from_openai, openai_chat,
+    to_openai,
 };
 
 /// Pieces buffered between the gateway's own streamed call and its client.
@@ -267,7 +267,7 @@ fn output_content(call: &CallRecord, scan: &Scanner) {
 }
 
 /// The models to try for `target`, in order, within the key's models.
-fn plan(
+pub(super) fn plan(
     gateway: &Gateway,
     request: &WireRequest,
     prepared: Option<&Arc<responses::Prepared>>,
@@ -379,7 +379,7 @@ async fn attempt(
 
 /// The Anthropic headers for `provider`: the client's version, and its betas on the
 /// provider's allow-list.
-fn headers(request: &WireRequest, client: &crate::providers::ProviderClient) -> WireHeaders {
+pub(super) fn headers(request: &WireRequest, client: &crate::providers::ProviderClient) -> WireHeaders {
     WireHeaders {
         anthropic_version: request.version.clone(),
         anthropic_beta: forwarded_betas(client.quirks(), &client.config, request.beta.as_deref()),
@@ -614,64 +614,6 @@ async fn produce(
         Err(e) => Err(e),
     };
     let _ = tx.send(piece).await;
-}
-
-/// Counts a Messages request's input tokens: the provider's own count where its endpoint has
-/// one, else the gateway's estimate. Admitted like every call, within the session's deadline.
-pub(crate) async fn count_tokens(session: &Session, request: WireRequest) -> Result<TokenCount, Error> {
-    let gateway = session.gateway();
-    let target = target_model(gateway.config(), gateway.catalog(), &request.model);
-    let pass = session.admit_call(None, Some(&target)).await?;
-    let estimate = TokenCount {
-        input_tokens: context::estimate(request.text()),
-        from_provider: false,
-    };
-    let key = pass.as_ref().map(|p| p.key.clone());
-    let Ok(plan) = plan(gateway, &request, None, &target, key.as_deref()) else {
-        return Ok(estimate);
-    };
-    // Only a Messages endpoint counts tokens; a translated provider gets the estimate.
-    let Some((model, handle)) = plan.iter().find_map(|m| {
-        let handle = gateway.provider(&m.provider)?;
-        handle.client().config.speaks(Wire::Messages).then_some((m, handle))
-    }) else {
-        return Ok(estimate);
-    };
-    // Not a relay: `count_tokens` takes the Messages fields but `stream` (and the model).
-    let mut body = request.body_map()?;
-    body.remove("stream");
-    body.insert("model".into(), serde_json::Value::String(model.id.clone()));
-    let body = serde_json::to_vec(&body).unwrap_or_default();
-    let counted = session
-        .within_deadline(async {
-            let (response, _) = handle
-                .client()
-                .send_wire(
-                    &model.id,
-                    Wire::Messages,
-                    "/v1/messages/count_tokens",
-                    Bytes::from(body),
-                    &headers(&request, handle.client()),
-                    false,
-                )
-                .await
-                .map_err(Error::from)?;
-            let body = response.bytes().await.map_err(|e| Error::from(unreadable(model, e)))?;
-            Ok::<_, Error>(
-                serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("input_tokens").and_then(serde_json::Value::as_u64)),
-            )
-        })
-        .await;
-    drop(pass);
-    Ok(match counted {
-        Ok(Some(n)) => TokenCount {
-            input_tokens: n,
-            from_provider: true,
-        },
-        _ => estimate,
-    })
 }
 
 #[cfg(test)]
