@@ -15,7 +15,10 @@ async fn daemon(fake: &FakeUpstream, tag: &str) -> Daemon {
     env.insert("EXAI_MAX_RETRIES".into(), "0".into());
     env.insert("EXAI_ANTHROPIC_MODEL_MAP".into(), "claude-haiku-*=kimi".into());
     // GLM's allow-list of betas, widened by configuration (its default forwards none).
-    env.insert("GLM_ANTHROPIC_BETAS".into(), "fine-grained-tool-streaming-2025-05-14".into());
+    env.insert(
+        "GLM_ANTHROPIC_BETAS".into(),
+        "fine-grained-tool-streaming-2025-05-14".into(),
+    );
     common::start(&env, tag).await
 }
 

@@ -66,14 +66,28 @@ async fn sdk_session(translate: bool) {
     let result_sent = sent.into_iter().nth(3).map(|r| r.body).unwrap_or_default();
     if translate {
         assert_eq!(result_sent["messages"][2]["role"], "tool", "{result_sent}");
-        assert_eq!(result_sent["messages"][2]["tool_call_id"], "call_fake");
+        let call_id = &result_sent["messages"][1]["tool_calls"][0]["id"];
+        assert!(
+            call_id.as_str().is_some_and(|id| id.starts_with("call_")),
+            "{result_sent}"
+        );
+        assert_eq!(&result_sent["messages"][2]["tool_call_id"], call_id);
         assert_eq!(result_sent["messages"][2]["content"], "sunny, 21 C");
     } else {
         assert_eq!(
             result_sent["messages"][2]["content"][0]["type"], "tool_result",
             "{result_sent}"
         );
-        assert_eq!(result_sent["messages"][2]["content"][0]["tool_use_id"], "toolu_fake");
+        let use_id = result_sent["messages"][1]["content"]
+            .as_array()
+            .and_then(|blocks| blocks.iter().find(|b| b["type"] == "tool_use"))
+            .map(|b| b["id"].clone())
+            .unwrap_or_default();
+        assert!(
+            use_id.as_str().is_some_and(|id| id.starts_with("toolu_")),
+            "{result_sent}"
+        );
+        assert_eq!(result_sent["messages"][2]["content"][0]["tool_use_id"], use_id);
     }
 
     assert_eq!(

@@ -80,6 +80,14 @@ pub(super) async fn messages(State(shared): State<Arc<Shared>>, uri: Uri, header
     if let Some(denied) = record(&shared, &uri, &headers, request.clone(), body) {
         return denied;
     }
+    let refused = shared
+        .rules
+        .lock()
+        .ok()
+        .and_then(|rules| super::rules::messages(&rules, &headers, &request));
+    if let Some(refused) = refused {
+        return refused;
+    }
     let reply = next_reply(&shared, &request);
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = request
@@ -128,9 +136,18 @@ pub(super) async fn messages(State(shared): State<Arc<Shared>>, uri: Uri, header
             }
             return produce(shared, parts, End::Break, true);
         }
-        ReplyKind::ToolUse { name, input } => {
-            let block = json!({"type": "tool_use", "id": "toolu_fake", "name": name, "input": input});
-            (vec![block], "tool_use".to_string(), 12)
+        ReplyKind::ToolUse {
+            name,
+            input,
+            reasoning,
+            id,
+        } => {
+            let mut blocks = Vec::new();
+            if let Some(r) = reasoning {
+                blocks.push(json!({"type": "thinking", "thinking": r, "signature": "sig-fake"}));
+            }
+            blocks.push(json!({"type": "tool_use", "id": format!("toolu_{id}"), "name": name, "input": input}));
+            (blocks, "tool_use".to_string(), 12)
         }
         ReplyKind::Echo | ReplyKind::Text { .. } => {
             let (content, reasoning, usage, finish) = match reply.kind {

@@ -8,6 +8,9 @@
 //! the queue is empty), and counts replies that were cut short because the client went away — the
 //! evidence that cancelling a request really aborts it upstream.
 //!
+//! [`ProviderRules`] make it refuse, as a given provider does, what that provider's API refuses
+//! (a tool without a type, too many tools, an unknown beta, a tool turn without its reasoning).
+//!
 //! [`RedisServer`] starts a real `redis-server` per test; [`RedisCluster`] a real Redis Cluster.
 //!
 //! ```no_run
@@ -24,6 +27,7 @@ mod anthropic;
 pub mod otlp;
 mod redis;
 mod reply;
+mod rules;
 mod server;
 
 use std::collections::{HashMap, VecDeque};
@@ -37,6 +41,7 @@ use tokio::sync::{Notify, oneshot};
 
 pub use redis::{RedisCluster, RedisServer};
 pub use reply::FakeReply;
+pub use rules::ProviderRules;
 
 /// The fake's routes: OpenAI's in `server.rs`, Anthropic's in `anthropic.rs`.
 fn router(shared: Arc<Shared>) -> axum::Router {
@@ -109,6 +114,8 @@ pub(crate) struct Shared {
     pub no_count_tokens: std::sync::atomic::AtomicBool,
     /// Decides replies from the request itself, before the script is consulted.
     pub responder: Mutex<Option<Responder>>,
+    /// The provider's rules: a request that breaks one is refused as the provider would.
+    pub rules: Mutex<ProviderRules>,
 }
 
 /// Picks a reply from a request's JSON body (`None` leaves it to the script).
@@ -176,6 +183,14 @@ impl FakeUpstream {
     /// the OpenAI or the Anthropic shape), and the script otherwise.
     pub fn answer_faults_in_prompts(&self) {
         self.respond_with(|request| FakeReply::fault_in(&server::last_prompt(request)));
+    }
+
+    /// Refuses, from now on, what a provider refuses ([`ProviderRules::glm`], `kimi`,
+    /// `minimax`), with a 400 in its shape.
+    pub fn enforce(&self, rules: ProviderRules) {
+        if let Ok(mut r) = self.shared.rules.lock() {
+            *r = rules;
+        }
     }
 
     /// Answers `/v1/messages/count_tokens` with 404 from now on, as a provider without it does.

@@ -41,7 +41,14 @@ pub(crate) enum ReplyKind {
     Raw { body: bytes::Bytes, stream: bool },
     /// A call of the client's tool `name` with `input` (OpenAI `tool_calls`, Anthropic
     /// `tool_use`; streamed, the input comes in pieces).
-    ToolUse { name: String, input: serde_json::Value },
+    ToolUse {
+        name: String,
+        input: serde_json::Value,
+        /// The reasoning before the call (`reasoning_content`, a `thinking` block).
+        reasoning: Option<String>,
+        /// The call's id, unique per reply (`call_…` / `toolu_…` after the prefix).
+        id: String,
+    },
 }
 
 impl FakeReply {
@@ -101,6 +108,8 @@ impl FakeReply {
         Self::of(ReplyKind::ToolUse {
             name: name.into(),
             input,
+            reasoning: None,
+            id: uuid::Uuid::new_v4().simple().to_string(),
         })
     }
 
@@ -132,7 +141,7 @@ impl FakeReply {
 
     /// Adds reasoning (sent as `reasoning_content`).
     pub fn with_reasoning(mut self, reasoning: impl Into<String>) -> Self {
-        if let ReplyKind::Text { reasoning: r, .. } = &mut self.kind {
+        if let ReplyKind::Text { reasoning: r, .. } | ReplyKind::ToolUse { reasoning: r, .. } = &mut self.kind {
             *r = Some(reasoning.into());
         }
         self

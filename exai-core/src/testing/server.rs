@@ -64,6 +64,14 @@ pub(super) async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: H
     if let Some(denied) = record(&shared, &uri, &headers, request.clone(), body) {
         return denied;
     }
+    let refused = shared
+        .rules
+        .lock()
+        .ok()
+        .and_then(|rules| super::rules::chat(&rules, &request));
+    if let Some(refused) = refused {
+        return refused;
+    }
     let reply = next_reply(&shared, &request);
     let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let model = request
@@ -89,13 +97,23 @@ pub(super) async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: H
             End::Complete,
             false,
         ),
-        ReplyKind::ToolUse { name, input } => {
+        ReplyKind::ToolUse {
+            name,
+            input,
+            reasoning,
+            id,
+        } => {
             let arguments = input.to_string();
+            let call_id = format!("call_{id}");
             if !stream {
+                let mut message = json!({"role": "assistant", "content": null,
+                    "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]});
+                if let Some(r) = &reasoning {
+                    message["reasoning_content"] = json!(r);
+                }
                 let body = json!({
                     "id": "chatcmpl-fake", "object": "chat.completion", "model": model,
-                    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
-                        "tool_calls": [{"id": "call_fake", "type": "function", "function": {"name": name, "arguments": arguments}}]}}],
+                    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": message}],
                     "usage": {"prompt_tokens": estimate_input(&request), "completion_tokens": 10, "total_tokens": estimate_input(&request) + 10},
                 });
                 return produce(
@@ -105,15 +123,20 @@ pub(super) async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: H
                     false,
                 );
             }
-            let mut parts = vec![(
+            let mut parts = Vec::new();
+            if let Some(r) = &reasoning {
+                let delta = json!({"role": "assistant", "reasoning_content": r});
+                parts.push((reply.delay, sse(&chunk(&model, delta, None))));
+            }
+            parts.push((
                 reply.delay,
                 sse(&chunk(
                     &model,
-                    json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_fake", "type": "function",
+                    json!({"role": "assistant", "tool_calls": [{"index": 0, "id": call_id, "type": "function",
                     "function": {"name": name, "arguments": ""}}]}),
                     None,
                 )),
-            )];
+            ));
             for piece in pieces(&arguments, 3) {
                 let delta = json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]});
                 parts.push((reply.chunk_delay, sse(&chunk(&model, delta, None))));
