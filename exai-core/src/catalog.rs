@@ -32,12 +32,21 @@ pub struct Price {
     pub input_per_m: f64,
     /// Output (completion, including reasoning) tokens.
     pub output_per_m: f64,
+    /// Input tokens read from the provider's prompt cache (`None`: the input price).
+    pub cached_input_per_m: Option<f64>,
 }
 
 impl Price {
     /// Cost in USD of a call.
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
         (input_tokens as f64 * self.input_per_m + output_tokens as f64 * self.output_per_m) / 1e6
+    }
+
+    /// Cost in USD of a call's usage: its cached input tokens at the cached rate.
+    pub fn cost_of(&self, usage: &crate::request::Usage) -> f64 {
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let cached_rate = self.cached_input_per_m.unwrap_or(self.input_per_m);
+        self.cost(usage.input_tokens - cached, usage.output_tokens) + cached as f64 * cached_rate / 1e6
     }
 }
 
@@ -100,6 +109,7 @@ const BUILTIN: &[Builtin] = &[
         price: Price {
             input_per_m: 0.60,
             output_per_m: 2.20,
+            cached_input_per_m: Some(0.11),
         },
         aliases: &["glm"],
     },
@@ -116,6 +126,7 @@ const BUILTIN: &[Builtin] = &[
         price: Price {
             input_per_m: 0.60,
             output_per_m: 2.20,
+            cached_input_per_m: Some(0.11),
         },
         aliases: &[],
     },
@@ -132,6 +143,7 @@ const BUILTIN: &[Builtin] = &[
         price: Price {
             input_per_m: 0.20,
             output_per_m: 1.10,
+            cached_input_per_m: Some(0.03),
         },
         aliases: &[],
     },
@@ -148,6 +160,7 @@ const BUILTIN: &[Builtin] = &[
         price: Price {
             input_per_m: 0.0,
             output_per_m: 0.0,
+            cached_input_per_m: Some(0.0),
         },
         aliases: &["flash"],
     },
@@ -164,6 +177,7 @@ const BUILTIN: &[Builtin] = &[
         price: Price {
             input_per_m: 0.60,
             output_per_m: 1.80,
+            cached_input_per_m: Some(0.11),
         },
         aliases: &["glm-vision"],
     },
@@ -180,6 +194,7 @@ const BUILTIN: &[Builtin] = &[
         price: Price {
             input_per_m: 0.60,
             output_per_m: 2.50,
+            cached_input_per_m: Some(0.15),
         },
         aliases: &["kimi"],
     },
@@ -196,6 +211,7 @@ const BUILTIN: &[Builtin] = &[
         price: Price {
             input_per_m: 1.15,
             output_per_m: 8.00,
+            cached_input_per_m: Some(0.15),
         },
         aliases: &[],
     },
@@ -212,6 +228,7 @@ const BUILTIN: &[Builtin] = &[
         price: Price {
             input_per_m: 0.60,
             output_per_m: 2.50,
+            cached_input_per_m: Some(0.15),
         },
         aliases: &[],
     },
@@ -228,6 +245,7 @@ const BUILTIN: &[Builtin] = &[
         price: Price {
             input_per_m: 0.30,
             output_per_m: 1.20,
+            cached_input_per_m: Some(0.03),
         },
         aliases: &["minimax"],
     },
@@ -297,6 +315,7 @@ impl Catalog {
         caps.web_search = decl.web_search.unwrap_or(caps.web_search);
         m.price.input_per_m = decl.input_per_m.unwrap_or(m.price.input_per_m);
         m.price.output_per_m = decl.output_per_m.unwrap_or(m.price.output_per_m);
+        m.price.cached_input_per_m = decl.cached_input_per_m.or(m.price.cached_input_per_m);
         m.aliases.extend(decl.aliases.iter().cloned());
     }
 
@@ -416,7 +435,16 @@ mod tests {
         let p = Price {
             input_per_m: 0.6,
             output_per_m: 2.2,
+            cached_input_per_m: Some(0.1),
         };
         assert!((p.cost(1_000_000, 500_000) - 1.7).abs() < 1e-9);
+        let usage = crate::request::Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 500_000,
+            cached_input_tokens: 400_000,
+            ..Default::default()
+        };
+        // 600k at 0.6, 400k cached at 0.1, 500k out at 2.2.
+        assert!((p.cost_of(&usage) - (0.36 + 0.04 + 1.1)).abs() < 1e-9);
     }
 }

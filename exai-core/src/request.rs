@@ -267,6 +267,10 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Of which reasoning, when the provider says.
     pub reasoning_tokens: u64,
+    /// Of the input tokens, those read from the provider's prompt cache (priced at its cached
+    /// rate), when the provider says.
+    #[serde(default)]
+    pub cached_input_tokens: u64,
 }
 
 impl Usage {
@@ -275,6 +279,7 @@ impl Usage {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
         self.reasoning_tokens += other.reasoning_tokens;
+        self.cached_input_tokens += other.cached_input_tokens;
     }
 }
 

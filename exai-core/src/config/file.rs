@@ -213,6 +213,8 @@ pub(crate) struct FileModel {
     pub web_search: Option<bool>,
     pub input_per_m: Option<f64>,
     pub output_per_m: Option<f64>,
+    /// USD per million input tokens read from the provider's cache (default: the input price).
+    pub cached_input_per_m: Option<f64>,
     #[serde(default)]
     pub aliases: Vec<String>,
 }

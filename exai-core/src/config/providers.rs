@@ -75,6 +75,8 @@ pub struct ModelDecl {
     pub input_per_m: Option<f64>,
     /// USD per million output tokens.
     pub output_per_m: Option<f64>,
+    /// USD per million input tokens read from the provider's cache.
+    pub cached_input_per_m: Option<f64>,
     /// Extra names for this model.
     pub aliases: Vec<String>,
 }
@@ -90,6 +92,7 @@ impl From<FileModel> for ModelDecl {
             web_search: m.web_search,
             input_per_m: m.input_per_m,
             output_per_m: m.output_per_m,
+            cached_input_per_m: m.cached_input_per_m,
             aliases: m.aliases,
         }
     }

@@ -22,7 +22,7 @@ pub(crate) fn record_success(
     usage: Usage,
     started: Instant,
 ) -> f64 {
-    let cost = model.price.cost(usage.input_tokens, usage.output_tokens);
+    let cost = model.price.cost_of(&usage);
     gateway
         .ledger()
         .success(&model.provider, &model.id, key, usage, cost, started.elapsed());

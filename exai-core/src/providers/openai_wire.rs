@@ -124,6 +124,18 @@ pub(crate) struct WireUsage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub completion_tokens_details: Option<UsageDetails>,
+    /// OpenAI's (and GLM's) cached prompt tokens.
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptDetails>,
+    /// Kimi's cached prompt tokens.
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +150,12 @@ impl From<&WireUsage> for Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
             reasoning_tokens: u.completion_tokens_details.as_ref().map_or(0, |d| d.reasoning_tokens),
+            cached_input_tokens: u
+                .prompt_tokens_details
+                .as_ref()
+                .map(|d| d.cached_tokens)
+                .or(u.cached_tokens)
+                .unwrap_or(0),
         }
     }
 }

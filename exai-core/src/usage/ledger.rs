@@ -180,6 +180,7 @@ mod tests {
             input_tokens: 10,
             output_tokens: 5,
             reasoning_tokens: 1,
+            cached_input_tokens: 0,
         };
         l.success("glm", "glm-4.6", None, u, 0.5, Duration::from_millis(5));
         l.success("glm", "glm-4.6", None, u, 0.25, Duration::from_millis(5));

@@ -253,12 +253,24 @@ pub(crate) fn stop_reason(finish: Option<&str>) -> &'static str {
 }
 
 fn usage_of(usage: Option<&Value>) -> Usage {
-    let n = |f: &str| usage.and_then(|u| u.get(f)).and_then(Value::as_u64).unwrap_or(0);
+    let n = |f: &str| usage.and_then(|u| u.pointer(f)).and_then(Value::as_u64);
     Usage {
-        input_tokens: n("prompt_tokens"),
-        output_tokens: n("completion_tokens"),
+        input_tokens: n("/prompt_tokens").unwrap_or(0),
+        output_tokens: n("/completion_tokens").unwrap_or(0),
         reasoning_tokens: 0,
+        // OpenAI's and GLM's place, or Kimi's.
+        cached_input_tokens: n("/prompt_tokens_details/cached_tokens")
+            .or(n("/cached_tokens"))
+            .unwrap_or(0),
     }
+}
+
+/// Anthropic's `usage` for a call's: `input_tokens` without the tokens read from the cache,
+/// which are `cache_read_input_tokens`.
+pub(crate) fn messages_usage(usage: &Usage) -> Value {
+    let cached = usage.cached_input_tokens.min(usage.input_tokens);
+    json!({"input_tokens": usage.input_tokens - cached, "cache_read_input_tokens": cached,
+        "output_tokens": usage.output_tokens})
 }
 
 /// An Anthropic message for an OpenAI completion; and its usage.
@@ -300,7 +312,7 @@ pub(crate) fn from_openai(reply: &Value, model: &str, names: &ToolNames) -> (Val
         "id": format!("msg_{id}"), "type": "message", "role": "assistant", "model": model,
         "content": content, "stop_reason": stop_reason(choice.get("finish_reason").and_then(Value::as_str)),
         "stop_sequence": null,
-        "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+        "usage": messages_usage(&usage),
     });
     (body, usage)
 }
@@ -462,15 +474,14 @@ impl StreamTranslator {
         let mut out = Vec::new();
         self.start(&mut out);
         self.close(&mut out);
-        let input = if self.usage.input_tokens > 0 {
-            self.usage.input_tokens
-        } else {
-            self.estimated_input
-        };
+        let mut usage = self.usage;
+        if usage.input_tokens == 0 {
+            usage.input_tokens = self.estimated_input;
+        }
         out.push(event(
             "message_delta",
             json!({"type": "message_delta", "delta": {"stop_reason": stop_reason(self.finish.as_deref()), "stop_sequence": null},
-                   "usage": {"input_tokens": input, "output_tokens": self.usage.output_tokens}}),
+                   "usage": messages_usage(&usage)}),
         ));
         out.push(event("message_stop", json!({"type": "message_stop"})));
         out
@@ -497,6 +508,18 @@ mod tests {
 
     fn body(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn cached_input_is_reported_as_anthropic_does() {
+        let reply = json!({"choices": [{"finish_reason": "stop", "message": {"content": "hi"}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 3, "cached_tokens": 60}});
+        let (message, usage) = from_openai(&reply, "kimi", &ToolNames::default());
+        assert_eq!(usage.cached_input_tokens, 60);
+        assert_eq!(
+            message["usage"],
+            json!({"input_tokens": 40, "cache_read_input_tokens": 60, "output_tokens": 3})
+        );
     }
 
     #[test]

@@ -557,7 +557,7 @@ impl ResponseFrame {
 
 /// The Responses `usage` for a call's usage.
 pub(crate) fn usage_json(usage: &Usage) -> Value {
-    json!({"input_tokens": usage.input_tokens, "input_tokens_details": {"cached_tokens": 0},
+    json!({"input_tokens": usage.input_tokens, "input_tokens_details": {"cached_tokens": usage.cached_input_tokens},
         "output_tokens": usage.output_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.input_tokens + usage.output_tokens})
@@ -573,6 +573,7 @@ pub(crate) fn chat_usage(usage: &Value) -> (Usage, u64) {
             input_tokens: n("/prompt_tokens"),
             output_tokens: n("/completion_tokens"),
             reasoning_tokens: n("/completion_tokens_details/reasoning_tokens"),
+            cached_input_tokens: cached,
         },
         cached,
     )

@@ -145,6 +145,7 @@ impl Scanner {
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
                 reasoning_tokens: usage.output_tokens_details.map_or(0, |d| d.reasoning_tokens),
+                cached_input_tokens: usage.input_tokens_details.map_or(0, |d| d.cached_tokens),
             };
         }
         self.stop_reason = response.status;
@@ -168,6 +169,11 @@ impl Scanner {
                     input_tokens: usage.prompt_tokens,
                     output_tokens: usage.completion_tokens,
                     reasoning_tokens: usage.completion_tokens_details.map_or(0, |d| d.reasoning_tokens),
+                    cached_input_tokens: usage
+                        .prompt_tokens_details
+                        .map(|d| d.cached_tokens)
+                        .or(usage.cached_tokens)
+                        .unwrap_or(0),
                 };
             }
         }
@@ -278,6 +284,16 @@ struct ChatUsage {
     #[serde(default)]
     completion_tokens: u64,
     completion_tokens_details: Option<ReasoningDetails>,
+    /// Cached prompt tokens: OpenAI's and GLM's place…
+    prompt_tokens_details: Option<CachedDetails>,
+    /// …or Kimi's.
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CachedDetails {
+    #[serde(default)]
+    cached_tokens: u64,
 }
 
 #[derive(Deserialize)]
@@ -292,12 +308,20 @@ struct ReasoningDetails {
 struct MessageUsage {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    /// Input read from the cache and written to it: not in `input_tokens`, Anthropic's way.
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
 }
 
 impl MessageUsage {
     fn add_to(&self, usage: &mut Usage) {
         if let Some(n) = self.input_tokens {
-            usage.input_tokens = n;
+            let (read, written) = (
+                self.cache_read_input_tokens.unwrap_or(0),
+                self.cache_creation_input_tokens.unwrap_or(0),
+            );
+            usage.input_tokens = n + read + written;
+            usage.cached_input_tokens = read;
         }
         if let Some(n) = self.output_tokens {
             usage.output_tokens = n;
@@ -326,6 +350,7 @@ struct ResponseUsage {
     #[serde(default)]
     output_tokens: u64,
     output_tokens_details: Option<ReasoningDetails>,
+    input_tokens_details: Option<CachedDetails>,
 }
 
 #[derive(Deserialize)]
@@ -417,5 +442,26 @@ mod tests {
         assert_eq!((scan.usage.input_tokens, scan.usage.output_tokens), (25, 15));
         assert_eq!(scan.stop_reason.as_deref(), Some("end_turn"));
         assert!(scan.complete);
+    }
+
+    #[test]
+    fn cached_input_is_read_from_each_wire() {
+        // Anthropic: cache reads are outside `input_tokens`.
+        let mut scan = Scanner::new(Wire::Messages);
+        scan.block(b"event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":90,\"cache_creation_input_tokens\":5}}}\n\n");
+        assert_eq!((scan.usage.input_tokens, scan.usage.cached_input_tokens), (105, 90));
+        // OpenAI and GLM: inside `prompt_tokens`, in its details; Kimi: beside it.
+        for usage in [
+            r#"{"prompt_tokens":100,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":64}}"#,
+            r#"{"prompt_tokens":100,"completion_tokens":1,"cached_tokens":64}"#,
+        ] {
+            let mut scan = Scanner::new(Wire::Chat);
+            scan.block(format!("data: {{\"choices\":[],\"usage\":{usage}}}\n\n").as_bytes());
+            assert_eq!(
+                (scan.usage.input_tokens, scan.usage.cached_input_tokens),
+                (100, 64),
+                "{usage}"
+            );
+        }
     }
 }
