@@ -322,6 +322,10 @@ pub struct ChatResponse {
 /// One item of a streamed reply.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "Done comes once per stream, and embedders match it by value: a Box would change every match"
+)]
 pub enum ChatEvent {
     /// What the request is doing now (waiting for a free slot, calling a provider, falling
     /// back), for progress displays. Not part of the reply.
