@@ -1,7 +1,8 @@
 //! `exai-ws`: the daemon. Reads the shared configuration, refuses unsafe or conflicting starts
 //! with a clear message (exit 2), then serves until SIGTERM/SIGINT and drains.
 //!
-//! - Bound to a non-loopback address only with `EXAI_WS_TOKEN` set.
+//! - Bound to a non-loopback address only with `EXAI_WS_TOKEN` set or keys required (`exai keys
+//!   create`); there, a call without a key or the master token is always refused (in the core).
 //! - One daemon per port and state directory: a lock file (`exai-ws-PORT.lock` in
 //!   `EXAI_STATE_DIR`, default the user's state directory) held with an OS lock, which the OS
 //!   releases when the process dies — a stale file is simply locked again.
@@ -12,7 +13,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use exai_core::{Config, Gateway, LogFormat};
@@ -156,11 +156,13 @@ async fn run(config: Config) {
     let logs = LogTap::new();
     let traces = init_logging(&logs, config.log_format);
     let (host, port) = (config.daemon.host.clone(), config.daemon.port);
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback && config.daemon.token.is_none() {
+    if !config.daemon.is_loopback() && config.daemon.token.is_none() && !keys_required(&config).await {
         fail_with(
             3,
-            format!("refusing to listen on {host} without a token: set EXAI_WS_TOKEN, or bind to 127.0.0.1"),
+            format!(
+                "refusing to listen on {host} with neither a master token nor keys: set EXAI_WS_TOKEN, \
+                 create a key (`exai keys create NAME`), or bind to 127.0.0.1"
+            ),
         );
     }
     let lock = lock(&config.state_dir, port);
@@ -190,6 +192,15 @@ async fn run(config: Config) {
         traces.shutdown(std::time::Duration::from_secs(5)).await;
     }
     drop(lock);
+}
+
+/// Whether the state store requires keys (none can exist without a store).
+async fn keys_required(config: &Config) -> bool {
+    match exai_core::Keys::open(config).await {
+        Ok(keys) => keys.required().await.unwrap_or_else(|e| fail_with(3, e.to_string())),
+        Err(exai_core::KeyError::NoStore) => false,
+        Err(e) => fail_with(3, e.to_string()),
+    }
 }
 
 /// The Prometheus recorder: durations as histograms with buckets for LLM calls, a `# HELP` for

@@ -218,7 +218,7 @@ impl std::fmt::Debug for CreatedKey {
 #[non_exhaustive]
 pub enum KeyError {
     /// A key of that name exists (perhaps revoked: names are never reused).
-    #[error("a key named {0} exists already (names are not reused, even after revoke)")]
+    #[error("a key named {0} exists already (a revoked key keeps its name; `exai keys delete {0}` frees it)")]
     Exists(String),
     /// No key of that name.
     #[error("no key named {0}; `exai keys list` shows the keys")]
