@@ -132,6 +132,16 @@ pub enum KeysCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Delete a key: refused everywhere within a second, its record and spend gone, its name
+    /// free. Keys stay required even when none is left (see `allow-keyless`).
+    Delete {
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Stop requiring keys, once every key is deleted: a daemon on loopback without
+    /// EXAI_WS_TOKEN then serves anyone on this machine again (beyond loopback, never).
+    AllowKeyless(JsonFlag),
 }
 
 /// A key's limits as flags; each takes `none` to remove the limit (`exai keys update`).

@@ -120,8 +120,11 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<i32, Failure> 
             if json.json {
                 return print_json(&all);
             }
-            if all.is_empty() {
-                println!("no keys: the daemon is open to anyone who can reach it (or holds EXAI_WS_TOKEN)");
+            if all.is_empty() && keys.required().await? {
+                println!("no keys, and keys are required: only EXAI_WS_TOKEN gets in");
+                println!("create one with: exai keys create NAME, or stop requiring keys: exai keys allow-keyless");
+            } else if all.is_empty() {
+                println!("no keys: a daemon on loopback without EXAI_WS_TOKEN serves anyone on this machine");
                 println!("create one with: exai keys create NAME [--budget-usd 10 --rpm 60]");
             }
             for k in &all {
@@ -160,6 +163,24 @@ pub async fn run(config: &Config, command: KeysCommand) -> Result<i32, Failure> 
             Ok(0)
         }
         KeysCommand::Rotate { name, json } => print_created(&keys.rotate(&name).await?, json.json, "rotated"),
+        KeysCommand::Delete { name, json } => {
+            keys.delete(&name).await?;
+            if json.json {
+                return print_json(&serde_json::json!({"deleted": name}));
+            }
+            println!("deleted key {name} (refused everywhere within a second); keys are still required");
+            Ok(0)
+        }
+        KeysCommand::AllowKeyless(json) => {
+            keys.allow_keyless().await?;
+            if json.json {
+                return print_json(&serde_json::json!({"keys_required": false}));
+            }
+            println!(
+                "keys are no longer required: a daemon on loopback without EXAI_WS_TOKEN serves anyone on this machine"
+            );
+            Ok(0)
+        }
     }
 }
 

@@ -51,7 +51,8 @@ pub struct RequestRecord {
     pub input_tokens: u64,
     /// Completion tokens.
     pub output_tokens: u64,
-    /// USD, from the catalog's prices.
+    /// USD, from the catalog's prices (shown to 6 decimals).
+    #[serde(serialize_with = "crate::usage::usd")]
     pub cost_usd: f64,
 }
 

@@ -331,6 +331,18 @@ impl ErrorClass {
         }
     }
 
+    /// Whether a client's own retry of the same call may help. Not once exai's retry policy has
+    /// run on the provider (every `Upstream…` class: retried, fallen back, or not worth it), nor
+    /// after the call's whole deadline, nor while nothing is configured: HTTP front doors then
+    /// answer `x-should-retry: false`, which the OpenAI and Anthropic SDKs honour, so retries do
+    /// not stack. Yes for exai's own limits and a daemon going away, which say when to retry.
+    pub fn client_should_retry(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::RateLimited | ErrorClass::OverCapacity | ErrorClass::KeysUnavailable | ErrorClass::Unavailable
+        )
+    }
+
     /// The process exit code for a failure of this class: see [`EXIT_CODES`].
     pub fn exit_code(self) -> i32 {
         match self {
@@ -371,9 +383,10 @@ fn period_name(period: crate::keys::Period) -> &'static str {
     }
 }
 
-/// A failure at one provider, for one model.
+/// A failure at one provider, for one model — the last attempt of a call, with the attempts
+/// that failed before it (`earlier`), so that the message names every one.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{provider} ({model}): {kind}")]
+#[error("{}{provider} ({model}): {kind}", attempts_before(earlier))]
 pub struct ProviderError {
     /// The provider's configured name (`glm`, `kimi`, `minimax`, or a custom name).
     pub provider: String,
@@ -381,6 +394,22 @@ pub struct ProviderError {
     pub model: String,
     /// What went wrong.
     pub kind: ProviderErrorKind,
+    /// The models the call tried before this one, and why each was left (the attempt loop
+    /// fills it in when it gives up). Boxed: every `Result<_, Error>` carries room for it.
+    pub earlier: Box<[crate::request::FallbackNote]>,
+}
+
+/// `N attempts failed: A; B; ` before the last attempt's own message, when there were others.
+fn attempts_before(earlier: &[crate::request::FallbackNote]) -> String {
+    if earlier.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("{} attempts failed: ", earlier.len() + 1);
+    for note in earlier {
+        text.push_str(&note.error);
+        text.push_str("; ");
+    }
+    text
 }
 
 /// The failure taxonomy that decides retries, fallback and circuit breaking.
@@ -448,6 +477,7 @@ impl ProviderError {
             provider: provider.to_string(),
             model: model.to_string(),
             kind,
+            earlier: Box::default(),
         }
     }
 

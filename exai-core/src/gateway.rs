@@ -241,14 +241,18 @@ impl Gateway {
     }
 
     /// Who presented `token` (a bearer token, an `x-api-key`, `hello.token`; `None` when none
-    /// was sent): the master token (`daemon.token`), a key, or — when no key exists and no
-    /// master token is set — anyone. Every front door calls this and opens its session with the
+    /// was sent): the master token (`daemon.token`), a key, or — when keys are not required, no
+    /// master token is set and `daemon.host` is loopback — anyone. Every front door calls this and opens its session with the
     /// answer. Fails with [`Error::Unauthorized`] (or [`Error::KeysUnavailable`] while the key
     /// store has never answered).
     pub async fn authenticate(&self, token: Option<&str>) -> Result<Caller, Error> {
         self.inner
             .keys
-            .authenticate(token, self.inner.config.daemon.token.as_ref())
+            .authenticate(
+                token,
+                self.inner.config.daemon.token.as_ref(),
+                self.inner.config.daemon.is_loopback(),
+            )
             .await
     }
 

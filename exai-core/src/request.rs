@@ -307,7 +307,8 @@ pub struct ChatResponse {
     pub model: String,
     /// Token counts.
     pub usage: Usage,
-    /// Cost in USD, from the catalog's prices.
+    /// Cost in USD, from the catalog's prices (shown to 6 decimals).
+    #[serde(serialize_with = "crate::usage::usd")]
     pub cost_usd: f64,
     /// Pass this to continue the conversation (for an ephemeral request: the id it read, if any).
     pub continuation_id: String,

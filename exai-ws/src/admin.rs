@@ -6,7 +6,9 @@
 //!   "max_inflight": …, "models": […], "tools": […], "expires": "YYYY-MM-DD"}` creates one and
 //!   answers 201 with its `secret`, shown this once;
 //! - `PATCH /admin/keys/{name}` changes the limits given (`null` removes one);
-//! - `POST /admin/keys/{name}/revoke`, `POST /admin/keys/{name}/rotate` (a new `secret`).
+//! - `POST /admin/keys/{name}/revoke`, `POST /admin/keys/{name}/rotate` (a new `secret`);
+//! - `DELETE /admin/keys/{name}` deletes one (204); keys stay required (`exai keys allow-keyless`,
+//!   on the daemon's machine only, is the way back to a daemon without keys).
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -23,7 +25,7 @@ use crate::state::AppState;
 pub(crate) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(list).post(create))
-        .route("/{name}", get(show).patch(update))
+        .route("/{name}", get(show).patch(update).delete(delete))
         .route("/{name}/revoke", post(revoke))
         .route("/{name}/rotate", post(rotate))
         .layer(middleware::from_fn_with_state(state, admin_only))
@@ -114,4 +116,11 @@ async fn revoke(State(state): State<AppState>, Path(name): Path<String>) -> Resp
 
 async fn rotate(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     answer(StatusCode::OK, state.gateway.keys().rotate(&name).await)
+}
+
+async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match state.gateway.keys().delete(&name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => failed(&e),
+    }
 }

@@ -48,7 +48,9 @@ impl Failure {
         }
     }
 
-    /// `body` as JSON with `status`, and `Retry-After` when the failure says when.
+    /// `body` as JSON with `status`; `Retry-After` when the failure says when, and
+    /// `x-should-retry: false` when a client's own retry would only stack on exai's
+    /// ([`ErrorClass::client_should_retry`]).
     pub fn respond(&self, status: u16, body: Value) -> Response {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(body)).into_response();
@@ -57,6 +59,11 @@ impl Failure {
             .and_then(|a| HeaderValue::from_str(&a.as_secs().max(1).to_string()).ok())
         {
             response.headers_mut().insert(header::RETRY_AFTER, after);
+        }
+        if !self.class.client_should_retry() {
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
         }
         response
     }

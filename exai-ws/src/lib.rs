@@ -72,7 +72,9 @@ pub fn router(state: AppState) -> Router {
     let anthropic = Router::new()
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens));
-    let mcp = Router::new().nest_service("/mcp", mcp::service(&state));
+    let mcp = Router::new()
+        .nest_service("/mcp", mcp::service(&state))
+        .layer(axum::middleware::from_fn(mcp::session_closed_is_no_content));
     // The status page and its JSON: the admin or master token, or loopback when neither is set.
     let status_page = Router::new()
         .route("/ui", get(ui::page))

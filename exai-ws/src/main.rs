@@ -1,7 +1,10 @@
-//! `exai-ws`: the daemon. Reads the shared configuration, refuses unsafe or conflicting starts
-//! with a clear message (exit 2), then serves until SIGTERM/SIGINT and drains.
+//! `exai-ws`: the daemon. Reads the shared configuration (under `--host`, `--port` and
+//! `--config`), refuses unsafe or conflicting starts with a clear message (exit 2), then serves
+//! until SIGTERM/SIGINT and drains. `--help` lists the endpoints and the main settings; a flag
+//! it does not know exits 2 naming the variable that sets what it looked like.
 //!
-//! - Bound to a non-loopback address only with `EXAI_WS_TOKEN` set.
+//! - Bound to a non-loopback address only with `EXAI_WS_TOKEN` set or keys required (`exai keys
+//!   create`); there, a call without a key or the master token is always refused (in the core).
 //! - One daemon per port and state directory: a lock file (`exai-ws-PORT.lock` in
 //!   `EXAI_STATE_DIR`, default the user's state directory) held with an OS lock, which the OS
 //!   releases when the process dies — a stale file is simply locked again.
@@ -12,7 +15,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use exai_core::{Config, Gateway, LogFormat};
@@ -126,18 +128,111 @@ fn busy(host: &str, port: u16) -> String {
     }
 }
 
-/// The exai daemon: one port for the OpenAI-compatible API, MCP over HTTP and WebSocket, and
-/// health and metrics. Configured by exai.toml and the environment (see `exai config`); logs go
-/// to stderr (RUST_LOG, default info).
+/// What `--help` shows after the flags: the endpoints, the main settings, the exit codes.
+const AFTER_HELP: &str = "Endpoints (one port):
+  /v1/chat/completions, /v1/models   OpenAI-compatible API
+  /v1/responses                      OpenAI Responses API (Codex)
+  /v1/messages                       Anthropic Messages API (Claude Code)
+  /mcp                               MCP over streamable HTTP
+  / and /ws                          WebSocket: MCP, or the EXAI protocol
+  /healthz, /readyz, /metrics        health, readiness, Prometheus metrics
+  /admin/keys                        key management (EXAI_ADMIN_TOKEN)
+  /ui                                status page
+
+Main settings (environment, or exai.toml; every one with its source: `exai config`):
+  GLM_API_KEY, KIMI_API_KEY, MINIMAX_API_KEY   provider keys (at least one)
+  EXAI_WS_HOST, EXAI_WS_PORT                   where to listen (127.0.0.1:8079)
+  EXAI_WS_TOKEN                                master token: always accepted
+  EXAI_ADMIN_TOKEN                             allows /admin/keys
+  EXAI_STATE_DIR                               SQLite file, lock file
+  REDIS_URL                                    share memory, keys and limits
+  EXAI_TOOLS, EXAI_DISABLED_TOOLS              MCP tool profile and exclusions
+  EXAI_CONFIG                                  the config file (exai.toml)
+  RUST_LOG, EXAI_LOG_FORMAT                    logs on stderr (info; text or json)
+
+";
+
+/// Settings people try as flags, and the variable that sets each.
+const SETTING_FLAGS: &[(&str, &str)] = &[
+    ("token", "EXAI_WS_TOKEN"),
+    ("admin-token", "EXAI_ADMIN_TOKEN"),
+    ("state-dir", "EXAI_STATE_DIR"),
+    ("threads", "EXAI_WS_THREADS"),
+    ("redis", "REDIS_URL"),
+    ("redis-url", "REDIS_URL"),
+    ("tools", "EXAI_TOOLS"),
+    ("log-format", "EXAI_LOG_FORMAT"),
+    ("max-connections", "EXAI_WS_MAX_CONNECTIONS"),
+];
+
+/// The exai daemon: one port for the OpenAI-compatible, Responses and Anthropic APIs, MCP over
+/// HTTP and WebSocket, and health and metrics. Configured by exai.toml and the environment (see
+/// `exai config`); a flag wins over both. Logs go to stderr (RUST_LOG, default info).
 #[derive(clap::Parser)]
-#[command(name = "exai-ws", version, after_help = exai_core::EXIT_CODES)]
-struct Args {}
+#[command(name = "exai-ws", version, after_help = format!("{AFTER_HELP}{}", exai_core::EXIT_CODES))]
+struct Args {
+    /// Address to listen on, over EXAI_WS_HOST (default 127.0.0.1; another address needs
+    /// EXAI_WS_TOKEN or keys).
+    #[arg(long, value_name = "ADDRESS")]
+    host: Option<String>,
+    /// Port to listen on, over EXAI_WS_PORT (default 8079).
+    #[arg(long)]
+    port: Option<u16>,
+    /// The configuration file, over EXAI_CONFIG (default ./exai.toml, then the user's).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Parses the flags; an unknown one exits 2 saying which variable sets what it looked like.
+fn parse_args() -> Args {
+    let error = match <Args as clap::Parser>::try_parse() {
+        Ok(args) => return args,
+        Err(e) => e,
+    };
+    if error.kind() != clap::error::ErrorKind::UnknownArgument {
+        error.exit();
+    }
+    let given = error
+        .get(clap::error::ContextKind::InvalidArg)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let name = given
+        .trim_start_matches('-')
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let hint = match SETTING_FLAGS.iter().find(|(flag, _)| *flag == name) {
+        Some((_, var)) => format!("{given} is a setting: set {var}=… in the environment (or in exai.toml)"),
+        None => "settings are environment variables or exai.toml keys: the main ones in `exai-ws --help`, \
+                 every one with `exai config`"
+            .to_string(),
+    };
+    eprintln!("{}\nhint: {hint}", error.render().to_string().trim_end());
+    std::process::exit(2);
+}
+
+/// The configuration: the environment and file, under the flags.
+fn config_of(args: Args) -> Config {
+    let mut env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    if let Some(path) = args.config {
+        env.insert("EXAI_CONFIG".into(), path.display().to_string());
+    }
+    let mut builder = Config::builder().env(env);
+    if let Some(host) = args.host {
+        builder = builder.set("daemon.host", host);
+    }
+    if let Some(port) = args.port {
+        builder = builder.set("daemon.port", port);
+    }
+    builder.build().unwrap_or_else(|e| fail_with(3, e.to_string()))
+}
 
 fn main() {
     // `--help`, `--version`, or a flag it does not know (exit 2) — before anything starts.
-    <Args as clap::Parser>::parse();
+    let args = parse_args();
     // Read before the runtime exists: it says how many threads the runtime gets.
-    let config = Config::from_env().unwrap_or_else(|e| fail_with(3, e.to_string()));
+    let config = config_of(args);
     let runtime = if config.daemon.threads == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -156,11 +251,13 @@ async fn run(config: Config) {
     let logs = LogTap::new();
     let traces = init_logging(&logs, config.log_format);
     let (host, port) = (config.daemon.host.clone(), config.daemon.port);
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback && config.daemon.token.is_none() {
+    if !config.daemon.is_loopback() && config.daemon.token.is_none() && !keys_required(&config).await {
         fail_with(
             3,
-            format!("refusing to listen on {host} without a token: set EXAI_WS_TOKEN, or bind to 127.0.0.1"),
+            format!(
+                "refusing to listen on {host} with neither a master token nor keys: set EXAI_WS_TOKEN, \
+                 create a key (`exai keys create NAME`), or bind to 127.0.0.1"
+            ),
         );
     }
     let lock = lock(&config.state_dir, port);
@@ -190,6 +287,15 @@ async fn run(config: Config) {
         traces.shutdown(std::time::Duration::from_secs(5)).await;
     }
     drop(lock);
+}
+
+/// Whether the state store requires keys (none can exist without a store).
+async fn keys_required(config: &Config) -> bool {
+    match exai_core::Keys::open(config).await {
+        Ok(keys) => keys.required().await.unwrap_or_else(|e| fail_with(3, e.to_string())),
+        Err(exai_core::KeyError::NoStore) => false,
+        Err(e) => fail_with(3, e.to_string()),
+    }
 }
 
 /// The Prometheus recorder: durations as histograms with buckets for LLM calls, a `# HELP` for

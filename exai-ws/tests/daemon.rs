@@ -338,7 +338,7 @@ async fn refuses_to_start_on_a_busy_port_a_locked_state_dir_or_an_open_address()
     let (code, stderr) = exits_with(open).await;
     assert_eq!(code, 3, "a configuration refused: the exit code every exai binary uses");
     assert!(
-        stderr.contains("without a token") && stderr.contains("EXAI_WS_TOKEN"),
+        stderr.contains("neither a master token nor keys") && stderr.contains("EXAI_WS_TOKEN"),
         "{stderr}"
     );
 }

@@ -114,8 +114,9 @@ declare! {
     SHUTDOWN_GRACE_SECS: Key<u64> =
         key("sessions.shutdown_grace_secs", &["EXAI_SHUTDOWN_GRACE_SECS"], "30", any);
 
-    TOOLS_PROFILE: Key<String> = key("tools.profile", &["EXAI_TOOLS"], "standard", any);
-    DISABLED_TOOLS: Key<Vec<String>> = no_default("tools.disabled", &["EXAI_DISABLED_TOOLS"], any);
+    TOOLS_PROFILE: Key<String> = key("tools.profile", &["EXAI_TOOLS"], "standard", tool_profile);
+    DISABLED_TOOLS: Key<Vec<String>> =
+        no_default("tools.disabled", &["EXAI_DISABLED_TOOLS"], tool_names);
     /// The directories below which a daemon's tools may read files (none by default: no file).
     FILE_ROOTS: Key<Vec<String>> = no_default("tools.file_roots", &["EXAI_FILE_ROOTS"], any);
     MAX_OUTPUT_CHARS: Key<usize> =
@@ -149,6 +150,34 @@ declare! {
 
     LOG_FORMAT: Key<LogFormat> = key("log.format", &["EXAI_LOG_FORMAT"], "text", any);
     OTEL_CONTENT: Key<bool> = key("log.otel_content", &["EXAI_OTEL_CONTENT"], "false", any);
+}
+
+/// A profile (`lean`, `standard`, `all`) or a comma-separated list of tools.
+#[allow(clippy::ptr_arg, reason = "a Check<String> takes &String")]
+fn tool_profile(profile: &String) -> Result<(), String> {
+    let profile = profile.trim();
+    if profile.is_empty() || crate::tools::PROFILES.contains(&profile) {
+        return Ok(());
+    }
+    let names: Vec<String> = profile
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    tool_names(&names).map_err(|e| format!("{e}; or a profile: {}", crate::tools::PROFILES.join(", ")))
+}
+
+/// Tool names, each one of [`crate::tools::NAMES`].
+#[allow(clippy::ptr_arg, reason = "a Check<Vec<String>> takes &Vec")]
+fn tool_names(names: &Vec<String>) -> Result<(), String> {
+    match names.iter().find(|n| !crate::tools::NAMES.contains(&n.as_str())) {
+        Some(unknown) => Err(format!(
+            "unknown tool '{unknown}'; the tools: {}",
+            crate::tools::NAMES.join(", ")
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Whether `key` is declared.

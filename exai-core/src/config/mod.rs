@@ -228,6 +228,14 @@ pub struct DaemonConfig {
     pub threads: usize,
 }
 
+impl DaemonConfig {
+    /// Whether `host` is only reachable from this machine (`localhost` or a loopback address).
+    /// Beyond it, the daemon never serves a call without a key or the master token.
+    pub fn is_loopback(&self) -> bool {
+        self.host == "localhost" || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
 /// The Anthropic-compatible front door.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]

@@ -224,7 +224,13 @@ impl<'a> Resolver<'a> {
         default: Vec<String>,
     ) -> Result<(Vec<String>, Source), ConfigError> {
         let file = self.file.list(key.key)?;
-        Ok(self.list(key.key, key.env, file, default))
+        let (list, source) = self.list(key.key, key.env, file, default);
+        (key.check)(&list).map_err(|message| ConfigError::Invalid {
+            key: key.key.to_string(),
+            origin: source.clone(),
+            message,
+        })?;
+        Ok((list, source))
     }
 
     /// Resolves a declared table of names to values: a table in the file, `NAME=VALUE,…` in code

@@ -175,6 +175,51 @@ fn invalid_values_name_the_key_and_where_they_came_from() {
 }
 
 #[test]
+fn every_list_of_tool_names_is_checked_and_names_the_unknown_one_and_the_valid_ones() {
+    let msg = |r: Result<Config, ConfigError>| r.err().map(|e| e.to_string()).unwrap_or_default();
+    for (pairs, file, key, unknown) in [
+        (
+            &[("EXAI_TOOLS", "lite")][..],
+            None,
+            "tools.profile (from env EXAI_TOOLS)",
+            "'lite'",
+        ),
+        (&[("EXAI_TOOLS", "chat,bogus")], None, "tools.profile", "'bogus'"),
+        (
+            &[("EXAI_DISABLED_TOOLS", "nosuch")],
+            None,
+            "tools.disabled (from env EXAI_DISABLED_TOOLS)",
+            "'nosuch'",
+        ),
+        (
+            &[],
+            Some("[tools]\ndisabled = [\"chat\", \"chatt\"]"),
+            "tools.disabled (from file)",
+            "'chatt'",
+        ),
+        (&[], Some("[tools]\nprofile = \"leen\""), "tools.profile", "'leen'"),
+    ] {
+        let error = msg(load(pairs, file));
+        assert!(
+            error.contains(key) && error.contains(unknown),
+            "{pairs:?} {file:?}: {error}"
+        );
+        assert!(
+            error.contains("codereview") && error.contains("listmodels"),
+            "the valid tools: {error}"
+        );
+    }
+    assert!(
+        msg(load(&[("EXAI_TOOLS", "lite")], None)).contains("lean"),
+        "and the profiles"
+    );
+    for ok in ["lean", "standard", "all", "chat, codereview", "chat,"] {
+        let config = load(&[("EXAI_TOOLS", ok), ("EXAI_DISABLED_TOOLS", "status,version")], None);
+        assert!(config.is_ok(), "{ok}: {:?}", config.err());
+    }
+}
+
+#[test]
 fn custom_providers_take_their_settings_from_prefixed_variables() -> Result<(), ConfigError> {
     let toml = "[providers.open-router]\nbase_url = \"https://openrouter.ai/api/v1/\"\ndefault_model = \"x/y\"";
     let c = load(
@@ -367,7 +412,7 @@ fn a_file_value_is_read_by_its_key_and_a_wrong_one_named_with_the_file() -> Resu
         [routing]
         fallback = ["kimi", "glm"]
         [tools]
-        disabled = ["clink"]
+        disabled = ["precommit"]
         [daemon]
         token = "file-token"
         threads = 3
@@ -379,7 +424,7 @@ fn a_file_value_is_read_by_its_key_and_a_wrong_one_named_with_the_file() -> Resu
     );
     assert_eq!(
         (c.routing.fallback.as_slice(), c.tools.disabled.as_slice()),
-        (&["kimi".to_string(), "glm".into()][..], &["clink".to_string()][..])
+        (&["kimi".to_string(), "glm".into()][..], &["precommit".to_string()][..])
     );
     assert_eq!(c.daemon.token.as_ref().map(Secret::expose), Some("file-token"));
     for key in [

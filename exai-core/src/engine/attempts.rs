@@ -5,7 +5,9 @@
 //! the attempt itself — run by the caller's closure through the provider's worker (circuit
 //! breaker) and client (pacing, retries honouring `Retry-After`, the provider's quirks). A
 //! failure is recorded in the ledger; while nothing reached the caller and the failure is worth
-//! it (429, 5xx, a connection that failed, an open circuit), the next model is tried.
+//! it (429, 5xx, a connection that failed, an open circuit), the next model is tried. When the
+//! loop gives up, its error carries every model it tried and why each failed
+//! ([`ProviderError::earlier`]), so every front door's message names them all.
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -106,6 +108,9 @@ impl Attempts<'_> {
             record_failure(self.gateway, &model, self.key, error.label(), self.started);
             tracing::warn!(provider = %model.provider, model = %model.id, error = %error, "provider call failed");
             if emitted || !error.allows_fallback() || index + 1 == total {
+                // The caller hears of every attempt, not only the last.
+                let mut error = error;
+                error.earlier = fallbacks.into_boxed_slice();
                 return Err(error.into());
             }
             fallbacks.push(note(&model, &error.to_string()));

@@ -1,4 +1,5 @@
-//! Managing keys (`exai keys`, the admin API): create, list, show, update, revoke and rotate,
+//! Managing keys (`exai keys`, the admin API): create, list, show, update, revoke, rotate and
+//! delete — and `allow_keyless`, the one way back to a gateway that takes no key,
 //! each written to the store and seen by this process at once (others at their next poll), and
 //! a key as shown, with what it spent ([`KeyInfo`]).
 
@@ -133,6 +134,32 @@ impl Keys {
             info: self.show(name).await?,
             secret,
         })
+    }
+
+    /// Deletes a key: refused everywhere within a second, its record and meters gone (the usage
+    /// ledger keeps its calls), its name free again. Keys stay required: deleting the last key
+    /// does not open the gateway (see [`Keys::allow_keyless`]).
+    pub async fn delete(&self, name: &str) -> Result<(), KeyError> {
+        if !self.store()?.delete(name, view::meter_ids(self.now())).await? {
+            return Err(KeyError::NotFound(name.to_string()));
+        }
+        self.changed().await;
+        Ok(())
+    }
+
+    /// Stops requiring keys, once none is left: a gateway on loopback without a master token
+    /// then serves anyone on this machine again (a gateway beyond loopback never does).
+    pub async fn allow_keyless(&self) -> Result<(), KeyError> {
+        self.store()?.allow_keyless().await?;
+        self.changed().await;
+        Ok(())
+    }
+
+    /// Whether callers need a key (or the master token): a key exists, or one was made or
+    /// deleted since the last [`Keys::allow_keyless`].
+    pub async fn required(&self) -> Result<bool, KeyError> {
+        let loaded = self.store()?.load().await?;
+        Ok(loaded.required || !loaded.keys.is_empty())
     }
 
     /// After a change made here: this process sees it at once (others at their next poll).

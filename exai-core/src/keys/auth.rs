@@ -50,8 +50,15 @@ impl Caller {
 }
 
 impl Keys {
-    /// Who presented `token` (`None` when nothing was presented). `master` is the master token.
-    pub(crate) async fn authenticate(&self, token: Option<&str>, master: Option<&Secret>) -> Result<Caller, Error> {
+    /// Who presented `token` (`None` when nothing was presented). `master` is the master token;
+    /// `loopback`: whether the gateway is reachable only from this machine — beyond it, nobody
+    /// is let in without a key or the master token, whatever the keys' state.
+    pub(crate) async fn authenticate(
+        &self,
+        token: Option<&str>,
+        master: Option<&Secret>,
+        loopback: bool,
+    ) -> Result<Caller, Error> {
         if let (Some(t), Some(m)) = (token, master)
             && secret::same(t, m.expose())
         {
@@ -85,24 +92,27 @@ impl Keys {
         if !view.is_loaded() {
             return Err(Error::KeysUnavailable(view.last_error()));
         }
-        if master.is_none() && !view.any_key() {
+        if master.is_none() && !view.keys_required() && loopback {
             return Ok(Caller::default());
         }
         Err(match token {
             None | Some("") => Error::Unauthorized {
-                reason: "no key: send Authorization: Bearer <your exai key>".into(),
+                reason: format!("no key. {HOW_TO_GET_IN}"),
             },
             Some(_) => invalid_key(),
         })
     }
 }
 
+/// What every refusal tells the caller: where the key goes, what always works, where keys are.
+const HOW_TO_GET_IN: &str = "Send an exai key as `Authorization: Bearer exai-sk-…` (or `x-api-key`); \
+     the daemon's master token EXAI_WS_TOKEN, when set, always works. On the daemon's machine \
+     `exai keys list` shows the keys and `exai keys create NAME` makes one";
+
 /// The answer to a key that does not work — unknown, revoked or expired alike, so that a
 /// caller cannot tell a revoked key from a made-up one.
 fn invalid_key() -> Error {
     Error::Unauthorized {
-        reason: "invalid key (unknown, revoked or expired): send Authorization: Bearer <your exai key>, \
-                 or ask for a new one"
-            .into(),
+        reason: format!("invalid key (unknown, revoked or expired). {HOW_TO_GET_IN}"),
     }
 }

@@ -5,11 +5,16 @@
 //!
 //! Every change to a key bumps a generation counter; processes poll it and reload the keys when
 //! it moved. Spend and tokens are added per period as calls finish.
+//!
+//! Whether keys are required is stored too (`meta` row `keys_required`, Redis `…:required`):
+//! creating or deleting a key sets it, so deleting the last key never opens the gateway; only
+//! [`KeyStore::allow_keyless`] (`exai keys allow-keyless`, refused while a key is left) clears it.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::AsyncCommands;
+use rusqlite::OptionalExtension;
 
 use super::types::{KeyError, StoredKey};
 use crate::memory::{Db, MemoryError, RedisConn};
@@ -31,7 +36,19 @@ pub(crate) type Meters = HashMap<String, HashMap<String, Meter>>;
 pub(crate) struct Loaded {
     pub generation: u64,
     pub keys: Vec<StoredKey>,
+    /// Whether a key was ever made or deleted since the gateway was last opened: then a caller
+    /// needs a key (or the master token) even when no key is left.
+    pub required: bool,
 }
+
+/// A stored key as read: name, record, when it was last used.
+type Row = (String, String, Option<i64>);
+
+/// Sets the `keys_required` row (there is none in a file made before it existed).
+const SET_REQUIRED: &str = "INSERT INTO meta (name, value) VALUES ('keys_required', ?1)
+     ON CONFLICT(name) DO UPDATE SET value = excluded.value";
+/// Bumps the generation, so that every process rereads the keys.
+const BUMP: &str = "UPDATE meta SET value = value + 1 WHERE name = 'keys_generation'";
 
 /// The state store keys live in.
 #[derive(Clone)]
@@ -64,20 +81,24 @@ fn corrupt(name: &str, e: impl std::fmt::Display) -> KeyError {
 }
 
 /// Runs `sql` (parameters: name, hash, record) and bumps the generation, in one transaction;
-/// the rows it changed.
+/// the rows it changed. `require`: a changed row makes keys required.
 async fn write_sqlite(
     db: &Db,
     op: &'static str,
     sql: &'static str,
     key: &StoredKey,
     record: String,
+    require: bool,
 ) -> Result<usize, KeyError> {
     let (name, hash) = (key.name.clone(), key.hash.clone());
     Ok(db
         .call(op, move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let n = tx.execute(sql, rusqlite::params![name, hash, record])?;
-            tx.execute("UPDATE meta SET value = value + 1 WHERE name = 'keys_generation'", [])?;
+            if n > 0 && require {
+                tx.execute(SET_REQUIRED, [1])?;
+            }
+            tx.execute(BUMP, [])?;
             tx.commit()?;
             Ok(n)
         })
@@ -109,19 +130,22 @@ impl KeyStore {
 
     /// Every key, with when it was last used.
     pub async fn load(&self) -> Result<Loaded, KeyError> {
-        let (generation, rows): (u64, Vec<(String, String, Option<i64>)>) = match self {
+        let (generation, rows, required): (u64, Vec<Row>, bool) = match self {
             Self::Sqlite(db) => {
                 db.call("keys load", |c| {
                     let tx = c.transaction()?;
-                    let generation = tx.query_row("SELECT value FROM meta WHERE name = 'keys_generation'", [], |r| {
-                        r.get::<_, i64>(0)
-                    })? as u64;
+                    let meta = |name: &str| {
+                        tx.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get::<_, i64>(0))
+                            .optional()
+                    };
+                    let generation = meta("keys_generation")?.unwrap_or(0) as u64;
+                    let required = meta("keys_required")?.is_some_and(|v| v != 0);
                     let rows = {
                         let mut s = tx.prepare("SELECT name, record, last_used_ms FROM keys ORDER BY name")?;
                         s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                             .collect::<rusqlite::Result<Vec<_>>>()?
                     };
-                    Ok((generation, rows))
+                    Ok((generation, rows, required))
                 })
                 .await?
             }
@@ -130,9 +154,10 @@ impl KeyStore {
                 let mut pipe = redis::pipe();
                 pipe.get(Self::key(prefix, "generation"))
                     .hgetall(Self::key(prefix, "records"))
-                    .hgetall(Self::key(prefix, "last_used"));
-                let (generation, records, used): (Option<u64>, HashMap<String, String>, HashMap<String, i64>) =
-                    redis("load", pipe.query_async(&mut conn)).await?;
+                    .hgetall(Self::key(prefix, "last_used"))
+                    .exists(Self::key(prefix, "required"));
+                type Answer = (Option<u64>, HashMap<String, String>, HashMap<String, i64>, bool);
+                let (generation, records, used, required): Answer = redis("load", pipe.query_async(&mut conn)).await?;
                 let mut rows: Vec<_> = records
                     .into_iter()
                     .map(|(name, record)| {
@@ -141,7 +166,7 @@ impl KeyStore {
                     })
                     .collect();
                 rows.sort_by(|a, b| a.0.cmp(&b.0));
-                (generation.unwrap_or(0), rows)
+                (generation.unwrap_or(0), rows, required)
             }
         };
         let keys = rows
@@ -152,7 +177,11 @@ impl KeyStore {
                 Ok(key)
             })
             .collect::<Result<_, KeyError>>()?;
-        Ok(Loaded { generation, keys })
+        Ok(Loaded {
+            generation,
+            keys,
+            required,
+        })
     }
 
     /// Stores a new key; refused if its name is taken.
@@ -161,7 +190,7 @@ impl KeyStore {
         match self {
             Self::Sqlite(db) => {
                 let sql = "INSERT INTO keys (name, hash, record) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING";
-                if write_sqlite(db, "keys insert", sql, key, record).await? == 0 {
+                if write_sqlite(db, "keys insert", sql, key, record, true).await? == 0 {
                     return Err(KeyError::Exists(key.name.clone()));
                 }
                 Ok(())
@@ -177,7 +206,7 @@ impl KeyStore {
                 if !set {
                     return Err(KeyError::Exists(key.name.clone()));
                 }
-                Ok(())
+                redis("insert", conn.set::<_, _, ()>(Self::key(prefix, "required"), 1)).await
             }
         }
     }
@@ -188,7 +217,7 @@ impl KeyStore {
         match self {
             Self::Sqlite(db) => {
                 let sql = "UPDATE keys SET hash = ?2, record = ?3 WHERE name = ?1";
-                if write_sqlite(db, "keys update", sql, key, record).await? == 0 {
+                if write_sqlite(db, "keys update", sql, key, record, false).await? == 0 {
                     return Err(KeyError::NotFound(key.name.clone()));
                 }
                 Ok(())
@@ -202,6 +231,83 @@ impl KeyStore {
                     .incr(Self::key(prefix, "generation"), 1)
                     .ignore();
                 redis("update", pipe.query_async::<()>(&mut conn)).await
+            }
+        }
+    }
+
+    /// Deletes a key, its record and its meters of `meter_ids`; keys stay required. `false` when
+    /// there was no such key.
+    pub async fn delete(&self, name: &str, meter_ids: Vec<String>) -> Result<bool, KeyError> {
+        match self {
+            Self::Sqlite(db) => {
+                let name = name.to_string();
+                Ok(db
+                    .call("keys delete", move |c| {
+                        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                        let n = tx.execute("DELETE FROM keys WHERE name = ?1", [&name])?;
+                        if n > 0 {
+                            tx.execute("DELETE FROM key_meter WHERE name = ?1", [&name])?;
+                            tx.execute(SET_REQUIRED, [1])?;
+                            tx.execute(BUMP, [])?;
+                        }
+                        tx.commit()?;
+                        Ok(n > 0)
+                    })
+                    .await?)
+            }
+            Self::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .hdel(Self::key(prefix, "records"), name)
+                    .hdel(Self::key(prefix, "last_used"), name)
+                    .ignore()
+                    .set(Self::key(prefix, "required"), 1)
+                    .ignore();
+                for id in &meter_ids {
+                    pipe.hdel(
+                        Self::key(prefix, &format!("meter:{id}")),
+                        &[format!("{name}|cost"), format!("{name}|tokens")],
+                    )
+                    .ignore();
+                }
+                pipe.incr(Self::key(prefix, "generation"), 1).ignore();
+                let (deleted,): (u32,) = redis("delete", pipe.query_async(&mut conn)).await?;
+                Ok(deleted > 0)
+            }
+        }
+    }
+
+    /// Stops requiring keys: the gateway is open again (on loopback) once no key is left.
+    /// Refused while a key (even a revoked one) exists.
+    pub async fn allow_keyless(&self) -> Result<(), KeyError> {
+        let left = self.load().await?.keys.into_iter().map(|k| k.name).collect::<Vec<_>>();
+        if !left.is_empty() {
+            return Err(KeyError::Invalid(format!(
+                "keys are left ({}): delete them first (`exai keys delete NAME`)",
+                left.join(", ")
+            )));
+        }
+        match self {
+            Self::Sqlite(db) => {
+                db.call("keys allow keyless", |c| {
+                    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    tx.execute(SET_REQUIRED, [0])?;
+                    tx.execute(BUMP, [])?;
+                    tx.commit()
+                })
+                .await?;
+                Ok(())
+            }
+            Self::Redis { conn, prefix } => {
+                let mut conn = conn.clone();
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .del(Self::key(prefix, "required"))
+                    .ignore()
+                    .incr(Self::key(prefix, "generation"), 1)
+                    .ignore();
+                redis("allow keyless", pipe.query_async::<()>(&mut conn)).await
             }
         }
     }

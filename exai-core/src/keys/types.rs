@@ -184,9 +184,11 @@ pub struct KeyInfo {
     pub last_used: Option<String>,
     /// When it was revoked, if it was.
     pub revoked: Option<String>,
-    /// USD spent in the current period.
+    /// USD spent in the current period (shown to 6 decimals).
+    #[serde(serialize_with = "crate::usage::usd")]
     pub spent_usd: f64,
     /// What is left of the budget, if it has one.
+    #[serde(serialize_with = "crate::usage::usd_opt")]
     pub remaining_usd: Option<f64>,
     /// When the period's spend starts again from zero (`None` for `total`).
     pub period_resets: Option<String>,
@@ -218,7 +220,7 @@ impl std::fmt::Debug for CreatedKey {
 #[non_exhaustive]
 pub enum KeyError {
     /// A key of that name exists (perhaps revoked: names are never reused).
-    #[error("a key named {0} exists already (names are not reused, even after revoke)")]
+    #[error("a key named {0} exists already (a revoked key keeps its name; `exai keys delete {0}` frees it)")]
     Exists(String),
     /// No key of that name.
     #[error("no key named {0}; `exai keys list` shows the keys")]

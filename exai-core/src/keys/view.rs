@@ -27,6 +27,8 @@ struct State {
     generation: u64,
     by_name: HashMap<String, Arc<StoredKey>>,
     by_hash: HashMap<String, Arc<StoredKey>>,
+    /// Keys are required even with none left (one was made or deleted, see `store.rs`).
+    required: bool,
     meters: Meters,
     /// The store's last failure while it fails.
     error: Option<String>,
@@ -85,8 +87,9 @@ impl View {
             .unwrap_or_else(|| "the key store has not answered yet".into())
     }
 
-    pub fn any_key(&self) -> bool {
-        self.read(|s| !s.by_name.is_empty())
+    /// Whether a caller needs a key (or the master token): a key exists, or one did.
+    pub fn keys_required(&self) -> bool {
+        self.read(|s| s.required || !s.by_name.is_empty())
     }
 
     pub fn by_hash(&self, hash: &str) -> Option<Arc<StoredKey>> {
@@ -148,10 +151,11 @@ impl View {
                 s.generation = loaded.generation;
                 s.by_name = keys.iter().map(|k| (k.name.clone(), k.clone())).collect();
                 s.by_hash = keys.iter().map(|k| (k.hash.clone(), k.clone())).collect();
+                s.required = loaded.required;
                 s.loaded = true;
             });
         }
-        if self.any_key() {
+        if !self.read(|s| s.by_name.is_empty()) {
             let meters = store.meters(meter_ids(now)).await?;
             self.write(|s| s.meters = meters);
         }

@@ -148,7 +148,7 @@ impl Tool for Consensus {
         for (v, r) in args.models.iter().zip(results) {
             match r {
                 Ok(resp) => {
-                    report.push(json!({"model": resp.model, "provider": resp.provider, "stance": v.stance, "status": "ok", "usage": resp.usage, "cost_usd": resp.cost_usd}));
+                    report.push(json!({"model": resp.model, "provider": resp.provider, "stance": v.stance, "status": "ok", "usage": resp.usage, "cost_usd": crate::usage::round_usd(resp.cost_usd)}));
                     opinions.push(format!(
                         "### {} ({}, stance: {})\n{}",
                         resp.model, resp.provider, v.stance, resp.text

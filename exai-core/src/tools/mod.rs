@@ -46,6 +46,31 @@ use crate::gateway::{Gateway, Session};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse};
 use progress::Reporter;
 
+/// Every tool's name, in the order `tools/list` gives them: what `EXAI_TOOLS` and
+/// `EXAI_DISABLED_TOOLS` may name (the configuration refuses any other).
+pub const NAMES: [&str; 17] = [
+    "chat",
+    "thinkdeep",
+    "planner",
+    "codereview",
+    "precommit",
+    "debug",
+    "secaudit",
+    "docgen",
+    "analyze",
+    "refactor",
+    "tracer",
+    "testgen",
+    "consensus",
+    "challenge",
+    "listmodels",
+    "version",
+    "status",
+];
+
+/// The profiles `EXAI_TOOLS` may name instead of a list of tools.
+pub const PROFILES: [&str; 3] = ["lean", "standard", "all"];
+
 /// The tools of the `lean` profile.
 pub const LEAN: [&str; 9] = [
     "chat",

@@ -158,6 +158,14 @@ fn gateway_failure(e: &Error) -> ToolOutput {
             structured["provider"] = json!(p.provider);
             structured["model"] = json!(p.model);
             structured["kind"] = json!(p.label());
+            // Every model the call tried, the last one included.
+            let mut attempts: Vec<Value> = p
+                .earlier
+                .iter()
+                .map(|n| json!({"provider": n.provider, "model": n.model, "error": n.error}))
+                .collect();
+            attempts.push(json!({"provider": p.provider, "model": p.model, "error": p.kind.to_string()}));
+            structured["attempts"] = json!(attempts);
             FailureKind::Provider {
                 provider: p.provider.clone(),
                 model: p.model.clone(),

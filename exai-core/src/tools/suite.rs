@@ -216,3 +216,15 @@ fn enabled(config: &crate::config::ToolsConfig) -> Vec<Arc<dyn Tool>> {
         .filter(|t| !config.disabled.iter().any(|d| d == t.name()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_names_the_configuration_accepts_are_the_tools_there_are() {
+        let names: Vec<&str> = all_tools().iter().map(|t| t.name()).collect();
+        assert_eq!(names, super::super::NAMES);
+        assert!(super::super::LEAN.iter().all(|t| names.contains(t)));
+    }
+}

@@ -18,9 +18,12 @@
 mod batch;
 mod ledger;
 mod local;
+mod money;
 mod redis;
 mod report;
 mod sqlite;
 
 pub(crate) use ledger::{SharedLedger, UsageLedger};
+pub use money::round_usd;
+pub(crate) use money::{usd, usd_opt};
 pub use report::{KeyUsageReport, KeyUsageRow, UsageReport, UsageRow};

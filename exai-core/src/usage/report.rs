@@ -24,7 +24,8 @@ pub struct UsageRow {
     pub output_tokens: u64,
     /// Of which reasoning.
     pub reasoning_tokens: u64,
-    /// USD, from the catalog's prices.
+    /// USD, from the catalog's prices (shown to 6 decimals).
+    #[serde(serialize_with = "crate::usage::usd")]
     pub cost_usd: f64,
 }
 

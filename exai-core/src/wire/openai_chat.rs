@@ -127,6 +127,7 @@ fn usage_out(usage: Usage) -> UsageOut {
 #[derive(Serialize)]
 struct ExaiOut<'a> {
     provider: &'a str,
+    #[serde(serialize_with = "crate::usage::usd")]
     cost_usd: f64,
     fallbacks: &'a [FallbackNote],
 }

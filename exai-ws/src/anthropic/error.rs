@@ -48,6 +48,8 @@ fn status_and_type(class: ErrorClass) -> (u16, &'static str) {
             413 => (413, "request_too_large"),
             status => (status, "invalid_request_error"),
         },
+        // 503 as on every HTTP API, with x-should-retry: false: retrying cannot configure one.
+        ErrorClass::NotConfigured | ErrorClass::UpstreamKeyMissing => (503, "api_error"),
         ErrorClass::DeadlineExceeded | ErrorClass::KeysUnavailable => (class.http_status(), "api_error"),
         _ => (500, "api_error"),
     }
