@@ -135,7 +135,9 @@ async fn anthropic_messages_are_relayed_byte_for_byte_both_ways() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };
-    let d = daemon(&fake, &["GLM"], &[], "relay-messages").await;
+    // A beta on GLM's allow-list (configured: its default forwards none) is relayed.
+    let allowed = [("GLM_ANTHROPIC_BETAS", "interleaved-thinking-2025-05-14")];
+    let d = daemon(&fake, &["GLM"], &allowed, "relay-messages").await;
     let headers = [
         ("anthropic-version", "2023-06-01"),
         ("anthropic-beta", "interleaved-thinking-2025-05-14"),
