@@ -3,7 +3,7 @@
 # (the tests start real servers, a real Redis Cluster and a TLS server), openssl (the TLS test
 # makes its own certificates), Python 3 and, in the project's clients directory (target/clients),
 # the official Anthropic and OpenAI SDKs (clients nobody on the team wrote, driven against
-# /v1/messages and /v1/responses) and Codex CLI (npm); Claude Code (npm), Chromium (the status page is
+# /v1/messages and /v1/responses), Codex CLI and Claude Code (npm); Chromium (the status page is
 # tested in a real headless browser), `script` from util-linux (a real terminal for `exai chat`'s
 # spinner) and the rustfmt/clippy components. Safe to run again; does nothing when everything is
 # present.
@@ -52,13 +52,14 @@ fi
 "$clients/node/node_modules/.bin/codex" --version >/dev/null \
     || { echo "setup: Codex CLI is still missing" >&2; exit 1; }
 
-# Claude Code itself (npm): its native binary runs offline against a local ANTHROPIC_BASE_URL.
-if ! command -v claude >/dev/null 2>&1; then
-    echo "setup: installing Claude Code (@anthropic-ai/claude-code)" >&2
-    if [ "$(id -u)" -eq 0 ]; then npm install -g --silent @anthropic-ai/claude-code >/dev/null; \
-    else sudo npm install -g --silent @anthropic-ai/claude-code >/dev/null; fi
+# Claude Code itself (npm), also project-local: its native binary runs offline against a local
+# ANTHROPIC_BASE_URL.
+if ! "$clients/node/node_modules/.bin/claude" --version >/dev/null 2>&1; then
+    echo "setup: installing Claude Code into $clients/node" >&2
+    npm install --silent --no-audit --no-fund --prefix "$clients/node" @anthropic-ai/claude-code >/dev/null
 fi
-claude --version >/dev/null || { echo "setup: Claude Code (claude) is still missing" >&2; exit 1; }
+"$clients/node/node_modules/.bin/claude" --version >/dev/null \
+    || { echo "setup: Claude Code (claude) is still missing" >&2; exit 1; }
 
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then

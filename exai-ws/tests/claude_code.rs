@@ -1,5 +1,6 @@
-//! Claude Code itself (`@anthropic-ai/claude-code`, installed by `scripts/setup.sh`; its native
-//! binary runs offline against a local `ANTHROPIC_BASE_URL`) doing a task that needs a tool
+//! Claude Code itself (`@anthropic-ai/claude-code`, installed by `scripts/setup.sh` into the
+//! project's clients directory; its native binary runs offline against a local
+//! `ANTHROPIC_BASE_URL`) doing a task that needs a tool
 //! round trip — reading a file with its Read tool — on exai-ws with a key, once passed through
 //! to the fake upstream's Anthropic side and once translated to its OpenAI side. The fake plays
 //! the model: asked with the Read tool on offer, it calls Read on the file; given the tool's
@@ -76,7 +77,7 @@ async fn claude_code_reads_a_file(translate: bool) {
 
     let home = common::state_dir(&format!("claude-code-home-{tag}"));
     let prompt = format!("Read the file {path} and tell me the password in it.");
-    let run = tokio::process::Command::new("claude")
+    let run = tokio::process::Command::new(common::npm_client("claude"))
         .args(["-p", &prompt, "--allowedTools", "Read", "--output-format", "json"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

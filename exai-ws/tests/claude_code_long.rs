@@ -143,7 +143,7 @@ async fn long_session(translate: bool) {
 
     let home = common::state_dir(&format!("claude-long-home-{tag}"));
     let prompt = "Look around this directory with your tools, step by step, and report.";
-    let run = tokio::process::Command::new("claude")
+    let run = tokio::process::Command::new(common::npm_client("claude"))
         .args(["-p", prompt, "--model", model, "--allowedTools", "Read,Glob,Grep"])
         .args(["--output-format", "json"])
         .env_clear()

@@ -33,8 +33,7 @@ fn agent(request: &Value) -> Option<FakeReply> {
 }
 
 async fn codex_reads_a_file_through(model: &str, tag: &str) {
-    let codex = common::clients_dir().join("node/node_modules/.bin/codex");
-    assert!(codex.exists(), "{} is missing: run scripts/setup.sh", codex.display());
+    let codex = common::npm_client("codex");
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
     };

@@ -216,6 +216,14 @@ pub fn clients_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/clients"))
 }
 
+/// A client installed by `scripts/setup.sh` from npm (`claude`, `codex`): its path, or the test
+/// fails saying how to install it.
+pub fn npm_client(name: &str) -> std::path::PathBuf {
+    let path = clients_dir().join("node/node_modules/.bin").join(name);
+    assert!(path.exists(), "{} is missing: run scripts/setup.sh", path.display());
+    path
+}
+
 /// `python3` with the project-local packages (the official openai and anthropic SDKs).
 pub fn python() -> Command {
     let mut cmd = Command::new("python3");
