@@ -67,6 +67,64 @@ async fn chat_reads_stdin_and_continue_carries_the_history() {
 }
 
 #[tokio::test]
+async fn bare_continue_carries_on_the_last_conversation_of_the_state_directory() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_STATE_DIR".into(), state_dir("continue-last"));
+    let none = exai(&["chat", "hello?", "--continue"], &env, None).await;
+    assert_eq!(none.code, 7, "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no conversation to continue yet in ") && none.stderr.contains("exai.db"),
+        "{}",
+        none.stderr
+    );
+    assert!(fake.requests().is_empty(), "nothing was sent");
+
+    for prompt in ["an older conversation about apples", "my name is Ada"] {
+        let run = exai(&["chat", "--no-stream", prompt], &env, None).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let second = exai(&["chat", "what is my name?", "--continue"], &env, None).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stdout.starts_with("echo (3 messages): what is my name?"),
+        "{}",
+        second.stdout
+    );
+    let history = fake.requests()[2].messages();
+    assert_eq!(history[0]["content"], "my name is Ada", "{history:?}");
+    assert_eq!(
+        history[1]["content"], "echo (1 messages): my name is Ada",
+        "{history:?}"
+    );
+
+    // The same conversation again (now the most recently updated), with the short flag.
+    let third = exai(&["chat", "-", "-c", "--no-stream"], &env, Some("and then?")).await;
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(
+        third.stdout.starts_with("echo (5 messages): and then?"),
+        "{}",
+        third.stdout
+    );
+    assert!(
+        !fake.requests()[3].body.to_string().contains("apples"),
+        "the older conversation stays apart"
+    );
+
+    // A prompt after the flag would be read as an id: refused, with the order that works.
+    let misread = exai(&["chat", "--continue", "and then?"], &env, None).await;
+    assert_eq!(misread.code, 2, "{}", misread.stderr);
+    assert!(
+        misread.stderr.contains(r#"exai chat "and then?" --continue"#),
+        "{}",
+        misread.stderr
+    );
+    assert_eq!(fake.requests().len(), 4, "nothing more was sent");
+}
+
+#[tokio::test]
 async fn json_output_has_the_documented_shape() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
