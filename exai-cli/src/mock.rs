@@ -4,6 +4,8 @@
 //! it, echoes prompts, and fails on request: a prompt containing `[fault:429]` (any HTTP status),
 //! `[fault:drop]` (the stream breaks), `[fault:hang]` (no answer) or `[fault:slow]` (2 s late)
 //! gets that fault — so the gateway's retries, fallback, timeouts and errors can be seen offline.
+//! A prompt containing `[tool:NAME]` gets a call of the client's tool NAME, and the tool's result
+//! a text answer quoting it: an SDK's tool round trip, offline.
 
 use exai_core::testing::FakeUpstream;
 
@@ -17,7 +19,7 @@ pub async fn run(port: u16) -> Result<i32, Failure> {
         )
     })?;
     fake.stop_recording();
-    fake.answer_faults_in_prompts();
+    fake.answer_prompts();
     let (base, anthropic) = (fake.base_url(), fake.anthropic_base_url());
     println!(
         "# exai mock upstream on http://{} — no key needed, nothing leaves this machine.",
@@ -30,6 +32,7 @@ pub async fn run(port: u16) -> Result<i32, Failure> {
     println!(
         "# Faults on request: put [fault:429], [fault:500], [fault:drop], [fault:hang] or [fault:slow] in a prompt."
     );
+    println!("# Tool calls on request: [tool:NAME] in a prompt calls your tool NAME; its result gets a text answer.");
     println!("# Ctrl-C stops it.");
     exai_mcp::shutdown_signal().await;
     Ok(0)
