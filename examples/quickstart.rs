@@ -7,11 +7,15 @@
 //!
 //! It starts exai's built-in fake provider (a real HTTP server on 127.0.0.1 speaking the OpenAI
 //! wire format) and points the GLM provider at it, so every byte goes through the real gateway:
-//! limits, routing, the provider worker, HTTP and SSE, memory and the usage ledger. With
-//! `GLM_API_KEY`, `KIMI_API_KEY` or `MINIMAX_API_KEY` set, it talks to the real provider instead.
+//! limits, routing, the provider worker, HTTP and SSE, memory and the usage ledger. Offline, its
+//! conversation and (fake) usage go to a scratch state directory it prints (`exai-quickstart` in
+//! the system's temporary directory, or `EXAI_STATE_DIR` when set), never to the real history in
+//! `~/.local/state/exai`. With `GLM_API_KEY`, `KIMI_API_KEY` or `MINIMAX_API_KEY` set, it talks to
+//! the real provider instead, and the real calls are kept with the others.
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::PathBuf;
 
 use exai_core::testing::{FakeReply, FakeUpstream};
 use exai_core::{ChatEvent, ChatRequest, Config, Gateway};
@@ -24,7 +28,11 @@ async fn main() -> anyhow::Result<()> {
     let (config, offline) = if real.ready_providers().next().is_some() {
         (real, false)
     } else {
-        let env: HashMap<String, String> = fake.env_for(&["GLM"]);
+        let mut env: HashMap<String, String> = fake.env_for(&["GLM"]);
+        let scratch = std::env::var_os("EXAI_STATE_DIR")
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| std::env::temp_dir().join("exai-quickstart"), PathBuf::from);
+        env.insert("EXAI_STATE_DIR".into(), scratch.display().to_string());
         fake.push(FakeReply::text("Ownership means every value has exactly one owner; when the owner goes out of scope, the value is dropped.").with_usage(24, 27));
         fake.push(
             FakeReply::text("Borrowing lets code use a value without taking ownership: many shared borrows, or one mutable borrow, never both.")
@@ -37,6 +45,10 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "No provider key set: using the built-in fake provider at {}.",
             fake.base_url()
+        );
+        println!(
+            "Fake calls keep to a scratch state directory, {} — not your real history.",
+            config.state_dir.display()
         );
         println!("Set GLM_API_KEY, KIMI_API_KEY or MINIMAX_API_KEY (and optionally REDIS_URL) to reach a real one.\n");
     }
@@ -90,6 +102,12 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "   {}/{}: {} requests, {} errors, {} tokens in, {} out, ${:.6}",
             row.provider, row.model, row.requests, row.errors, row.input_tokens, row.output_tokens, row.cost_usd
+        );
+    }
+    if offline {
+        println!(
+            "\nTo look at it again: EXAI_STATE_DIR={} cargo run -q -p exai-cli -- threads",
+            gateway.config().state_dir.display()
         );
     }
     gateway.shutdown().await;

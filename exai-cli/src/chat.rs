@@ -1,7 +1,8 @@
 //! `exai chat`: a one-off call. Text streams to stdout as it arrives; reasoning (with
 //! `--show-reasoning`) and the continuation id go to stderr, so stdout pipes cleanly. A spinner
 //! shows on stderr while waiting, only when stderr is a terminal. Ctrl-C drops the stream — which
-//! cancels the upstream request — and exits 130.
+//! cancels the upstream request — and exits 130. `--continue` without an id continues the last
+//! conversation of the state directory (or Redis) this process uses.
 
 use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
@@ -45,7 +46,44 @@ fn spinner() -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// The conversation `--continue` names: its id, or without one the most recently updated
+/// conversation this process can see (the memory store's listing, newest first).
+async fn continuation(gateway: &Gateway, flag: Option<Option<String>>) -> Result<Option<String>, Failure> {
+    let Some(id) = flag else { return Ok(None) };
+    if let Some(id) = id {
+        return Ok(Some(id));
+    }
+    if let Some(last) = gateway.threads(1).await?.into_iter().next() {
+        return Ok(Some(last.id));
+    }
+    let memory = match gateway.memory_status().await.backend {
+        "sqlite" => gateway.config().memory.sqlite_path.display().to_string(),
+        other => format!("{other} memory"),
+    };
+    Err(Failure::new(
+        7,
+        format!("no conversation to continue yet in {memory}: start one with exai chat \"…\""),
+    ))
+}
+
+/// `exai chat --continue "and then?"` reads the prompt as an id (the flag's value comes first).
+/// An id never holds whitespace, so that one is refused with the order that works.
+fn prompt_taken_as_id(prompt: Option<&String>, flag: Option<&Option<String>>) -> Result<(), Failure> {
+    match (prompt, flag) {
+        (None, Some(Some(id))) if id.contains(char::is_whitespace) => Err(Failure::new(
+            2,
+            format!(
+                "'{id}' is not a conversation id; to continue the last conversation, put the prompt \
+                 first: exai chat \"{id}\" --continue"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn request(gateway: &Gateway, args: ChatArgs) -> Result<ChatRequest, Failure> {
+    prompt_taken_as_id(args.prompt.as_ref(), args.continuation.as_ref())?;
+    let continuation = continuation(gateway, args.continuation).await?;
     let mut paths = Vec::new();
     for f in &args.files {
         let absolute =
@@ -67,7 +105,7 @@ async fn request(gateway: &Gateway, args: ChatArgs) -> Result<ChatRequest, Failu
     if let Some(system) = args.system {
         request = request.system(system);
     }
-    if let Some(id) = args.continuation {
+    if let Some(id) = continuation {
         request = request.continuation(id);
     }
     if let Some(t) = args.temperature {

@@ -202,9 +202,10 @@ pub struct ChatArgs {
     /// A file or directory to include (repeatable).
     #[arg(long = "file", short = 'f')]
     pub files: Vec<PathBuf>,
-    /// Continue a conversation by its id.
+    /// Continue a conversation: the one with this id, or without an id the last one of this
+    /// state directory (the prompt then goes first: `exai chat "and then?" --continue`).
     #[arg(long = "continue", short = 'c', value_name = "ID")]
-    pub continuation: Option<String>,
+    pub continuation: Option<Option<String>>,
     /// Print one JSON object (text, reasoning, model, provider, usage, cost, continuation id).
     #[arg(long)]
     pub json: bool,

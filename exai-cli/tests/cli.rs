@@ -67,6 +67,64 @@ async fn chat_reads_stdin_and_continue_carries_the_history() {
 }
 
 #[tokio::test]
+async fn bare_continue_carries_on_the_last_conversation_of_the_state_directory() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let mut env = fake.env_for(&["GLM"]);
+    env.insert("EXAI_STATE_DIR".into(), state_dir("continue-last"));
+    let none = exai(&["chat", "hello?", "--continue"], &env, None).await;
+    assert_eq!(none.code, 7, "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no conversation to continue yet in ") && none.stderr.contains("exai.db"),
+        "{}",
+        none.stderr
+    );
+    assert!(fake.requests().is_empty(), "nothing was sent");
+
+    for prompt in ["an older conversation about apples", "my name is Ada"] {
+        let run = exai(&["chat", "--no-stream", prompt], &env, None).await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let second = exai(&["chat", "what is my name?", "--continue"], &env, None).await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stdout.starts_with("echo (3 messages): what is my name?"),
+        "{}",
+        second.stdout
+    );
+    let history = fake.requests()[2].messages();
+    assert_eq!(history[0]["content"], "my name is Ada", "{history:?}");
+    assert_eq!(
+        history[1]["content"], "echo (1 messages): my name is Ada",
+        "{history:?}"
+    );
+
+    // The same conversation again (now the most recently updated), with the short flag.
+    let third = exai(&["chat", "-", "-c", "--no-stream"], &env, Some("and then?")).await;
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(
+        third.stdout.starts_with("echo (5 messages): and then?"),
+        "{}",
+        third.stdout
+    );
+    assert!(
+        !fake.requests()[3].body.to_string().contains("apples"),
+        "the older conversation stays apart"
+    );
+
+    // A prompt after the flag would be read as an id: refused, with the order that works.
+    let misread = exai(&["chat", "--continue", "and then?"], &env, None).await;
+    assert_eq!(misread.code, 2, "{}", misread.stderr);
+    assert!(
+        misread.stderr.contains(r#"exai chat "and then?" --continue"#),
+        "{}",
+        misread.stderr
+    );
+    assert_eq!(fake.requests().len(), 4, "nothing more was sent");
+}
+
+#[tokio::test]
 async fn json_output_has_the_documented_shape() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")
@@ -687,14 +745,23 @@ async fn keys_are_created_listed_updated_rotated_and_revoked_without_showing_a_s
     assert_eq!(missing.code, 7, "{}", missing.stderr);
 }
 
+/// The mock, and exai pointed at it as its printed lines say: faults and tool calls on request,
+/// and everything exai keeps in the scratch state directory it printed — none in HOME's.
 #[tokio::test]
-async fn mock_upstream_lets_exai_run_offline_with_faults_on_request() {
+async fn mock_upstream_lets_exai_run_offline_with_faults_and_tool_calls_kept_out_of_the_real_history() {
     use tokio::io::AsyncBufReadExt;
     let port = free_port();
+    // A HOME and a temporary directory of this test's own, so it can show which one was used.
+    let (home, tmp) = (state_dir("mock-home"), state_dir("mock-tmp"));
+    for dir in [&home, &tmp] {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{dir}: {e}"));
+    }
     let mut mock = Command::new(env!("CARGO_BIN_EXE_exai"))
         .args(["mock-upstream", "--port", &port.to_string()])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -723,10 +790,24 @@ async fn mock_upstream_lets_exai_run_offline_with_faults_on_request() {
         "{printed:?}"
     );
     assert!(printed.iter().any(|l| l.contains("[fault:429]")), "{printed:?}");
+    assert!(printed.iter().any(|l| l.contains("[tool:NAME]")), "{printed:?}");
+    let scratch = format!("{tmp}/exai-mock-{port}");
+    assert_eq!(env.get("EXAI_STATE_DIR"), Some(&scratch), "{printed:?}");
+    env.insert("HOME".into(), home.clone());
 
     let chat = exai(&["chat", "hello offline"], &env, None).await;
     assert_eq!(chat.code, 0, "{}", chat.stderr);
     assert!(chat.stdout.contains("hello offline"), "{}", chat.stdout);
+    let threads = exai(&["threads"], &env, None).await;
+    assert!(threads.stdout.contains("hello offline"), "{}", threads.stdout);
+    assert!(std::path::Path::new(&scratch).join("exai.db").exists());
+    let home_state = std::path::Path::new(&home).join(".local/state");
+    assert!(!home_state.exists(), "nothing fake reaches the real history");
+    let mut without_scratch = env.clone();
+    without_scratch.remove("EXAI_STATE_DIR");
+    let real = exai(&["threads"], &without_scratch, None).await;
+    assert!(!real.stdout.contains("hello offline"), "{}", real.stdout);
+
     let failed = exai(&["chat", "break please [fault:500]"], &env, None).await;
     assert_eq!(failed.code, 6, "{}", failed.stderr);
     // Every attempt is named, not only the last: the model `auto` fell back twice.
@@ -749,6 +830,20 @@ async fn mock_upstream_lets_exai_run_offline_with_faults_on_request() {
         .await
         .unwrap_or_default();
     assert_eq!(message["type"], "message", "{message}");
+    // An SDK's tool round trip: the tool the prompt names is called.
+    let called: Value = reqwest::Client::new()
+        .post(format!("{}/chat/completions", env["GLM_BASE_URL"]))
+        .json(&json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "weather? [tool:get_weather]"}]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        called["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather",
+        "{called}"
+    );
     let _ = mock.kill().await;
 }
 

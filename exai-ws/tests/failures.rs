@@ -59,7 +59,7 @@ fn should_retry(headers: &reqwest::header::HeaderMap) -> Option<&str> {
 #[tokio::test]
 async fn a_call_whose_every_model_fails_names_each_attempt_at_every_front_door() {
     let fake = FakeUpstream::start().await.unwrap_or_else(|e| panic!("{e}"));
-    fake.answer_faults_in_prompts();
+    fake.answer_prompts();
     let d = common::start(&env(&fake, &[]), "failures-attempts").await;
 
     let (status, headers, body) = post(&d, "/v1/chat/completions", chat("auto", "hi [fault:500]")).await;

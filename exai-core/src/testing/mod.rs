@@ -1,6 +1,6 @@
 //! A fake upstream: a real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions wire
 //! format and Anthropic's Messages format (below `/anthropic`), plain and SSE, and can be scripted
-//! to fail.
+//! to fail. A prompt can ask for a fault or a tool call ([`FakeUpstream::answer_prompts`]).
 //!
 //! Every test of exai — and the offline quickstart — points a provider's `base_url` at one of
 //! these instead of a real vendor. It records every request it receives (path, `Authorization`
@@ -25,6 +25,7 @@
 
 mod anthropic;
 pub mod otlp;
+mod prompts;
 mod redis;
 mod reply;
 mod rules;
@@ -179,10 +180,12 @@ impl FakeUpstream {
         }
     }
 
-    /// Answers the faults prompts ask for ([`FakeReply::fault_in`] of the last user message, in
-    /// the OpenAI or the Anthropic shape), and the script otherwise.
-    pub fn answer_faults_in_prompts(&self) {
-        self.respond_with(|request| FakeReply::fault_in(&server::last_prompt(request)));
+    /// Answers what prompts ask for, in the OpenAI or the Anthropic shape: the fault the last
+    /// user message names ([`FakeReply::fault_in`]), a call of the client's tool for
+    /// `[tool:NAME]`, and text quoting the tool's result once it comes back; the script
+    /// otherwise. `exai mock-upstream` answers so.
+    pub fn answer_prompts(&self) {
+        self.respond_with(prompts::answer);
     }
 
     /// Refuses, from now on, what a provider refuses ([`ProviderRules::glm`], `kimi`,

@@ -243,21 +243,6 @@ pub(super) fn next_reply(shared: &Shared, request: &Value) -> FakeReply {
         .unwrap_or_else(FakeReply::echo)
 }
 
-/// The last user message's text, from an OpenAI or an Anthropic request (blocks joined).
-pub(super) fn last_prompt(request: &Value) -> String {
-    let messages = request.get("messages").and_then(Value::as_array);
-    let last = messages.and_then(|m| m.iter().rev().find(|m| m["role"] == "user"));
-    match last.map(|m| &m["content"]) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(blocks)) => blocks
-            .iter()
-            .filter_map(|b| b["text"].as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => String::new(),
-    }
-}
-
 /// An HTTP error answer as scripted.
 pub(super) fn status_reply(
     shared: &Shared,
