@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::attempts::{Attempted, Attempts, Won};
+use super::cache;
 use super::record::CallRecord;
 use super::responses;
 use crate::catalog::{Catalog, ModelInfo};
@@ -38,8 +39,8 @@ use crate::wire::json::{Fields, splice};
 use crate::wire::scan::Scanner;
 use crate::wire::sse::EventCutter;
 use crate::wire::{
-    AbortOnDrop, Finish, Source, StreamTranslator, Wire, WireReply, WireRequest, WireStream, from_openai, openai_chat,
-    to_openai,
+    AbortOnDrop, CacheStatus, Finish, Source, StreamTranslator, Wire, WireReply, WireRequest, WireStream, from_openai,
+    openai_chat, to_openai,
 };
 
 /// Pieces buffered between the gateway's own streamed call and its client.
@@ -151,6 +152,23 @@ async fn run_in_span(
         &request,
         plan(gateway, &request, prepared.as_ref(), &target, key.as_deref())?,
     )?;
+    let ticket = match plan.first() {
+        Some(first) => {
+            let asked = cache::Asked {
+                session,
+                request: &request,
+                prepared: prepared.as_ref(),
+                model: first,
+                call,
+                until,
+            };
+            match cache::lookup(&asked).await {
+                cache::Looked::Hit(reply) => return Ok(reply),
+                cache::Looked::Miss(ticket) => ticket,
+            }
+        }
+        None => None,
+    };
     let tracked = session.gateway().track();
     let permits = gateway
         .limits()
@@ -201,11 +219,15 @@ async fn run_in_span(
             {
                 responses::keep(gateway, &request, prepared, owner.as_deref(), response);
             }
+            if let Some(ticket) = &ticket {
+                ticket.keep_whole(&body, &names.1, scan.usage).await;
+            }
             Ok(WireReply::Whole {
                 body,
                 provider: names.0,
                 model: names.1,
                 warning,
+                cache: ticket.map(|_| CacheStatus::Miss),
             })
         }
         Answer::Stream(source, attempt_span) => {
@@ -235,6 +257,9 @@ async fn run_in_span(
             let mut stream = WireStream::new(scan, source, names, deadline, Some(finish))
                 .without_usage_chunk(relayed_chat && !request.include_usage);
             stream.warning = warning;
+            if let Some(ticket) = ticket {
+                stream = ticket.tap(stream);
+            }
             Ok(WireReply::Stream(Box::new(stream)))
         }
     }
