@@ -303,3 +303,90 @@ async fn a_tool_call_and_a_broken_stream_are_never_kept() {
     assert_eq!(after.cache, "miss", "{}", after.text);
     assert_eq!(upstream_calls(&fake), 4);
 }
+
+#[tokio::test]
+async fn a_hundred_identical_calls_at_once_make_one_upstream_call_with_the_cache_off() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let d = daemon(&fake, "coalesce-hundred", &[("EXAI_CACHE_COALESCE", "true")]).await;
+    fake.push(FakeReply::text("one answer for all").with_delay(Duration::from_millis(1_000)));
+    let ask = chat("the same question", false);
+    let answers = futures::future::join_all((0..100).map(|_| post(&d, "/v1/chat/completions", &ask, &[]))).await;
+    for answer in &answers {
+        assert_eq!(
+            (answer.status, chat_text(answer).as_str()),
+            (200, "one answer for all"),
+            "{}",
+            answer.text
+        );
+        assert_eq!(answer.cache, "", "the cache is off");
+    }
+    assert_eq!(upstream_calls(&fake), 1);
+    // Once answered, the flight is over: the next call asks again (no cache).
+    assert_eq!(post(&d, "/v1/chat/completions", &ask, &[]).await.status, 200);
+    assert_eq!(upstream_calls(&fake), 2);
+}
+
+/// A streamed chat call that leaves once it has read for `leave_after` (`None`), or reads to
+/// the end: its text.
+async fn stream_reader(d: &Daemon, ask: Value, leave_after: Option<Duration>) -> Option<String> {
+    let started = tokio::time::Instant::now();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", d.base))
+        .json(&ask)
+        .send()
+        .await
+        .ok()?;
+    let mut body = response.bytes_stream();
+    let mut text = Vec::new();
+    while let Some(Ok(chunk)) = futures::StreamExt::next(&mut body).await {
+        text.extend_from_slice(&chunk);
+        if leave_after.is_some_and(|after| started.elapsed() >= after) {
+            return None;
+        }
+    }
+    let answer = Answer {
+        status: 200,
+        cache: String::new(),
+        text: String::from_utf8_lossy(&text).into_owned(),
+    };
+    Some(chat_text(&answer))
+}
+
+#[tokio::test]
+async fn a_coalesced_stream_reaches_a_late_joiner_and_outlives_a_caller_that_leaves() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let d = daemon(&fake, "coalesce-stream", &[("EXAI_CACHE_COALESCE", "true")]).await;
+    let words = "one two three four five six seven eight";
+    fake.push(FakeReply::text(words).with_chunk_delay(Duration::from_millis(150)));
+    let ask = chat("stream it", true);
+    // The caller that started the flight leaves after a few words, once another follows it.
+    let leader = stream_reader(&d, ask.clone(), Some(Duration::from_millis(300)));
+    let follower = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream_reader(&d, ask.clone(), None).await
+    };
+    let late = async {
+        // Joins with several words already sent: it gets them, then the rest.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stream_reader(&d, ask.clone(), None).await
+    };
+    let (left, first, late) = tokio::join!(leader, follower, late);
+    assert_eq!(left, None);
+    assert_eq!(first.as_deref(), Some(words));
+    assert_eq!(late.as_deref(), Some(words));
+    assert_eq!(upstream_calls(&fake), 1);
+    assert_eq!(fake.cut_short(), 0, "the upstream reply was read to its end");
+
+    // When every caller leaves, the upstream request is cancelled.
+    fake.push(FakeReply::text(words).with_chunk_delay(Duration::from_millis(300)));
+    let ask = chat("everyone leaves", true);
+    let leave = Some(Duration::from_millis(200));
+    let (a, b) = tokio::join!(stream_reader(&d, ask.clone(), leave), stream_reader(&d, ask, leave));
+    assert_eq!((a, b), (None, None));
+    assert!(fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 1).await);
+    assert_eq!(upstream_calls(&fake), 2);
+}

@@ -18,12 +18,16 @@
 //! **Storage** is one moka cache in process, weighed in bytes (`cache.max_bytes`) with a TTL
 //! (`cache.ttl_secs`). The request's [`CacheDirective`] can ask for a fresh answer
 //! (`no-cache`), keep the reply out (`no-store`) or leave the cache out (`bypass`).
+//!
+//! `cache/coalesce.rs`: identical calls in flight at once share one provider call.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
+
+pub(crate) mod coalesce;
 
 use super::record::CallRecord;
 use super::responses::{self as engine_responses, Prepared};
@@ -63,6 +67,8 @@ const RESPONSES_EXTRA: &[&str] = &["reasoning", "text", "truncation", "parallel_
 pub(crate) struct ResponseCache {
     entries: Option<moka::future::Cache<CacheKey, Arc<StoredReply>>>,
     scope: CacheScope,
+    /// Calls in flight that identical calls wait for (`cache.coalesce`).
+    flights: Option<coalesce::Flights>,
 }
 
 impl ResponseCache {
@@ -78,12 +84,17 @@ impl ResponseCache {
         Self {
             entries,
             scope: config.scope,
+            flights: config.coalesce.then(coalesce::Flights::default),
         }
     }
 
     /// Whether replies are cached at all.
     pub fn is_on(&self) -> bool {
         self.entries.is_some()
+    }
+
+    fn flights(&self) -> Option<&coalesce::Flights> {
+        self.flights.as_ref()
     }
 
     async fn get(&self, key: &CacheKey) -> Option<Arc<StoredReply>> {
@@ -110,8 +121,12 @@ pub(super) enum Looked {
     /// A kept reply, written in the caller's wire.
     Hit(WireReply),
     /// None: the call goes to a provider, and its reply is kept through the ticket (`None` when
-    /// the cache is off or left out).
-    Miss(Option<Ticket>),
+    /// the cache is off or left out); identical calls in flight share it (`flight`, when they
+    /// are coalesced).
+    Miss {
+        ticket: Option<Ticket>,
+        flight: Option<coalesce::FlightKey>,
+    },
 }
 
 /// A call, as far as the cache needs it.
@@ -130,30 +145,51 @@ pub(super) struct Asked<'a> {
 pub(super) async fn lookup(asked: &Asked<'_>) -> Looked {
     let gateway = asked.session.gateway();
     let cache = gateway.response_cache();
-    let directive = asked.request.cache;
-    if !cache.is_on() || directive == CacheDirective::Bypass {
-        return Looked::Miss(None);
+    let request = asked.request;
+    let directive = request.cache;
+    let none = Looked::Miss {
+        ticket: None,
+        flight: None,
+    };
+    if (!cache.is_on() && cache.flights().is_none()) || directive == CacheDirective::Bypass {
+        return none;
     }
     let owner = match cache.scope {
         CacheScope::Key => asked.session.caller().key_name(),
         CacheScope::Global => None,
     };
-    let Some(key) = key_of(asked.request, asked.prepared.map(Arc::as_ref), asked.model, owner) else {
-        return Looked::Miss(None);
+    let Some(key) = key_of(request, asked.prepared.map(Arc::as_ref), asked.model, owner) else {
+        return none;
     };
+    // A Responses call kept under its own id (`store`) is not shared.
+    let flight = (cache.flights().is_some() && !(request.wire == Wire::Responses && request.store)).then_some(
+        coalesce::FlightKey {
+            call: key,
+            wire: request.wire,
+            stream: request.stream,
+            include_usage: request.include_usage,
+        },
+    );
+    if !cache.is_on() {
+        return Looked::Miss { ticket: None, flight };
+    }
     if directive.reads()
         && let Some(stored) = cache.get(&key).await
     {
         return Looked::Hit(hit(asked, &stored));
     }
     metrics::counter!("exai_cache_misses_total", "front_door" => asked.call.front_door).increment(1);
-    Looked::Miss(Some(Ticket {
+    let ticket = Ticket {
         gateway: gateway.clone(),
         key,
-        wire: asked.request.wire,
+        wire: request.wire,
         keeps: directive.writes(),
         limit: gateway.config().cache.max_bytes,
-    }))
+    };
+    Looked::Miss {
+        ticket: Some(ticket),
+        flight,
+    }
 }
 
 /// A kept reply in the caller's wire: whole, or one block of events. The call is recorded as

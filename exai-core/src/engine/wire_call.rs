@@ -128,7 +128,7 @@ pub(crate) async fn run(session: &Session, request: WireRequest) -> Result<WireR
 async fn run_in_span(
     session: &Session,
     gateway: &Gateway,
-    mut request: WireRequest,
+    request: WireRequest,
     call: &CallRecord,
     until: Instant,
 ) -> Result<WireReply, Error> {
@@ -152,7 +152,7 @@ async fn run_in_span(
         &request,
         plan(gateway, &request, prepared.as_ref(), &target, key.as_deref())?,
     )?;
-    let ticket = match plan.first() {
+    let (ticket, flight) = match plan.first() {
         Some(first) => {
             let asked = cache::Asked {
                 session,
@@ -164,11 +164,53 @@ async fn run_in_span(
             };
             match cache::lookup(&asked).await {
                 cache::Looked::Hit(reply) => return Ok(reply),
-                cache::Looked::Miss(ticket) => ticket,
+                cache::Looked::Miss { ticket, flight } => (ticket, flight),
             }
         }
-        None => None,
+        None => (None, None),
     };
+    let routed = Routed {
+        pass,
+        owner,
+        prepared,
+        plan,
+        ticket,
+    };
+    let asked = provider_reply(session.clone(), request, call.clone(), until, routed);
+    match flight {
+        Some(flight) => cache::coalesce::join(gateway, flight, (until, session.deadline()), asked).await,
+        None => asked.await,
+    }
+}
+
+/// What a call was routed to, and what it holds while a provider answers.
+struct Routed {
+    /// The key's place in flight, held until the reply ends.
+    pass: Option<crate::keys::KeyPass>,
+    owner: Option<String>,
+    prepared: Option<Arc<responses::Prepared>>,
+    plan: Vec<ModelInfo>,
+    /// Keeps the reply in the cache, once whole.
+    ticket: Option<cache::Ticket>,
+}
+
+/// The call asked of the models of its plan (permits, attempts), answered in the client's wire.
+async fn provider_reply(
+    session: Session,
+    mut request: WireRequest,
+    call: CallRecord,
+    until: Instant,
+    routed: Routed,
+) -> Result<WireReply, Error> {
+    let Routed {
+        pass,
+        owner,
+        prepared,
+        plan,
+        ticket,
+    } = routed;
+    let (session, call) = (&session, &call);
+    let gateway = session.gateway();
     let tracked = session.gateway().track();
     let permits = gateway
         .limits()
