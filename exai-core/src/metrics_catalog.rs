@@ -33,6 +33,10 @@ pub fn describe_metrics() {
         "exai_cache_misses_total",
         "Wire calls the response cache had no reply for, by front door."
     );
+    describe_counter!(
+        "exai_coalesced_total",
+        "Wire calls that followed an identical call already in flight instead of calling a provider."
+    );
     describe_gauge!(
         "exai_cache_bytes",
         "Bytes held by the in-process response cache (never above cache.max_bytes)."

@@ -390,3 +390,32 @@ async fn a_coalesced_stream_reaches_a_late_joiner_and_outlives_a_caller_that_lea
     assert!(fake.wait_until(Duration::from_secs(5), |f| f.cut_short() == 1).await);
     assert_eq!(upstream_calls(&fake), 2);
 }
+
+#[tokio::test]
+async fn a_failure_reaches_every_coalesced_caller_and_a_transient_one_is_asked_again() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let settings = [("EXAI_CACHE_COALESCE", "true"), ("EXAI_FALLBACK", "glm")];
+    let d = daemon(&fake, "coalesce-failure", &settings).await;
+    let slow = Duration::from_millis(500);
+    fake.push(FakeReply::status(400).with_delay(slow));
+    let ask = chat("refused", false);
+    let (a, b) = tokio::join!(post(&d, "/v1/chat/completions", &ask, &[]), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        post(&d, "/v1/chat/completions", &ask, &[]).await
+    });
+    assert_eq!((a.status, b.status), (400, 400), "{} {}", a.text, b.text);
+    assert_eq!(upstream_calls(&fake), 1);
+
+    fake.push(FakeReply::status(503).with_delay(slow));
+    fake.push(FakeReply::text("asked again"));
+    let ask = chat("unavailable", false);
+    let (a, b) = tokio::join!(post(&d, "/v1/chat/completions", &ask, &[]), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        post(&d, "/v1/chat/completions", &ask, &[]).await
+    });
+    assert_eq!(a.status, 502, "the provider's 503, as a bad gateway: {}", a.text);
+    assert_eq!((b.status, chat_text(&b).as_str()), (200, "asked again"), "{}", b.text);
+    assert_eq!(upstream_calls(&fake), 3);
+}
