@@ -86,6 +86,8 @@ struct Inner {
     /// `count_tokens` answers kept by a hash of the body, so a burst of the same counts costs
     /// one.
     token_counts: crate::engine::CountCache,
+    /// Replies of wire calls kept by a hash of the call (`cache.mode = exact`).
+    response_cache: crate::engine::ResponseCache,
 }
 
 impl Drop for Inner {
@@ -200,6 +202,7 @@ impl GatewayBuilder {
             activity: Activity::new(),
             unsaved: std::sync::Mutex::default(),
             token_counts: crate::engine::count_cache(),
+            response_cache: crate::engine::ResponseCache::new(&config.cache),
             config,
         };
         Ok(Gateway { inner: Arc::new(inner) })
@@ -434,6 +437,10 @@ impl Gateway {
     }
 
     /// Responses being written to the store (for the engine).
+    pub(crate) fn response_cache(&self) -> &crate::engine::ResponseCache {
+        &self.inner.response_cache
+    }
+
     pub(crate) fn unsaved_responses(&self) -> &std::sync::Mutex<HashMap<String, crate::memory::StoredResponse>> {
         &self.inner.unsaved
     }

@@ -90,9 +90,9 @@ pub use actors::limits::LimitUsage;
 pub use actors::session::SessionInfo;
 pub use catalog::{Capabilities, Catalog, ModelInfo, Price};
 pub use config::{
-    AnthropicConfig, Config, ConfigBuilder, ConfigEntry, ConfigError, DaemonConfig, LimitsConfig, LogFormat,
-    MemoryBackend, MemoryConfig, ModelDecl, ProviderConfig, ProviderKind, RetryConfig, RoutingConfig, Secret,
-    SessionConfig, Source, ToolsConfig,
+    AnthropicConfig, CacheConfig, CacheMode, CacheScope, Config, ConfigBuilder, ConfigEntry, ConfigError, DaemonConfig,
+    LimitsConfig, LogFormat, MemoryBackend, MemoryConfig, ModelDecl, ProviderConfig, ProviderKind, RetryConfig,
+    RoutingConfig, Secret, SessionConfig, Source, ToolsConfig,
 };
 pub use error::{EXIT_CODES, Error, ErrorClass, ProviderError, ProviderErrorKind, Result};
 pub use gateway::{
@@ -114,7 +114,7 @@ pub use tools::{
 };
 pub use trace::TraceContext;
 pub use usage::{KeyUsageReport, KeyUsageRow, UsageReport, UsageRow};
-pub use wire::{TokenCount, Wire, WireReply, WireRequest, WireStream};
+pub use wire::{CacheDirective, CacheStatus, TokenCount, Wire, WireReply, WireRequest, WireStream};
 
 /// README's Rust snippets, compiled as doc tests so they cannot drift from the API.
 #[doc = include_str!("../../README.md")]

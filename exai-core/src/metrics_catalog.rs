@@ -15,12 +15,36 @@ pub const DURATION_BUCKETS: &[f64] = &[
 
 /// Monotonic float series recorded as gauges (the facade's counters are integers): exporters
 /// type them `counter`.
-pub const FLOAT_COUNTERS: &[&str] = &["exai_cost_usd_total", "exai_key_cost_usd_total"];
+pub const FLOAT_COUNTERS: &[&str] = &[
+    "exai_cost_usd_total",
+    "exai_key_cost_usd_total",
+    "exai_cache_saved_usd_total",
+];
 
 /// Registers the `# HELP` text of every metric the gateway records. Call it after installing the
 /// recorder (descriptions go to the recorder in place); calling it twice is harmless.
 pub fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "exai_cache_hits_total",
+        "Wire calls answered from the response cache, by front door."
+    );
+    describe_counter!(
+        "exai_cache_misses_total",
+        "Wire calls the response cache had no reply for, by front door."
+    );
+    describe_counter!(
+        "exai_coalesced_total",
+        "Wire calls that followed an identical call already in flight instead of calling a provider."
+    );
+    describe_gauge!(
+        "exai_cache_bytes",
+        "Bytes held by the in-process response cache (never above cache.max_bytes)."
+    );
+    describe_gauge!(
+        "exai_cache_saved_usd_total",
+        "What cache hits would have cost at the catalog's prices, by provider and model (a counter)."
+    );
     describe_counter!(
         "exai_requests_total",
         "Provider calls finished, by provider, model and status (ok, or the failure's kind)."

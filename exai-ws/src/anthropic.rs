@@ -16,7 +16,7 @@ mod error;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use exai_core::WireRequest;
+use exai_core::{CacheDirective, WireRequest};
 use serde_json::{Value, json};
 
 pub(crate) use error::AnthropicError;
@@ -38,7 +38,8 @@ pub(crate) async fn messages(State(state): State<AppState>, request: Request) ->
     let request = WireRequest::messages(body)?
         .anthropic_version(header_of(&headers, "anthropic-version"))
         .anthropic_beta(header_of(&headers, "anthropic-beta"))
-        .trace_context(exai_core::TraceContext::from_headers(&headers));
+        .trace_context(exai_core::TraceContext::from_headers(&headers))
+        .cache_directive(CacheDirective::from_headers(&headers));
     let session = state.client_session(ip, None, caller);
     let reply = session.relay(request).await?;
     // The provider's events as they come (pings included while it is quiet); a failure after

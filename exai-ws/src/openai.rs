@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use exai_core::WireRequest;
+use exai_core::{CacheDirective, WireRequest};
 use serde_json::{Value, json};
 
 pub(crate) use error::OpenAiError;
@@ -26,7 +26,9 @@ use crate::state::AppState;
 pub(crate) async fn chat_completions(State(state): State<AppState>, request: Request) -> Result<Response, OpenAiError> {
     let received = crate::body_limit::receive(&state, request).await?;
     let trace = exai_core::TraceContext::from_headers(&received.headers);
-    let chat = WireRequest::chat(received.body)?.trace_context(trace);
+    let chat = WireRequest::chat(received.body)?
+        .trace_context(trace)
+        .cache_directive(CacheDirective::from_headers(&received.headers));
     let session = state.client_session(received.ip, None, received.caller);
     // Admitted, routed and answered (or refused) before the 200: a refusal is an HTTP status,
     // not a stream.

@@ -11,7 +11,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use exai_core::WireRequest;
+use exai_core::{CacheDirective, WireRequest};
 use serde_json::json;
 
 use crate::openai::OpenAiError;
@@ -20,7 +20,9 @@ use crate::state::AppState;
 pub(crate) async fn create(State(state): State<AppState>, request: Request) -> Result<Response, OpenAiError> {
     let received = crate::body_limit::receive(&state, request).await?;
     let trace = exai_core::TraceContext::from_headers(&received.headers);
-    let call = WireRequest::responses(received.body)?.trace_context(trace);
+    let call = WireRequest::responses(received.body)?
+        .trace_context(trace)
+        .cache_directive(CacheDirective::from_headers(&received.headers));
     let session = state.client_session(received.ip, None, received.caller);
     // Admitted, routed and answered (or refused) before the 200; a failure after it is the
     // stream's own `response.failed` event.

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use super::source::{Check, Key, Secret, any, positive};
-use super::{LogFormat, MemoryBackend};
+use super::{CacheMode, CacheScope, LogFormat, MemoryBackend};
 
 const fn key<T>(key: &'static str, env: &'static [&'static str], default: &'static str, check: Check<T>) -> Key<T> {
     Key {
@@ -147,6 +147,15 @@ declare! {
     /// Over a provider's tool cap (Kimi: 128), drop the tools past it instead of refusing.
     ANTHROPIC_TRIM_TOOLS: Key<bool> =
         key("anthropic.trim_tools", &["EXAI_ANTHROPIC_TRIM_TOOLS"], "false", any);
+
+    /// `exact` keeps whole replies of wire calls by a hash of the call (off by default).
+    CACHE_MODE: Key<CacheMode> = key("cache.mode", &["EXAI_CACHE"], "off", any);
+    CACHE_TTL_SECS: Key<u64> = key("cache.ttl_secs", &["EXAI_CACHE_TTL_SECS"], "3600", positive);
+    /// What the in-process level holds at most (64 MiB).
+    CACHE_MAX_BYTES: Key<u64> = key("cache.max_bytes", &["EXAI_CACHE_MAX_BYTES"], "67108864", positive);
+    CACHE_SCOPE: Key<CacheScope> = key("cache.scope", &["EXAI_CACHE_SCOPE"], "key", any);
+    /// Its default is on with the cache, filled in by `mod.rs`.
+    CACHE_COALESCE: Key<bool> = no_default("cache.coalesce", &["EXAI_CACHE_COALESCE"], any);
 
     LOG_FORMAT: Key<LogFormat> = key("log.format", &["EXAI_LOG_FORMAT"], "text", any);
     OTEL_CONTENT: Key<bool> = key("log.otel_content", &["EXAI_OTEL_CONTENT"], "false", any);

@@ -279,6 +279,84 @@ fn glob_match(glob: &str, text: &str) -> bool {
     true
 }
 
+/// Whether replies are cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CacheMode {
+    /// No cache (default).
+    Off,
+    /// Whole replies kept by a hash of the call: the same call gets the same reply.
+    Exact,
+}
+
+impl std::str::FromStr for CacheMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" | "none" | "false" => Ok(Self::Off),
+            "exact" => Ok(Self::Exact),
+            other => Err(format!("unknown cache mode '{other}'; expected off or exact")),
+        }
+    }
+}
+
+impl std::fmt::Display for CacheMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Exact => "exact",
+        })
+    }
+}
+
+/// Who shares a cached reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CacheScope {
+    /// The calls of one key (default): a key never gets a reply another key paid for.
+    Key,
+    /// Every caller.
+    Global,
+}
+
+impl std::str::FromStr for CacheScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "key" => Ok(Self::Key),
+            "global" => Ok(Self::Global),
+            other => Err(format!("unknown cache scope '{other}'; expected key or global")),
+        }
+    }
+}
+
+impl std::fmt::Display for CacheScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Key => "key",
+            Self::Global => "global",
+        })
+    }
+}
+
+/// The response cache and in-flight coalescing of wire calls.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// `exact` keeps replies; `off` (default) keeps none.
+    pub mode: CacheMode,
+    /// How long a reply is kept.
+    pub ttl: Duration,
+    /// The most the in-process level holds, in bytes (keys and replies).
+    pub max_bytes: u64,
+    /// Who shares a kept reply.
+    pub scope: CacheScope,
+    /// Identical calls in flight at once wait for the first (on by default with the cache).
+    pub coalesce: bool,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -336,6 +414,8 @@ pub struct Config {
     pub aliases: BTreeMap<String, String>,
     /// The Anthropic-compatible front door (`/v1/messages`).
     pub anthropic: AnthropicConfig,
+    /// The response cache and in-flight coalescing.
+    pub cache: CacheConfig,
     /// How the binaries write log lines to stderr.
     pub log_format: LogFormat,
     /// Whether trace spans carry the messages and replies (`gen_ai.input.messages`,
@@ -487,6 +567,14 @@ impl Config {
             max_body_bytes: r.get(&keys::MAX_BODY_BYTES)?,
             threads: r.get_or(&keys::THREADS, cpus)?,
         };
+        let mode = r.get(&keys::CACHE_MODE)?;
+        let cache = CacheConfig {
+            mode,
+            ttl: Duration::from_secs(r.get(&keys::CACHE_TTL_SECS)?),
+            max_bytes: r.get(&keys::CACHE_MAX_BYTES)?,
+            scope: r.get(&keys::CACHE_SCOPE)?,
+            coalesce: r.get_or(&keys::CACHE_COALESCE, mode == CacheMode::Exact)?,
+        };
         let log_format = r.get(&keys::LOG_FORMAT)?;
         let otel_content = r.get(&keys::OTEL_CONTENT)?;
         let providers = providers::resolve(&mut r, f.providers)?;
@@ -539,6 +627,7 @@ impl Config {
             providers,
             aliases: f.aliases,
             anthropic,
+            cache,
             log_format,
             otel_content,
             state_dir,

@@ -6,6 +6,8 @@
 //! - `record.rs`: what is recorded once per call (ledger, key spend, status page, span).
 //! - `wire_call.rs`: a call in a client's wire (OpenAI chat, Anthropic Messages, OpenAI
 //!   Responses), relayed as bytes to a provider that speaks it, translated otherwise.
+//! - `cache.rs`: the exact-match response cache: a call's key, a hit written in the caller's
+//!   wire, a miss's reply kept once whole.
 //! - `count_tokens.rs`: a Messages request's token count, kept by a hash of the body so a
 //!   burst of the same counts costs one.
 //! - `responses.rs`: what a Responses call adds — the stored conversation it continues, its
@@ -19,12 +21,14 @@
 //! (`providers/client.rs`).
 
 mod attempts;
+mod cache;
 mod count_tokens;
 mod record;
 mod responses;
 mod wire_call;
 
 pub(crate) use attempts::{Attempted, Attempts, note};
+pub(crate) use cache::ResponseCache;
 pub(crate) use count_tokens::{CountCache, cache as count_cache, count_tokens};
 pub(crate) use record::record_success;
 pub(crate) use responses::{delete as delete_response, get as get_response};

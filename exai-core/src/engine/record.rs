@@ -87,6 +87,19 @@ impl CallRecord {
         cost
     }
 
+    /// The cache answered with a reply `model` gave earlier (`usage`, which would have cost
+    /// `saved`): nothing is charged to the key; the status page shows it as `cached`, and the
+    /// metrics count the hit and the dollars saved.
+    pub fn cached(&self, gateway: &Gateway, model: &ModelInfo, usage: Usage, saved: f64) {
+        trace::record_answer(&self.span, &model.provider, &model.id, usage, None, Some(0.0));
+        metrics::counter!("exai_cache_hits_total", "front_door" => self.front_door).increment(1);
+        metrics::gauge!("exai_cache_saved_usd_total", "provider" => model.provider.clone(), "model" => model.id.clone())
+            .increment(saved);
+        let mut line = self.line().answered(&model.provider, &model.id, Vec::new(), usage, 0.0);
+        line.status = "cached".to_string();
+        gateway.activity_log().record(line);
+    }
+
     /// `model` began to answer, and the reply broke (upstream, deadline, or the client left).
     pub fn broken(&self, gateway: &Gateway, model: &ModelInfo, fallbacks: &[FallbackNote], usage: Usage) {
         record_failure(gateway, model, self.key.as_deref(), "stream_interrupted", self.started);

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::attempts::{Attempted, Attempts, Won};
+use super::cache;
 use super::record::CallRecord;
 use super::responses;
 use crate::catalog::{Catalog, ModelInfo};
@@ -38,8 +39,8 @@ use crate::wire::json::{Fields, splice};
 use crate::wire::scan::Scanner;
 use crate::wire::sse::EventCutter;
 use crate::wire::{
-    AbortOnDrop, Finish, Source, StreamTranslator, Wire, WireReply, WireRequest, WireStream, from_openai, openai_chat,
-    to_openai,
+    AbortOnDrop, CacheStatus, Finish, Source, StreamTranslator, Wire, WireReply, WireRequest, WireStream, from_openai,
+    openai_chat, to_openai,
 };
 
 /// Pieces buffered between the gateway's own streamed call and its client.
@@ -127,7 +128,7 @@ pub(crate) async fn run(session: &Session, request: WireRequest) -> Result<WireR
 async fn run_in_span(
     session: &Session,
     gateway: &Gateway,
-    mut request: WireRequest,
+    request: WireRequest,
     call: &CallRecord,
     until: Instant,
 ) -> Result<WireReply, Error> {
@@ -151,6 +152,65 @@ async fn run_in_span(
         &request,
         plan(gateway, &request, prepared.as_ref(), &target, key.as_deref())?,
     )?;
+    let (ticket, flight) = match plan.first() {
+        Some(first) => {
+            let asked = cache::Asked {
+                session,
+                request: &request,
+                prepared: prepared.as_ref(),
+                model: first,
+                call,
+                until,
+            };
+            match cache::lookup(&asked).await {
+                cache::Looked::Hit(reply) => return Ok(reply),
+                cache::Looked::Miss { ticket, flight } => (ticket, flight),
+            }
+        }
+        None => (None, None),
+    };
+    let routed = Routed {
+        pass,
+        owner,
+        prepared,
+        plan,
+        ticket,
+    };
+    let asked = provider_reply(session.clone(), request, call.clone(), until, routed);
+    match flight {
+        Some(flight) => cache::coalesce::join(gateway, flight, (until, session.deadline()), asked).await,
+        None => asked.await,
+    }
+}
+
+/// What a call was routed to, and what it holds while a provider answers.
+struct Routed {
+    /// The key's place in flight, held until the reply ends.
+    pass: Option<crate::keys::KeyPass>,
+    owner: Option<String>,
+    prepared: Option<Arc<responses::Prepared>>,
+    plan: Vec<ModelInfo>,
+    /// Keeps the reply in the cache, once whole.
+    ticket: Option<cache::Ticket>,
+}
+
+/// The call asked of the models of its plan (permits, attempts), answered in the client's wire.
+async fn provider_reply(
+    session: Session,
+    mut request: WireRequest,
+    call: CallRecord,
+    until: Instant,
+    routed: Routed,
+) -> Result<WireReply, Error> {
+    let Routed {
+        pass,
+        owner,
+        prepared,
+        plan,
+        ticket,
+    } = routed;
+    let (session, call) = (&session, &call);
+    let gateway = session.gateway();
     let tracked = session.gateway().track();
     let permits = gateway
         .limits()
@@ -201,11 +261,15 @@ async fn run_in_span(
             {
                 responses::keep(gateway, &request, prepared, owner.as_deref(), response);
             }
+            if let Some(ticket) = &ticket {
+                ticket.keep_whole(&body, &names.1, scan.usage).await;
+            }
             Ok(WireReply::Whole {
                 body,
                 provider: names.0,
                 model: names.1,
                 warning,
+                cache: ticket.map(|_| CacheStatus::Miss),
             })
         }
         Answer::Stream(source, attempt_span) => {
@@ -235,6 +299,9 @@ async fn run_in_span(
             let mut stream = WireStream::new(scan, source, names, deadline, Some(finish))
                 .without_usage_chunk(relayed_chat && !request.include_usage);
             stream.warning = warning;
+            if let Some(ticket) = ticket {
+                stream = ticket.tap(stream);
+            }
             Ok(WireReply::Stream(Box::new(stream)))
         }
     }

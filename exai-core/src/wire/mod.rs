@@ -13,6 +13,7 @@
 //! - `scan.rs`: usage, stop reason and completion read from relayed bytes.
 //! - `request.rs`: [`WireRequest`], and the body each provider receives.
 //! - `reply.rs`: [`WireReply`] and [`WireStream`].
+//! - `replay.rs`: a reply kept in no wire (the cache's), read from any wire and written in any.
 //! - `openai_chat.rs`: OpenAI chat bodies ⇄ the gateway's own call, for providers whose chat
 //!   replies must be rewritten (MiniMax's `<think>` tags).
 //! - `anthropic.rs`: Anthropic Messages ⇄ OpenAI chat, for providers with no Messages endpoint.
@@ -24,6 +25,7 @@ mod anthropic;
 mod fuzz;
 pub(crate) mod json;
 pub(crate) mod openai_chat;
+mod replay;
 mod reply;
 mod request;
 pub(crate) mod responses;
@@ -32,10 +34,11 @@ pub(crate) mod scan;
 pub(crate) mod sse;
 
 pub(crate) use anthropic::{StreamTranslator, from_openai, to_openai};
-pub(crate) use reply::{AbortOnDrop, Ended, Finish, Piece, Source};
-pub use reply::{WireReply, WireStream};
+pub(crate) use replay::{ResponsesOut, StoredReply};
+pub(crate) use reply::{AbortOnDrop, Ended, Finish, Piece, Source, Tap};
+pub use reply::{CacheStatus, WireReply, WireStream};
 pub(crate) use request::DEFAULT_VERSION;
-pub use request::{TokenCount, WireRequest};
+pub use request::{CacheDirective, TokenCount, WireRequest};
 pub(crate) use responses_stream::{Kept, ResponsesTranslator};
 
 use serde::{Deserialize, Serialize};

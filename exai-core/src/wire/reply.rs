@@ -36,9 +36,39 @@ pub enum WireReply {
         model: String,
         /// What the client should be told the gateway changed (tools past a cap dropped).
         warning: Option<String>,
+        /// Whether the cache answered (`None` when it was not asked).
+        cache: Option<CacheStatus>,
     },
     /// A stream of server-sent events.
     Stream(Box<WireStream>),
+}
+
+/// What the response cache did for a call (the `x-exai-cache` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheStatus {
+    /// Answered from the cache: no provider was called.
+    Hit,
+    /// Asked of a provider (and kept, if it may be).
+    Miss,
+}
+
+impl CacheStatus {
+    /// `hit` or `miss`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+        }
+    }
+}
+
+/// Sees every block a stream hands on, and how it ended: the cache keeping a streamed reply.
+pub(crate) trait Tap: Send {
+    /// A block of whole events, as read (before the usage chunk is left out).
+    fn block(&mut self, block: &Bytes);
+    /// The stream ended.
+    fn ended(self: Box<Self>, scan: &Scanner, ended: Ended);
 }
 
 /// How a stream ended, for its record.
@@ -67,6 +97,8 @@ pub(crate) enum Source {
         cutter: EventCutter,
         translator: Box<dyn Translate>,
     },
+    /// A reply already whole (the cache's), handed on in one block.
+    Replay(Option<Bytes>),
     /// Pieces made by a task of the gateway's (its own call, written in the client's wire),
     /// the first already received.
     Produced {
@@ -120,6 +152,10 @@ pub struct WireStream {
     pub warning: Option<String>,
     /// Records the call when the stream ends.
     finish: Option<Finish>,
+    /// Sees the stream's blocks and its end (the cache).
+    tap: Option<Box<dyn Tap>>,
+    /// Whether the cache answered.
+    pub cache: Option<CacheStatus>,
     until: Instant,
     after: Duration,
     keepalive: Option<(Duration, &'static [u8])>,
@@ -165,6 +201,8 @@ impl WireStream {
             model,
             warning: None,
             finish,
+            tap: None,
+            cache: None,
             until,
             after,
             keepalive,
@@ -184,6 +222,12 @@ impl WireStream {
         self
     }
 
+    /// Shows `tap` every block and the stream's end.
+    pub(crate) fn tapped(mut self, tap: Box<dyn Tap>) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
     fn interrupted(&self, message: String) -> Error {
         ProviderError::new(
             &self.provider,
@@ -198,6 +242,9 @@ impl WireStream {
     /// Records the call (once).
     fn end(&mut self, ended: Ended) {
         self.over = true;
+        if let Some(tap) = self.tap.take() {
+            tap.ended(&self.scan, ended);
+        }
         if let Some(finish) = self.finish.take() {
             finish(&self.scan, ended);
         }
@@ -250,6 +297,7 @@ impl WireStream {
                         }
                     }
                 }
+                Source::Replay(whole) => Ok(whole.take()),
                 Source::Produced { first, rest, .. } => {
                     let piece = match first.take() {
                         Some(piece) => Poll::Ready(Some(Ok(piece))),
@@ -294,6 +342,9 @@ impl WireStream {
             };
             if let Some(block) = block.filter(|b| !b.is_empty()) {
                 self.scan.block(&block);
+                if let Some(tap) = &mut self.tap {
+                    tap.block(&block);
+                }
                 if ended || (self.scan.complete && matches!(self.source, Source::Translated { .. })) {
                     self.pending = self.close(None);
                 }
@@ -380,7 +431,7 @@ impl Drop for WireStream {
     /// A stream dropped before its end: the client left. The call is recorded as broken, and
     /// what it held (the upstream request, permits) is released.
     fn drop(&mut self) {
-        if self.finish.is_some() {
+        if self.finish.is_some() || self.tap.is_some() {
             // A client that leaves after the reply's end (before the upstream closed) was answered.
             let ended = if self.scan.complete {
                 Ended::Complete

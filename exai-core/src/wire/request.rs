@@ -39,6 +39,59 @@ pub struct WireRequest {
     pub(crate) version: Option<String>,
     pub(crate) beta: Option<String>,
     pub(crate) trace: Option<TraceContext>,
+    /// What the client asked of the response cache.
+    pub(crate) cache: CacheDirective,
+}
+
+/// What a request asks of the response cache, from its `Cache-Control` and `x-exai-cache`
+/// headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheDirective {
+    /// Answered from the cache when it can be, kept when it may be.
+    #[default]
+    Use,
+    /// A fresh answer, which is then kept (`Cache-Control: no-cache`).
+    Refresh,
+    /// Answered from the cache when it can be, never kept (`Cache-Control: no-store`).
+    NoStore,
+    /// The cache and coalescing left out entirely (`x-exai-cache: bypass`, or both `no-cache`
+    /// and `no-store`).
+    Bypass,
+}
+
+impl CacheDirective {
+    /// The directive of a request's headers.
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Self {
+        let bypass = headers
+            .get("x-exai-cache")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("bypass"));
+        let (mut no_cache, mut no_store) = (false, false);
+        for value in headers.get_all(reqwest::header::CACHE_CONTROL) {
+            for token in value.to_str().unwrap_or_default().split(',') {
+                let token = token.trim();
+                no_cache |= token.eq_ignore_ascii_case("no-cache");
+                no_store |= token.eq_ignore_ascii_case("no-store");
+            }
+        }
+        match (bypass || (no_cache && no_store), no_cache, no_store) {
+            (true, _, _) => Self::Bypass,
+            (false, true, _) => Self::Refresh,
+            (false, false, true) => Self::NoStore,
+            (false, false, false) => Self::Use,
+        }
+    }
+
+    /// Whether a kept reply may answer.
+    pub(crate) fn reads(self) -> bool {
+        matches!(self, Self::Use | Self::NoStore)
+    }
+
+    /// Whether the reply may be kept.
+    pub(crate) fn writes(self) -> bool {
+        matches!(self, Self::Use | Self::Refresh)
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -139,6 +192,7 @@ impl WireRequest {
             version: None,
             beta: None,
             trace: None,
+            cache: CacheDirective::Use,
         }
     }
 
@@ -157,6 +211,12 @@ impl WireRequest {
     /// Continues the caller's trace (its W3C `traceparent`): the call's span is its child.
     pub fn trace_context(mut self, trace: Option<TraceContext>) -> Self {
         self.trace = trace;
+        self
+    }
+
+    /// What the client asks of the response cache ([`CacheDirective::from_headers`]).
+    pub fn cache_directive(mut self, directive: CacheDirective) -> Self {
+        self.cache = directive;
         self
     }
 

@@ -1,0 +1,298 @@
+//! The exact-match response cache of wire calls (`cache.mode = exact`): the same call gets the
+//! same reply without asking a provider again, whichever wire it came in on.
+//!
+//! **The key** is a SHA-256 of the call after routing: the first planned model (provider and
+//! id), the scope (the caller's key with `cache.scope = key`, the default), and the call's
+//! meaning in the chat wire — a Messages body translated as for a chat provider
+//! (`to_openai`), a Responses body with the conversation it continues (`to_chat`), a chat body
+//! as it is — with the fields that change only the transport left out (`stream`,
+//! `stream_options`, `user`, `metadata`, `store`, …), a message whose content is one text part
+//! read as that text, and objects written with their keys sorted. So a chat call and the same
+//! call in Messages share a key.
+//!
+//! **A kept reply** is a [`StoredReply`] (text, reasoning, finish reason, usage), read from the
+//! provider's whole reply or, for a stream, from its blocks once it ended complete ([`Tape`]);
+//! a reply with a tool call, an error or a broken stream is never kept. A hit is written in
+//! the caller's wire, whole or as one block of events (no provider pauses to replay).
+//!
+//! **Storage** is one moka cache in process, weighed in bytes (`cache.max_bytes`) with a TTL
+//! (`cache.ttl_secs`). The request's [`CacheDirective`] can ask for a fresh answer
+//! (`no-cache`), keep the reply out (`no-store`) or leave the cache out (`bypass`).
+//!
+//! - `cache/key.rs`: a call's key.
+//! - `cache/coalesce.rs`: identical calls in flight at once share one provider call.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+pub(crate) mod coalesce;
+mod key;
+
+use key::key_of;
+
+use super::record::CallRecord;
+use super::responses::{self as engine_responses, Prepared};
+use crate::catalog::ModelInfo;
+use crate::config::{CacheConfig, CacheMode, CacheScope};
+use crate::gateway::Session;
+use crate::wire::responses::ResponseFrame;
+use crate::wire::scan::Scanner;
+use crate::wire::{
+    CacheDirective, CacheStatus, Ended, ResponsesOut, Source, StoredReply, Tap, Wire, WireReply, WireRequest,
+    WireStream,
+};
+
+/// A call's key: a SHA-256 of what it means.
+pub(crate) type CacheKey = [u8; 32];
+
+/// Bytes an entry costs besides its strings (the key, the usage, moka's own).
+const ENTRY_OVERHEAD: usize = 160;
+
+/// The in-process cache of replies (empty and never asked when the cache is off).
+pub(crate) struct ResponseCache {
+    entries: Option<moka::future::Cache<CacheKey, Arc<StoredReply>>>,
+    scope: CacheScope,
+    /// Calls in flight that identical calls wait for (`cache.coalesce`).
+    flights: Option<coalesce::Flights>,
+}
+
+impl ResponseCache {
+    /// The cache `config` asks for.
+    pub fn new(config: &CacheConfig) -> Self {
+        let entries = (config.mode == CacheMode::Exact).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(config.max_bytes)
+                .weigher(|_: &CacheKey, reply: &Arc<StoredReply>| weight(reply))
+                .time_to_live(config.ttl)
+                .build()
+        });
+        Self {
+            entries,
+            scope: config.scope,
+            flights: config.coalesce.then(coalesce::Flights::default),
+        }
+    }
+
+    /// Whether replies are cached at all.
+    pub fn is_on(&self) -> bool {
+        self.entries.is_some()
+    }
+
+    fn flights(&self) -> Option<&coalesce::Flights> {
+        self.flights.as_ref()
+    }
+
+    async fn get(&self, key: &CacheKey) -> Option<Arc<StoredReply>> {
+        self.entries.as_ref()?.get(key).await
+    }
+
+    async fn insert(&self, key: CacheKey, reply: StoredReply) {
+        if let Some(entries) = &self.entries {
+            entries.insert(key, Arc::new(reply)).await;
+            entries.run_pending_tasks().await;
+            metrics::gauge!("exai_cache_bytes").set(entries.weighted_size() as f64);
+        }
+    }
+}
+
+/// What an entry weighs: its strings and a fixed overhead, in bytes.
+fn weight(reply: &StoredReply) -> u32 {
+    let bytes = reply.text.len() + reply.reasoning.len() + reply.model.len() + reply.finish_reason.len();
+    u32::try_from(bytes + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+}
+
+/// What the cache found for a call.
+pub(super) enum Looked {
+    /// A kept reply, written in the caller's wire.
+    Hit(WireReply),
+    /// None: the call goes to a provider, and its reply is kept through the ticket (`None` when
+    /// the cache is off or left out); identical calls in flight share it (`flight`, when they
+    /// are coalesced).
+    Miss {
+        ticket: Option<Ticket>,
+        flight: Option<coalesce::FlightKey>,
+    },
+}
+
+/// A call, as far as the cache needs it.
+pub(super) struct Asked<'a> {
+    pub session: &'a Session,
+    pub request: &'a WireRequest,
+    pub prepared: Option<&'a Arc<Prepared>>,
+    /// The model the call was routed to first.
+    pub model: &'a ModelInfo,
+    pub call: &'a CallRecord,
+    pub until: Instant,
+}
+
+/// Looks a call up: a hit is recorded and written in the caller's wire; a miss gets the ticket
+/// that keeps its reply.
+pub(super) async fn lookup(asked: &Asked<'_>) -> Looked {
+    let gateway = asked.session.gateway();
+    let cache = gateway.response_cache();
+    let request = asked.request;
+    let directive = request.cache;
+    let none = Looked::Miss {
+        ticket: None,
+        flight: None,
+    };
+    if (!cache.is_on() && cache.flights().is_none()) || directive == CacheDirective::Bypass {
+        return none;
+    }
+    let owner = match cache.scope {
+        CacheScope::Key => asked.session.caller().key_name(),
+        CacheScope::Global => None,
+    };
+    let Some(key) = key_of(request, asked.prepared.map(Arc::as_ref), asked.model, owner) else {
+        return none;
+    };
+    // A Responses call kept under its own id (`store`) is not shared.
+    let flight = (cache.flights().is_some() && !(request.wire == Wire::Responses && request.store)).then_some(
+        coalesce::FlightKey {
+            call: key,
+            wire: request.wire,
+            stream: request.stream,
+            include_usage: request.include_usage,
+        },
+    );
+    if !cache.is_on() {
+        return Looked::Miss { ticket: None, flight };
+    }
+    if directive.reads()
+        && let Some(stored) = cache.get(&key).await
+    {
+        return Looked::Hit(hit(asked, &stored));
+    }
+    metrics::counter!("exai_cache_misses_total", "front_door" => asked.call.front_door).increment(1);
+    let ticket = Ticket {
+        gateway: gateway.clone(),
+        key,
+        wire: request.wire,
+        keeps: directive.writes(),
+        limit: gateway.config().cache.max_bytes,
+    };
+    Looked::Miss {
+        ticket: Some(ticket),
+        flight,
+    }
+}
+
+/// A kept reply in the caller's wire: whole, or one block of events. The call is recorded as
+/// cached (no cost); a Responses reply is kept as a live one is.
+fn hit(asked: &Asked<'_>, stored: &StoredReply) -> WireReply {
+    let (session, request) = (asked.session, asked.request);
+    let gateway = session.gateway();
+    let model = asked.model;
+    asked
+        .call
+        .cached(gateway, model, stored.usage, model.price.cost_of(&stored.usage));
+    let owner = session.caller().key_name().map(str::to_string);
+    let out = asked.prepared.map(|prepared| ResponsesOut {
+        frame: ResponseFrame::new(prepared.id.clone(), &stored.model, &prepared.body),
+        kept: &prepared.kept,
+    });
+    let names = (model.provider.clone(), stored.model.clone());
+    let keep = {
+        let (gateway, request) = (gateway.clone(), request.clone());
+        let prepared = asked.prepared.cloned();
+        move || {
+            if let Some(prepared) = &prepared
+                && let Some(response) = engine_responses::finished(prepared)
+            {
+                engine_responses::keep(&gateway, &request, prepared, owner.as_deref(), response);
+            }
+        }
+    };
+    if !request.stream {
+        let body = stored.whole(request.wire, out.as_ref());
+        keep();
+        return WireReply::Whole {
+            body,
+            provider: names.0,
+            model: names.1,
+            warning: None,
+            cache: Some(CacheStatus::Hit),
+        };
+    }
+    let events = stored.events(request.wire, request.include_usage, out);
+    let finish: crate::wire::Finish = Box::new(move |_: &Scanner, ended| {
+        if ended == Ended::Complete {
+            keep();
+        }
+    });
+    let deadline = (asked.until, session.deadline());
+    let source = Source::Replay(Some(events));
+    let mut stream = WireStream::new(Scanner::new(request.wire), source, names, deadline, Some(finish));
+    stream.cache = Some(CacheStatus::Hit);
+    WireReply::Stream(Box::new(stream))
+}
+
+/// Keeps a missed call's reply, once it is whole and may be kept.
+pub(super) struct Ticket {
+    gateway: crate::gateway::Gateway,
+    key: CacheKey,
+    wire: Wire,
+    /// The reply may be kept (not with `no-store`).
+    keeps: bool,
+    /// A stream longer than this is not recorded (it could not be kept).
+    limit: u64,
+}
+
+impl Ticket {
+    /// Keeps a whole reply in the caller's wire, answered by `model` with `usage`.
+    pub async fn keep_whole(&self, body: &[u8], model: &str, usage: crate::request::Usage) {
+        if !self.keeps {
+            return;
+        }
+        if let Some(stored) = StoredReply::from_body(self.wire, body, model, usage) {
+            self.gateway.response_cache().insert(self.key, stored).await;
+        }
+    }
+
+    /// `stream`, recorded as it goes and kept when it ends complete.
+    pub fn tap(self, stream: WireStream) -> WireStream {
+        let model = stream.model.clone();
+        let mut stream = match self.keeps {
+            true => stream.tapped(Box::new(Tape {
+                ticket: self,
+                model,
+                blocks: Vec::new(),
+                bytes: 0,
+            })),
+            false => stream,
+        };
+        stream.cache = Some(CacheStatus::Miss);
+        stream
+    }
+}
+
+/// A stream's blocks, kept until it ends (cheap clones of the bytes handed on).
+struct Tape {
+    ticket: Ticket,
+    model: String,
+    blocks: Vec<Bytes>,
+    /// Bytes recorded; past the ticket's limit the tape stops (and keeps nothing).
+    bytes: u64,
+}
+
+impl Tap for Tape {
+    fn block(&mut self, block: &Bytes) {
+        self.bytes += block.len() as u64;
+        if self.bytes <= self.ticket.limit {
+            self.blocks.push(block.clone());
+        }
+    }
+
+    fn ended(self: Box<Self>, scan: &Scanner, ended: Ended) {
+        if ended != Ended::Complete || self.bytes > self.ticket.limit {
+            return;
+        }
+        let Some(stored) = StoredReply::from_events(self.ticket.wire, &self.blocks, &self.model, scan.usage) else {
+            return;
+        };
+        let Ticket { gateway, key, .. } = self.ticket;
+        tokio::spawn(async move { gateway.response_cache().insert(key, stored).await });
+    }
+}
