@@ -202,7 +202,7 @@ impl GatewayBuilder {
             activity: Activity::new(),
             unsaved: std::sync::Mutex::default(),
             token_counts: crate::engine::count_cache(),
-            response_cache: crate::engine::ResponseCache::new(&config.cache),
+            response_cache: crate::engine::ResponseCache::open(&config).await,
             config,
         };
         Ok(Gateway { inner: Arc::new(inner) })

@@ -37,6 +37,10 @@ pub fn describe_metrics() {
         "exai_coalesced_total",
         "Wire calls that followed an identical call already in flight instead of calling a provider."
     );
+    describe_counter!(
+        "exai_cache_redis_errors_total",
+        "Operations of the response cache's Redis level that failed or timed out, by operation (the call went on without it)."
+    );
     describe_gauge!(
         "exai_cache_bytes",
         "Bytes held by the in-process response cache (never above cache.max_bytes)."

@@ -156,6 +156,9 @@ declare! {
     CACHE_SCOPE: Key<CacheScope> = key("cache.scope", &["EXAI_CACHE_SCOPE"], "key", any);
     /// Its default is on with the cache, filled in by `mod.rs`.
     CACHE_COALESCE: Key<bool> = no_default("cache.coalesce", &["EXAI_CACHE_COALESCE"], any);
+    /// How long the daemon calling for identical calls across daemons holds its Redis lock
+    /// without renewing it: a daemon that dies leaves its waiters this long.
+    CACHE_LEASE_SECS: Key<u64> = key("cache.lease_secs", &["EXAI_CACHE_LEASE_SECS"], "10", positive);
 
     LOG_FORMAT: Key<LogFormat> = key("log.format", &["EXAI_LOG_FORMAT"], "text", any);
     OTEL_CONTENT: Key<bool> = key("log.otel_content", &["EXAI_OTEL_CONTENT"], "false", any);

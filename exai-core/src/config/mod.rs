@@ -355,6 +355,8 @@ pub struct CacheConfig {
     pub scope: CacheScope,
     /// Identical calls in flight at once wait for the first (on by default with the cache).
     pub coalesce: bool,
+    /// How long the Redis lock of a call in flight lasts unrenewed (the shared level).
+    pub lease: Duration,
 }
 
 /// How log lines are written.
@@ -574,6 +576,7 @@ impl Config {
             max_bytes: r.get(&keys::CACHE_MAX_BYTES)?,
             scope: r.get(&keys::CACHE_SCOPE)?,
             coalesce: r.get_or(&keys::CACHE_COALESCE, mode == CacheMode::Exact)?,
+            lease: Duration::from_secs(r.get(&keys::CACHE_LEASE_SECS)?),
         };
         let log_format = r.get(&keys::LOG_FORMAT)?;
         let otel_content = r.get(&keys::OTEL_CONTENT)?;

@@ -15,12 +15,16 @@
 //! a reply with a tool call, an error or a broken stream is never kept. A hit is written in
 //! the caller's wire, whole or as one block of events (no provider pauses to replay).
 //!
-//! **Storage** is one moka cache in process, weighed in bytes (`cache.max_bytes`) with a TTL
-//! (`cache.ttl_secs`). The request's [`CacheDirective`] can ask for a fresh answer
+//! **Storage** is two levels: a moka cache in process, weighed in bytes (`cache.max_bytes`)
+//! with a TTL (`cache.ttl_secs`), and with `REDIS_URL` a Redis level shared by every daemon
+//! (same key and TTL, compressed). A lookup asks the local level, then Redis (a Redis hit fills
+//! the local level); a kept reply is written to both. The request's [`CacheDirective`] can ask for a fresh answer
 //! (`no-cache`), keep the reply out (`no-store`) or leave the cache out (`bypass`).
 //!
 //! - `cache/key.rs`: a call's key.
 //! - `cache/coalesce.rs`: identical calls in flight at once share one provider call.
+//! - `cache/shared.rs`: the Redis level, and the lock that makes identical calls on several
+//!   daemons share one provider call.
 
 use std::sync::Arc;
 
@@ -29,13 +33,15 @@ use tokio::time::Instant;
 
 pub(crate) mod coalesce;
 mod key;
+mod shared;
 
 use key::key_of;
 
 use super::record::CallRecord;
 use super::responses::{self as engine_responses, Prepared};
 use crate::catalog::ModelInfo;
-use crate::config::{CacheConfig, CacheMode, CacheScope};
+use crate::config::{CacheConfig, CacheMode, CacheScope, Config};
+use crate::error::Error;
 use crate::gateway::Session;
 use crate::wire::responses::ResponseFrame;
 use crate::wire::scan::Scanner;
@@ -56,6 +62,8 @@ pub(crate) struct ResponseCache {
     scope: CacheScope,
     /// Calls in flight that identical calls wait for (`cache.coalesce`).
     flights: Option<coalesce::Flights>,
+    /// The level every daemon on one Redis shares (with the cache on and `REDIS_URL`).
+    shared: Option<shared::SharedCache>,
 }
 
 impl ResponseCache {
@@ -72,7 +80,27 @@ impl ResponseCache {
             entries,
             scope: config.scope,
             flights: config.coalesce.then(coalesce::Flights::default),
+            shared: None,
         }
+    }
+
+    /// The cache `config` asks for, with its Redis level when `REDIS_URL` is set. A Redis that
+    /// cannot be reached leaves the cache in process (logged); a single server is reached
+    /// lazily, so one that is down at start joins when it comes up.
+    pub async fn open(config: &Config) -> Self {
+        let mut cache = Self::new(&config.cache);
+        let (true, Some(url)) = (cache.is_on(), &config.memory.redis_url) else {
+            return cache;
+        };
+        match crate::memory::connect_redis(url).await {
+            Ok(conn) => {
+                let c = &config.cache;
+                let level = shared::SharedCache::new(conn, &config.memory.key_prefix, c.ttl, c.lease, c.max_bytes);
+                cache.shared = Some(level);
+            }
+            Err(e) => tracing::warn!(error = %e, "the response cache stays in this process"),
+        }
+        cache
     }
 
     /// Whether replies are cached at all.
@@ -84,13 +112,29 @@ impl ResponseCache {
         self.flights.as_ref()
     }
 
+    /// The local level's reply, else the shared level's (which then fills the local level).
     async fn get(&self, key: &CacheKey) -> Option<Arc<StoredReply>> {
-        self.entries.as_ref()?.get(key).await
+        let entries = self.entries.as_ref()?;
+        if let Some(local) = entries.get(key).await {
+            return Some(local);
+        }
+        let found = Arc::new(self.shared.as_ref()?.get(key).await?);
+        self.fill(*key, found.clone()).await;
+        Some(found)
     }
 
+    /// Keeps `reply` in both levels.
     async fn insert(&self, key: CacheKey, reply: StoredReply) {
+        if let Some(shared) = &self.shared {
+            shared.put(&key, &reply).await;
+        }
+        self.fill(key, Arc::new(reply)).await;
+    }
+
+    /// Keeps `reply` in the local level.
+    async fn fill(&self, key: CacheKey, reply: Arc<StoredReply>) {
         if let Some(entries) = &self.entries {
-            entries.insert(key, Arc::new(reply)).await;
+            entries.insert(key, reply).await;
             entries.run_pending_tasks().await;
             metrics::gauge!("exai_cache_bytes").set(entries.weighted_size() as f64);
         }
@@ -171,7 +215,9 @@ pub(super) async fn lookup(asked: &Asked<'_>) -> Looked {
         key,
         wire: request.wire,
         keeps: directive.writes(),
+        reads: directive.reads(),
         limit: gateway.config().cache.max_bytes,
+        lock: None,
     };
     Looked::Miss {
         ticket: Some(ticket),
@@ -181,7 +227,7 @@ pub(super) async fn lookup(asked: &Asked<'_>) -> Looked {
 
 /// A kept reply in the caller's wire: whole, or one block of events. The call is recorded as
 /// cached (no cost); a Responses reply is kept as a live one is.
-fn hit(asked: &Asked<'_>, stored: &StoredReply) -> WireReply {
+pub(super) fn hit(asked: &Asked<'_>, stored: &StoredReply) -> WireReply {
     let (session, request) = (asked.session, asked.request);
     let gateway = session.gateway();
     let model = asked.model;
@@ -236,11 +282,40 @@ pub(super) struct Ticket {
     wire: Wire,
     /// The reply may be kept (not with `no-store`).
     keeps: bool,
+    /// A kept reply may answer the call (not with `no-cache`).
+    reads: bool,
     /// A stream longer than this is not recorded (it could not be kept).
     limit: u64,
+    /// The shared level's lock on the key while this daemon calls, let go once the reply is
+    /// kept (or cannot be).
+    lock: Option<shared::Lock>,
 }
 
 impl Ticket {
+    /// Another daemon's reply to the same call, waited for while that daemon holds the key
+    /// (until `deadline`); `None` when this call goes to a provider — holding the key when it
+    /// could take it. Only a call that reads and keeps waits or takes the key.
+    pub async fn share(&mut self, deadline: (Instant, std::time::Duration)) -> Result<Option<Arc<StoredReply>>, Error> {
+        let Some(shared) = &self.gateway.response_cache().shared else {
+            return Ok(None);
+        };
+        if !(self.reads && self.keeps) {
+            return Ok(None);
+        }
+        match shared.claim(&self.key, deadline).await? {
+            shared::Claim::Held(lock) => {
+                self.lock = Some(lock);
+                Ok(None)
+            }
+            shared::Claim::Found(reply) => {
+                let reply = Arc::new(reply);
+                self.gateway.response_cache().fill(self.key, reply.clone()).await;
+                Ok(Some(reply))
+            }
+            shared::Claim::Alone => Ok(None),
+        }
+    }
+
     /// Keeps a whole reply in the caller's wire, answered by `model` with `usage`.
     pub async fn keep_whole(&self, body: &[u8], model: &str, usage: crate::request::Usage) {
         if !self.keeps {
@@ -292,7 +367,11 @@ impl Tap for Tape {
         let Some(stored) = StoredReply::from_events(self.ticket.wire, &self.blocks, &self.model, scan.usage) else {
             return;
         };
-        let Ticket { gateway, key, .. } = self.ticket;
-        tokio::spawn(async move { gateway.response_cache().insert(key, stored).await });
+        let Ticket { gateway, key, lock, .. } = self.ticket;
+        tokio::spawn(async move {
+            gateway.response_cache().insert(key, stored).await;
+            // Waiting daemons find the reply before the key is free.
+            drop(lock);
+        });
     }
 }

@@ -176,7 +176,7 @@ async fn run_in_span(
         plan,
         ticket,
     };
-    let asked = provider_reply(session.clone(), request, call.clone(), until, routed);
+    let asked = shared_or_provider(session.clone(), request, call.clone(), until, routed);
     match flight {
         Some(flight) => cache::coalesce::join(gateway, flight, (until, session.deadline()), asked).await,
         None => asked.await,
@@ -192,6 +192,31 @@ struct Routed {
     plan: Vec<ModelInfo>,
     /// Keeps the reply in the cache, once whole.
     ticket: Option<cache::Ticket>,
+}
+
+/// The call's reply: another daemon's, when one already asks a provider the same call and
+/// keeps its reply in the cache's shared level; else a provider's.
+async fn shared_or_provider(
+    session: Session,
+    request: WireRequest,
+    call: CallRecord,
+    until: Instant,
+    mut routed: Routed,
+) -> Result<WireReply, Error> {
+    if let (Some(ticket), Some(model)) = (routed.ticket.as_mut(), routed.plan.first())
+        && let Some(stored) = ticket.share((until, session.deadline())).await?
+    {
+        let asked = cache::Asked {
+            session: &session,
+            request: &request,
+            prepared: routed.prepared.as_ref(),
+            model,
+            call: &call,
+            until,
+        };
+        return Ok(cache::hit(&asked, &stored));
+    }
+    provider_reply(session, request, call, until, routed).await
 }
 
 /// The call asked of the models of its plan (permits, attempts), answered in the client's wire.
