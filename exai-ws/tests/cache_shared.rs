@@ -251,3 +251,45 @@ async fn a_daemon_killed_holding_the_lock_leaves_a_waiter_to_take_over_after_the
     assert_eq!(upstream_calls(&fake), 2);
     stuck.abort();
 }
+
+#[tokio::test]
+async fn a_daemon_waiting_for_another_gives_up_at_its_own_deadline() {
+    let redis = RedisServer::start();
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    fake.push(FakeReply::hang());
+    let holder = daemon(&fake, &redis, "shared-cache-slow-holder", &[]).await;
+    let hurried = daemon(
+        &fake,
+        &redis,
+        "shared-cache-hurried",
+        &[("EXAI_CALL_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let ask = chat("asked of a hung holder");
+    let stuck = {
+        let (base, ask) = (holder.base.clone(), ask.clone());
+        tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(format!("{base}/v1/chat/completions"))
+                .json(&ask)
+                .send()
+                .await;
+        })
+    };
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f.requests().len() == 1)
+            .await
+    );
+    let started = Instant::now();
+    let answer = post(&hurried, "/v1/chat/completions", &ask).await;
+    assert_eq!(answer.status, 504, "{}", answer.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "gave up at its deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(upstream_calls(&fake), 1, "the waiter never called the provider");
+    stuck.abort();
+}
