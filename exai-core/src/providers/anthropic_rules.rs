@@ -92,6 +92,31 @@ pub(crate) fn messages_edits(
     fields: &Fields<'_>,
     how: ToolCap,
 ) -> Result<(Vec<Edit>, Option<String>), Error> {
+    // Most relayed bodies need nothing: no tree is built for them (Claude Code's tools are tens
+    // of kilobytes).
+    let over_cap = match quirks.max_tools() {
+        Some(cap) => fields
+            .parsed::<Vec<serde::de::IgnoredAny>>("tools")
+            .ok()
+            .flatten()
+            .is_some_and(|tools| tools.len() > cap),
+        None => false,
+    };
+    /// A tool as far as its `type` (the rest skipped).
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type", default)]
+        kind: Option<String>,
+    }
+    let untyped = quirks.tool_type_required()
+        && fields
+            .parsed::<Vec<Typed>>("tools")
+            .ok()
+            .flatten()
+            .is_some_and(|tools| tools.iter().any(|t| t.kind.as_deref().is_none_or(str::is_empty)));
+    if !untyped && !over_cap {
+        return Ok((Vec::new(), None));
+    }
     let Ok(Some(mut tools)) = fields.parsed::<Vec<Value>>("tools") else {
         return Ok((Vec::new(), None));
     };
