@@ -26,11 +26,11 @@
 //! binaries. Runs only under `cargo bench`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use exai_benches::wrk::{self, WrkReport};
-use exai_benches::{cpu_seconds, rss_kib};
+use exai_benches::{Killed, cpu_seconds, free_port, rss_kib};
 use exai_core::testing::RedisServer;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
@@ -46,32 +46,6 @@ fn secs() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8)
-}
-
-/// A child process stopped when dropped: SIGTERM first, so that nginx's master takes its workers
-/// down with it (a SIGKILLed master leaves them running, holding the port), then SIGKILL after
-/// 3 s.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        for _ in 0..60 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
 }
 
 fn cores() -> usize {

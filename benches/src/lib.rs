@@ -1,7 +1,42 @@
-//! What the benchmarks share: reading a process's memory and CPU time from `/proc` (Linux), and
-//! running wrk (`wrk.rs`).
+//! What the benchmarks share: reading a process's memory, CPU time and open files from `/proc`
+//! (Linux), a child process stopped when dropped, a free port, and running wrk (`wrk.rs`).
 
 pub mod wrk;
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// A child process stopped when dropped: SIGTERM first, so that nginx's master takes its workers
+/// down with it (a SIGKILLed master leaves them running, holding the port) and exai-ws drains,
+/// then SIGKILL after 3 s.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        for _ in 0..60 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port free on 127.0.0.1 now (0 if none could be found).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A process's open file descriptors now (the entries of `/proc/PID/fd`; 0 if unreadable).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
 
 /// A process's resident set size now, in KiB (`VmRSS` in `/proc/PID/status`; 0 if unreadable).
 pub fn rss_kib(pid: u32) -> u64 {
@@ -34,5 +69,6 @@ mod tests {
         let spin: u64 = (0..20_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
         assert!(spin > 0);
         assert!(super::cpu_seconds(pid) > 0.0);
+        assert!(super::open_fds(pid) > 0);
     }
 }

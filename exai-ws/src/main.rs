@@ -299,12 +299,24 @@ async fn keys_required(config: &Config) -> bool {
 }
 
 /// The Prometheus recorder: durations as histograms with buckets for LLM calls, a `# HELP` for
-/// every metric. `None` if another recorder is already installed.
+/// every metric, its histograms drained every 5 s. `None` if another recorder is already
+/// installed.
 fn install_metrics() -> Option<PrometheusHandle> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), exai_core::DURATION_BUCKETS)
         .unwrap_or_else(|e| fail(format!("cannot set up metrics: {e}")));
     let handle = builder.install_recorder().ok()?;
+    // Histogram samples pile up until drained, by a scrape of /metrics or by this upkeep (which
+    // `PrometheusBuilder::install` would run): without it, a daemon nobody scraped grew by every
+    // call's durations, forever.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     exai_core::describe_metrics();
     metrics::describe_gauge!("exai_ws_connections", "WebSocket connections open now.");
     metrics::describe_counter!(

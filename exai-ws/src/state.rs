@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use moka::future::Cache;
-use serde_json::Value;
 use tokio::sync::watch;
 
 use exai_core::{Caller, Gateway, Session, SessionOptions, ToolSuite};
@@ -53,8 +53,9 @@ pub struct Shared {
     /// The WebSocket connections' tasks, which [`crate::serve`] waits for before returning.
     pub(crate) connections_tracker: TaskTracker,
     /// Finished (or running) EXAI `call_tool` results by `session_id:request_id`, so a client
-    /// retrying after a reconnect gets the stored result instead of a second provider call.
-    pub(crate) results: Cache<String, watch::Receiver<Option<Value>>>,
+    /// retrying after a reconnect gets the stored result instead of a second provider call. Kept
+    /// as the frame's text, as sent: a small result's JSON tree held ~5 KB for ten minutes.
+    pub(crate) results: Cache<String, watch::Receiver<Option<Utf8Bytes>>>,
 }
 
 /// Open WebSocket connections.

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use exai_core::{FailureKind, Session, ToolError, ToolFailure, ToolOutput};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -141,7 +141,7 @@ impl Conn {
             // A retry: wait for the first call's result rather than calling the provider again.
             self.calls.spawn(async move {
                 let result = stored.wait_for(Option::is_some).await.ok().and_then(|r| r.clone());
-                if let Some(mut frame) = result {
+                if let Some(mut frame) = result.and_then(|text| serde_json::from_str::<Value>(&text).ok()) {
                     frame["replayed"] = json!(true);
                     let _ = out.send(Message::Text(frame.to_string().into())).await;
                 }
@@ -202,8 +202,9 @@ impl Conn {
                     result_frame(&request_id, output)
                 }
             };
-            let _ = done.send(Some(frame.clone()));
-            let _ = out.send(Message::Text(frame.to_string().into())).await;
+            let text = Utf8Bytes::from(frame.to_string());
+            let _ = done.send(Some(text.clone()));
+            let _ = out.send(Message::Text(text)).await;
         });
     }
 }
