@@ -156,9 +156,34 @@ impl View {
             });
         }
         if !self.read(|s| s.by_name.is_empty()) {
-            let meters = store.meters(meter_ids(now)).await?;
-            self.write(|s| s.meters = meters);
+            let ids = meter_ids(now);
+            let meters = store.meters(ids.clone()).await?;
+            self.write(|s| {
+                // A spend added here whose write to the store is still under way must not be
+                // read back out: within a period a meter only grows, so the larger value wins
+                // (unless the keys themselves were reloaded — a deleted key's spend goes).
+                s.meters = if stale { meters } else { larger_of(&s.meters, meters, &ids) };
+            });
         }
         Ok(())
     }
+}
+
+/// `read` (the store's meters), each value no smaller than the one already held: spends added
+/// in process whose store write has not landed yet are kept.
+fn larger_of(held: &Meters, mut read: Meters, current: &[String]) -> Meters {
+    for (name, periods) in held {
+        let mine = read.entry(name.clone()).or_default();
+        // Only the current periods: a past one is not read again, and is let go.
+        for (id, m) in periods.iter().filter(|(id, _)| current.contains(id)) {
+            let stored = mine.entry(id.clone()).or_default();
+            if m.cost_usd > stored.cost_usd {
+                stored.cost_usd = m.cost_usd;
+            }
+            if m.tokens > stored.tokens {
+                stored.tokens = m.tokens;
+            }
+        }
+    }
+    read
 }
