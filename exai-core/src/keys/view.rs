@@ -162,7 +162,11 @@ impl View {
                 // A spend added here whose write to the store is still under way must not be
                 // read back out: within a period a meter only grows, so the larger value wins
                 // (unless the keys themselves were reloaded — a deleted key's spend goes).
-                s.meters = if stale { meters } else { larger_of(&s.meters, meters, &ids) };
+                s.meters = if stale {
+                    meters
+                } else {
+                    larger_of(&s.meters, meters, &ids)
+                };
             });
         }
         Ok(())
