@@ -13,9 +13,11 @@ scratch="$(mktemp -d "${TMPDIR:-/tmp}/exai-readme-check.XXXXXX")"
 export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
 export HOME="$scratch/home" TMPDIR="$scratch/tmp"
 mkdir -p "$HOME" "$TMPDIR"
-pids=()
+# Each terminal runs in a process group of its own (setsid), stopped whole at the end — the
+# mock and the daemon included, even when a step failed half-way.
+groups=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for group in "${groups[@]}"; do kill -- "-$group" 2>/dev/null || true; done
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -44,10 +46,17 @@ if [ -e "$HOME/.local/state/exai" ]; then
     exit 1
 fi
 
+for port in 8089 8079; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "readme-check: port $port is taken; the README's tour needs it free" >&2
+        exit 1
+    fi
+done
+
 step "terminal 1 (Try everything offline): the mock upstream"
 block '## Try everything offline' 1 >"$scratch/terminal1.sh"
-bash "$scratch/terminal1.sh" >"$scratch/mock.out" 2>&1 &
-pids+=($!)
+setsid bash "$scratch/terminal1.sh" >"$scratch/mock.out" 2>&1 &
+groups+=($!)
 for _ in $(seq 1 100); do
     grep -q '^export EXAI_STATE_DIR' "$scratch/mock.out" 2>/dev/null && break
     sleep 0.1
@@ -58,7 +67,10 @@ grep '^export ' "$scratch/mock.out" >"$scratch/mock.env" || { cat "$scratch/mock
 
 step "terminal 2 (Try everything offline), as written"
 block '## Try everything offline' 2 >"$scratch/terminal2.sh"
-bash -euo pipefail "$scratch/terminal2.sh" | tee "$scratch/terminal2.out"
+setsid bash -euo pipefail "$scratch/terminal2.sh" >"$scratch/terminal2.out" 2>&1 &
+groups+=($!)
+wait "$!" || { cat "$scratch/terminal2.out" >&2; echo "readme-check: the second terminal's block failed" >&2; exit 1; }
+cat "$scratch/terminal2.out"
 grep -q 'echo' "$scratch/terminal2.out" || { echo "readme-check: no echo from the mock" >&2; exit 1; }
 if [ -e "$HOME/.local/state/exai" ]; then
     echo "readme-check: the offline tour wrote to HOME's state directory" >&2
