@@ -13,18 +13,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::wire_call::{Answer, Warned, unreadable, whole};
+use super::wire_call::{Answer, Warned, send_translated, unreadable, whole};
 use crate::catalog::ModelInfo;
 use crate::error::{Error, ProviderError};
 use crate::gateway::{Gateway, context};
 use crate::memory::StoredResponse;
-use crate::providers::{ProviderHandle, ToolCap, WireHeaders, cap_chat_tools, chat_body_edits, translated_shape};
+use crate::providers::{ProviderHandle, ToolCap, translated_shape};
 use crate::routing::Needs;
-use crate::wire::json::{Fields, splice};
 use crate::wire::responses::{self, ChatExtras, ResponseFrame};
 use crate::wire::scan::Scanner;
 use crate::wire::sse::EventCutter;
-use crate::wire::{Kept, ResponsesTranslator, Source, Wire, WireRequest};
+use crate::wire::{Kept, ResponsesTranslator, Source, WireRequest};
 
 /// A Responses call, read: its body, the stored items it continues, its response's id, and
 /// where a streamed reply leaves its finished response.
@@ -144,7 +143,7 @@ pub(crate) async fn translate(
 ) -> Result<Warned, ProviderError> {
     let client = handle.client();
     let quirks = client.quirks();
-    let translated = {
+    let mut translated = {
         let shape = |thinking, search| translated_shape(quirks, model, thinking, search);
         let extras = ChatExtras {
             reasoning_content: quirks.takes_reasoning_back(),
@@ -153,32 +152,7 @@ pub(crate) async fn translate(
         };
         responses::to_chat(&prepared.body, &prepared.history, &model.id, request.stream, &extras)
     };
-    let mut translated = translated;
-    let warning = cap_chat_tools(quirks, &model.provider, &mut translated.body, cap).map_err(|e| {
-        ProviderError::new(
-            &model.provider,
-            &model.id,
-            crate::error::ProviderErrorKind::InvalidRequest {
-                status: 400,
-                message: e.to_string(),
-            },
-        )
-    })?;
-    let raw = serde_json::to_vec(&translated.body).unwrap_or_default();
-    let raw = match Fields::parse(&raw) {
-        Ok(fields) => splice(&raw, chat_body_edits(quirks, &fields)),
-        Err(_) => raw,
-    };
-    let (response, span) = client
-        .send_wire(
-            &model.id,
-            Wire::Chat,
-            "/chat/completions",
-            Bytes::from(raw),
-            &WireHeaders::default(),
-            request.stream,
-        )
-        .await?;
+    let (response, span, warning) = send_translated(handle, model, &mut translated.body, request.stream, cap).await?;
     let frame = ResponseFrame::new(prepared.id.clone(), &model.id, &prepared.body);
     let split_tags = quirks.splits_think_tags();
     if request.stream {

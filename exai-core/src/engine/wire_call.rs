@@ -560,6 +560,36 @@ pub(super) fn whole(body: Bytes, mut scan: Scanner, model: &ModelInfo, span: &tr
     Answer::Whole { body, scan }
 }
 
+/// A chat body translated from another wire, sent to the provider's chat endpoint: within its
+/// tool cap (refused, or trimmed with the warning returned), with its chat quirks applied.
+pub(super) async fn send_translated(
+    handle: &ProviderHandle,
+    model: &ModelInfo,
+    body: &mut serde_json::Value,
+    stream: bool,
+    cap: ToolCap,
+) -> Result<(reqwest::Response, tracing::Span, Option<String>), ProviderError> {
+    let client = handle.client();
+    let quirks = client.quirks();
+    let warning = cap_chat_tools(quirks, &model.provider, body, cap).map_err(|e| refused(model, &e))?;
+    let raw = serde_json::to_vec(body).unwrap_or_default();
+    let raw = match Fields::parse(&raw) {
+        Ok(fields) => splice(&raw, chat_body_edits(quirks, &fields)),
+        Err(_) => raw,
+    };
+    let (response, span) = client
+        .send_wire(
+            &model.id,
+            Wire::Chat,
+            "/chat/completions",
+            Bytes::from(raw),
+            &WireHeaders::default(),
+            stream,
+        )
+        .await?;
+    Ok((response, span, warning))
+}
+
 /// A Messages request to a provider that speaks only chat: translated there and back.
 async fn translate(
     request: &WireRequest,
@@ -570,24 +600,8 @@ async fn translate(
     cap: ToolCap,
 ) -> Result<Warned, ProviderError> {
     let client = handle.client();
-    let quirks = client.quirks();
-    let (mut translated, names) = to_openai(body, &model.id, request.stream, quirks.takes_reasoning_back());
-    let warning = cap_chat_tools(quirks, &model.provider, &mut translated, cap).map_err(|e| refused(model, &e))?;
-    let raw = serde_json::to_vec(&translated).unwrap_or_default();
-    let raw = match Fields::parse(&raw) {
-        Ok(fields) => splice(&raw, chat_body_edits(client.quirks(), &fields)),
-        Err(_) => raw,
-    };
-    let (response, span) = client
-        .send_wire(
-            &model.id,
-            Wire::Chat,
-            "/chat/completions",
-            Bytes::from(raw),
-            &WireHeaders::default(),
-            request.stream,
-        )
-        .await?;
+    let (mut translated, names) = to_openai(body, &model.id, request.stream, client.quirks().takes_reasoning_back());
+    let (response, span, warning) = send_translated(handle, model, &mut translated, request.stream, cap).await?;
     if request.stream {
         let estimate = context::estimate(request.text());
         let source = Source::Translated {
