@@ -14,6 +14,8 @@
 //! costs per call (its checks, and recording its spend — off the request path, on the same
 //! cores).
 //!
+//! A last group times choosing a deployment per call (3 deployments, each strategy).
+//!
 //! ```sh
 //! cargo bench -p exai-benches --bench gateway_overhead
 //! ```
@@ -21,8 +23,8 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use exai_core::testing::{FakeUpstream, RedisServer};
-use exai_core::{ChatRequest, Config, Gateway, KeyLimits, SessionOptions};
+use exai_core::testing::{DeploymentChoice, FakeUpstream, RedisServer};
+use exai_core::{ChatRequest, Config, Gateway, KeyLimits, SessionOptions, Strategy};
 use serde_json::json;
 
 fn overhead(c: &mut Criterion) {
@@ -128,5 +130,27 @@ fn overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, overhead);
+/// Choosing a deployment for one call (the attempt loop's `Pool::order`): 3 deployments under
+/// each strategy. Target: < 5 µs.
+fn choice(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let mut group = c.benchmark_group("deployment_choice");
+    for strategy in [
+        Strategy::Weighted,
+        Strategy::LeastBusy,
+        Strategy::Latency,
+        Strategy::Usage,
+    ] {
+        let pool = rt
+            .block_on(DeploymentChoice::new(strategy, 3))
+            .unwrap_or_else(|e| panic!("pool: {e}"));
+        group.bench_function(strategy.to_string(), |b| b.iter(|| assert_eq!(pool.choose(), 3)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, overhead, choice);
 criterion_main!(benches);

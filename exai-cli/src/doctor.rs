@@ -106,13 +106,23 @@ async fn providers(gateway: &Gateway, offline: bool) -> Vec<Check> {
     }
     let results = gateway.check_providers().await;
     let dates: Vec<String> = results.iter().filter_map(|r| r.server_date.clone()).collect();
-    for r in results {
+    // A provider with several deployments is checked once per deployment, named by its label
+    // (`glm#2`), never its key.
+    let several = |provider: &str| results.iter().filter(|r| r.provider == provider).count() > 1;
+    let names: Vec<String> = results
+        .iter()
+        .map(|r| match several(&r.provider) {
+            true => format!("provider {} deployment {}", r.provider, r.deployment),
+            false => format!("provider {}", r.provider),
+        })
+        .collect();
+    for (r, name) in results.into_iter().zip(names) {
         let verdict = match (r.configured, r.ok) {
             (false, _) => Verdict::Skip,
             (true, true) => Verdict::Pass,
             (true, false) => Verdict::Fail,
         };
-        out.push(check(format!("provider {}", r.provider), verdict, r.message));
+        out.push(check(name, verdict, r.message));
     }
     out.push(clock(&dates, false));
     out

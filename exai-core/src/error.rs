@@ -41,9 +41,10 @@ pub enum Error {
     /// The configuration is invalid; the message names the key and where it came from.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// A provider failed (after retries, and after fallback when fallback applied).
+    /// A provider failed (after retries, and after fallback when fallback applied). Boxed:
+    /// it names every attempt, and every `Result<_, Error>` carries room for it.
     #[error(transparent)]
-    Provider(#[from] ProviderError),
+    Provider(Box<ProviderError>),
     /// The model name is neither a known model, an alias, `auto`, nor `provider/model`.
     #[error("unknown model '{model}'; known models and aliases: {known}")]
     UnknownModel {
@@ -386,10 +387,12 @@ fn period_name(period: crate::keys::Period) -> &'static str {
 /// A failure at one provider, for one model — the last attempt of a call, with the attempts
 /// that failed before it (`earlier`), so that the message names every one.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{}{provider} ({model}): {kind}", attempts_before(earlier))]
+#[error("{}{} ({model}): {kind}", attempts_before(earlier), deployment.as_deref().unwrap_or(provider))]
 pub struct ProviderError {
     /// The provider's configured name (`glm`, `kimi`, `minimax`, or a custom name).
     pub provider: String,
+    /// The deployment that failed (`glm#2`), when the provider has several.
+    pub deployment: Option<String>,
     /// The upstream model id.
     pub model: String,
     /// What went wrong.
@@ -397,6 +400,12 @@ pub struct ProviderError {
     /// The models the call tried before this one, and why each was left (the attempt loop
     /// fills it in when it gives up). Boxed: every `Result<_, Error>` carries room for it.
     pub earlier: Box<[crate::request::FallbackNote]>,
+}
+
+impl From<ProviderError> for Error {
+    fn from(error: ProviderError) -> Self {
+        Error::Provider(Box::new(error))
+    }
 }
 
 /// `N attempts failed: A; B; ` before the last attempt's own message, when there were others.
@@ -475,6 +484,7 @@ impl ProviderError {
     pub fn new(provider: &str, model: &str, kind: ProviderErrorKind) -> Self {
         Self {
             provider: provider.to_string(),
+            deployment: None,
             model: model.to_string(),
             kind,
             earlier: Box::default(),
@@ -600,7 +610,7 @@ mod tests {
 
     #[test]
     fn exit_codes_and_statuses_follow_the_class() {
-        let provider = |kind| Error::Provider(ProviderError::new("glm", "glm-4.6", kind));
+        let provider = |kind| Error::from(ProviderError::new("glm", "glm-4.6", kind));
         let rejected = |status| {
             provider(ProviderErrorKind::InvalidRequest {
                 status,

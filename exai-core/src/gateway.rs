@@ -20,6 +20,7 @@
 
 mod auth_failures;
 pub(crate) mod context;
+mod pools;
 mod rate;
 mod session;
 mod status;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+pub use pools::Reloaded;
 use session::Call;
 pub use session::{ChatStream, Session, SessionOptions};
 pub use status::{GatewayStatus, MemoryStatus, ModelEntry, SharedLimitsStatus};
@@ -50,7 +52,7 @@ use crate::config::MemoryBackend;
 use crate::error::Error;
 use crate::keys::{Caller, Clock, KeyStore, Keys, system_clock};
 use crate::memory::{LocalStore, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, connect_redis};
-use crate::providers::{ProviderClient, ProviderHandle, spawn_worker};
+use crate::providers::ProviderHandle;
 use crate::request::{ChatRequest, ChatResponse, Message};
 use crate::usage::{KeyUsageReport, SharedLedger, UsageLedger, UsageReport};
 use rate::ClientRate;
@@ -63,7 +65,12 @@ struct Inner {
     config: Config,
     catalog: Catalog,
     limits: Limits,
-    providers: HashMap<String, ProviderHandle>,
+    /// Each provider's deployments, swapped whole on a reload.
+    pools: pools::Pools,
+    /// The client every provider's calls go through (kept for reloads).
+    http: reqwest::Client,
+    /// Turns for drawing among an alias's models.
+    group_turn: std::sync::atomic::AtomicU64,
     queue: ConversationQueue,
     sessions: Sessions,
     memory: Arc<dyn MemoryStore>,
@@ -99,9 +106,7 @@ impl Drop for Inner {
         self.limits.close();
         self.queue.stop();
         self.sessions.stop();
-        for p in self.providers.values() {
-            p.stop();
-        }
+        self.pools.stop();
     }
 }
 
@@ -169,11 +174,7 @@ impl GatewayBuilder {
             Some(store) => (store, None),
             None => open_memory(&config).await?,
         };
-        let mut providers = HashMap::new();
-        for p in &config.providers {
-            let client = ProviderClient::new(p.clone(), http.clone(), config.retry.clone());
-            providers.insert(p.name.clone(), spawn_worker(client, config.retry.clone()).await?);
-        }
+        let pools = pools::Pools::build(&config, &http).await?;
         let root = CancellationToken::new();
         let tracker = TaskTracker::new();
         let sessions = Sessions::spawn(config.sessions.idle_timeout, config.limits.session_max_inflight).await?;
@@ -186,8 +187,10 @@ impl GatewayBuilder {
         );
         let inner = Inner {
             catalog: Catalog::from_config(&config),
-            limits: share_limits(Limits::new(&config), &config, &providers).await?,
-            providers,
+            limits: share_limits(Limits::new(&config), &config, &pools.load()).await?,
+            pools,
+            http,
+            group_turn: std::sync::atomic::AtomicU64::new(0),
             queue: ConversationQueue::spawn(config.sessions.conversation_idle).await?,
             sessions,
             memory,
@@ -364,9 +367,7 @@ impl Gateway {
         self.inner.limits.close();
         self.inner.queue.stop();
         self.inner.sessions.stop();
-        for p in self.inner.providers.values() {
-            p.stop();
-        }
+        self.inner.pools.stop();
     }
 
     /// Records messages in a conversation without calling a provider — a workflow tool's
@@ -421,9 +422,36 @@ impl Gateway {
         &self.inner.limits
     }
 
-    /// A provider's worker (for the engine).
-    pub(crate) fn provider(&self, name: &str) -> Option<&ProviderHandle> {
-        self.inner.providers.get(name)
+    /// A provider's first deployment's worker: its quirks and wires (for the engine).
+    pub(crate) fn provider(&self, name: &str) -> Option<ProviderHandle> {
+        self.inner.pools.get(name).map(|pool| pool.first().clone())
+    }
+
+    /// Orders `plan` by the strategy of the alias over several models that `requested` names,
+    /// if it names one (for the engine).
+    pub(crate) fn order_group(&self, requested: Option<&str>, plan: &mut [crate::catalog::ModelInfo]) {
+        if let Some(group) = crate::routing::group_of(&self.inner.config, requested) {
+            let turn = self.inner.group_turn.fetch_add(1, Ordering::Relaxed);
+            crate::providers::order_models(group.strategy, plan, |p| self.inner.pools.get(p), turn);
+        }
+    }
+
+    /// A provider's deployments (for the engine).
+    pub(crate) fn pool(&self, name: &str) -> Option<Arc<crate::providers::Pool>> {
+        self.inner.pools.get(name)
+    }
+
+    /// Reads the configuration again ([`Config::reread`]: its file anew) and applies its
+    /// providers' deployments (endpoints, keys, weights, limits) without dropping a call in
+    /// flight: a deployment that did not change keeps its worker, circuit and cool-down; calls
+    /// already running finish on the deployment they started on. The API keys are reread too.
+    /// Other settings take a restart. A configuration that no longer loads changes nothing.
+    pub async fn reload(&self) -> Result<Reloaded, Error> {
+        let config = self.inner.config.reread()?;
+        let report = self.inner.pools.reload(&config, &self.inner.http).await?;
+        self.inner.keys.reload().await;
+        tracing::info!(added = ?report.added, changed = ?report.changed, removed = ?report.removed, "deployments reloaded");
+        Ok(report)
     }
 
     /// Where conversations and stored responses live (for the engine).
@@ -580,12 +608,8 @@ fn open_keys(shared: &Option<SharedLedger>, config: &Config, clock: Clock, write
 }
 
 /// Shares the global and provider limits through Redis when `limits.shared` is on, and
-/// publishes each provider's circuit as it opens so the other daemons stop sending too.
-async fn share_limits(
-    limits: Limits,
-    config: &Config,
-    providers: &HashMap<String, ProviderHandle>,
-) -> Result<Limits, Error> {
+/// publishes each deployment's circuit as it opens so the other daemons stop sending too.
+async fn share_limits(limits: Limits, config: &Config, pools: &pools::PoolMap) -> Result<Limits, Error> {
     let (true, Some(url)) = (config.limits.shared, &config.memory.redis_url) else {
         return Ok(limits);
     };
@@ -594,8 +618,12 @@ async fn share_limits(
         &config.memory.key_prefix,
         config.limits.lease,
     ));
-    for (name, handle) in providers {
-        let (shared, name, opened) = (shared.clone(), name.clone(), handle.circuit_opened());
+    for deployment in pools.values().flat_map(|p| p.deployments()) {
+        let (shared, name, opened) = (
+            shared.clone(),
+            deployment.label.clone(),
+            deployment.handle.circuit_opened(),
+        );
         tokio::spawn(async move {
             futures::pin_mut!(opened);
             while let Some(until) = futures::StreamExt::next(&mut opened).await {

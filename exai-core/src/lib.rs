@@ -91,12 +91,12 @@ pub use actors::session::SessionInfo;
 pub use catalog::{Capabilities, Catalog, ModelInfo, Price};
 pub use config::{
     AnthropicConfig, CacheConfig, CacheMode, CacheScope, Config, ConfigBuilder, ConfigEntry, ConfigError, DaemonConfig,
-    LimitsConfig, LogFormat, MemoryBackend, MemoryConfig, ModelDecl, ProviderConfig, ProviderKind, RetryConfig,
-    RoutingConfig, Secret, SessionConfig, Source, ToolsConfig,
+    DeploymentConfig, LimitsConfig, LogFormat, MemoryBackend, MemoryConfig, ModelDecl, ProviderConfig, ProviderKind,
+    RetryConfig, RoutingConfig, Secret, SessionConfig, Source, Strategy, ToolsConfig,
 };
 pub use error::{EXIT_CODES, Error, ErrorClass, ProviderError, ProviderErrorKind, Result};
 pub use gateway::{
-    ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Session, SessionOptions,
+    ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Reloaded, Session, SessionOptions,
     SharedLimitsStatus,
 };
 pub use keys::{Caller, CreatedKey, KeyError, KeyInfo, KeyLimits, KeyStatus, KeyUpdate, Keys, Period, parse_date};
@@ -104,7 +104,7 @@ pub use memory::{
     LocalStore, MemoryError, MemoryStore, RedisStore, SqliteStore, StoredResponse, Thread, ThreadSummary, Turn,
 };
 pub use metrics_catalog::{DURATION_BUCKETS, FLOAT_COUNTERS, describe_metrics};
-pub use providers::{ProviderCheck, ProviderHealth};
+pub use providers::{DeploymentStatus, ProviderCheck, ProviderHealth};
 pub use request::{
     Attachments, ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role, ThinkingMode, Usage,
 };

@@ -25,6 +25,26 @@ pub const FLOAT_COUNTERS: &[&str] = &[
 /// recorder (descriptions go to the recorder in place); calling it twice is harmless.
 pub fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "exai_deployment_inflight",
+        "Calls in flight at each deployment (a provider's endpoint and key, by label)."
+    );
+    describe_counter!(
+        "exai_deployment_calls_total",
+        "Calls sent to each deployment, by provider and deployment label."
+    );
+    describe_counter!(
+        "exai_deployment_errors_total",
+        "Calls that failed at each deployment, by provider and deployment label."
+    );
+    describe_counter!(
+        "exai_deployment_cooldowns_total",
+        "Times a deployment was cooled (a 429) or taken out (a rejected key)."
+    );
+    describe_histogram!(
+        "exai_deployment_ttfb_seconds",
+        "Time to first byte at each deployment (the whole reply for a plain call)."
+    );
     describe_counter!(
         "exai_cache_hits_total",
         "Wire calls answered from the response cache, by front door."

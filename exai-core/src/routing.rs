@@ -8,6 +8,10 @@
 //! - for images, providers with a vision model;
 //! - otherwise the fallback order as configured (the fast default first).
 //!
+//! An alias over several models (`[aliases] coder = { models = […], strategy = … }`) plans
+//! those that are ready and able, and the engine orders them per call by the alias's strategy
+//! (`providers::order_models`).
+//!
 //! The gateway walks the chain, moving on after a transient failure or an open circuit (see
 //! `ProviderError::allows_fallback`); every response names the provider and model that answered.
 
@@ -28,6 +32,15 @@ pub(crate) struct Needs {
     pub vision: bool,
 }
 
+/// The alias over several models that `requested` names, if it names one.
+pub(crate) fn group_of<'a>(config: &'a Config, requested: Option<&str>) -> Option<&'a crate::config::ModelGroup> {
+    let name = requested
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or(&config.default_model)
+        .trim();
+    config.groups.get(name)
+}
+
 /// Plans the models to try, in order.
 pub(crate) fn plan(
     config: &Config,
@@ -41,6 +54,9 @@ pub(crate) fn plan(
         .trim();
     if name.eq_ignore_ascii_case("auto") {
         return auto(config, catalog, needs);
+    }
+    if let Some(group) = config.groups.get(name) {
+        return group_plan(config, catalog, name, &group.models, needs);
     }
     let model = catalog.resolve(name, config).ok_or_else(|| Error::UnknownModel {
         model: name.to_string(),
@@ -72,6 +88,41 @@ pub(crate) fn plan(
         )));
     }
     Ok(vec![model])
+}
+
+/// An alias over several models: those whose provider is ready and that can take the request,
+/// in the order written (the engine orders them by the alias's strategy per call).
+fn group_plan(
+    config: &Config,
+    catalog: &Catalog,
+    alias: &str,
+    models: &[String],
+    needs: Needs,
+) -> Result<Vec<ModelInfo>, Error> {
+    let mut plan = Vec::new();
+    for name in models {
+        let model = catalog.resolve(name, config).ok_or_else(|| Error::UnknownModel {
+            model: format!("{name} (in alias {alias})"),
+            known: catalog.names().join(", "),
+        })?;
+        let ready = config.provider(&model.provider).is_some_and(|p| p.is_ready());
+        let fits = (!needs.web_search || model.capabilities.web_search) && (!needs.vision || model.capabilities.vision);
+        if ready
+            && fits
+            && !plan
+                .iter()
+                .any(|m: &ModelInfo| m.provider == model.provider && m.id == model.id)
+        {
+            plan.push(model);
+        }
+    }
+    if plan.is_empty() {
+        return Err(Error::InvalidRequest(format!(
+            "no model of alias {alias} ({}) is configured and able to take this request",
+            models.join(", ")
+        )));
+    }
+    Ok(plan)
 }
 
 fn auto(config: &Config, catalog: &Catalog, needs: Needs) -> Result<Vec<ModelInfo>, Error> {

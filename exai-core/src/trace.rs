@@ -93,6 +93,7 @@ pub(crate) fn request_span(op: Operation<'_>, parent: Option<&TraceContext>, key
             exai.cost_usd = Empty,
             exai.key = key,
             exai.fallback_from = Empty,
+            exai.deployment = Empty,
             // For log lines.
             request_id = Empty,
             session = Empty,
@@ -117,8 +118,9 @@ pub(crate) fn request_span(op: Operation<'_>, parent: Option<&TraceContext>, key
     span
 }
 
-/// The span of one HTTP attempt to a provider (at `url`, its base URL, when known).
-pub(crate) fn attempt_span(provider: &str, model: &str, url: Option<&str>) -> Span {
+/// The span of one HTTP attempt to a provider's deployment (at `url`, its base URL, when
+/// known).
+pub(crate) fn attempt_span(provider: &str, deployment: &str, model: &str, url: Option<&str>) -> Span {
     let (address, port) = url.map(server_of).unzip();
     tracing::info_span!(
         "provider",
@@ -127,6 +129,7 @@ pub(crate) fn attempt_span(provider: &str, model: &str, url: Option<&str>) -> Sp
         otel.status_code = Empty,
         gen_ai.operation.name = "chat",
         gen_ai.provider.name = provider,
+        exai.deployment = deployment,
         gen_ai.request.model = model,
         gen_ai.response.model = Empty,
         gen_ai.usage.input_tokens = Empty,

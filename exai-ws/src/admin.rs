@@ -8,7 +8,11 @@
 //! - `PATCH /admin/keys/{name}` changes the limits given (`null` removes one);
 //! - `POST /admin/keys/{name}/revoke`, `POST /admin/keys/{name}/rotate` (a new `secret`);
 //! - `DELETE /admin/keys/{name}` deletes one (204); keys stay required (`exai keys allow-keyless`,
-//!   on the daemon's machine only, is the way back to a daemon without keys).
+//!   on the daemon's machine only, is the way back to a daemon without keys);
+//! - `POST /admin/reload` reads the configuration file again and applies its providers'
+//!   deployments and the keys, without dropping a call in flight (as `SIGHUP` does): 200 with
+//!   the deployments added, changed and removed, 400 with the reason when the file no longer
+//!   loads (nothing changes then).
 
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
@@ -29,6 +33,21 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .route("/{name}/revoke", post(revoke))
         .route("/{name}/rotate", post(rotate))
         .layer(middleware::from_fn_with_state(state, admin_only))
+}
+
+/// `POST /admin/reload`, behind the admin token.
+pub(crate) fn reload_route(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", post(reload))
+        .layer(middleware::from_fn_with_state(state, admin_only))
+}
+
+async fn reload(State(state): State<AppState>) -> Response {
+    match state.gateway.reload().await {
+        Ok(report) => (StatusCode::OK, Json(report)).into_response(),
+        Err(exai_core::Error::Config(e)) => refuse(StatusCode::BAD_REQUEST, "invalid_config", &e.to_string()),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, "reload_failed", &e.to_string()),
+    }
 }
 
 async fn admin_only(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         )
         // Key management checks EXAI_ADMIN_TOKEN itself.
         .nest("/admin/keys", admin::routes(state.clone()))
+        .nest("/admin/reload", admin::reload_route(state.clone()))
         .merge(status_page)
         // The daemon's own routes refuse a body over the limit in OpenAI's shape, like their
         // other refusals (`auth::refuse`).

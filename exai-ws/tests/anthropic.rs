@@ -300,10 +300,6 @@ async fn errors_come_in_anthropic_shape_and_a_5xx_before_streaming_falls_back() 
     assert_eq!((status, kind.as_str()), (404, "not_found_error"));
     assert_eq!(fake.requests().len(), 0, "nothing invalid reached a provider");
 
-    fake.push(FakeReply::status(429).with_retry_after(7));
-    let limited = messages(&d, ask("glm-4.6", false)).await;
-    assert_eq!(shape(&limited).1, "rate_limit_error");
-    assert_eq!((limited.status, limited.header("retry-after")), (429, "7"));
     fake.push(FakeReply::status(400));
     assert_eq!(shape(&messages(&d, ask("glm-4.6", false)).await).0, 400);
     fake.push(FakeReply::status(503));
@@ -390,6 +386,17 @@ async fn errors_come_in_anthropic_shape_and_a_5xx_before_streaming_falls_back() 
             .is_some_and(|d| d.iter().all(|m| m["type"] == "model")),
         "{listed}"
     );
+
+    // A 429 whose `Retry-After` is longer than exai waits (`retry.max_wait_secs`) is the
+    // caller's at once, and cools the key: the next call is a 429 too, without a provider call.
+    fake.push(FakeReply::status(429).with_retry_after(7));
+    let limited = messages(&d, ask("glm-4.6", false)).await;
+    assert_eq!(shape(&limited).1, "rate_limit_error");
+    assert_eq!((limited.status, limited.header("retry-after")), (429, "7"));
+    let sent = fake.requests().len();
+    let cooling = messages(&d, ask("glm-4.6", false)).await;
+    assert_eq!((cooling.status, shape(&cooling).1.as_str()), (429, "rate_limit_error"));
+    assert_eq!(fake.requests().len(), sent, "a cooling key was called");
 }
 
 /// A daemon whose providers have no Anthropic endpoint: requests are translated.

@@ -157,11 +157,18 @@ impl Limits {
 
     /// A lease on `scope` when the limits are shared (none when Redis failed: local only).
     async fn lease(&self, scope: &str, max: usize, deadline: Instant) -> Result<Option<Lease>, Error> {
+        let started = Instant::now();
         match &self.shared {
             None => Ok(None),
             Some(shared) => match shared.lease(scope, max, deadline).await? {
                 Leased::Held(lease) => Ok(Some(lease)),
                 Leased::Local => Ok(None),
+                Leased::Cooling(left) => Err(Error::OverCapacity {
+                    scope: format!("{scope} (circuit opened by another daemon)"),
+                    limit: max,
+                    waited: started.elapsed(),
+                    retry_after: left.max(Duration::from_secs(1)),
+                }),
             },
         }
     }

@@ -94,6 +94,8 @@ pub(crate) enum Leased {
     Held(Lease),
     /// Redis failed: the local limits alone apply to this call.
     Local,
+    /// The scope is cooling (its circuit opened, or a 429) elsewhere, for this long still.
+    Cooling(Duration),
 }
 
 /// A held lease: renewed while it lives, removed when it drops.
@@ -189,13 +191,7 @@ impl SharedLimits {
                 return Ok(Leased::Held(self.hold(key, id)));
             }
             if answer < 0 {
-                let after = Duration::from_millis((-answer - 1).max(1_000) as u64);
-                return Err(Error::OverCapacity {
-                    scope: format!("{scope} (circuit opened by another daemon)"),
-                    limit,
-                    waited: started.elapsed(),
-                    retry_after: after,
-                });
+                return Ok(Leased::Cooling(Duration::from_millis((-answer - 1).max(1) as u64)));
             }
             if Instant::now() + POLL >= deadline {
                 metrics::counter!("exai_over_capacity_total", "scope" => format!("shared {scope}")).increment(1);
@@ -260,6 +256,11 @@ impl SharedLimits {
             }
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Tells every daemon that `scope` is cooling for `for_`.
+    pub async fn cool(&self, scope: &str, for_: Duration) {
+        self.publish_open(scope, for_).await;
     }
 
     /// Tells every daemon that `provider`'s circuit is open for `cooldown`.

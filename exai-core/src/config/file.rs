@@ -23,6 +23,25 @@ pub(crate) struct FileConfig {
     pub providers: BTreeMap<String, FileProvider>,
     /// Extra aliases: `fast = "glm-4.5-flash"`.
     pub aliases: BTreeMap<String, String>,
+    /// Aliases over several models, of one provider or several: `coder = { models = […],
+    /// strategy = "least-busy" }`.
+    pub groups: BTreeMap<String, FileGroup>,
+}
+
+/// An alias as written: one model, or a group of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileAlias {
+    One(String),
+    Group(FileGroup),
+}
+
+/// An alias over several models, balanced by `strategy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileGroup {
+    pub models: Vec<String>,
+    pub strategy: Option<String>,
 }
 
 /// The tables with a shape of their own, read with serde (so their errors carry line and column).
@@ -31,7 +50,7 @@ struct Sections {
     #[serde(default)]
     providers: BTreeMap<String, FileProvider>,
     #[serde(default)]
-    aliases: BTreeMap<String, String>,
+    aliases: BTreeMap<String, FileAlias>,
 }
 
 impl FileConfig {
@@ -52,7 +71,20 @@ impl FileConfig {
         Ok(Self {
             values: FileValues { path, values },
             providers,
-            aliases,
+            aliases: aliases
+                .iter()
+                .filter_map(|(name, a)| match a {
+                    FileAlias::One(model) => Some((name.clone(), model.clone())),
+                    FileAlias::Group(_) => None,
+                })
+                .collect(),
+            groups: aliases
+                .into_iter()
+                .filter_map(|(name, a)| match a {
+                    FileAlias::Group(group) => Some((name, group)),
+                    FileAlias::One(_) => None,
+                })
+                .collect(),
         })
     }
 }
@@ -193,7 +225,14 @@ pub(crate) struct FileProvider {
     pub anthropic_betas: Option<Vec<String>>,
     pub max_inflight: Option<usize>,
     pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
     pub timeout_secs: Option<u64>,
+    /// How calls are spread over the deployments (`weighted`, `least-busy`, `latency`,
+    /// `usage`).
+    pub strategy: Option<String>,
+    /// The endpoints and keys serving this provider's models; none: the provider's own.
+    #[serde(default)]
+    pub deployments: Vec<super::deployments::FileDeployment>,
     pub default_model: Option<String>,
     /// Models this provider serves, in addition to (or, for OpenAI-compatible providers,
     /// instead of) the built-in catalog.

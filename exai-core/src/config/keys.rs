@@ -95,8 +95,8 @@ declare! {
     MAX_RETRIES: Key<u32> = key("retry.max_retries", &["EXAI_MAX_RETRIES"], "2", any);
     BASE_DELAY_MS: Key<u64> = key("retry.base_delay_ms", &["EXAI_RETRY_BASE_DELAY_MS"], "250", any);
     MAX_DELAY_MS: Key<u64> = key("retry.max_delay_ms", &["EXAI_RETRY_MAX_DELAY_MS"], "8000", any);
-    MAX_RETRY_AFTER_SECS: Key<u64> =
-        key("retry.max_retry_after_secs", &["EXAI_MAX_RETRY_AFTER_SECS"], "30", any);
+    MAX_WAIT_SECS: Key<u64> =
+        key("retry.max_wait_secs", &["EXAI_MAX_WAIT_SECS", "EXAI_MAX_RETRY_AFTER_SECS"], "5", any);
     CIRCUIT_FAILURE_THRESHOLD: Key<u32> =
         key("retry.circuit_failure_threshold", &["EXAI_CIRCUIT_FAILURE_THRESHOLD"], "5", positive);
     CIRCUIT_COOLDOWN_SECS: Key<u64> =

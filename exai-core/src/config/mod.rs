@@ -12,6 +12,7 @@
 //!   and alias tables (`deny_unknown_fields`).
 //! - `providers.rs`: provider entries (built-ins plus OpenAI-compatible ones).
 
+mod deployments;
 mod file;
 mod keys;
 mod providers;
@@ -21,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use deployments::{DeploymentConfig, ModelGroup, Strategy};
 pub use providers::{ModelDecl, ProviderConfig, ProviderKind};
 pub use source::{ConfigEntry, Secret, Source};
 
@@ -414,6 +416,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Aliases from the file (they extend the built-in ones).
     pub aliases: BTreeMap<String, String>,
+    /// Aliases over several models (`[aliases] coder = { models = […], strategy = … }`).
+    pub groups: BTreeMap<String, ModelGroup>,
     /// The Anthropic-compatible front door (`/v1/messages`).
     pub anthropic: AnthropicConfig,
     /// The response cache and in-flight coalescing.
@@ -428,6 +432,22 @@ pub struct Config {
     /// The file that was loaded, if any.
     pub file: Option<PathBuf>,
     entries: Vec<ConfigEntry>,
+    /// The environment and code values it was built from, to read it again.
+    origin: Origin,
+}
+
+/// What a configuration was built from: the environment, the values set in code, and whether
+/// the file was searched for. Never printed (the environment holds secrets).
+#[derive(Clone)]
+struct Origin(std::sync::Arc<Sources>);
+
+/// The environment, the values set in code, and whether the file was searched for.
+type Sources = (HashMap<String, String>, HashMap<String, String>, bool);
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Origin([redacted])")
+    }
 }
 
 impl Default for Config {
@@ -472,7 +492,9 @@ impl Config {
         env: &HashMap<String, String>,
         code: HashMap<String, String>,
         file: Option<(&Path, &str)>,
+        file_searched: bool,
     ) -> Result<Self, ConfigError> {
+        let code_given = code.clone();
         let f = match file {
             Some((path, text)) => FileConfig::parse(path, text)?,
             None => FileConfig::default(),
@@ -535,7 +557,7 @@ impl Config {
             max_retries: r.get(&keys::MAX_RETRIES)?,
             base_delay: Duration::from_millis(r.get(&keys::BASE_DELAY_MS)?),
             max_delay: Duration::from_millis(r.get(&keys::MAX_DELAY_MS)?),
-            max_retry_after: Duration::from_secs(r.get(&keys::MAX_RETRY_AFTER_SECS)?),
+            max_retry_after: Duration::from_secs(r.get(&keys::MAX_WAIT_SECS)?),
             circuit_failure_threshold: r.get(&keys::CIRCUIT_FAILURE_THRESHOLD)?,
             circuit_cooldown: Duration::from_secs(r.get(&keys::CIRCUIT_COOLDOWN_SECS)?),
         };
@@ -615,6 +637,36 @@ impl Config {
         for (alias, target) in &f.aliases {
             r.record(&format!("aliases.{alias}"), Some(target.clone()), Source::File);
         }
+        let mut groups = BTreeMap::new();
+        for (alias, group) in &f.groups {
+            let strategy = match &group.strategy {
+                Some(s) => s.parse::<Strategy>().map_err(|message| ConfigError::Invalid {
+                    key: format!("aliases.{alias}.strategy"),
+                    origin: Source::File,
+                    message,
+                })?,
+                None => Strategy::default(),
+            };
+            if group.models.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: format!("aliases.{alias}.models"),
+                    origin: Source::File,
+                    message: "name at least one model".into(),
+                });
+            }
+            r.record(
+                &format!("aliases.{alias}"),
+                Some(format!("{} ({strategy})", group.models.join(", "))),
+                Source::File,
+            );
+            groups.insert(
+                alias.clone(),
+                ModelGroup {
+                    models: group.models.clone(),
+                    strategy,
+                },
+            );
+        }
         if let Some(key) = r.unused_code_keys().first() {
             return Err(no_such_setting(key));
         }
@@ -629,6 +681,7 @@ impl Config {
             daemon,
             providers,
             aliases: f.aliases,
+            groups,
             anthropic,
             cache,
             log_format,
@@ -636,7 +689,27 @@ impl Config {
             state_dir,
             file: file.map(|(p, _)| p.to_path_buf()),
             entries: r.entries,
+            origin: Origin(std::sync::Arc::new((env.clone(), code_given, file_searched))),
         })
+    }
+
+    /// The configuration again: the same environment and values set in code, and the file
+    /// read anew from disk (a reload: `SIGHUP`, `POST /admin/reload`).
+    pub fn reread(&self) -> Result<Config, ConfigError> {
+        let (env, code, searched) = &*self.origin.0;
+        let mut builder = Config::builder().env(env.clone());
+        builder.code = code.clone();
+        match (&self.file, searched) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                builder.file_text(path, &text).build()
+            }
+            (None, true) => builder.build(),
+            (None, false) => builder.without_file().build(),
+        }
     }
 
     /// Where a config file is looked for when `EXAI_CONFIG` is not set, in order:
@@ -741,17 +814,17 @@ impl ConfigBuilder {
     /// Resolves and checks every setting.
     pub fn build(self) -> Result<Config, ConfigError> {
         match self.file {
-            FileChoice::Without => Config::resolve(&self.env, self.code, None),
-            FileChoice::Text(path, text) => Config::resolve(&self.env, self.code, Some((&path, &text))),
+            FileChoice::Without => Config::resolve(&self.env, self.code, None, false),
+            FileChoice::Text(path, text) => Config::resolve(&self.env, self.code, Some((&path, &text)), false),
             FileChoice::Search => match find_file(&self.env)? {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
                         path: path.display().to_string(),
                         message: e.to_string(),
                     })?;
-                    Config::resolve(&self.env, self.code, Some((&path, &text)))
+                    Config::resolve(&self.env, self.code, Some((&path, &text)), true)
                 }
-                None => Config::resolve(&self.env, self.code, None),
+                None => Config::resolve(&self.env, self.code, None, true),
             },
         }
     }

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::ConfigError;
+use super::deployments::{self, DeploymentConfig, Inherited, Strategy};
 use super::file::{FileModel, FileProvider};
 use super::source::{Resolver, Secret, Source, any, positive};
 
@@ -127,10 +128,18 @@ pub struct ProviderConfig {
     /// comma-separated; `*` for all, `none` for none). `None`: the provider's own allow-list
     /// (its quirks: what the endpoint is known to accept).
     pub anthropic_betas: Option<Vec<String>>,
-    /// Requests in flight at this provider.
+    /// Requests in flight at this provider, over all its deployments. By default, the
+    /// built-in value for each deployment.
     pub max_inflight: usize,
-    /// Requests per minute, if limited.
+    /// Requests per minute, if limited: each deployment's default (a key's limit).
     pub rpm: Option<u32>,
+    /// Tokens per minute, if limited: each deployment's default.
+    pub tpm: Option<u32>,
+    /// The endpoints and keys that serve its models (at least one); `api_key` and `base_url`
+    /// above are the first's.
+    pub deployments: Vec<DeploymentConfig>,
+    /// How calls are spread over them.
+    pub strategy: Strategy,
     /// Whole-request timeout.
     pub timeout: Duration,
     /// The model used when routing picks this provider without a model.
@@ -149,6 +158,21 @@ impl ProviderConfig {
     /// OpenAI-compatible endpoint (local servers often need none).
     pub fn is_ready(&self) -> bool {
         self.enabled && (self.api_key.is_some() || self.kind == ProviderKind::OpenaiCompat)
+    }
+
+    /// The configuration one deployment's client runs with: this provider's, with the
+    /// deployment's endpoint, key and rate.
+    pub fn for_deployment(&self, deployment: &DeploymentConfig) -> ProviderConfig {
+        ProviderConfig {
+            api_key: deployment.api_key.clone(),
+            key_source: deployment.key_source.clone(),
+            base_url: deployment.base_url.clone(),
+            anthropic_base_url: deployment.anthropic_base_url.clone(),
+            rpm: deployment.rpm,
+            tpm: deployment.tpm,
+            deployments: vec![deployment.clone()],
+            ..self.clone()
+        }
     }
 
     /// A sentence saying how to configure this provider.
@@ -232,7 +256,7 @@ fn one(
     r: &mut Resolver<'_>,
     name: &str,
     builtin: Option<&Builtin>,
-    entry: FileProvider,
+    mut entry: FileProvider,
     key_env: Vec<String>,
 ) -> Result<ProviderConfig, ConfigError> {
     let key = |leaf: &str| format!("providers.{name}.{leaf}");
@@ -329,18 +353,55 @@ fn one(
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         });
+    let rpm = r.value(&key("rpm"), &[&format!("{prefix}_RPM")], entry.rpm, None, |rpm| {
+        positive(rpm).map_err(|m| format!("{m} (omit it for no limit)"))
+    })?;
+    let tpm = r.value(&key("tpm"), &[&format!("{prefix}_TPM")], entry.tpm, None, |tpm| {
+        positive(tpm).map_err(|m| format!("{m} (omit it for no limit)"))
+    })?;
+    let strategy = r
+        .value(
+            &key("strategy"),
+            &[&format!("{prefix}_STRATEGY")],
+            entry
+                .strategy
+                .as_deref()
+                .map(str::parse::<Strategy>)
+                .transpose()
+                .map_err(|m| invalid("strategy", Source::File, m))?,
+            Some(Strategy::default()),
+            any,
+        )?
+        .unwrap_or_default();
+    let deployments = deployments::resolve(
+        r,
+        &Inherited {
+            provider: name,
+            prefix: &prefix,
+            base_url: &base_url,
+            anthropic_base_url: anthropic_base_url.as_deref(),
+            api_key: api_key.as_ref(),
+            key_source: key_source.as_deref(),
+            rpm,
+            tpm,
+        },
+        std::mem::take(&mut entry.deployments),
+    )?;
     let max_inflight = r
         .value(
             &key("max_inflight"),
             &[&format!("{prefix}_MAX_INFLIGHT")],
             entry.max_inflight,
-            Some(builtin.map_or(8, |b| b.max_inflight)),
+            // Without a value of its own, a provider's cap is the built-in one for each deployment.
+            Some(builtin.map_or(8, |b| b.max_inflight) * deployments.len()),
             positive,
         )?
         .unwrap_or(1);
-    let rpm = r.value(&key("rpm"), &[&format!("{prefix}_RPM")], entry.rpm, None, |rpm| {
-        positive(rpm).map_err(|m| format!("{m} (omit it for no limit)"))
-    })?;
+    let first = deployments
+        .iter()
+        .find(|d| d.api_key.is_some())
+        .unwrap_or(&deployments[0]);
+    let (api_key, key_source) = (first.api_key.clone(), first.key_source.clone());
     let timeout = Duration::from_secs(
         r.value(
             &key("timeout_secs"),
@@ -383,6 +444,9 @@ fn one(
         anthropic_betas,
         max_inflight,
         rpm,
+        tpm,
+        deployments,
+        strategy,
         timeout,
         default_model,
         models,
@@ -405,7 +469,7 @@ fn parse_wires(list: &str) -> Result<Vec<crate::wire::Wire>, String> {
 }
 
 /// Accepts an absolute `http` or `https` URL.
-fn http_url(url: &String) -> Result<(), String> {
+pub(super) fn http_url(url: &String) -> Result<(), String> {
     match reqwest::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
         _ => Err(format!("'{url}' is not an http(s) URL")),

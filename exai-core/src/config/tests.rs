@@ -513,3 +513,128 @@ proptest::proptest! {
         let _ = load(&[], Some(&format!("{section}{key} = {value}\n")));
     }
 }
+
+#[test]
+fn one_key_the_old_way_is_one_deployment_as_before() -> Result<(), ConfigError> {
+    let c = load(&[("GLM_API_KEY", "sk-one")], None)?;
+    let glm = c.provider("glm").ok_or_else(|| ConfigError::Parse {
+        path: "t".into(),
+        message: "no glm".into(),
+    })?;
+    assert_eq!(glm.deployments.len(), 1);
+    let d = &glm.deployments[0];
+    assert_eq!(
+        (d.label.as_str(), d.base_url.as_str()),
+        ("glm#1", glm.base_url.as_str())
+    );
+    assert_eq!(d.key_source.as_deref(), Some("GLM_API_KEY (env)"));
+    assert_eq!((glm.max_inflight, glm.strategy), (4, Strategy::Weighted));
+    Ok(())
+}
+
+#[test]
+fn key_and_url_lists_make_one_deployment_each_and_scale_the_providers_cap() -> Result<(), ConfigError> {
+    let c = load(
+        &[
+            ("GLM_API_KEYS", "k1, k2,k3"),
+            ("GLM_BASE_URLS", "http://a/v4,http://b/v4,http://c/v4"),
+            ("GLM_RPM", "60"),
+            ("GLM_STRATEGY", "least-busy"),
+        ],
+        None,
+    )?;
+    let glm = c.provider("glm").cloned().unwrap_or_else(|| panic!("glm"));
+    let labels: Vec<_> = glm.deployments.iter().map(|d| d.label.as_str()).collect();
+    assert_eq!(labels, ["glm#1", "glm#2", "glm#3"]);
+    let urls: Vec<_> = glm.deployments.iter().map(|d| d.base_url.as_str()).collect();
+    assert_eq!(urls, ["http://a/v4", "http://b/v4", "http://c/v4"]);
+    assert!(glm.deployments.iter().all(|d| d.rpm == Some(60)));
+    assert_eq!(glm.deployments[1].key_source.as_deref(), Some("GLM_API_KEYS[2] (env)"));
+    assert_eq!((glm.max_inflight, glm.strategy), (12, Strategy::LeastBusy));
+    assert!(glm.is_ready());
+    // No key is printed, in the entries or in the debug output.
+    let printed = format!("{:?} {:?}", c.entries(), glm);
+    assert!(!printed.contains("\"k2\"") && !printed.contains("k1, k2"), "{printed}");
+    // One URL for several keys, and mismatched lists.
+    let c = load(&[("GLM_API_KEYS", "k1,k2"), ("GLM_BASE_URLS", "http://a/v4")], None)?;
+    assert!(
+        c.provider("glm")
+            .is_some_and(|p| p.deployments.iter().all(|d| d.base_url == "http://a/v4"))
+    );
+    let err = load(
+        &[
+            ("GLM_API_KEYS", "k1,k2"),
+            ("GLM_BASE_URLS", "http://a,http://b,http://c"),
+        ],
+        None,
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(err.contains("GLM_API_KEYS has 2 keys"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn deployment_tables_inherit_what_they_leave_out() -> Result<(), ConfigError> {
+    let toml = r#"
+[providers.glm]
+rpm = 30
+
+[[providers.glm.deployments]]
+name = "zai"
+api_key_env = "KEY_ZAI"
+weight = 3
+
+[[providers.glm.deployments]]
+base_url = "https://open.bigmodel.cn/api/paas/v4"
+max_inflight = 2
+tpm = 1000
+"#;
+    let c = load(&[("KEY_ZAI", "sk-zai"), ("GLM_API_KEY", "sk-main")], Some(toml))?;
+    let glm = c.provider("glm").cloned().unwrap_or_else(|| panic!("glm"));
+    let [zai, second] = &glm.deployments[..] else {
+        panic!("{:?}", glm.deployments)
+    };
+    assert_eq!((zai.label.as_str(), zai.weight, zai.rpm), ("glm#zai", 3, Some(30)));
+    assert_eq!(zai.base_url, "https://api.z.ai/api/paas/v4");
+    assert_eq!(zai.api_key.as_ref().map(|k| k.expose()), Some("sk-zai"));
+    assert_eq!(second.label, "glm#2");
+    assert_eq!(second.api_key.as_ref().map(|k| k.expose()), Some("sk-main"));
+    assert_eq!((second.max_inflight, second.tpm), (Some(2), Some(1000)));
+    // A key variable that is not set, an unknown field, a bad strategy: refused by name.
+    let missing = load(&[], Some(toml)).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(missing.contains("KEY_ZAI is not set"), "{missing}");
+    let unknown = load(&[], Some("[[providers.glm.deployments]]\nurl = \"x\"\n"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(unknown.contains("url"), "{unknown}");
+    let bad = load(&[], Some("[providers.glm]\nstrategy = \"fastest\"\n"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(bad.contains("least-busy"), "{bad}");
+    Ok(())
+}
+
+#[test]
+fn an_alias_over_several_models_keeps_its_models_and_strategy() -> Result<(), ConfigError> {
+    let toml = "[aliases]\nfast = \"glm-4.5-air\"\ncoder = { models = [\"glm-4.6\", \"kimi-k2-0905-preview\"], strategy = \"latency\" }\n";
+    let c = load(&[], Some(toml))?;
+    assert_eq!(c.aliases.get("fast").map(String::as_str), Some("glm-4.5-air"));
+    let coder = c.groups.get("coder").map(|g| (g.models.clone(), g.strategy));
+    assert_eq!(
+        coder,
+        Some((
+            vec!["glm-4.6".to_string(), "kimi-k2-0905-preview".to_string()],
+            Strategy::Latency
+        ))
+    );
+    let empty = load(&[], Some("[aliases]\nx = { models = [] }\n"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(empty.contains("aliases.x.models"), "{empty}");
+    Ok(())
+}

@@ -3,6 +3,8 @@
 //! - `attempts.rs`: the loop — per planned model its provider permit, the attempt through the
 //!   provider's worker (circuit breaker) and client (pacing, retries, quirks), and fallback
 //!   while nothing reached the caller.
+//! - `deployment.rs`: a deployment's permit for one attempt (its cap, its shared lease and
+//!   pacing), and publishing its cool-downs.
 //! - `record.rs`: what is recorded once per call (ledger, key spend, status page, span).
 //! - `wire_call.rs`: a call in a client's wire (OpenAI chat, Anthropic Messages, OpenAI
 //!   Responses), relayed as bytes to a provider that speaks it, translated otherwise.
@@ -23,6 +25,7 @@
 mod attempts;
 mod cache;
 mod count_tokens;
+mod deployment;
 mod record;
 mod responses;
 mod wire_call;

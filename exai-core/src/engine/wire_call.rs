@@ -271,6 +271,7 @@ async fn provider_reply(
     let span = tracing::Span::current();
     span.record("provider", model.provider.as_str());
     span.record("model", model.id.as_str());
+    span.record("exai.deployment", permit.deployment.label.as_str());
     let names = (model.provider.clone(), model.id.clone());
     let Warned(value, warning) = value;
     match value {
@@ -373,6 +374,7 @@ pub(super) fn plan(
     };
     let mut plan = routing::plan(config, catalog, Some(target), needs)?;
     crate::keys::narrow_plan(key, &mut plan, &request.model, catalog, config)?;
+    gateway.order_group(Some(target), &mut plan);
     Ok(plan)
 }
 
@@ -666,7 +668,10 @@ async fn own_call(
     let include_usage = request.include_usage;
     let task = AbortOnDrop(tokio::spawn(produce(handle, call, include_usage, tx).in_current_span()).abort_handle());
     match rx.recv().await {
-        Some(Err(Error::Provider(error))) => Ok(Attempted::Failed { error, emitted: false }),
+        Some(Err(Error::Provider(error))) => Ok(Attempted::Failed {
+            error: *error,
+            emitted: false,
+        }),
         Some(Err(e)) => Err(e),
         Some(Ok(first)) => {
             let source = Source::Produced {
@@ -716,7 +721,7 @@ async fn produce(
             let _ = tx.send(Ok(crate::wire::Piece::Usage(done.usage))).await;
             Ok(crate::wire::Piece::Bytes(Bytes::from(out)))
         }
-        Ok(Err(e)) => Err(Error::Provider(e)),
+        Ok(Err(e)) => Err(Error::from(e)),
         Err(e) => Err(e),
     };
     let _ = tx.send(piece).await;

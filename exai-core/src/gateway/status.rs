@@ -93,9 +93,10 @@ impl Gateway {
     /// Each provider's health, in configuration order.
     pub async fn provider_health(&self) -> Result<Vec<ProviderHealth>, Error> {
         let mut out = Vec::new();
+        let pools = self.inner.pools.load();
         for p in &self.inner.config.providers {
-            if let Some(handle) = self.inner.providers.get(&p.name) {
-                out.push(handle.health().await?);
+            if let Some(pool) = pools.get(&p.name) {
+                out.push(pool.health().await?);
             }
         }
         Ok(out)
@@ -112,16 +113,29 @@ impl Gateway {
         }
     }
 
-    /// Checks every provider's key with a cheap authenticated call (`GET /models`), in
-    /// parallel. Unconfigured providers are reported as such, without a call.
+    /// Checks every deployment's key with a cheap authenticated call (`GET /models`), in
+    /// parallel. Unconfigured providers are reported as such, without a call. A deployment
+    /// whose key was rejected and is now accepted takes calls again, here and (with shared
+    /// limits) in every process.
     pub async fn check_providers(&self) -> Vec<ProviderCheck> {
-        let checks = self
+        let pools = self.inner.pools.load();
+        let deployments: Vec<_> = self
             .inner
             .config
             .providers
             .iter()
-            .filter_map(|p| self.inner.providers.get(&p.name))
-            .map(|h| h.check());
+            .filter_map(|p| pools.get(&p.name))
+            .flat_map(|pool| pool.deployments().iter().cloned())
+            .collect();
+        let checks = deployments.iter().map(|d| async move {
+            let check = d.handle.check().await;
+            if check.ok
+                && let Some(shared) = self.inner.limits.shared()
+            {
+                shared.cool(&d.label, std::time::Duration::ZERO).await;
+            }
+            check
+        });
         futures::future::join_all(checks).await
     }
 

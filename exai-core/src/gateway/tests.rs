@@ -63,7 +63,11 @@ async fn dropping_the_last_handle_stops_every_actor() -> anyhow::Result<()> {
     let actors = [
         gw.inner.queue.actor_status_probe(),
         gw.inner.sessions.actor_status_probe(),
-        gw.inner.providers["glm"].actor_status_probe(),
+        gw.inner
+            .pools
+            .get("glm")
+            .map(|p| p.first().actor_status_probe())
+            .unwrap_or_else(|| panic!("no glm")),
     ];
     drop(gw);
     tokio::time::sleep(Duration::from_millis(50)).await;

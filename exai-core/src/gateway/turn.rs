@@ -168,6 +168,7 @@ async fn run_in_span(
     let mut plan = routing::plan(&inner.config, &inner.catalog, request.model.as_deref(), needs)?;
     let asked = request.model.as_deref().unwrap_or("auto");
     crate::keys::narrow_plan(call.key.as_deref(), &mut plan, asked, &inner.catalog, &inner.config)?;
+    gateway.order_group(request.model.as_deref(), &mut plan);
 
     // Each model's messages: the history that fits its context window. A model it cannot fit
     // is left for the next one (and noted), unless it is the last.
@@ -211,6 +212,7 @@ async fn run_in_span(
     let span = tracing::Span::current();
     span.record("provider", won.model.provider.as_str());
     span.record("model", won.model.id.as_str());
+    span.record("exai.deployment", won.permit.deployment.label.as_str());
     let response = finish(
         gateway,
         &request,

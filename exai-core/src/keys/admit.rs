@@ -252,7 +252,8 @@ impl Keys {
         if let Some(shared) = &self.inner.shared {
             match shared.lease(&format!("key:{name}"), max as usize, Instant::now()).await {
                 Ok(Leased::Held(lease)) => return Ok(InFlight::Shared(lease)),
-                Ok(Leased::Local) => {}
+                // A key's scope never cools; the local limit applies as when Redis fails.
+                Ok(Leased::Local | Leased::Cooling(_)) => {}
                 Err(_) => return Err(full()),
             }
         }

@@ -125,6 +125,13 @@ impl Keys {
     }
 
     /// Stops the poll (the gateway is shutting down).
+    /// Rereads the keys from the store now (a configuration reload).
+    pub(crate) async fn reload(&self) {
+        if let Some(store) = &self.inner.store {
+            self.inner.view.refresh(store, self.now(), true).await;
+        }
+    }
+
     pub(crate) fn stop(&self) {
         self.inner.stop.cancel();
     }

@@ -18,6 +18,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ProviderCheck {
     /// Provider name.
     pub provider: String,
+    /// The deployment checked (`glm#1`): its endpoint and key, named without the key.
+    pub deployment: String,
     /// Whether it has a key (or needs none) and is enabled.
     pub configured: bool,
     /// Whether the provider accepted the call.
@@ -36,6 +38,10 @@ impl ProviderClient {
         let config = &self.config;
         let mut out = ProviderCheck {
             provider: config.name.clone(),
+            deployment: config
+                .deployments
+                .first()
+                .map_or_else(|| config.name.clone(), |d| d.label.clone()),
             configured: config.is_ready(),
             ok: false,
             status: None,
@@ -70,6 +76,12 @@ impl ProviderClient {
                     .map(str::to_string);
                 let body = response.text().await.unwrap_or_default();
                 out.ok = (200..300).contains(&status);
+                if out.ok
+                    && let Some(state) = &self.deployment
+                {
+                    // A key rejected earlier is good again.
+                    state.key_accepted();
+                }
                 out.message = match status {
                     200..=299 => format!("key from {source} accepted"),
                     401 | 403 => format!("{} rejected the key from {source} ({status})", config.name),

@@ -8,6 +8,7 @@
 //! configured requests-per-minute before they leave.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::openai_wire::{self, Accumulator, ChatBody, Completion, InBand, Piece, RoundOutput, StreamChunk};
+use super::pool::DeploymentState;
 use super::think_tags::ThinkSplitter;
 use super::{Completed, ProviderCall, ProviderEvent, Quirks, quirks_for, shaped_body};
 use crate::config::{ProviderConfig, ProviderKind, RetryConfig};
@@ -45,12 +47,19 @@ pub(crate) struct ProviderClient {
     quirks: Box<dyn Quirks>,
     limiter: Option<DefaultDirectRateLimiter>,
     retry: RetryConfig,
+    /// The deployment this client serves: its rate-limit headers are read into it.
+    pub(super) deployment: Option<Arc<DeploymentState>>,
+    /// Whether a 429 is waited out here: only when the provider has no other deployment to
+    /// move on to.
+    waits_on_429: bool,
 }
 
 impl ProviderClient {
-    /// Waits for the provider's `rpm`, if it has one.
+    /// Waits for the `rpm` of the provider (or of its deployment), if it has one.
     pub async fn pace(&self) {
-        if let Some(limiter) = &self.limiter {
+        if let Some(state) = &self.deployment {
+            state.pace().await;
+        } else if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
     }
@@ -80,6 +89,31 @@ impl ProviderClient {
             authorization,
             limiter,
             retry,
+            deployment: None,
+            waits_on_429: true,
+        }
+    }
+
+    /// Serves one deployment of a pool of `of`: reads its rate-limit headers into `state`, and
+    /// leaves a 429 at once when there are other deployments to move on to.
+    pub fn for_deployment(mut self, state: Arc<DeploymentState>, of: usize) -> Self {
+        // The deployment paces its `rpm` itself: the attempt loop takes a call's first try
+        // from it, this client its retries.
+        self.limiter = None;
+        self.deployment = Some(state);
+        self.waits_on_429 = of <= 1;
+        self
+    }
+
+    /// The deployment's label (`glm#1`).
+    pub fn label(&self) -> &str {
+        self.config.deployments.first().map_or(&self.config.name, |d| &d.label)
+    }
+
+    /// Notes what a response's headers say of the deployment's rate.
+    fn observe(&self, headers: &HeaderMap) {
+        if let Some(state) = &self.deployment {
+            state.observe(headers);
         }
     }
 
@@ -160,9 +194,15 @@ impl ProviderClient {
             .with_max_times(self.retry.max_retries as usize)
             .with_jitter()
             .build();
+        let mut first = true;
         loop {
-            self.pace().await;
-            let span = trace::attempt_span(&self.config.name, model, Some(&self.config.base_url));
+            // A deployment's first try was paced by the attempt loop (which moves on to another
+            // deployment rather than wait).
+            if !first || self.deployment.is_none() {
+                self.pace().await;
+            }
+            first = false;
+            let span = trace::attempt_span(&self.config.name, self.label(), model, Some(&self.config.base_url));
             let (result, emitted) = round(span.clone()).instrument(span.clone()).await;
             let err = match result {
                 Ok(out) => return Ok(out),
@@ -172,6 +212,10 @@ impl ProviderClient {
                 }
             };
             if emitted || !err.is_retryable() {
+                return Err(err);
+            }
+            if !self.waits_on_429 && matches!(err.kind, ProviderErrorKind::RateLimited { .. }) {
+                // Another deployment takes the call at once.
                 return Err(err);
             }
             let Some(backoff_delay) = backoff.next() else {
@@ -263,6 +307,7 @@ impl ProviderClient {
                 };
                 let status = response.status().as_u16();
                 tracing::Span::current().record("http.response.status_code", status);
+                self.observe(response.headers());
                 if response.status().is_success() {
                     return (Ok((response, span)), false);
                 }
@@ -320,6 +365,7 @@ impl ProviderClient {
             .map_err(|e| self.error(call, transport_error(&e, &self.config)))?;
         let status = response.status().as_u16();
         tracing::Span::current().record("http.response.status_code", status);
+        self.observe(response.headers());
         if !response.status().is_success() {
             return Err(self.error(call, self.failure(response).await));
         }

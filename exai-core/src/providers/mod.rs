@@ -6,6 +6,8 @@
 //!   `Retry-After`, governor rate limit).
 //! - `circuit.rs`: the per-provider circuit breaker.
 //! - `check.rs`: the on-demand key check (`GET /models`).
+//! - `pool.rs`: a provider's deployments (endpoints and keys), their cool-downs, and the
+//!   strategy that picks one per call.
 //! - `worker.rs`: the actor that owns a provider's health and circuit breaker, and the handle
 //!   whose calls run in the caller's task.
 //! - `glm.rs`, `kimi.rs`, `minimax.rs`, `openai_compat.rs`: each provider's [`Quirks`], and
@@ -23,6 +25,7 @@ mod kimi;
 mod minimax;
 mod openai_compat;
 pub(crate) mod openai_wire;
+mod pool;
 mod sse;
 mod think_tags;
 mod worker;
@@ -32,6 +35,8 @@ pub(crate) use think_tags::ThinkSplitter;
 pub(crate) use anthropic_rules::{ToolCap, cap_chat_tools, forwarded_betas, messages_edits};
 pub use check::ProviderCheck;
 pub(crate) use client::{ProviderClient, WireHeaders};
+pub use pool::DeploymentStatus;
+pub(crate) use pool::{Deployment, DeploymentState, InFlight, Pool, RECHECK, idle_pool, order_models};
 pub(crate) use sse::events as sse_events;
 pub use worker::ProviderHealth;
 pub(crate) use worker::{ProviderHandle, spawn_worker};

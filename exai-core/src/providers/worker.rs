@@ -78,6 +78,10 @@ pub struct ProviderHealth {
     pub failures: u64,
     /// The last error, and when (unix ms).
     pub last_error: Option<(String, u64)>,
+    /// How calls are spread over its deployments.
+    pub strategy: String,
+    /// Each deployment (endpoint and key), named by its label, never its key.
+    pub deployments: Vec<super::DeploymentStatus>,
 }
 
 /// The actor.
@@ -148,6 +152,8 @@ impl Actor for ProviderWorker {
                     calls: 0,
                     failures: state.failures,
                     last_error: state.last_error.clone(),
+                    strategy: String::new(),
+                    deployments: Vec::new(),
                 });
             }
         }

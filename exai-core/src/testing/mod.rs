@@ -41,6 +41,23 @@ use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 
 pub use redis::{RedisCluster, RedisServer};
+
+/// A provider pool of deployments that no call reaches, to measure the choice of a deployment
+/// (`benches/gateway_overhead.rs`).
+pub struct DeploymentChoice(crate::providers::Pool);
+
+impl DeploymentChoice {
+    /// `n` deployments of weight 1 under `strategy`.
+    pub async fn new(strategy: crate::config::Strategy, n: usize) -> Result<Self, crate::Error> {
+        crate::providers::idle_pool(strategy, &vec![1; n]).await.map(Self)
+    }
+
+    /// Orders the deployments for one call, as the attempt loop does; returns how many may
+    /// take it.
+    pub fn choose(&self) -> usize {
+        self.0.order(tokio::time::Instant::now()).0.len()
+    }
+}
 pub use reply::FakeReply;
 pub use rules::ProviderRules;
 

@@ -56,6 +56,9 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
                     "last_error": h.last_error.map(|(message, at_ms)| json!({"message": message, "at_ms": at_ms})),
                     "in_flight": limit.map(|l| l.in_flight),
                     "max_in_flight": limit.map(|l| l.max),
+                    "strategy": h.strategy,
+                    // Each endpoint and key, by its label: never the key.
+                    "deployments": h.deployments,
                 })
             })
             .collect(),

@@ -1,0 +1,121 @@
+//! A deployment's permit for one attempt: its own in-flight cap, and with shared limits its
+//! lease (which also says whether another process has cooled it) and its `rpm` paced across
+//! processes. Its cool-downs are published here for the other processes to see.
+
+use std::time::Duration;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use crate::actors::shared::{Lease, Leased};
+use crate::error::Error;
+use crate::gateway::Gateway;
+use crate::providers::{Deployment, InFlight, RECHECK};
+
+/// With shared limits, a deployment without a cap of its own still takes a lease, so that a
+/// cool-down published elsewhere reaches this call: under this many, never refused.
+const UNCAPPED: usize = 1 << 30;
+
+/// What an attempt holds at its deployment, released on drop.
+#[derive(Debug)]
+pub(crate) struct DeploymentPermit {
+    /// The deployment that answered (`glm#2`).
+    pub label: String,
+    _in_flight: InFlight,
+    _permit: Option<OwnedSemaphorePermit>,
+    _lease: Option<Lease>,
+}
+
+/// Whether the deployment may take this attempt.
+pub(crate) enum Taken {
+    Held(DeploymentPermit),
+    /// Another process cooled it, for this long still.
+    Cooling(Duration),
+    /// Its `rpm` is spent for now, and another deployment may take the call.
+    Spent,
+}
+
+impl DeploymentPermit {
+    /// Takes `deployment`'s permits, waiting at most until `deadline`. With `others` (another
+    /// deployment may take the call), a spent `rpm` is not waited for.
+    pub async fn take(
+        gateway: &Gateway,
+        deployment: &Deployment,
+        deadline: Instant,
+        others: bool,
+    ) -> Result<Taken, Error> {
+        let started = Instant::now();
+        if !deployment.state.try_pace() {
+            if others {
+                return Ok(Taken::Spent);
+            }
+            let rpm = deployment.rpm.unwrap_or_default();
+            if tokio::time::timeout_at(deadline, deployment.state.pace())
+                .await
+                .is_err()
+            {
+                return Err(Error::OverCapacity {
+                    scope: format!("{} rpm ({rpm} per minute)", deployment.label),
+                    limit: rpm as usize,
+                    waited: started.elapsed(),
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+        }
+        let permit = match &deployment.limit {
+            None => None,
+            Some(limit) => Some(match limit.permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => match tokio::time::timeout_at(deadline, limit.permits.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_closed)) => return Err(Error::ShuttingDown),
+                    Err(_elapsed) => {
+                        return Err(Error::OverCapacity {
+                            scope: format!("deployment {}", deployment.label),
+                            limit: limit.max,
+                            waited: started.elapsed(),
+                            retry_after: Duration::from_secs(1),
+                        });
+                    }
+                },
+            }),
+        };
+        let mut lease = None;
+        if let Some(shared) = gateway.limits().shared() {
+            let cap = deployment.limit.as_ref().map_or(UNCAPPED, |l| l.max);
+            match shared.lease(&deployment.label, cap, deadline).await {
+                Ok(Leased::Held(held)) => lease = Some(held),
+                Ok(Leased::Local) => {}
+                Ok(Leased::Cooling(left)) => {
+                    // Trusted here for a while, then asked again: a check elsewhere may end it.
+                    deployment.state.cool(left.min(RECHECK));
+                    return Ok(Taken::Cooling(left));
+                }
+                Err(e) => return Err(e),
+            }
+            if let Some(rpm) = deployment.rpm {
+                // With another deployment to go to, only a call that may go now is taken.
+                let by = if others { Instant::now() } else { deadline };
+                match shared.pace(&deployment.label, rpm, by).await {
+                    Ok(()) => {}
+                    Err(Error::OverCapacity { .. }) if others => return Ok(Taken::Spent),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Taken::Held(DeploymentPermit {
+            label: deployment.label.clone(),
+            _in_flight: deployment.state.start(),
+            _permit: permit,
+            _lease: lease,
+        }))
+    }
+}
+
+/// Tells the other processes that `label` is cooling for `for_` (off the call's path).
+pub(crate) fn publish_cool(gateway: &Gateway, label: &str, for_: Duration) {
+    if let Some(shared) = gateway.limits().shared().cloned() {
+        let label = label.to_string();
+        tokio::spawn(async move { shared.cool(&label, for_).await });
+    }
+}
