@@ -38,7 +38,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
+    let only = std::env::var("EXAI_BENCH_ROW").ok();
     rt.block_on(async {
+        if only.as_deref() == Some("shared") {
+            rpm_spread(3).await;
+            return;
+        }
         rpm_spread(1).await;
         rpm_spread(3).await;
         one_key_turns_429().await;
@@ -84,17 +89,18 @@ async fn burst(gateways: &[Gateway], n: usize, model: &str) -> usize {
     let calls = (0..n).map(|i| {
         let g = gateways[i % gateways.len()].clone();
         let model = model.to_string();
-        async move {
-            g.chat(ChatRequest::new(format!("call {i}")).model(model))
-                .await
-                .is_err()
-        }
+        async move { g.chat(ChatRequest::new(format!("call {i}")).model(model)).await.err() }
     });
-    futures::future::join_all(calls)
+    let errors: Vec<String> = futures::future::join_all(calls)
         .await
         .into_iter()
-        .filter(|failed| *failed)
-        .count()
+        .flatten()
+        .map(|e| e.to_string())
+        .collect();
+    if let Some(first) = errors.first() {
+        println!("  ({} failed; the first: {first})", errors.len());
+    }
+    errors.len()
 }
 
 async fn rpm_spread(daemons: usize) {

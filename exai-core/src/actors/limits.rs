@@ -8,9 +8,9 @@
 //! Permits are `OwnedSemaphorePermit`s held in guards, so they are released by drop on every path:
 //! success, error, panic and cancellation (the future holding them is dropped).
 //!
-//! With shared limits (`shared.rs`), the global and provider permits also hold a lease in Redis
-//! and a provider's `rpm` is paced there, so the limits hold across daemons; callers see the
-//! same API. The local permits always apply too: when Redis fails, they are the limits.
+//! With shared limits (`shared.rs`), the global and provider permits also hold a lease in Redis,
+//! so the limits hold across daemons; callers see the same API. (An `rpm` is a key's: each
+//! deployment paces its own, there too.) The local permits always apply too: when Redis fails, they are the limits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,10 +60,9 @@ pub(crate) struct Limits {
 
 struct ProviderLimit {
     limit: SessionLimit,
-    /// `provider NAME`, as over-capacity errors name it.
+    /// `provider NAME`, as over-capacity errors name it. (A provider's `rpm` is each of its
+    /// deployments' own, paced by the deployment: `engine/deployment.rs`.)
     scope: String,
-    /// Requests per minute, paced across daemons when the limits are shared.
-    rpm: Option<u32>,
     inflight: metrics::Gauge,
 }
 
@@ -126,7 +125,6 @@ impl Limits {
                 let limit = ProviderLimit {
                     limit: SessionLimit::new(p.max_inflight),
                     scope: format!("provider {}", p.name),
-                    rpm: p.rpm,
                     inflight: metrics::gauge!("exai_inflight", "scope" => "provider", "name" => p.name.clone()),
                 };
                 (p.name.clone(), limit)
@@ -218,9 +216,6 @@ impl Limits {
         let started = Instant::now();
         let permit = acquire(&limit.limit, &limit.scope, started, deadline).await?;
         let lease = self.lease(provider, limit.limit.max, deadline).await?;
-        if let (Some(shared), Some(rpm)) = (&self.shared, limit.rpm) {
-            shared.pace(provider, rpm, deadline).await?;
-        }
         self.provider_wait.record(started.elapsed().as_secs_f64());
         Ok(ProviderPermit {
             _permit: permit,
