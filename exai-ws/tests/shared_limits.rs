@@ -338,7 +338,7 @@ async fn a_circuit_opened_by_one_daemon_stops_the_others_sending() {
     assert!(
         refused.1["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("circuit opened by another daemon")),
+            .is_some_and(|m| m.contains("circuit opened by another process")),
         "{}",
         refused.1
     );
