@@ -259,6 +259,13 @@ impl FakeUpstream {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// Chat requests open now (accepted, not yet answered in full or abandoned).
+    pub fn in_flight(&self) -> usize {
+        let shared = &self.shared;
+        let accepted = shared.accepted.load(Ordering::SeqCst);
+        accepted.saturating_sub(shared.completed.load(Ordering::SeqCst) + shared.cut_short.load(Ordering::SeqCst))
+    }
+
     /// Waits until `check` holds (re-checked on every request and reply), or `timeout` passes.
     pub async fn wait_until(&self, timeout: Duration, check: impl Fn(&Self) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
