@@ -80,6 +80,16 @@ async fn a_limit_holds_across_processes_and_a_dropped_lease_frees_its_place(a: &
     );
 }
 
+async fn many_takes_at_once_never_pass_the_limit(a: &SharedLimits, b: &SharedLimits) {
+    let tries = (0..24).map(|i| {
+        let limits = if i % 2 == 0 { a } else { b };
+        limits.lease("many", 5, Instant::now())
+    });
+    let results = futures::future::join_all(tries).await;
+    let held = results.iter().filter(|r| matches!(r, Ok(Leased::Held(_)))).count();
+    assert_eq!(held, 5, "24 takes at once, served together, on a limit of 5");
+}
+
 async fn rpm_is_paced_across_processes(a: &SharedLimits, b: &SharedLimits) {
     let now = Instant::now;
     assert!(a.pace("glm", 2, now()).await.is_ok());
@@ -116,6 +126,7 @@ async fn a_cool_down_marked_by_one_is_seen_by_the_other(a: &SharedLimits, b: &Sh
 async fn on_sqlite_the_limits_hold_across_processes() {
     let (a, b, _) = on_sqlite("suite", LEASE);
     a_limit_holds_across_processes_and_a_dropped_lease_frees_its_place(&a, &b).await;
+    many_takes_at_once_never_pass_the_limit(&a, &b).await;
     rpm_is_paced_across_processes(&a, &b).await;
     a_cool_down_marked_by_one_is_seen_by_the_other(&a, &b).await;
     assert!(!a.is_degraded() && !b.is_degraded());
@@ -127,6 +138,7 @@ async fn on_redis_the_limits_hold_across_daemons() {
     let redis = RedisServer::start();
     let (a, b) = on_redis(&redis).await;
     a_limit_holds_across_processes_and_a_dropped_lease_frees_its_place(&a, &b).await;
+    many_takes_at_once_never_pass_the_limit(&a, &b).await;
     rpm_is_paced_across_processes(&a, &b).await;
     a_cool_down_marked_by_one_is_seen_by_the_other(&a, &b).await;
     assert!(!a.is_degraded() && !b.is_degraded());
