@@ -15,9 +15,14 @@ use super::{Reply, Request, SqliteLease, Taken};
 use crate::actors::session::now_ms;
 use crate::memory::{MemoryError, connect_sqlite};
 
-/// How long a batch waits for another process's write before its calls fall back to their
+/// How long a batch waits for another connection's write before its calls fall back to their
 /// local limits.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Between two looks at the write lock while another connection holds it. SQLite's own busy
+/// timeout sleeps 1 ms, then longer — many times the ~100 µs a write of the ledger or a turn
+/// holds the lock, and each collision with one cost a call a millisecond.
+const BUSY_STEP: Duration = Duration::from_micros(50);
 
 /// Most requests served in one transaction.
 const BATCH: usize = 64;
@@ -43,6 +48,8 @@ pub(super) fn start(path: &Path, lease: Duration) -> Result<mpsc::Sender<Request
         message: e.to_string(),
     };
     let conn = connect_sqlite(path, BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(wait_a_step))
+        .map_err(|e| fail("configure", &e))?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| fail("create the shared limits' tables", &e))?;
     forget_the_expired(&conn, now()).map_err(|e| fail("drop expired leases", &e))?;
@@ -52,6 +59,13 @@ pub(super) fn start(path: &Path, lease: Duration) -> Result<mpsc::Sender<Request
         .spawn(move || keep(conn, &requests, lease))
         .map_err(|e| fail("start the shared limits' thread", &e))?;
     Ok(keeper)
+}
+
+/// SQLite's busy handler: `tries` steps waited so far for this lock; one more, until
+/// [`BUSY_TIMEOUT`].
+fn wait_a_step(tries: i32) -> bool {
+    std::thread::sleep(BUSY_STEP);
+    u128::from(tries.unsigned_abs()) < BUSY_TIMEOUT.as_micros() / BUSY_STEP.as_micros()
 }
 
 /// Serves requests in batches and renews the held leases every third of `lease`, until every
