@@ -12,6 +12,7 @@
 //! (a tool without a type, too many tools, an unknown beta, a tool turn without its reasoning).
 //!
 //! [`RedisServer`] starts a real `redis-server` per test; [`RedisCluster`] a real Redis Cluster.
+//! [`StateFileLeases`] takes leases in a state file, for the bench of the shared limits.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -24,6 +25,7 @@
 //! ```
 
 mod anthropic;
+mod leases;
 pub mod otlp;
 mod prompts;
 mod redis;
@@ -40,6 +42,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 
+pub use leases::StateFileLeases;
 pub use redis::{RedisCluster, RedisServer};
 pub use reply::FakeReply;
 pub use rules::ProviderRules;
