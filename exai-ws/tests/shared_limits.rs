@@ -303,6 +303,7 @@ async fn redis_over_tls_with_a_password_carries_memory_and_the_shared_limits() {
         "{ready}"
     );
     assert_eq!(ready["limits"], "shared", "{ready}");
+    assert_eq!(ready["limits_through"], "redis", "{ready}");
 }
 
 #[tokio::test]
