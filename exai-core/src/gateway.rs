@@ -636,10 +636,12 @@ fn share_limits(
         return limits;
     };
     for (name, handle) in providers {
-        let (shared, name, opened) = (shared.clone(), name.clone(), handle.circuit_opened());
+        // Weak: the gateway owns the shared limits, and dropping it closes their store.
+        let (shared, name, opened) = (Arc::downgrade(&shared), name.clone(), handle.circuit_opened());
         tokio::spawn(async move {
             futures::pin_mut!(opened);
             while let Some(until) = futures::StreamExt::next(&mut opened).await {
+                let Some(shared) = shared.upgrade() else { break };
                 shared
                     .cool(&name, until.saturating_duration_since(tokio::time::Instant::now()))
                     .await;

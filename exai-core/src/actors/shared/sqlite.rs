@@ -39,10 +39,24 @@ pub(super) use keeper::SCHEMA;
 /// wait for another process's write).
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long dropping the limits waits for the keeper to close the file.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The shared limits in one SQLite file: a handle to its keeper thread.
 pub(super) struct SqliteLimits {
     keeper: mpsc::Sender<Request>,
     path: PathBuf,
+}
+
+/// Closes the file before the process ends, so that it leaves no write-ahead log behind: a
+/// process exits right after dropping its gateway, before a thread of its own would notice.
+impl Drop for SqliteLimits {
+    fn drop(&mut self) {
+        let (closed, wait) = mpsc::channel();
+        if self.keeper.send(Request::Close { closed }).is_ok() {
+            let _ = wait.recv_timeout(CLOSE_TIMEOUT);
+        }
+    }
 }
 
 /// A lease held in the file: the keeper renews it while it lives and deletes it when it drops.
@@ -94,6 +108,10 @@ enum Request {
     Cooling {
         scope: String,
         reply: Reply<Option<u64>>,
+    },
+    /// The limits are dropped: close the file once no lease is left, and say so on `closed`.
+    Close {
+        closed: mpsc::Sender<()>,
     },
 }
 

@@ -208,3 +208,14 @@ fn a_file_that_is_not_a_database_is_refused_naming_its_path() {
         .unwrap_or_default();
     assert!(err.contains("exai.db") && err.contains("not a database"), "{err}");
 }
+
+#[tokio::test]
+async fn dropping_the_limits_closes_the_file_and_leaves_no_write_ahead_log() {
+    let path = state_file("closed");
+    let limits = SharedLimits::sqlite(&path, LEASE).unwrap_or_else(|e| panic!("{e}"));
+    drop(held(&limits, "glm", 1, Duration::ZERO).await);
+    let wal = path.with_file_name("exai.db-wal");
+    assert!(wal.exists(), "open in WAL mode");
+    drop(limits);
+    assert!(!wal.exists(), "closed before the process could exit");
+}

@@ -80,13 +80,28 @@ fn keep(mut conn: Connection, requests: &mpsc::Receiver<Request>, lease: Duratio
     loop {
         match requests.recv_timeout(renew_at.saturating_duration_since(Instant::now())) {
             Ok(first) => {
-                batch.push(first);
-                while batch.len() < BATCH
-                    && let Ok(next) = requests.try_recv()
-                {
-                    batch.push(next);
+                let mut next = Some(first);
+                let mut closing = None;
+                while let Some(request) = next.take() {
+                    match request {
+                        Request::Close { closed } => closing = Some(closed),
+                        request => batch.push(request),
+                    }
+                    if closing.is_none() && batch.len() < BATCH {
+                        next = requests.try_recv().ok();
+                    }
                 }
                 serve(&mut conn, &mut held, batch.drain(..), lease_ms);
+                if let Some(closed) = closing {
+                    // With no lease left to renew, the file is closed now — its write-ahead log
+                    // folded back — rather than when the process is gone.
+                    if held.is_empty() {
+                        drop(conn);
+                        let _ = closed.send(());
+                        return;
+                    }
+                    let _ = closed.send(());
+                }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -199,6 +214,11 @@ fn answer(
         } => Answer::Pace(reply, pace(conn, &scope, interval_ms, burst_ms, now).map_err(text)),
         Request::Cool { scope, for_ms, reply } => Answer::Cool(reply, cool(conn, &scope, now + for_ms).map_err(text)),
         Request::Cooling { scope, reply } => Answer::Cooling(reply, cooling(conn, &scope, now).map_err(text)),
+        // `keep` handles it before a batch is served.
+        Request::Close { closed } => {
+            let _ = closed.send(());
+            return None;
+        }
     })
 }
 
@@ -218,6 +238,10 @@ fn refuse(request: Request, held: &mut HashMap<String, String>) -> Option<Answer
         Request::Pace { reply, .. } => Answer::Pace(reply, failed()),
         Request::Cool { reply, .. } => Answer::Cool(reply, failed()),
         Request::Cooling { reply, .. } => Answer::Cooling(reply, failed()),
+        Request::Close { closed } => {
+            let _ = closed.send(());
+            return None;
+        }
     })
 }
 
