@@ -4,10 +4,12 @@
 //! turn in the default SQLite store).
 //!
 //! The gateway rows differ by store: memory in process only (the gateway's own work), the SQLite
-//! file (the default: the turn is stored before the reply returns), and a third row runs the same call through a gateway whose limits are shared through a real
-//! redis-server on loopback (`limits.shared`): its difference with the second row is what a
-//! shared lease costs per call (a global and a provider lease, each taken and released).
-//!
+//! file (the default: the turn is stored before the reply returns, and the global and provider
+//! limits are leases in the file, shared by the machine's exai processes), the SQLite file with
+//! `limits.shared` off (its difference with the default is what the two leases in the file cost
+//! per call), and a row whose limits are shared through a real redis-server on loopback
+//! (`limits.shared` with a Redis URL): its difference with the unshared row is what the two
+//! leases cost in Redis (a global and a provider lease, each taken and released).
 //!
 //! A fourth row makes the SQLite row's call with an API key that has every limit (budget, rpm,
 //! tpm, calls in flight, a model allow-list): its difference with the SQLite row is what a key
@@ -33,7 +35,7 @@ fn overhead(c: &mut Criterion) {
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     let redis = RedisServer::start();
-    let (fake, in_process, gateway, shared) = rt.block_on(async {
+    let (fake, in_process, gateway, unshared, shared) = rt.block_on(async {
         let fake = FakeUpstream::start()
             .await
             .unwrap_or_else(|e| panic!("fake upstream: {e}"));
@@ -47,6 +49,12 @@ fn overhead(c: &mut Criterion) {
             Gateway::new(config)
         };
         let gateway = gateway_with(&env).await.unwrap_or_else(|e| panic!("gateway: {e}"));
+        // The same file, the limits this process's own.
+        let mut unshared_env = env.clone();
+        unshared_env.insert("EXAI_SHARED_LIMITS".into(), "false".into());
+        let unshared = gateway_with(&unshared_env)
+            .await
+            .unwrap_or_else(|e| panic!("gateway: {e}"));
         // Memory in process only: the gateway's own work, no store.
         let mut memory_env = env.clone();
         memory_env.insert("EXAI_MEMORY".into(), "memory".into());
@@ -57,7 +65,7 @@ fn overhead(c: &mut Criterion) {
         env.insert("REDIS_URL".into(), redis.url());
         env.insert("EXAI_MEMORY".into(), "sqlite".into());
         let shared = gateway_with(&env).await.unwrap_or_else(|e| panic!("gateway: {e}"));
-        (fake, in_process, gateway, shared)
+        (fake, in_process, gateway, unshared, shared)
     });
     let keyed = rt.block_on(async {
         let limits = KeyLimits {
@@ -105,6 +113,7 @@ fn overhead(c: &mut Criterion) {
     let gateways = [
         ("through_gateway_in_process_memory", &in_process),
         ("through_gateway", &gateway),
+        ("through_gateway_unshared_limits", &unshared),
         ("through_gateway_shared_limits", &shared),
     ];
     for (name, gateway) in gateways {

@@ -179,15 +179,17 @@ impl GatewayBuilder {
         let tracker = TaskTracker::new();
         let sessions = Sessions::spawn(config.sessions.idle_timeout, config.limits.session_max_inflight).await?;
         let default_session = sessions.open("embedded", &root, false);
+        let shared_limits = open_shared_limits(&config, &shared).await?;
         let keys = open_keys(
             &shared,
+            &shared_limits,
             &config,
             self.clock.unwrap_or_else(system_clock),
             tracker.clone(),
         );
         let inner = Inner {
             catalog: Catalog::from_config(&config),
-            limits: share_limits(Limits::new(&config), &config, &pools.load()).await?,
+            limits: share_limits(Limits::new(&config), shared_limits, &pools.load()),
             pools,
             http,
             group_turn: std::sync::atomic::AtomicU64::new(0),
@@ -449,6 +451,14 @@ impl Gateway {
     pub async fn reload(&self) -> Result<Reloaded, Error> {
         let config = self.inner.config.reread()?;
         let report = self.inner.pools.reload(&config, &self.inner.http).await?;
+        // A reload puts every deployment back: its rejected key and its cool-downs are
+        // forgotten, here and in every process sharing the limits.
+        for deployment in self.inner.pools.load().values().flat_map(|p| p.deployments()) {
+            deployment.state.restore();
+            if let Some(shared) = self.inner.limits.shared() {
+                shared.cool(&deployment.scope, Duration::ZERO).await;
+            }
+        }
         self.inner.keys.reload().await;
         tracing::info!(added = ?report.added, changed = ?report.changed, removed = ?report.removed, "deployments reloaded");
         Ok(report)
@@ -587,9 +597,16 @@ impl Gateway {
     }
 }
 
-/// The keys, in the state store the ledger uses (none without one). Keys in Redis share their
-/// per-key limits across daemons.
-fn open_keys(shared: &Option<SharedLedger>, config: &Config, clock: Clock, writes: TaskTracker) -> Keys {
+/// The keys, in the state store the ledger uses (none without one). Their per-key limits are
+/// shared across daemons in Redis, and across the processes of the SQLite file with the shared
+/// limits.
+fn open_keys(
+    shared: &Option<SharedLedger>,
+    shared_limits: &Option<Arc<SharedLimits>>,
+    config: &Config,
+    clock: Clock,
+    writes: TaskTracker,
+) -> Keys {
     let store = match shared {
         Some(SharedLedger::Sqlite(db)) => Some(KeyStore::Sqlite(db.clone())),
         Some(SharedLedger::Redis(conn, prefix)) => Some(KeyStore::Redis {
@@ -600,40 +617,74 @@ fn open_keys(shared: &Option<SharedLedger>, config: &Config, clock: Clock, write
     };
     let limits = match &store {
         Some(KeyStore::Redis { conn, prefix }) => {
-            Some(Arc::new(SharedLimits::new(conn.clone(), prefix, config.limits.lease)))
+            Some(Arc::new(SharedLimits::redis(conn.clone(), prefix, config.limits.lease)))
         }
-        _ => None,
+        Some(KeyStore::Sqlite(_)) => shared_limits.clone(),
+        None => None,
     };
     Keys::new(store, limits, clock, writes)
 }
 
-/// Shares the global and provider limits through Redis when `limits.shared` is on, and
-/// publishes each deployment's circuit as it opens so the other daemons stop sending too.
-async fn share_limits(limits: Limits, config: &Config, pools: &pools::PoolMap) -> Result<Limits, Error> {
-    let (true, Some(url)) = (config.limits.shared, &config.memory.redis_url) else {
-        return Ok(limits);
+/// The limits shared with other processes when `limits.shared` is on: through Redis when a
+/// Redis URL is set, else through the SQLite state file the memory opened. None without a store
+/// to share (`memory.backend = memory`, a memory store given in code, a file that failed to
+/// open — the processes then keep their own limits, as the log says).
+async fn open_shared_limits(
+    config: &Config,
+    ledger: &Option<SharedLedger>,
+) -> Result<Option<Arc<SharedLimits>>, Error> {
+    if !config.limits.shared {
+        return Ok(None);
+    }
+    if let Some(url) = &config.memory.redis_url {
+        let conn = connect_redis(url).await?;
+        return Ok(Some(Arc::new(SharedLimits::redis(
+            conn,
+            &config.memory.key_prefix,
+            config.limits.lease,
+        ))));
+    }
+    let Some(SharedLedger::Sqlite(db)) = ledger else {
+        return Ok(None);
     };
-    let shared = Arc::new(SharedLimits::new(
-        connect_redis(url).await?,
-        &config.memory.key_prefix,
-        config.limits.lease,
-    ));
+    let (path, lease) = (db.path().to_path_buf(), config.limits.lease);
+    let opened = tokio::task::spawn_blocking(move || SharedLimits::sqlite(&path, lease))
+        .await
+        .map_err(|e| Error::Internal(format!("opening the shared limits: {e}")))?;
+    match opened {
+        Ok(limits) => Ok(Some(Arc::new(limits))),
+        Err(e) => {
+            metrics::counter!("exai_shared_limits_errors_total").increment(1);
+            tracing::warn!(error = %e, "the limits are this process's own, not shared through the state file");
+            Ok(None)
+        }
+    }
+}
+
+/// Shares the global and provider limits through `shared`, and publishes each deployment's
+/// circuit as it opens (a cool-down of its scope) so the other processes stop sending too.
+fn share_limits(limits: Limits, shared: Option<Arc<SharedLimits>>, pools: &pools::PoolMap) -> Limits {
+    let Some(shared) = shared else {
+        return limits;
+    };
     for deployment in pools.values().flat_map(|p| p.deployments()) {
+        // Weak: the gateway owns the shared limits, and dropping it closes their store.
         let (shared, name, opened) = (
-            shared.clone(),
-            deployment.label.clone(),
+            Arc::downgrade(&shared),
+            deployment.scope.clone(),
             deployment.handle.circuit_opened(),
         );
         tokio::spawn(async move {
             futures::pin_mut!(opened);
             while let Some(until) = futures::StreamExt::next(&mut opened).await {
+                let Some(shared) = shared.upgrade() else { break };
                 shared
-                    .publish_open(&name, until.saturating_duration_since(tokio::time::Instant::now()))
+                    .cool(&name, until.saturating_duration_since(tokio::time::Instant::now()))
                     .await;
             }
         });
     }
-    Ok(limits.share(shared))
+    limits.share(shared)
 }
 
 /// The memory store the configuration selects, and where the usage ledger is shared. A SQLite

@@ -33,11 +33,21 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    // Degraded, still ready: with Redis failing, this daemon serves on its own limits.
-    let limits = gateway.shared_limits();
-    let mut body = json!({"ready": reasons.is_empty(), "reasons": reasons, "memory": memory.backend, "limits": limits});
+    // Degraded, still ready: with the shared limits' store failing, this daemon serves on its
+    // own limits.
+    let (limits, through) = (gateway.shared_limits(), gateway.shared_limits_backend());
+    let mut body = json!({
+        "ready": reasons.is_empty(),
+        "reasons": reasons,
+        "memory": memory.backend,
+        "limits": limits,
+        "limits_through": through,
+    });
     if limits == SharedLimitsStatus::Degraded {
-        body["degraded"] = json!(["shared limits: redis is failing; this daemon runs on its local limits"]);
+        let store = through.unwrap_or("the store");
+        body["degraded"] = json!([format!(
+            "shared limits: {store} is failing; this daemon runs on its local limits"
+        )]);
     }
     (status, axum::Json(body)).into_response()
 }

@@ -78,6 +78,12 @@ async fn health_readiness_metrics_and_models() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap_or_default();
+    assert_eq!(
+        (ready["limits"].as_str(), ready["limits_through"].as_str()),
+        (Some("shared"), Some("sqlite")),
+        "without Redis the limits are shared through the state file: {ready}"
+    );
     let models: Value = reqwest::get(format!("{}/v1/models", daemon.base))
         .await
         .unwrap_or_else(|e| panic!("{e}"))

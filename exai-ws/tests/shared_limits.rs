@@ -303,6 +303,7 @@ async fn redis_over_tls_with_a_password_carries_memory_and_the_shared_limits() {
         "{ready}"
     );
     assert_eq!(ready["limits"], "shared", "{ready}");
+    assert_eq!(ready["limits_through"], "redis", "{ready}");
 }
 
 #[tokio::test]
@@ -338,7 +339,7 @@ async fn a_circuit_opened_by_one_daemon_stops_the_others_sending() {
     assert!(
         refused.1["error"]["message"]
             .as_str()
-            .is_some_and(|m| m.contains("cooling down") && m.contains("another daemon")),
+            .is_some_and(|m| m.contains("cooling down") && m.contains("another process")),
         "{}",
         refused.1
     );

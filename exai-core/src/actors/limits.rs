@@ -8,9 +8,10 @@
 //! Permits are `OwnedSemaphorePermit`s held in guards, so they are released by drop on every path:
 //! success, error, panic and cancellation (the future holding them is dropped).
 //!
-//! With shared limits (`shared.rs`), the global and provider permits also hold a lease in Redis,
-//! so the limits hold across daemons; callers see the same API. (An `rpm` is a key's: each
-//! deployment paces its own, there too.) The local permits always apply too: when Redis fails, they are the limits.
+//! With shared limits (`shared/`), the global and provider permits also hold a lease in Redis or
+//! the SQLite state file, so the limits hold across processes; callers see the same API. (An
+//! `rpm` is a key's: each deployment paces its own, there too.) The local permits always apply
+//! too: when the store fails, they are the limits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,7 +51,7 @@ pub(crate) struct Limits {
     global: SessionLimit,
     providers: HashMap<String, ProviderLimit>,
     queue_timeout: Duration,
-    /// The limits shared through Redis, when configured.
+    /// The limits shared with other processes (through Redis or the state file), when on.
     shared: Option<Arc<SharedLimits>>,
     /// Metric handles, registered once rather than looked up by name and labels per request.
     global_inflight: metrics::Gauge,
@@ -141,8 +142,7 @@ impl Limits {
         }
     }
 
-    /// The deadline for a request arriving now.
-    /// Shares the global and provider limits through Redis.
+    /// Shares the global and provider limits with the other processes on `shared`'s store.
     pub fn share(mut self, shared: Arc<SharedLimits>) -> Self {
         self.shared = Some(shared);
         self
@@ -153,24 +153,27 @@ impl Limits {
         self.shared.as_ref()
     }
 
-    /// A lease on `scope` when the limits are shared (none when Redis failed: local only).
+    /// A lease on `scope` when the limits are shared (none when the store failed: local only).
+    /// A scope cooling elsewhere — a provider whose circuit another process opened — is over
+    /// capacity until the cool-down ends.
     async fn lease(&self, scope: &str, max: usize, deadline: Instant) -> Result<Option<Lease>, Error> {
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
         let started = Instant::now();
-        match &self.shared {
-            None => Ok(None),
-            Some(shared) => match shared.lease(scope, max, deadline).await? {
-                Leased::Held(lease) => Ok(Some(lease)),
-                Leased::Local => Ok(None),
-                Leased::Cooling(left) => Err(Error::OverCapacity {
-                    scope: format!("{scope} (circuit opened by another daemon)"),
-                    limit: max,
-                    waited: started.elapsed(),
-                    retry_after: left.max(Duration::from_secs(1)),
-                }),
-            },
+        match shared.lease(scope, max, deadline).await? {
+            Leased::Held(lease) => Ok(Some(lease)),
+            Leased::Local => Ok(None),
+            Leased::Cooling(left) => Err(Error::OverCapacity {
+                scope: format!("{scope} (circuit opened by another process)"),
+                limit: max,
+                waited: started.elapsed(),
+                retry_after: left.max(Duration::from_secs(1)),
+            }),
         }
     }
 
+    /// The deadline for a request arriving now.
     pub fn deadline(&self) -> Instant {
         Instant::now() + self.queue_timeout
     }

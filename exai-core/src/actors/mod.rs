@@ -4,7 +4,8 @@
 //! - `conversation.rs`: the conversation queue — one actor per active conversation runs its
 //!   turns strictly in order; different conversations run in parallel; idle ones are evicted.
 //! - `limits.rs`: the semaphore manager (global, per-provider, per-session permits), and
-//!   `shared.rs`: the same limits shared by every daemon on one Redis (leases, `rpm`, circuits).
+//!   `shared/`: the same limits shared by every process on one store — Redis, or the SQLite
+//!   state file of one machine (leases, `rpm`, cool-downs).
 //!
 //! Provider workers live with the providers (`providers/worker.rs`). Every request/reply
 //! exchange with an actor goes through [`ask`], which maps ractor's send and timeout failures into

@@ -72,7 +72,7 @@ declare! {
         "600",
         positive,
     );
-    /// Its default is on when a Redis URL is set, filled in by `mod.rs`.
+    /// Its default is on with a Redis URL or the SQLite memory, filled in by `mod.rs`.
     SHARED_LIMITS: Key<bool> = no_default("limits.shared", &["EXAI_SHARED_LIMITS"], any);
     LEASE_SECS: Key<u64> = key("limits.lease_secs", &["EXAI_LEASE_SECS"], "15", positive);
     MAX_FRAME_BYTES: Key<usize> = key(

@@ -81,7 +81,8 @@ pub struct LimitsConfig {
     /// with a timeout, at every front door.
     pub call_timeout: Duration,
     /// Whether the global and provider limits (in flight, `rpm`, open circuits) are shared by
-    /// every daemon on the Redis (on by default with a Redis URL).
+    /// every daemon on the Redis when a Redis URL is set, else by every process using the SQLite
+    /// state file (on by default with either; nothing to share with `memory.backend = memory`).
     pub shared: bool,
     /// How long a shared lease lives unless its holder renews it: what a daemon killed
     /// mid-call holds at most.
@@ -525,12 +526,15 @@ impl Config {
                 message: "redis needs memory.redis_url (REDIS_URL)".into(),
             });
         }
-        let shared = r.get_or(&keys::SHARED_LIMITS, redis_url.is_some())?;
-        if shared && redis_url.is_none() {
+        let can_share = redis_url.is_some() || backend == MemoryBackend::Sqlite;
+        let shared = r.get_or(&keys::SHARED_LIMITS, can_share)?;
+        if shared && !can_share {
             return Err(ConfigError::Invalid {
                 key: keys::SHARED_LIMITS.key.into(),
                 origin: r.entries.last().map_or(Source::Default, |e| e.source.clone()),
-                message: "shared limits need memory.redis_url (REDIS_URL)".into(),
+                message:
+                    "shared limits need memory.redis_url (REDIS_URL) or the SQLite state file (memory.backend = sqlite)"
+                        .into(),
             });
         }
         let limits = LimitsConfig {

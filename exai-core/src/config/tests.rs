@@ -42,6 +42,31 @@ fn defaults_match_the_documented_values() -> Result<(), ConfigError> {
 }
 
 #[test]
+fn the_limits_are_shared_wherever_there_is_a_store_to_share_them() -> Result<(), ConfigError> {
+    let shared = |pairs: &[(&str, &str)]| load(pairs, None).map(|c| (c.memory.backend, c.limits.shared));
+    assert_eq!(
+        shared(&[])?,
+        (MemoryBackend::Sqlite, true),
+        "the state file, by default"
+    );
+    assert_eq!(
+        shared(&[("REDIS_URL", "redis://127.0.0.1:1/")])?,
+        (MemoryBackend::Redis, true)
+    );
+    assert_eq!(shared(&[("EXAI_MEMORY", "memory")])?, (MemoryBackend::Memory, false));
+    assert!(!shared(&[("EXAI_SHARED_LIMITS", "false")])?.1, "turned off");
+    let refused = load(&[("EXAI_MEMORY", "memory"), ("EXAI_SHARED_LIMITS", "true")], None)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("EXAI_SHARED_LIMITS") && refused.contains("memory.backend = sqlite"),
+        "{refused}"
+    );
+    Ok(())
+}
+
+#[test]
 fn env_overlays_the_file_and_every_value_knows_its_source() -> Result<(), ConfigError> {
     let toml = r#"
         default_model = "kimi"

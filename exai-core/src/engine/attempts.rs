@@ -166,7 +166,7 @@ impl Attempts<'_> {
                         let mut error = ProviderError::new(
                             &provider,
                             &model.id,
-                            cooling_down(left, "this deployment is", " on another daemon"),
+                            cooling_down(left, "this deployment is", " in another process"),
                         );
                         if several {
                             error.deployment = Some(deployment.label.clone());
@@ -208,7 +208,7 @@ impl Attempts<'_> {
                     .state
                     .failed(&error, self.gateway.limits().shared().is_some())
                 {
-                    publish_cool(self.gateway, &deployment.label, cool);
+                    publish_cool(self.gateway, &deployment.scope, cool);
                 }
                 record_failure(self.gateway, &model, self.key, error.label(), self.started);
                 tracing::warn!(provider = %model.provider, deployment = %deployment.label, model = %model.id, error = %error, "provider call failed");

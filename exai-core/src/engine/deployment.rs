@@ -83,7 +83,7 @@ impl DeploymentPermit {
         let mut lease = None;
         if let Some(shared) = gateway.limits().shared() {
             let cap = deployment.limit.as_ref().map_or(UNCAPPED, |l| l.max);
-            match shared.lease(&deployment.label, cap, deadline).await {
+            match shared.lease(&deployment.scope, cap, deadline).await {
                 Ok(Leased::Held(held)) => lease = Some(held),
                 Ok(Leased::Local) => {}
                 Ok(Leased::Cooling(left)) => {
@@ -96,7 +96,7 @@ impl DeploymentPermit {
             if let Some(rpm) = deployment.rpm {
                 // With another deployment to go to, only a call that may go now is taken.
                 let by = if others { Instant::now() } else { deadline };
-                match shared.pace(&deployment.label, rpm, by).await {
+                match shared.pace(&deployment.scope, rpm, by).await {
                     Ok(()) => {}
                     Err(Error::OverCapacity { .. }) if others => return Ok(Taken::Spent),
                     Err(e) => return Err(e),
@@ -112,10 +112,11 @@ impl DeploymentPermit {
     }
 }
 
-/// Tells the other processes that `label` is cooling for `for_` (off the call's path).
-pub(crate) fn publish_cool(gateway: &Gateway, label: &str, for_: Duration) {
+/// Tells the other processes that the deployment of `scope` is cooling for `for_` (off the
+/// call's path).
+pub(crate) fn publish_cool(gateway: &Gateway, scope: &str, for_: Duration) {
     if let Some(shared) = gateway.limits().shared().cloned() {
-        let label = label.to_string();
-        tokio::spawn(async move { shared.cool(&label, for_).await });
+        let scope = scope.to_string();
+        tokio::spawn(async move { shared.cool(&scope, for_).await });
     }
 }

@@ -45,6 +45,10 @@ pub struct GatewayStatus {
     pub memory: MemoryStatus,
     /// Each limit's use.
     pub limits: Vec<LimitUsage>,
+    /// Whether the limits are shared with other processes right now.
+    pub shared_limits: SharedLimitsStatus,
+    /// Through what: `redis`, or `sqlite` (the state file); none when not shared.
+    pub shared_limits_backend: Option<&'static str>,
     /// The conversation queue.
     pub queue: QueueStats,
     /// Open sessions.
@@ -53,27 +57,35 @@ pub struct GatewayStatus {
     pub usage: UsageReport,
 }
 
-/// Whether the global and provider limits are shared with other daemons right now.
+/// Whether the global and provider limits are shared with other processes right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SharedLimitsStatus {
-    /// Not shared (`limits.shared` off, or no Redis): this process's limits only.
+    /// Not shared (`limits.shared` off, or no store to share: `memory.backend = memory`):
+    /// this process's limits only.
     Off,
-    /// Shared through Redis.
+    /// Shared through Redis or the SQLite state file ([`Gateway::shared_limits_backend`]).
     Shared,
-    /// Shared, but Redis is failing: this daemon runs on its local limits until it is back.
+    /// Shared, but the store is failing: this process runs on its local limits until it is
+    /// back.
     Degraded,
 }
 
 impl Gateway {
-    /// Whether the limits are shared with other daemons, and working.
+    /// Whether the limits are shared with other processes, and working.
     pub fn shared_limits(&self) -> SharedLimitsStatus {
         match self.inner.limits.shared() {
             None => SharedLimitsStatus::Off,
             Some(s) if s.is_degraded() => SharedLimitsStatus::Degraded,
             Some(_) => SharedLimitsStatus::Shared,
         }
+    }
+
+    /// What the limits are shared through — `redis`, or `sqlite` (the state file of this
+    /// machine) — if they are.
+    pub fn shared_limits_backend(&self) -> Option<&'static str> {
+        self.inner.limits.shared().map(|s| s.backend())
     }
 
     /// Every model in the catalog, with whether it can be used now.
@@ -132,7 +144,7 @@ impl Gateway {
             if check.ok
                 && let Some(shared) = self.inner.limits.shared()
             {
-                shared.cool(&d.label, std::time::Duration::ZERO).await;
+                shared.cool(&d.scope, std::time::Duration::ZERO).await;
             }
             check
         });
@@ -168,6 +180,8 @@ impl Gateway {
             providers: self.provider_health().await?,
             memory: self.memory_status().await,
             limits: self.inner.limits.usage(),
+            shared_limits: self.shared_limits(),
+            shared_limits_backend: self.shared_limits_backend(),
             queue: self.inner.queue.stats().await?,
             sessions: self.sessions().await?,
             usage: self.usage().await,

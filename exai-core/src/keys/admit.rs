@@ -2,8 +2,9 @@
 //! still works (not revoked, rotated or expired), the tool and model allow-lists, the budget of
 //! its period, tokens this minute, requests per minute, calls in flight. Budget and tokens are
 //! read from this process's copy of the meters (see `view.rs`); requests per minute and calls in
-//! flight are counted in Redis when keys live there — one GCRA limiter and one lease set per key
-//! for every daemon (`actors/shared.rs`) — and in this process otherwise, or while Redis fails.
+//! flight are counted in the shared limits (`actors/shared/`) — one GCRA limiter and one lease
+//! set per key for every daemon on the Redis the keys live in, or every process on their SQLite
+//! file when `limits.shared` is on — and in this process otherwise, or while the store fails.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -252,9 +253,8 @@ impl Keys {
         if let Some(shared) = &self.inner.shared {
             match shared.lease(&format!("key:{name}"), max as usize, Instant::now()).await {
                 Ok(Leased::Held(lease)) => return Ok(InFlight::Shared(lease)),
-                // A key's scope never cools; the local limit applies as when Redis fails.
-                Ok(Leased::Local | Leased::Cooling(_)) => {}
-                Err(_) => return Err(full()),
+                Ok(Leased::Local) => {}
+                Ok(Leased::Cooling(_)) | Err(_) => return Err(full()),
             }
         }
         self.inner

@@ -39,7 +39,8 @@ pub(super) struct KeysInner {
     clock: Clock,
     pub(super) view: View,
     pub(super) limiters: Limiters,
-    /// Per-key requests per minute and calls in flight across daemons (keys in Redis).
+    /// Per-key requests per minute and calls in flight across processes (keys in Redis, or in
+    /// the SQLite file with `limits.shared` on).
     pub(super) shared: Option<Arc<SharedLimits>>,
     /// Keys used since the last poll, and when.
     pub(super) used: Mutex<HashMap<String, i64>>,

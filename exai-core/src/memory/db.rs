@@ -4,7 +4,8 @@
 //! Opened in WAL mode with a busy timeout, so several processes — exai-stdio for each editor,
 //! `exai chat` in a shell, a daemon — read while one writes and wait their turn to write instead
 //! of failing. The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] run in order,
-//! each in its own transaction, when a process opens an older file. rusqlite is synchronous:
+//! each in its own transaction, when a process opens an older file. (The shared limits' tables,
+//! whose rows live seconds, are created by `actors/shared/sqlite.rs` on its own connection.) rusqlite is synchronous:
 //! every statement runs on tokio's blocking pool, never on a runtime thread.
 
 use std::path::{Path, PathBuf};
@@ -104,22 +105,8 @@ impl Db {
     /// that cannot be written — read-only, locked past the busy timeout, not a database — fails
     /// here, naming the path.
     pub fn open(path: &Path) -> Result<Self, MemoryError> {
-        let fail = |op: &'static str, e: &dyn std::fmt::Display| MemoryError::Sqlite {
-            path: path.display().to_string(),
-            op,
-            message: e.to_string(),
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| fail("create its directory", &e))?;
-        }
-        let mut conn = Connection::open(path).map_err(|e| fail("open", &e))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| fail("configure", &e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| fail("switch to WAL", &e))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
-            .map_err(|e| fail("configure", &e))?;
-        migrate(&mut conn).map_err(|e| fail("migrate", &e))?;
+        let mut conn = connect(path, BUSY_TIMEOUT)?;
+        migrate(&mut conn).map_err(|e| failed(path, "migrate", &e))?;
         Ok(Self {
             path: Arc::new(path.to_path_buf()),
             conn: Arc::new(Mutex::new(conn)),
@@ -153,6 +140,30 @@ impl Db {
             Ok(Err(e)) => Err(fail(e.to_string())),
             Err(e) => Err(fail(format!("the blocking task failed: {e}"))),
         }
+    }
+}
+
+/// A connection to the file at `path` (created with its directory if needed), in WAL mode, whose
+/// writes wait up to `busy` for another process's write to finish. Fails naming the path.
+pub(crate) fn connect(path: &Path, busy: Duration) -> Result<Connection, MemoryError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| failed(path, "create its directory", &e))?;
+    }
+    let conn = Connection::open(path).map_err(|e| failed(path, "open", &e))?;
+    conn.busy_timeout(busy).map_err(|e| failed(path, "configure", &e))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| failed(path, "switch to WAL", &e))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .and_then(|()| conn.pragma_update(None, "foreign_keys", "ON"))
+        .map_err(|e| failed(path, "configure", &e))?;
+    Ok(conn)
+}
+
+fn failed(path: &Path, op: &'static str, e: &dyn std::fmt::Display) -> MemoryError {
+    MemoryError::Sqlite {
+        path: path.display().to_string(),
+        op,
+        message: e.to_string(),
     }
 }
 

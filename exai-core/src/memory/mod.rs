@@ -21,7 +21,7 @@ mod sqlite;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub(crate) use db::Db;
+pub(crate) use db::{Db, connect as connect_sqlite};
 pub use local::LocalStore;
 pub use redis::RedisStore;
 pub(crate) use redis_conn::{RedisConn, connect as connect_redis};

@@ -69,6 +69,9 @@ pub(crate) struct Deployment {
     pub tpm: Option<u32>,
     /// Where its configuration came from, to tell a reload what changed.
     pub fingerprint: String,
+    /// Its name in the shared limits: the label and a hash of its endpoint and key, so that
+    /// processes whose `glm#1` is another key never share its cool-downs or leases.
+    pub scope: String,
 }
 
 /// What calls learn about a deployment (shared with its client, which reads the headers).
@@ -217,6 +220,13 @@ impl DeploymentState {
         self.auth_failed.store(false, Ordering::Relaxed);
     }
 
+    /// Puts it back (a reload): its rejected key and its cool-down are forgotten.
+    pub fn restore(&self) {
+        self.auth_failed.store(false, Ordering::Relaxed);
+        self.cooling_until_ms.store(0, Ordering::Relaxed);
+        self.streak.store(0, Ordering::Relaxed);
+    }
+
     /// A call starts: counted in flight until the guard drops.
     pub fn start(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -334,6 +344,7 @@ impl Deployment {
             rpm: config.rpm,
             tpm: config.tpm,
             fingerprint: Self::fingerprint_of(config, of),
+            scope: scope_of(config),
         }
     }
 
@@ -418,6 +429,18 @@ fn fingerprint(config: &DeploymentConfig) -> String {
         config.rpm,
         config.tpm
     )
+}
+
+/// `glm#1:` and the first bytes of a SHA-256 of its endpoint and key (never the key).
+fn scope_of(config: &DeploymentConfig) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(config.base_url.as_bytes());
+    hash.update([0]);
+    if let Some(key) = &config.api_key {
+        hash.update(key.expose().as_bytes());
+    }
+    format!("{}:{}", config.label, hex(&hash.finalize()[..6]))
 }
 
 fn hex(bytes: &[u8]) -> String {

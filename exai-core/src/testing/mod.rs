@@ -12,6 +12,7 @@
 //! (a tool without a type, too many tools, an unknown beta, a tool turn without its reasoning).
 //!
 //! [`RedisServer`] starts a real `redis-server` per test; [`RedisCluster`] a real Redis Cluster.
+//! [`StateFileLeases`] takes leases in a state file, for the bench of the shared limits.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -24,6 +25,7 @@
 //! ```
 
 mod anthropic;
+mod leases;
 pub mod otlp;
 mod prompts;
 mod redis;
@@ -40,6 +42,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 
+pub use leases::StateFileLeases;
 pub use redis::{RedisCluster, RedisServer};
 
 /// A provider pool of deployments that no call reaches, to measure the choice of a deployment
@@ -274,6 +277,13 @@ impl FakeUpstream {
     /// abandoned) — what a limit on requests in flight must bound.
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Chat requests open now (accepted, not yet answered in full or abandoned).
+    pub fn in_flight(&self) -> usize {
+        let shared = &self.shared;
+        let accepted = shared.accepted.load(Ordering::SeqCst);
+        accepted.saturating_sub(shared.completed.load(Ordering::SeqCst) + shared.cut_short.load(Ordering::SeqCst))
     }
 
     /// Waits until `check` holds (re-checked on every request and reply), or `timeout` passes.
