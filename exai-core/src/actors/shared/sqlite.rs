@@ -2,7 +2,7 @@
 //! (`$EXAI_STATE_DIR/exai.db`) — exai-stdio for each editor window, `exai chat`, exai-ws.
 //!
 //! Three tables, created if missing. Their rows live seconds, so they stay out of `db.rs`'s
-//! versioned migrations: a change here drops and recreates them.
+//! versioned migrations: a new shape would take new tables, with nothing to carry over.
 //! - `limit_leases(scope, holder, expires_ms)`: one row per lease. A take runs in a
 //!   `BEGIN IMMEDIATE` transaction — drop the scope's expired leases, refuse while it cools,
 //!   count, insert under the limit — so two processes never both take the last place.
@@ -19,7 +19,8 @@
 //! send, which works on any thread, even outside a runtime. One lease alone costs the same as
 //! with `spawn_blocking` and the connection behind a mutex (docs/performance.md); the batches,
 //! the renewals of every lease in one transaction and the ordered releases are what the thread
-//! buys. It stops when the last handle to it (the limits and every lease) is dropped.
+//! buys. Dropping the limits closes the file once no lease is left (else when the last one
+//! drops), so a process that exits leaves no write-ahead log behind.
 
 mod keeper;
 
