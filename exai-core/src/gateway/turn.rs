@@ -1,9 +1,9 @@
 //! One turn, start to finish: the path every request takes once a frontend hands it over.
 //!
 //! permits (session, global) → history from memory → routing plan, each model's messages fitted
-//! to its context window → the engine's attempt loop (provider permit, worker, events to the
-//! caller, fallback before anything was streamed) → usage ledger → the turn stored in memory →
-//! the reply.
+//! to its context window → the response cache (a hit skips the provider) → the engine's attempt
+//! loop (provider permit, worker, events to the caller, fallback before anything was streamed)
+//! → usage ledger → the turn stored in memory → the reply.
 //!
 //! Everything that waits also watches the request's cancellation token, so a caller that goes
 //! away frees its permits and aborts its upstream request at once.
@@ -21,13 +21,15 @@ use crate::activity::RequestRecord;
 use crate::actors::limits::SessionLimit;
 use crate::actors::session::now_ms;
 use crate::catalog::ModelInfo;
-use crate::engine::{Attempted, Attempts, note};
+use crate::engine::turn_cache::{TurnAsked, TurnLooked};
+use crate::engine::{Attempted, Attempts, note, record_cached};
 use crate::error::Error;
 use crate::memory::{Thread, Turn};
 use crate::providers::{Completed, ProviderCall, ProviderEvent, ProviderHandle};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role};
 use crate::routing::{self, Needs};
 use crate::trace;
+use crate::wire::CacheStatus;
 
 /// Pieces buffered between a provider call and the caller's stream.
 const PIECE_BUFFER: usize = 64;
@@ -185,6 +187,31 @@ async fn run_in_span(
             }
         }
     }
+    let ticket = match fitted.first() {
+        Some((model, messages)) => {
+            let asked = TurnAsked {
+                directive: request.cache,
+                key: call.key.as_deref(),
+                model,
+                messages,
+                temperature: request.temperature,
+                max_tokens: request.max_tokens,
+                thinking: request.thinking,
+                web_search: request.web_search,
+                front_door: request.tool.as_deref().unwrap_or("api"),
+            };
+            match inner.response_cache.lookup_turn(&asked).await {
+                TurnLooked::Hit(done) => {
+                    let model = model.clone();
+                    let answered =
+                        answer_from_cache(gateway, &request, call, sink, thread, turn, model, done, request_id);
+                    return Ok(answered.await);
+                }
+                TurnLooked::Miss(ticket) => ticket,
+            }
+        }
+        None => None,
+    };
     let status_line = |message: std::fmt::Arguments<'_>| status(sink, message);
     let attempts = Attempts {
         gateway,
@@ -211,17 +238,25 @@ async fn run_in_span(
     let span = tracing::Span::current();
     span.record("provider", won.model.provider.as_str());
     span.record("model", won.model.id.as_str());
+    let cost = crate::engine::record_success(gateway, &won.model, call.key_name(), won.value.usage, started);
+    if let Some(ticket) = &ticket {
+        ticket.keep(&inner.response_cache, &won.model.id, &won.value).await;
+    }
+    let answered = Answered {
+        model: &won.model,
+        done: won.value,
+        cost,
+        fallbacks: won.fallbacks,
+        cache: ticket.map(|_| CacheStatus::Miss),
+    };
     let response = finish(
         gateway,
         &request,
         call.key_name(),
         thread,
         turn.to_vec(),
-        &won.model,
-        won.value,
-        won.fallbacks,
+        answered,
         request_id,
-        started,
     )
     .await;
     drop(won.permit);
@@ -229,6 +264,56 @@ async fn run_in_span(
         let _ = sink.send(Ok(ChatEvent::Done(response.clone()))).await;
     }
     Ok(response)
+}
+
+/// A turn answered from the cache with `done`, a reply `model` gave earlier: recorded as cached
+/// (the key charged nothing), told to a streaming caller as one piece, stored in the
+/// conversation like any turn.
+#[allow(clippy::too_many_arguments)]
+async fn answer_from_cache(
+    gateway: &Gateway,
+    request: &ChatRequest,
+    call: &Call,
+    sink: &Sink,
+    thread: Option<Thread>,
+    turn: &[Message],
+    model: ModelInfo,
+    done: Completed,
+    request_id: String,
+) -> ChatResponse {
+    record_cached(gateway, &model, call.key_name(), model.price.cost_of(&done.usage));
+    status(sink, format_args!("answered from the cache"));
+    let mut emitted = false;
+    for event in [
+        ChatEvent::Reasoning(done.reasoning.clone()),
+        ChatEvent::Text(done.text.clone()),
+    ] {
+        if matches!(&event, ChatEvent::Reasoning(r) | ChatEvent::Text(r) if !r.is_empty()) {
+            // A caller that left is told nothing more; the turn is still stored.
+            let _ = forward(sink, event, &mut emitted).await;
+        }
+    }
+    let answered = Answered {
+        model: &model,
+        done,
+        cost: 0.0,
+        fallbacks: Vec::new(),
+        cache: Some(CacheStatus::Hit),
+    };
+    let response = finish(
+        gateway,
+        request,
+        call.key_name(),
+        thread,
+        turn.to_vec(),
+        answered,
+        request_id,
+    )
+    .await;
+    if let Some(sink) = sink {
+        let _ = sink.send(Ok(ChatEvent::Done(response.clone()))).await;
+    }
+    response
 }
 
 /// The status page's line for a finished turn.
@@ -247,7 +332,11 @@ fn activity_record(
                 .iter()
                 .map(|f| format!("{}/{}", f.provider, f.model))
                 .collect();
-            record.answered(&r.provider, &r.model, fallbacks, r.usage, r.cost_usd)
+            let mut line = record.answered(&r.provider, &r.model, fallbacks, r.usage, r.cost_usd);
+            if r.cache == Some(CacheStatus::Hit) {
+                line.status = "cached".to_string();
+            }
+            line
         }
         Err(e) => record.failed(e),
     }
@@ -331,21 +420,33 @@ async fn forward(sink: &Sink, event: ChatEvent, emitted: &mut bool) -> Result<()
     Ok(())
 }
 
-/// Usage, memory, and the response.
-#[allow(clippy::too_many_arguments)]
+/// How a turn was answered: by `model` with `done`, costing `cost`, after `fallbacks`; from the
+/// cache or not.
+struct Answered<'a> {
+    model: &'a ModelInfo,
+    done: Completed,
+    cost: f64,
+    fallbacks: Vec<FallbackNote>,
+    cache: Option<CacheStatus>,
+}
+
+/// Memory, and the response (the call is recorded already).
 async fn finish(
     gateway: &Gateway,
     request: &ChatRequest,
     key: Option<&str>,
     thread: Option<Thread>,
     turn: Vec<Message>,
-    model: &ModelInfo,
-    done: Completed,
-    fallbacks: Vec<FallbackNote>,
+    answered: Answered<'_>,
     request_id: String,
-    started: Instant,
 ) -> ChatResponse {
-    let cost = crate::engine::record_success(gateway, model, key, done.usage, started);
+    let Answered {
+        model,
+        done,
+        cost,
+        fallbacks,
+        cache,
+    } = answered;
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {
@@ -376,6 +477,7 @@ async fn finish(
         request_id,
         finish_reason: done.finish_reason,
         fallbacks,
+        cache,
     }
 }
 
