@@ -12,6 +12,10 @@
 //! - `output.rs`: cutting long output cleanly; refusing oversized prompts.
 //! - `progress.rs`: progress reports and the heartbeat.
 //! - `chat.rs`, `consensus.rs`, `challenge.rs`, `info.rs` (`listmodels`, `version`, `status`).
+//!   `chat` and `consensus` take the response cache's `cache` argument (`use`, `no-cache`,
+//!   `no-store`, `bypass`): they answer a free prompt, the calls worth asking again. The
+//!   workflow tools do not: their expert call ends a step-by-step investigation that is rarely
+//!   repeated word for word, and every parameter costs the client context on every turn.
 //! - `workflow.rs` and `workflows.rs`: the step protocol, and the eleven tools that follow it.
 //!
 //! Profiles keep tool definitions lean (they cost the client context on every turn):
