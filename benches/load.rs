@@ -622,9 +622,22 @@ fn main() {
     );
     long_streams("exai-ws", &at(ws_port, "/v1/chat/completions"), &trickled, &exai_pid);
     let distinct = cache::distinct_script(&dir, "big/reply16k");
-    cache::fill_past_the_bound(bounded_port, bounded.0.id(), &distinct, secs());
-    drop(cached);
+    cache::print_fill_header();
+    let bound = format!("exai-ws, cache on, `cache.max_bytes` {} MiB", cache::BOUND_BYTES >> 20);
+    cache::fill(&bound, bounded_port, bounded.0.id(), &distinct, secs());
     drop(bounded);
+    // The same load with the cache off: what the request path alone leaves in the RSS.
+    let unbounded = start_exai_ws(up, bounded_port, &[]);
+    rt.block_on(wait_up(&format!("http://127.0.0.1:{bounded_port}/healthz")));
+    cache::fill(
+        "exai-ws, cache off (control)",
+        bounded_port,
+        unbounded.0.id(),
+        &distinct,
+        secs(),
+    );
+    drop(unbounded);
+    drop(cached);
     drop(shared);
     drop(traced);
     drop(redis);

@@ -8,8 +8,9 @@
 //! - **The bound**: a daemon with `cache.max_bytes` at [`BOUND_BYTES`] gets a distinct question
 //!   per call for the run, each answered by the upstream with a [`BIG_REPLY_BYTES`] reply and
 //!   kept; the level's weighed size (`/ui/api/status`) and the process's RSS are sampled every
-//!   250 ms. The level must never weigh more than its bound; the RSS shows what the weighing
-//!   leaves out.
+//!   250 ms. The level must never weigh more than its bound. The same load on a daemon with the
+//!   cache off is the control: what the request path alone leaves in the RSS (the allocator
+//!   keeps what a burst of 16 KiB replies used), so the difference is what the level holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,9 +101,18 @@ struct Peak {
     samples: u64,
 }
 
+/// The header of the fill's table.
+pub fn print_fill_header() {
+    println!(
+        "\n| {} KiB replies, a distinct question per call, {} clients | replies | weighed size: peak of the samples; at the end | entries: peak; at the end | RSS: before → peak → end |\n|---|---|---|---|---|",
+        BIG_REPLY_BYTES >> 10,
+        super::CLIENTS,
+    );
+}
+
 /// Fills the level of the daemon at `port` (pid `pid`) with distinct replies for the run, at
-/// the harness's clients, sampling its weighed size and RSS; prints the row.
-pub fn fill_past_the_bound(port: u16, pid: u32, script: &Path, secs: u64) {
+/// the harness's clients, sampling its weighed size and RSS; prints the row named `name`.
+pub fn fill(name: &str, port: u16, pid: u32, script: &Path, secs: u64) {
     let status_url = format!("http://127.0.0.1:{port}/ui/api/status");
     // The level's weighed size, entries and bound, from the status page's JSON (open to this
     // machine: the daemon has no admin token).
@@ -138,7 +148,7 @@ pub fn fill_past_the_bound(port: u16, pid: u32, script: &Path, secs: u64) {
         })
     };
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
-    let report = wrk::run("cache fill", &url, script, super::CLIENTS, secs);
+    let report = wrk::run(name, &url, script, super::CLIENTS, secs);
     running.store(0, Ordering::Relaxed);
     let _ = sampler.join();
     let (bytes_after, entries_after, max_bytes) = read(&status_url).unwrap_or_default();
@@ -148,24 +158,17 @@ pub fn fill_past_the_bound(port: u16, pid: u32, script: &Path, secs: u64) {
         .map(|p| (p.bytes, p.entries, p.rss_kib, p.samples))
         .unwrap_or_default();
     let mb = |kib: u64| kib as f64 / 1024.0;
+    let bound = match (max_bytes, p.0.max(bytes_after) <= max_bytes) {
+        (0, _) => "off".to_string(),
+        (_, true) => format!("never above {:.0} MiB", max_bytes as f64 / 1048576.0),
+        (_, false) => format!("ABOVE {:.0} MiB", max_bytes as f64 / 1048576.0),
+    };
     println!(
-        "\n| in-process level, `cache.max_bytes` {:.0} MiB, {} KiB replies | distinct replies kept | weighed size: peak of {} samples; at the end | entries: peak; at the end | RSS: before → peak → end |\n|---|---|---|---|---|",
-        max_bytes as f64 / 1048576.0,
-        BIG_REPLY_BYTES >> 10,
-        p.3,
-    );
-    println!(
-        "| {} s at {} clients | {} | {:.2} MiB; {:.2} MiB ({}) | {}; {} | {:.1} → {:.1} → {:.1} MB (+{:.1} MB) |",
-        secs,
-        super::CLIENTS,
+        "| {name} | {} in {secs} s | {:.2} MiB; {:.2} MiB ({} samples: {bound}) | {}; {} | {:.1} → {:.1} → {:.1} MB (+{:.1} MB) |",
         report.requests,
         p.0 as f64 / 1048576.0,
         bytes_after as f64 / 1048576.0,
-        if p.0 <= max_bytes && bytes_after <= max_bytes {
-            "never above the bound"
-        } else {
-            "ABOVE THE BOUND"
-        },
+        p.3,
         p.1,
         entries_after,
         mb(rss_before),

@@ -22,7 +22,7 @@ use crate::actors::limits::SessionLimit;
 use crate::actors::session::now_ms;
 use crate::catalog::ModelInfo;
 use crate::engine::turn_cache::{TurnAsked, TurnLooked};
-use crate::engine::{Attempted, Attempts, note, record_cached};
+use crate::engine::{Attempted, Attempts, note};
 use crate::error::Error;
 use crate::memory::{Thread, Turn};
 use crate::providers::{Completed, ProviderCall, ProviderEvent, ProviderHandle};
@@ -30,6 +30,10 @@ use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message
 use crate::routing::{self, Needs};
 use crate::trace;
 use crate::wire::CacheStatus;
+
+mod cached;
+
+use cached::answer_from_cache;
 
 /// Pieces buffered between a provider call and the caller's stream.
 const PIECE_BUFFER: usize = 64;
@@ -264,56 +268,6 @@ async fn run_in_span(
         let _ = sink.send(Ok(ChatEvent::Done(response.clone()))).await;
     }
     Ok(response)
-}
-
-/// A turn answered from the cache with `done`, a reply `model` gave earlier: recorded as cached
-/// (the key charged nothing), told to a streaming caller as one piece, stored in the
-/// conversation like any turn.
-#[allow(clippy::too_many_arguments)]
-async fn answer_from_cache(
-    gateway: &Gateway,
-    request: &ChatRequest,
-    call: &Call,
-    sink: &Sink,
-    thread: Option<Thread>,
-    turn: &[Message],
-    model: ModelInfo,
-    done: Completed,
-    request_id: String,
-) -> ChatResponse {
-    record_cached(gateway, &model, call.key_name(), model.price.cost_of(&done.usage));
-    status(sink, format_args!("answered from the cache"));
-    let mut emitted = false;
-    for event in [
-        ChatEvent::Reasoning(done.reasoning.clone()),
-        ChatEvent::Text(done.text.clone()),
-    ] {
-        if matches!(&event, ChatEvent::Reasoning(r) | ChatEvent::Text(r) if !r.is_empty()) {
-            // A caller that left is told nothing more; the turn is still stored.
-            let _ = forward(sink, event, &mut emitted).await;
-        }
-    }
-    let answered = Answered {
-        model: &model,
-        done,
-        cost: 0.0,
-        fallbacks: Vec::new(),
-        cache: Some(CacheStatus::Hit),
-    };
-    let response = finish(
-        gateway,
-        request,
-        call.key_name(),
-        thread,
-        turn.to_vec(),
-        answered,
-        request_id,
-    )
-    .await;
-    if let Some(sink) = sink {
-        let _ = sink.send(Ok(ChatEvent::Done(response.clone()))).await;
-    }
-    response
 }
 
 /// The status page's line for a finished turn.
