@@ -13,7 +13,8 @@
 //!   cache (`load/cache.rs`).
 //!
 //! `/v1/responses` rows ask exai-ws the same plain and streamed questions in the Responses API,
-//! which it translates to the chat upstreams above (no upstream speaks Responses). The cache
+//! which it translates to the chat upstreams above (no upstream speaks Responses) — on a daemon
+//! of their own, since each call stores its response. The cache
 //! rows ask a daemon with `cache.mode = exact` the plain and streamed questions it has kept
 //! (every call a hit), and fill another's in-process level far past its `cache.max_bytes`
 //! (`load/cache.rs`).
@@ -396,7 +397,7 @@ fn main() {
         free_port(),
         free_port(),
     );
-    let (cached_port, bounded_port) = (free_port(), free_port());
+    let (cached_port, bounded_port, responses_port) = (free_port(), free_port(), free_port());
     let _upstream = upstream(up);
     let proxy = nginx_proxy(proxy_port, up);
     let bare = start_bare_proxy(up, bare_port);
@@ -414,6 +415,9 @@ fn main() {
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{up}"))],
     );
     let cached = start_exai_ws(up, cached_port, &[("EXAI_CACHE", "exact".into())]);
+    // The Responses rows on a daemon of their own: each of their calls stores its response (a
+    // SQLite write), a backlog the other rows' daemon should not carry.
+    let responder = start_exai_ws(up, responses_port, &[]);
     let bounded = start_exai_ws(
         up,
         bounded_port,
@@ -432,6 +436,7 @@ fn main() {
             traced_port,
             cached_port,
             bounded_port,
+            responses_port,
         ] {
             wait_up(&format!("http://127.0.0.1:{port}/healthz")).await;
         }
@@ -469,6 +474,8 @@ fn main() {
     let workers = nginx_workers(proxy.0.id());
     let (bare_pid, exai_pid, shared_pid) = (vec![bare.0.id()], vec![exai.0.id()], vec![shared.0.id()]);
     let cached_pid = vec![cached.0.id()];
+    let responder_pid = vec![responder.0.id()];
+    let responder_rss = rss_kib(responder.0.id());
     let traced_pid = vec![traced.0.id()];
     let row = |name, url: String, script: &PathBuf, pids: &Vec<u32>| Row {
         name,
@@ -545,15 +552,15 @@ fn main() {
         ),
         row(
             "Responses, plain: exai-ws (translated to chat)",
-            at(ws_port, "/v1/responses"),
+            at(responses_port, "/v1/responses"),
             &responses_plain,
-            &exai_pid,
+            &responder_pid,
         ),
         row(
             "Responses, 200-chunk stream: exai-ws (translated to chat)",
-            at(ws_port, "/v1/responses"),
+            at(responses_port, "/v1/responses"),
             &responses_streamed,
-            &exai_pid,
+            &responder_pid,
         ),
         row(
             "Anthropic message: direct",
@@ -591,6 +598,11 @@ fn main() {
         }
     }
     cache::print_targets(find);
+    println!(
+        "Responses rows (each call stores its response): their daemon's RSS {:.1} MB before them, {:.1} MB after",
+        responder_rss as f64 / 1024.0,
+        rss_kib(responder.0.id()) as f64 / 1024.0
+    );
     if let (Some(x), Some(t)) = (find("plain: exai-ws"), find("plain: exai-ws, traces exported (OTLP)")) {
         println!(
             "traces: exai-ws exporting every request's spans keeps {:.0}% of its requests/s (target ≥ 90%)",
@@ -638,6 +650,7 @@ fn main() {
     );
     drop(unbounded);
     drop(cached);
+    drop(responder);
     drop(shared);
     drop(traced);
     drop(redis);

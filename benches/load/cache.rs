@@ -158,8 +158,8 @@ pub fn fill(name: &str, port: u16, pid: u32, script: &Path, secs: u64) {
         .map(|p| (p.bytes, p.entries, p.rss_kib, p.samples))
         .unwrap_or_default();
     let mb = |kib: u64| kib as f64 / 1024.0;
-    let bound = match (max_bytes, p.0.max(bytes_after) <= max_bytes) {
-        (0, _) => "off".to_string(),
+    let bound = match (p.1.max(entries_after), p.0.max(bytes_after) <= max_bytes) {
+        (0, _) => "nothing kept".to_string(),
         (_, true) => format!("never above {:.0} MiB", max_bytes as f64 / 1048576.0),
         (_, false) => format!("ABOVE {:.0} MiB", max_bytes as f64 / 1048576.0),
     };

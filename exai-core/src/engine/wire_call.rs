@@ -179,7 +179,13 @@ async fn run_in_span(
     };
     // Boxed: the provider's path is the largest part of a call's future, and a cache hit — which
     // returns above — would otherwise carry (and every layer above move) its size.
-    let asked = Box::pin(shared_or_provider(session.clone(), request, call.clone(), until, routed));
+    let asked = Box::pin(shared_or_provider(
+        session.clone(),
+        request,
+        call.clone(),
+        until,
+        routed,
+    ));
     match flight {
         Some(flight) => cache::coalesce::join(gateway, flight, (until, session.deadline()), asked).await,
         None => asked.await,
