@@ -9,8 +9,15 @@
 //!   long-stream rows (2,000 at once: memory per open stream and CPU for the run);
 //! - `/anthropic/v1/messages`: a fixed Anthropic message, for the `/v1/messages` passthrough row.
 //!
+//! - `/big/v1/chat/completions`: a chat completion of 16 KiB of text, for filling the response
+//!   cache (`load/cache.rs`).
+//!
 //! `/v1/responses` rows ask exai-ws the same plain and streamed questions in the Responses API,
-//! which it translates to the chat upstreams above (no upstream speaks Responses).
+//! which it translates to the chat upstreams above (no upstream speaks Responses) — on a daemon
+//! of their own, since each call stores its response. The cache
+//! rows ask a daemon with `cache.mode = exact` the plain and streamed questions it has kept
+//! (every call a hit), and fill another's in-process level far past its `cache.max_bytes`
+//! (`load/cache.rs`).
 //!
 //! exai-ws routes `glm-4.6` to the plain location, `kimi-k2-0905-preview` to the stream, and
 //! `vllm/trickle` (an OpenAI-compatible provider declared in an `exai.toml`) to the trickle. Plain and streamed rows run at 64 clients (requests/s, p50, p99,
@@ -24,6 +31,9 @@
 //! ```
 //! `EXAI_LOAD_SECS` (8) sets each wrk run's length; `EXAI_WS_BIN`, `NGINX_BIN` override the
 //! binaries. Runs only under `cargo bench`.
+
+#[path = "load/cache.rs"]
+mod cache;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -132,6 +142,7 @@ fn upstream(port: u16) -> Killed {
         ("stream/v1/chat/completions", stream()),
         ("trickle/v1/chat/completions", stream()),
         ("anthropic/v1/messages", message()),
+        ("big/v1/chat/completions", cache::big_completion()),
     ] {
         let file = www.join(path);
         let _ = std::fs::create_dir_all(file.parent().unwrap_or(&www));
@@ -146,6 +157,7 @@ fn upstream(port: u16) -> Killed {
              location = /v1/traces {{ return 200; }}\n\
              location /plain/ {{ default_type application/json; }}\n\
              location /anthropic/ {{ default_type application/json; }}\n\
+             location /big/ {{ default_type application/json; }}\n\
              location /stream/ {{ default_type text/event-stream; }}\n\
              location /trickle/ {{ default_type text/event-stream; limit_rate {rate}; }}\n  }}",
         www = www.display()
@@ -178,8 +190,10 @@ fn start_exai_ws(upstream: u16, port: u16, extra: &[(&str, String)]) -> Killed {
     // is; MiniMax's chat replies are rewritten for their `<think>` tags, so not relayed).
     let config = state.join("exai.toml");
     let toml = format!(
-        "[providers.vllm]\nbase_url = \"{}\"\nmax_inflight = 4096\n[[providers.vllm.models]]\nid = \"trickle\"\n",
-        base("trickle")
+        "[providers.vllm]\nbase_url = \"{}\"\nmax_inflight = 4096\n[[providers.vllm.models]]\nid = \"trickle\"\n\
+         [providers.big]\nbase_url = \"{}\"\nmax_inflight = 4096\n[[providers.big.models]]\nid = \"reply16k\"\n",
+        base("trickle"),
+        base("big")
     );
     std::fs::write(&config, toml).unwrap_or_else(|e| panic!("{e}"));
     let child = Command::new(bin)
@@ -383,6 +397,7 @@ fn main() {
         free_port(),
         free_port(),
     );
+    let (cached_port, bounded_port, responses_port) = (free_port(), free_port(), free_port());
     let _upstream = upstream(up);
     let proxy = nginx_proxy(proxy_port, up);
     let bare = start_bare_proxy(up, bare_port);
@@ -399,8 +414,30 @@ fn main() {
         traced_port,
         &[("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{up}"))],
     );
+    let cached = start_exai_ws(up, cached_port, &[("EXAI_CACHE", "exact".into())]);
+    // The Responses rows on a daemon of their own: each of their calls stores its response (a
+    // SQLite write), a backlog the other rows' daemon should not carry.
+    let responder = start_exai_ws(up, responses_port, &[]);
+    let bounded = start_exai_ws(
+        up,
+        bounded_port,
+        &[
+            ("EXAI_CACHE", "exact".into()),
+            ("EXAI_CACHE_MAX_BYTES", cache::BOUND_BYTES.to_string()),
+        ],
+    );
     rt.block_on(async {
-        for port in [up, proxy_port, bare_port, ws_port, shared_port, traced_port] {
+        for port in [
+            up,
+            proxy_port,
+            bare_port,
+            ws_port,
+            shared_port,
+            traced_port,
+            cached_port,
+            bounded_port,
+            responses_port,
+        ] {
             wait_up(&format!("http://127.0.0.1:{port}/healthz")).await;
         }
     });
@@ -428,9 +465,17 @@ fn main() {
         &[],
     );
     let at = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    rt.block_on(async {
+        let url = at(cached_port, "/v1/chat/completions");
+        cache::warm(&url, &ask("glm-4.6", false)).await;
+        cache::warm(&url, &ask("kimi-k2-0905-preview", true)).await;
+    });
     // nginx's work is its workers'; the master is idle.
     let workers = nginx_workers(proxy.0.id());
     let (bare_pid, exai_pid, shared_pid) = (vec![bare.0.id()], vec![exai.0.id()], vec![shared.0.id()]);
+    let cached_pid = vec![cached.0.id()];
+    let responder_pid = vec![responder.0.id()];
+    let responder_rss = rss_kib(responder.0.id());
     let traced_pid = vec![traced.0.id()];
     let row = |name, url: String, script: &PathBuf, pids: &Vec<u32>| Row {
         name,
@@ -457,6 +502,12 @@ fn main() {
             &bare_pid,
         ),
         row("plain: exai-ws", at(ws_port, "/v1/chat/completions"), &plain, &exai_pid),
+        row(
+            "plain: exai-ws, cache hit",
+            at(cached_port, "/v1/chat/completions"),
+            &plain,
+            &cached_pid,
+        ),
         row(
             "plain: exai-ws, limits shared (Redis)",
             at(shared_port, "/v1/chat/completions"),
@@ -494,16 +545,22 @@ fn main() {
             &exai_pid,
         ),
         row(
+            "200-chunk stream: exai-ws, cache hit",
+            at(cached_port, "/v1/chat/completions"),
+            &streamed,
+            &cached_pid,
+        ),
+        row(
             "Responses, plain: exai-ws (translated to chat)",
-            at(ws_port, "/v1/responses"),
+            at(responses_port, "/v1/responses"),
             &responses_plain,
-            &exai_pid,
+            &responder_pid,
         ),
         row(
             "Responses, 200-chunk stream: exai-ws (translated to chat)",
-            at(ws_port, "/v1/responses"),
+            at(responses_port, "/v1/responses"),
             &responses_streamed,
-            &exai_pid,
+            &responder_pid,
         ),
         row(
             "Anthropic message: direct",
@@ -540,6 +597,12 @@ fn main() {
             );
         }
     }
+    cache::print_targets(find);
+    println!(
+        "Responses rows (each call stores its response): their daemon's RSS {:.1} MB before them, {:.1} MB after",
+        responder_rss as f64 / 1024.0,
+        rss_kib(responder.0.id()) as f64 / 1024.0
+    );
     if let (Some(x), Some(t)) = (find("plain: exai-ws"), find("plain: exai-ws, traces exported (OTLP)")) {
         println!(
             "traces: exai-ws exporting every request's spans keeps {:.0}% of its requests/s (target ≥ 90%)",
@@ -570,6 +633,24 @@ fn main() {
         &bare_pid,
     );
     long_streams("exai-ws", &at(ws_port, "/v1/chat/completions"), &trickled, &exai_pid);
+    let distinct = cache::distinct_script(&dir, "big/reply16k");
+    cache::print_fill_header();
+    let bound = format!("exai-ws, cache on, `cache.max_bytes` {} MiB", cache::BOUND_BYTES >> 20);
+    cache::fill(&bound, bounded_port, bounded.0.id(), &distinct, secs());
+    drop(bounded);
+    // The same load with the cache off: what the request path alone leaves in the RSS.
+    let unbounded = start_exai_ws(up, bounded_port, &[]);
+    rt.block_on(wait_up(&format!("http://127.0.0.1:{bounded_port}/healthz")));
+    cache::fill(
+        "exai-ws, cache off (control)",
+        bounded_port,
+        unbounded.0.id(),
+        &distinct,
+        secs(),
+    );
+    drop(unbounded);
+    drop(cached);
+    drop(responder);
     drop(shared);
     drop(traced);
     drop(redis);

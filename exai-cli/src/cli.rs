@@ -171,6 +171,10 @@ pub struct LimitFlags {
     /// The last day it works (YYYY-MM-DD, UTC).
     #[arg(long, value_name = "DATE")]
     pub expires: Option<String>,
+    /// Answer its calls from the response cache even when cache.mode is off (`--cache`;
+    /// `--cache off` stops).
+    #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on", value_parser = ["on", "off"])]
+    pub cache: Option<String>,
 }
 
 #[derive(Debug, Args)]

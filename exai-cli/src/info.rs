@@ -163,15 +163,35 @@ fn usage_table(title: &str, rows: &[UsageRow]) {
         println!("  no provider calls");
         return;
     }
-    let mut total = 0.0;
+    let (mut total, mut saved) = (0.0, 0.0);
     for r in rows {
         total += r.cost_usd;
+        saved += r.saved_usd;
         println!(
-            "  {:<10} {:<24} {:>6} req {:>4} err {:>10} in {:>10} out  ${:.6}",
-            r.provider, r.model, r.requests, r.errors, r.input_tokens, r.output_tokens, r.cost_usd
+            "  {:<10} {:<24} {:>6} req {:>4} err {:>10} in {:>10} out  ${:.6}{}",
+            r.provider,
+            r.model,
+            r.requests,
+            r.errors,
+            r.input_tokens,
+            r.output_tokens,
+            r.cost_usd,
+            cached_part(r)
         );
     }
-    println!("  total ${total:.6}");
+    if saved > 0.0 {
+        println!("  total ${total:.6} (the cache saved ${saved:.6})");
+    } else {
+        println!("  total ${total:.6}");
+    }
+}
+
+/// `  N cached, $X saved` for a row the response cache answered calls of.
+fn cached_part(r: &UsageRow) -> String {
+    match r.cached {
+        0 => String::new(),
+        n => format!("  {n} cached, ${:.6} saved", r.saved_usd),
+    }
 }
 
 /// Per key: totals (`--by key`), or one key's rows per provider and model (`--key NAME`).
@@ -193,14 +213,21 @@ fn key_table(title: &str, rows: &[KeyUsageRow], by: &UsageArgs) {
         t.input_tokens += r.usage.input_tokens;
         t.output_tokens += r.usage.output_tokens;
         t.cost_usd += r.usage.cost_usd;
+        t.cached += r.usage.cached;
+        t.saved_usd += r.usage.saved_usd;
     }
     if totals.is_empty() {
         println!("  no calls made with a key");
     }
     for (key, t) in totals {
         println!(
-            "  {key:<24} {:>6} req {:>4} err {:>10} in {:>10} out  ${:.6}",
-            t.requests, t.errors, t.input_tokens, t.output_tokens, t.cost_usd
+            "  {key:<24} {:>6} req {:>4} err {:>10} in {:>10} out  ${:.6}{}",
+            t.requests,
+            t.errors,
+            t.input_tokens,
+            t.output_tokens,
+            t.cost_usd,
+            cached_part(&t)
         );
     }
 }

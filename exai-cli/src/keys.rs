@@ -53,6 +53,7 @@ fn update_of(flags: LimitFlags) -> Result<KeyUpdate, Failure> {
         models: list(flags.models),
         tools: list(flags.tools),
         expires,
+        cache: flags.cache.map(|v| v == "on"),
     })
 }
 
@@ -80,6 +81,9 @@ fn limits_line(k: &KeyInfo) -> String {
     }
     if let Some(d) = l.expires {
         parts.push(format!("until {d}"));
+    }
+    if l.cache {
+        parts.push("cached".to_string());
     }
     parts.join(", ")
 }

@@ -43,7 +43,8 @@ pub struct RequestRecord {
     pub model: Option<String>,
     /// `provider/model` of each attempt that failed before the answer.
     pub fallbacks: Vec<String>,
-    /// `ok`, or the error's type (`rate_limited`, `transient`, `over_capacity`…).
+    /// `ok`, `cached` (the response cache answered), or the error's type (`rate_limited`,
+    /// `transient`, `over_capacity`…).
     pub status: String,
     /// From admission to the last byte, in milliseconds.
     pub latency_ms: f64,
@@ -120,6 +121,11 @@ impl RequestRecord {
         self.output_tokens = usage.output_tokens;
         self.cost_usd = cost;
         self
+    }
+
+    /// Whether the request was answered (by a provider or the response cache).
+    pub fn succeeded(&self) -> bool {
+        matches!(self.status.as_str(), "ok" | "cached")
     }
 
     /// Failed with `error` (its type as the status; the provider and model when a provider
@@ -212,7 +218,7 @@ impl Activity {
                 }
                 if let Some(m) = window.back_mut() {
                     m.requests += 1;
-                    if record.status != "ok" {
+                    if !record.succeeded() {
                         m.errors += 1;
                     }
                     m.latencies[bucket_of(record.latency_ms)] += 1;
@@ -302,14 +308,18 @@ mod tests {
         let activity = Activity::new();
         let start = 1_700_000_000_000;
         for i in 0..150u64 {
-            let status = if i % 10 == 0 { "transient" } else { "ok" };
+            let status = match i % 10 {
+                0 => "transient",
+                5 => "cached",
+                _ => "ok",
+            };
             activity.record(record(start + i * 1_000, status, 10.0 + i as f64));
         }
         let report = activity.report(start + 150_000);
         assert_eq!(report.recent.len(), RECENT);
         assert_eq!(report.recent[0].at_ms, start + 149_000);
         let glm = &report.models[0];
-        assert_eq!((glm.requests, glm.errors), (150, 15));
+        assert_eq!((glm.requests, glm.errors), (150, 15), "a cached answer is no error");
         assert_eq!(glm.minutes.iter().map(|m| m.1).sum::<u64>(), 150);
         // Latencies 10..159 ms: the median near 85, p95 near 152, each within a bucket (+25%).
         let (p50, p95) = (glm.p50_ms.unwrap_or(0.0), glm.p95_ms.unwrap_or(0.0));

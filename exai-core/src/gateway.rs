@@ -7,7 +7,8 @@
 //!
 //! - `gateway/session.rs`: [`Session`] and its [`SessionOptions`], [`ChatStream`].
 //! - `gateway/rate.rs`: requests per minute per client, shared by every front door.
-//! - `gateway/turn.rs`: the path one turn takes.
+//! - `gateway/turn.rs`: the path one turn takes (`turn/cached.rs`: a turn the response cache
+//!   answered).
 //! - `gateway/context.rs`: fitting history into a context window.
 //! - `gateway/status.rs`: health and status reports.
 //!

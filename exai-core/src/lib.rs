@@ -94,6 +94,7 @@ pub use config::{
     DeploymentConfig, LimitsConfig, LogFormat, MemoryBackend, MemoryConfig, ModelDecl, ProviderConfig, ProviderKind,
     RetryConfig, RoutingConfig, Secret, SessionConfig, Source, Strategy, ToolsConfig,
 };
+pub use engine::{CacheStats, SharedCacheStatus};
 pub use error::{EXIT_CODES, Error, ErrorClass, ProviderError, ProviderErrorKind, Result};
 pub use gateway::{
     ChatStream, Gateway, GatewayBuilder, GatewayStatus, MemoryStatus, ModelEntry, Reloaded, Session, SessionOptions,

@@ -47,11 +47,11 @@ pub fn describe_metrics() {
     );
     describe_counter!(
         "exai_cache_hits_total",
-        "Wire calls answered from the response cache, by front door."
+        "Calls answered from the response cache, by front door (a tool's name for a gateway turn)."
     );
     describe_counter!(
         "exai_cache_misses_total",
-        "Wire calls the response cache had no reply for, by front door."
+        "Calls the response cache had no reply for, sent to a provider, by front door."
     );
     describe_counter!(
         "exai_coalesced_total",

@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::{CacheDirective, CacheStatus};
+
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -151,6 +153,9 @@ pub struct ChatRequest {
     /// Answer without storing anything (a consultation, or a client that keeps its own
     /// history). The conversation's history is still read; such turns run outside its queue.
     pub(crate) ephemeral: bool,
+    /// What the turn asks of the response cache (when the cache is on for the caller).
+    #[serde(default)]
+    pub(crate) cache: CacheDirective,
 }
 
 impl ChatRequest {
@@ -221,6 +226,13 @@ impl ChatRequest {
     /// the history itself, as OpenAI's API does, stores nothing.
     pub fn store(mut self, store: bool) -> Self {
         self.ephemeral = !store;
+        self
+    }
+    /// What the turn asks of the response cache, when the cache is on for its caller
+    /// (`cache.mode = exact`, or a key created with `--cache`): a fresh answer (`Refresh`), not
+    /// kept (`NoStore`), or the cache left out (`Bypass`).
+    pub fn cache(mut self, directive: CacheDirective) -> Self {
+        self.cache = directive;
         self
     }
 
@@ -318,6 +330,10 @@ pub struct ChatResponse {
     pub finish_reason: Option<String>,
     /// Providers tried before this one, and why they were left.
     pub fallbacks: Vec<FallbackNote>,
+    /// Whether the response cache answered (`hit`: no provider was called, nothing charged,
+    /// `cost_usd` is 0) or was asked and missed; `None` when the cache is off for the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStatus>,
 }
 
 /// One item of a streamed reply.

@@ -3,8 +3,9 @@
 //!
 //! - `GET /admin/keys` lists the keys (never a secret); `GET /admin/keys/{name}` shows one;
 //! - `POST /admin/keys` with `{"name": …, "budget_usd": …, "period": …, "rpm": …, "tpm": …,
-//!   "max_inflight": …, "models": […], "tools": […], "expires": "YYYY-MM-DD"}` creates one and
-//!   answers 201 with its `secret`, shown this once;
+//!   "max_inflight": …, "models": […], "tools": […], "expires": "YYYY-MM-DD", "cache": true}`
+//!   creates one and answers 201 with its `secret`, shown this once (`cache`: the response
+//!   cache answers its calls even when `cache.mode` is off);
 //! - `PATCH /admin/keys/{name}` changes the limits given (`null` removes one);
 //! - `POST /admin/keys/{name}/revoke`, `POST /admin/keys/{name}/rotate` (a new `secret`);
 //! - `DELETE /admin/keys/{name}` deletes one (204); keys stay required (`exai keys allow-keyless`,

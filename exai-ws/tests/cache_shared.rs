@@ -1,8 +1,10 @@
 //! The response cache's shared level against real daemons on one real redis-server and the
 //! fake upstream, counting the calls that reach the fake: a reply kept by one daemon is a hit on
-//! another, a Redis killed while a reply is kept turns hits into misses (never errors), identical
-//! calls spread over three daemons make one upstream call, and a daemon killed (SIGKILL) while
-//! it holds a key's lock leaves its waiters to take over once the lease runs out.
+//! another, a Redis killed while a reply is kept turns hits into misses (never errors) and the
+//! status page's shared level `degraded`, identical calls spread over three daemons make one
+//! upstream call (each counted once: one miss, the rest hits or coalesced), and a daemon killed
+//! (SIGKILL) while it holds a key's lock leaves its waiters to take over once the lease runs
+//! out.
 
 mod common;
 
@@ -140,7 +142,20 @@ async fn a_redis_killed_while_a_reply_is_kept_turns_hits_into_misses_never_error
     );
     assert_eq!(upstream_calls(&fake), 1);
 
+    let shared_status = |d: &Daemon| {
+        let url = format!("{}/ui/api/status", d.base);
+        async move {
+            let status: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+            status["cache"]["shared"].as_str().map(str::to_string)
+        }
+    };
+    assert_eq!(shared_status(&a).await.as_deref(), Some("ok"));
     redis.kill();
+    assert_eq!(
+        shared_status(&a).await.as_deref(),
+        Some("degraded"),
+        "the status page says so"
+    );
     // B never saw the reply: with Redis gone, a miss answered by the provider.
     let missed = post(&b, "/v1/chat/completions", &chat("before the kill")).await;
     assert_eq!((missed.status, missed.cache.as_str()), (200, "miss"), "{}", missed.text);
@@ -170,6 +185,7 @@ async fn a_redis_killed_while_a_reply_is_kept_turns_hits_into_misses_never_error
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(shared, "a reply kept by A is a hit on B once Redis is back");
+    assert_eq!(shared_status(&b).await.as_deref(), Some("ok"));
 }
 
 #[tokio::test]
@@ -197,6 +213,34 @@ async fn a_hundred_identical_calls_over_three_daemons_make_one_upstream_call() {
     assert_eq!(upstream_calls(&fake), 1);
     let hits = answers.iter().filter(|a| a.cache == "hit").count();
     assert!(hits > 0, "the daemons that waited answered from the shared reply");
+
+    // Each call counted once, on its daemon: one miss (the call that went to the provider), a
+    // hit for each daemon that found the shared reply, the rest coalesced behind them.
+    let mut counted = HashMap::new();
+    for d in &daemons {
+        let cache = common::get_json(d, "/ui/api/status").await["cache"].clone();
+        assert_eq!(cache["shared"], "ok", "{cache}");
+        for what in ["hits", "misses", "coalesced"] {
+            *counted.entry(what).or_insert(0) += cache[what].as_u64().unwrap_or_default();
+        }
+    }
+    assert_eq!(counted["misses"], 1, "{counted:?}");
+    assert_eq!(
+        counted["hits"] + counted["misses"] + counted["coalesced"],
+        100,
+        "{counted:?}"
+    );
+    // The hits are in the ledger every daemon shares (Redis), as cached.
+    let mut cached = 0;
+    for _ in 0..50 {
+        let today = common::get_json(&daemons[0], "/ui/api/status").await["today"]["models"].clone();
+        cached = today[0]["cached"].as_u64().unwrap_or_default();
+        if cached == counted["hits"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cached, counted["hits"]);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The status page, loaded by real headless Chromium: it shows the configured providers, a
-//! request made while it is open appears in its live list within 2 s, it fits a phone's width,
-//! and it works offline from the binary alone. Screenshots are kept in
+//! request made while it is open appears in its live list within 2 s, a call the response cache
+//! answered is `cached` there and counted on the cache's card, it fits a phone's width, and it
+//! works offline from the binary alone. Screenshots are kept in
 //! `target/tmp/status-page*.png`.
 
 mod common;
@@ -19,6 +20,7 @@ async fn the_page_shows_providers_and_requests_live_in_chromium() {
     };
     let mut env = fake.env_for(&["GLM", "KIMI"]);
     env.insert("EXAI_ADMIN_TOKEN".into(), "admin-token-for-the-page".into());
+    env.insert("EXAI_CACHE".into(), "exact".into());
     let daemon = start(&env, "status-page").await;
     let client = reqwest::Client::new();
 
@@ -104,6 +106,28 @@ async fn the_page_shows_providers_and_requests_live_in_chromium() {
             .eval("document.querySelectorAll('#recent tbody tr').length")
             .await,
         2
+    );
+
+    // The first request again: answered by the cache, shown as such; its card counts it at the
+    // next refresh (every 5 s).
+    let again = client
+        .post(format!("{}/v1/chat/completions", daemon.base))
+        .json(&json!({"model": "glm-4.6", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(again.ok(), Some(200));
+    let cached = "(() => { const r = document.querySelector('#recent tbody tr'); return !!r && r.cells[6].textContent === 'cached' && r.classList.contains('ok'); })()";
+    assert!(
+        browser.until(cached, Duration::from_secs(2)).await.is_some(),
+        "{}",
+        browser.eval("document.querySelector('#recent').innerText").await
+    );
+    let counted = "document.querySelector('#cache').textContent.includes('hits 1 · misses 2') && document.getElementById('cache-shared').textContent === 'off'";
+    assert!(
+        browser.until(counted, Duration::from_secs(7)).await.is_some(),
+        "{}",
+        browser.eval("document.querySelector('#cache').innerText").await
     );
 
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));

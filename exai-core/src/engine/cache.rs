@@ -1,5 +1,6 @@
-//! The exact-match response cache of wire calls (`cache.mode = exact`): the same call gets the
-//! same reply without asking a provider again, whichever wire it came in on.
+//! The exact-match response cache (`cache.mode = exact`, or per key with `exai keys create …
+//! --cache`): the same call gets the same reply without asking a provider again, whichever wire
+//! it came in on — and the gateway's own turns (the MCP tools, `Session::chat`) likewise.
 //!
 //! **The key** is a SHA-256 of the call after routing: the first planned model (provider and
 //! id), the scope (the caller's key with `cache.scope = key`, the default), and the call's
@@ -21,10 +22,16 @@
 //! the local level); a kept reply is written to both. The request's [`CacheDirective`] can ask for a fresh answer
 //! (`no-cache`), keep the reply out (`no-store`) or leave the cache out (`bypass`).
 //!
+//! **Counted** once per call: a hit (the local level, the shared level, or another daemon's reply
+//! waited for), a miss (the call went to a provider), or coalesced (it followed an identical
+//! call in flight) — in `/metrics` and in [`CacheStats`] for the status page.
+//!
 //! - `cache/key.rs`: a call's key.
 //! - `cache/coalesce.rs`: identical calls in flight at once share one provider call.
 //! - `cache/shared.rs`: the Redis level, and the lock that makes identical calls on several
 //!   daemons share one provider call.
+//! - `cache/stats.rs`: what the cache did and holds ([`CacheStats`]).
+//! - `cache/turn.rs`: the cache of the gateway's own turns.
 
 use std::sync::Arc;
 
@@ -34,8 +41,11 @@ use tokio::time::Instant;
 pub(crate) mod coalesce;
 mod key;
 mod shared;
+mod stats;
+pub(crate) mod turn;
 
 use key::key_of;
+pub use stats::{CacheStats, SharedCacheStatus};
 
 use super::record::CallRecord;
 use super::responses::{self as engine_responses, Prepared};
@@ -43,6 +53,7 @@ use crate::catalog::ModelInfo;
 use crate::config::{CacheConfig, CacheMode, CacheScope, Config};
 use crate::error::Error;
 use crate::gateway::Session;
+use crate::keys::StoredKey;
 use crate::wire::responses::ResponseFrame;
 use crate::wire::scan::Scanner;
 use crate::wire::{
@@ -56,31 +67,39 @@ pub(crate) type CacheKey = [u8; 32];
 /// Bytes an entry costs besides its strings (the key, the usage, moka's own).
 const ENTRY_OVERHEAD: usize = 160;
 
-/// The in-process cache of replies (empty and never asked when the cache is off).
+/// The response cache: its in-process level, its shared level, and the calls in flight.
 pub(crate) struct ResponseCache {
-    entries: Option<moka::future::Cache<CacheKey, Arc<StoredReply>>>,
+    /// The in-process level. Built whatever the mode, since a key can turn the cache on for its
+    /// own calls; it stays empty until one does.
+    entries: moka::future::Cache<CacheKey, Arc<StoredReply>>,
+    /// `cache.mode = exact`: every call is cached, not only the calls of keys with `cache` on.
+    every_call: bool,
+    max_bytes: u64,
     scope: CacheScope,
     /// Calls in flight that identical calls wait for (`cache.coalesce`).
     flights: Option<coalesce::Flights>,
-    /// The level every daemon on one Redis shares (with the cache on and `REDIS_URL`).
+    /// The level every daemon on one Redis shares (with `REDIS_URL`).
     shared: Option<shared::SharedCache>,
+    /// What the cache did since start.
+    counts: stats::Counts,
 }
 
 impl ResponseCache {
     /// The cache `config` asks for.
     pub fn new(config: &CacheConfig) -> Self {
-        let entries = (config.mode == CacheMode::Exact).then(|| {
-            moka::future::Cache::builder()
-                .max_capacity(config.max_bytes)
-                .weigher(|_: &CacheKey, reply: &Arc<StoredReply>| weight(reply))
-                .time_to_live(config.ttl)
-                .build()
-        });
+        let entries = moka::future::Cache::builder()
+            .max_capacity(config.max_bytes)
+            .weigher(|_: &CacheKey, reply: &Arc<StoredReply>| weight(reply))
+            .time_to_live(config.ttl)
+            .build();
         Self {
             entries,
+            every_call: config.mode == CacheMode::Exact,
+            max_bytes: config.max_bytes,
             scope: config.scope,
             flights: config.coalesce.then(coalesce::Flights::default),
             shared: None,
+            counts: stats::Counts::default(),
         }
     }
 
@@ -89,7 +108,7 @@ impl ResponseCache {
     /// lazily, so one that is down at start joins when it comes up.
     pub async fn open(config: &Config) -> Self {
         let mut cache = Self::new(&config.cache);
-        let (true, Some(url)) = (cache.is_on(), &config.memory.redis_url) else {
+        let Some(url) = &config.memory.redis_url else {
             return cache;
         };
         match crate::memory::connect_redis(url).await {
@@ -98,24 +117,33 @@ impl ResponseCache {
                 let level = shared::SharedCache::new(conn, &config.memory.key_prefix, c.ttl, c.lease, c.max_bytes);
                 cache.shared = Some(level);
             }
-            Err(e) => tracing::warn!(error = %e, "the response cache stays in this process"),
+            Err(e) if cache.every_call => tracing::warn!(error = %e, "the response cache stays in this process"),
+            Err(e) => tracing::debug!(error = %e, "the response cache stays in this process"),
         }
         cache
     }
 
-    /// Whether replies are cached at all.
-    pub fn is_on(&self) -> bool {
-        self.entries.is_some()
+    /// Whether the calls of `key` (none: an open gateway or the master token) are cached.
+    pub fn is_on_for(&self, key: Option<&StoredKey>) -> bool {
+        self.every_call || key.is_some_and(|k| k.limits.cache)
     }
 
     fn flights(&self) -> Option<&coalesce::Flights> {
         self.flights.as_ref()
     }
 
+    /// Whose calls share a reply: the caller's key with `cache.scope = key`, every caller
+    /// (`None`) with `global`.
+    fn owner<'a>(&self, key: Option<&'a str>) -> Option<&'a str> {
+        match self.scope {
+            CacheScope::Key => key,
+            CacheScope::Global => None,
+        }
+    }
+
     /// The local level's reply, else the shared level's (which then fills the local level).
     async fn get(&self, key: &CacheKey) -> Option<Arc<StoredReply>> {
-        let entries = self.entries.as_ref()?;
-        if let Some(local) = entries.get(key).await {
+        if let Some(local) = self.entries.get(key).await {
             return Some(local);
         }
         let found = Arc::new(self.shared.as_ref()?.get(key).await?);
@@ -133,11 +161,19 @@ impl ResponseCache {
 
     /// Keeps `reply` in the local level.
     async fn fill(&self, key: CacheKey, reply: Arc<StoredReply>) {
-        if let Some(entries) = &self.entries {
-            entries.insert(key, reply).await;
-            entries.run_pending_tasks().await;
-            metrics::gauge!("exai_cache_bytes").set(entries.weighted_size() as f64);
-        }
+        self.entries.insert(key, reply).await;
+        self.entries.run_pending_tasks().await;
+        metrics::gauge!("exai_cache_bytes").set(self.entries.weighted_size() as f64);
+    }
+
+    /// A call answered from the cache, through `front_door`.
+    fn count_hit(&self, front_door: &'static str) {
+        self.counts.hit(front_door);
+    }
+
+    /// A call the cache could not answer, sent to a provider.
+    fn count_miss(&self, front_door: &'static str) {
+        self.counts.miss(front_door);
     }
 }
 
@@ -167,12 +203,15 @@ pub(super) struct Asked<'a> {
     pub prepared: Option<&'a Arc<Prepared>>,
     /// The model the call was routed to first.
     pub model: &'a ModelInfo,
+    /// The caller's key, which may turn the cache on for its calls.
+    pub key: Option<&'a StoredKey>,
     pub call: &'a CallRecord,
     pub until: Instant,
 }
 
 /// Looks a call up: a hit is recorded and written in the caller's wire; a miss gets the ticket
-/// that keeps its reply.
+/// that keeps its reply (the miss is counted once the call goes to a provider: it may still be
+/// answered by another daemon's reply, or follow an identical call in flight).
 pub(super) async fn lookup(asked: &Asked<'_>) -> Looked {
     let gateway = asked.session.gateway();
     let cache = gateway.response_cache();
@@ -182,13 +221,11 @@ pub(super) async fn lookup(asked: &Asked<'_>) -> Looked {
         ticket: None,
         flight: None,
     };
-    if (!cache.is_on() && cache.flights().is_none()) || directive == CacheDirective::Bypass {
+    let on = cache.is_on_for(asked.key);
+    if (!on && cache.flights().is_none()) || directive == CacheDirective::Bypass {
         return none;
     }
-    let owner = match cache.scope {
-        CacheScope::Key => asked.session.caller().key_name(),
-        CacheScope::Global => None,
-    };
+    let owner = cache.owner(asked.session.caller().key_name());
     let Some(key) = key_of(request, asked.prepared.map(Arc::as_ref), asked.model, owner) else {
         return none;
     };
@@ -201,7 +238,7 @@ pub(super) async fn lookup(asked: &Asked<'_>) -> Looked {
             include_usage: request.include_usage,
         },
     );
-    if !cache.is_on() {
+    if !on {
         return Looked::Miss { ticket: None, flight };
     }
     if directive.reads()
@@ -209,7 +246,6 @@ pub(super) async fn lookup(asked: &Asked<'_>) -> Looked {
     {
         return Looked::Hit(hit(asked, &stored));
     }
-    metrics::counter!("exai_cache_misses_total", "front_door" => asked.call.front_door).increment(1);
     let ticket = Ticket {
         gateway: gateway.clone(),
         key,
@@ -231,6 +267,7 @@ pub(super) fn hit(asked: &Asked<'_>, stored: &StoredReply) -> WireReply {
     let (session, request) = (asked.session, asked.request);
     let gateway = session.gateway();
     let model = asked.model;
+    gateway.response_cache().count_hit(asked.call.front_door);
     asked
         .call
         .cached(gateway, model, stored.usage, model.price.cost_of(&stored.usage));
@@ -314,6 +351,11 @@ impl Ticket {
             }
             shared::Claim::Alone => Ok(None),
         }
+    }
+
+    /// The call goes to a provider: counted as a miss, through `front_door`.
+    pub fn missed(&self, front_door: &'static str) {
+        self.gateway.response_cache().count_miss(front_door);
     }
 
     /// Keeps a whole reply in the caller's wire, answered by `model` with `usage`.

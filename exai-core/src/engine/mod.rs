@@ -31,8 +31,9 @@ mod responses;
 mod wire_call;
 
 pub(crate) use attempts::{Attempted, Attempts, note};
-pub(crate) use cache::ResponseCache;
+pub use cache::{CacheStats, SharedCacheStatus};
+pub(crate) use cache::{ResponseCache, turn as turn_cache};
 pub(crate) use count_tokens::{CountCache, cache as count_cache, count_tokens};
-pub(crate) use record::record_success;
+pub(crate) use record::{record_cached, record_success};
 pub(crate) use responses::{delete as delete_response, get as get_response};
 pub(crate) use wire_call::run as wire_call;

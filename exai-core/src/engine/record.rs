@@ -34,6 +34,15 @@ pub(crate) fn record_success(
     cost
 }
 
+/// Records a call the response cache answered with a reply of `model`, made with `key` if any:
+/// the ledger's `cached` and `saved_usd`, and the metrics' dollars saved. The key is charged
+/// nothing.
+pub(crate) fn record_cached(gateway: &Gateway, model: &ModelInfo, key: Option<&str>, saved: f64) {
+    gateway.ledger().cached(&model.provider, &model.id, key, saved);
+    metrics::gauge!("exai_cache_saved_usd_total", "provider" => model.provider.clone(), "model" => model.id.clone())
+        .increment(saved);
+}
+
 /// Records a call to `model` that failed (`status`: the failure's label): the usage ledger and
 /// the request metrics.
 pub(crate) fn record_failure(
@@ -88,13 +97,11 @@ impl CallRecord {
     }
 
     /// The cache answered with a reply `model` gave earlier (`usage`, which would have cost
-    /// `saved`): nothing is charged to the key; the status page shows it as `cached`, and the
-    /// metrics count the hit and the dollars saved.
+    /// `saved`): the ledger counts it as `cached` with what it saved, nothing is charged to the
+    /// key; the status page shows it as `cached`, and the metrics count the dollars saved.
     pub fn cached(&self, gateway: &Gateway, model: &ModelInfo, usage: Usage, saved: f64) {
+        record_cached(gateway, model, self.key.as_deref(), saved);
         trace::record_answer(&self.span, &model.provider, &model.id, usage, None, Some(0.0));
-        metrics::counter!("exai_cache_hits_total", "front_door" => self.front_door).increment(1);
-        metrics::gauge!("exai_cache_saved_usd_total", "provider" => model.provider.clone(), "model" => model.id.clone())
-            .increment(saved);
         let mut line = self.line().answered(&model.provider, &model.id, Vec::new(), usage, 0.0);
         line.status = "cached".to_string();
         gateway.activity_log().record(line);

@@ -159,6 +159,7 @@ async fn run_in_span(
                 request: &request,
                 prepared: prepared.as_ref(),
                 model: first,
+                key: key.as_deref(),
                 call,
                 until,
             };
@@ -176,7 +177,15 @@ async fn run_in_span(
         plan,
         ticket,
     };
-    let asked = shared_or_provider(session.clone(), request, call.clone(), until, routed);
+    // Boxed: the provider's path is the largest part of a call's future, and a cache hit — which
+    // returns above — would otherwise carry (and every layer above move) its size.
+    let asked = Box::pin(shared_or_provider(
+        session.clone(),
+        request,
+        call.clone(),
+        until,
+        routed,
+    ));
     match flight {
         Some(flight) => cache::coalesce::join(gateway, flight, (until, session.deadline()), asked).await,
         None => asked.await,
@@ -195,7 +204,7 @@ struct Routed {
 }
 
 /// The call's reply: another daemon's, when one already asks a provider the same call and
-/// keeps its reply in the cache's shared level; else a provider's.
+/// keeps its reply in the cache's shared level; else a provider's (a cache miss).
 async fn shared_or_provider(
     session: Session,
     request: WireRequest,
@@ -203,18 +212,23 @@ async fn shared_or_provider(
     until: Instant,
     mut routed: Routed,
 ) -> Result<WireReply, Error> {
-    if let (Some(ticket), Some(model)) = (routed.ticket.as_mut(), routed.plan.first())
-        && let Some(stored) = ticket.share((until, session.deadline())).await?
-    {
-        let asked = cache::Asked {
-            session: &session,
-            request: &request,
-            prepared: routed.prepared.as_ref(),
-            model,
-            call: &call,
-            until,
-        };
-        return Ok(cache::hit(&asked, &stored));
+    if let Some(ticket) = routed.ticket.as_mut() {
+        if let Some(model) = routed.plan.first()
+            && let Some(stored) = ticket.share((until, session.deadline())).await?
+        {
+            let key = routed.pass.as_ref().map(|p| p.key.as_ref());
+            let asked = cache::Asked {
+                session: &session,
+                request: &request,
+                prepared: routed.prepared.as_ref(),
+                model,
+                key,
+                call: &call,
+                until,
+            };
+            return Ok(cache::hit(&asked, &stored));
+        }
+        ticket.missed(call.front_door);
     }
     provider_reply(session, request, call, until, routed).await
 }

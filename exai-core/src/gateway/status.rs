@@ -1,5 +1,5 @@
 //! What the gateway can say about itself: models, provider health, memory, limits, queue,
-//! sessions and usage. This is what `status` tools, `/readyz` and `exai doctor` show, so that
+//! sessions, usage and the response cache. This is what `status` tools, `/readyz` and `exai doctor` show, so that
 //! nobody has to guess whether requests (and credits) are really flowing.
 
 use serde::Serialize;
@@ -9,6 +9,7 @@ use crate::actors::conversation::QueueStats;
 use crate::actors::limits::LimitUsage;
 use crate::actors::session::SessionInfo;
 use crate::catalog::ModelInfo;
+use crate::engine::CacheStats;
 use crate::error::Error;
 use crate::providers::{ProviderCheck, ProviderHealth};
 use crate::usage::UsageReport;
@@ -55,6 +56,8 @@ pub struct GatewayStatus {
     pub sessions: Vec<SessionInfo>,
     /// Usage and cost so far.
     pub usage: UsageReport,
+    /// The response cache: hits, misses, bytes held, its Redis level's health.
+    pub cache: CacheStats,
 }
 
 /// Whether the global and provider limits are shared with other processes right now.
@@ -168,6 +171,12 @@ impl Gateway {
         self.inner.limits.usage()
     }
 
+    /// The response cache: what it did since start, what it holds, whether its Redis level
+    /// answers (pinged).
+    pub async fn cache_stats(&self) -> CacheStats {
+        self.inner.response_cache.stats().await
+    }
+
     /// Open sessions.
     pub async fn sessions(&self) -> Result<Vec<SessionInfo>, Error> {
         self.inner.sessions.list().await
@@ -185,6 +194,7 @@ impl Gateway {
             queue: self.inner.queue.stats().await?,
             sessions: self.sessions().await?,
             usage: self.usage().await,
+            cache: self.cache_stats().await,
         })
     }
 }

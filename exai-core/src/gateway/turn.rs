@@ -1,9 +1,9 @@
 //! One turn, start to finish: the path every request takes once a frontend hands it over.
 //!
 //! permits (session, global) → history from memory → routing plan, each model's messages fitted
-//! to its context window → the engine's attempt loop (provider permit, worker, events to the
-//! caller, fallback before anything was streamed) → usage ledger → the turn stored in memory →
-//! the reply.
+//! to its context window → the response cache (a hit skips the provider) → the engine's attempt
+//! loop (provider permit, worker, events to the caller, fallback before anything was streamed)
+//! → usage ledger → the turn stored in memory → the reply.
 //!
 //! Everything that waits also watches the request's cancellation token, so a caller that goes
 //! away frees its permits and aborts its upstream request at once.
@@ -21,6 +21,7 @@ use crate::activity::RequestRecord;
 use crate::actors::limits::SessionLimit;
 use crate::actors::session::now_ms;
 use crate::catalog::ModelInfo;
+use crate::engine::turn_cache::{TurnAsked, TurnLooked};
 use crate::engine::{Attempted, Attempts, note};
 use crate::error::Error;
 use crate::memory::{Thread, Turn};
@@ -28,6 +29,11 @@ use crate::providers::{Completed, ProviderCall, ProviderEvent, ProviderHandle};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse, FallbackNote, Message, Role};
 use crate::routing::{self, Needs};
 use crate::trace;
+use crate::wire::CacheStatus;
+
+mod cached;
+
+use cached::answer_from_cache;
 
 /// Pieces buffered between a provider call and the caller's stream.
 const PIECE_BUFFER: usize = 64;
@@ -186,6 +192,31 @@ async fn run_in_span(
             }
         }
     }
+    let ticket = match fitted.first() {
+        Some((model, messages)) => {
+            let asked = TurnAsked {
+                directive: request.cache,
+                key: call.key.as_deref(),
+                model,
+                messages,
+                temperature: request.temperature,
+                max_tokens: request.max_tokens,
+                thinking: request.thinking,
+                web_search: request.web_search,
+                front_door: request.tool.as_deref().unwrap_or("api"),
+            };
+            match inner.response_cache.lookup_turn(&asked).await {
+                TurnLooked::Hit(done) => {
+                    let model = model.clone();
+                    let answered =
+                        answer_from_cache(gateway, &request, call, sink, thread, turn, model, done, request_id);
+                    return Ok(answered.await);
+                }
+                TurnLooked::Miss(ticket) => ticket,
+            }
+        }
+        None => None,
+    };
     let status_line = |message: std::fmt::Arguments<'_>| status(sink, message);
     let attempts = Attempts {
         gateway,
@@ -213,17 +244,25 @@ async fn run_in_span(
     span.record("provider", won.model.provider.as_str());
     span.record("model", won.model.id.as_str());
     span.record("exai.deployment", won.permit.deployment.label.as_str());
+    let cost = crate::engine::record_success(gateway, &won.model, call.key_name(), won.value.usage, started);
+    if let Some(ticket) = &ticket {
+        ticket.keep(&inner.response_cache, &won.model.id, &won.value).await;
+    }
+    let answered = Answered {
+        model: &won.model,
+        done: won.value,
+        cost,
+        fallbacks: won.fallbacks,
+        cache: ticket.map(|_| CacheStatus::Miss),
+    };
     let response = finish(
         gateway,
         &request,
         call.key_name(),
         thread,
         turn.to_vec(),
-        &won.model,
-        won.value,
-        won.fallbacks,
+        answered,
         request_id,
-        started,
     )
     .await;
     drop(won.permit);
@@ -249,7 +288,11 @@ fn activity_record(
                 .iter()
                 .map(|f| format!("{}/{}", f.provider, f.model))
                 .collect();
-            record.answered(&r.provider, &r.model, fallbacks, r.usage, r.cost_usd)
+            let mut line = record.answered(&r.provider, &r.model, fallbacks, r.usage, r.cost_usd);
+            if r.cache == Some(CacheStatus::Hit) {
+                line.status = "cached".to_string();
+            }
+            line
         }
         Err(e) => record.failed(e),
     }
@@ -333,21 +376,33 @@ async fn forward(sink: &Sink, event: ChatEvent, emitted: &mut bool) -> Result<()
     Ok(())
 }
 
-/// Usage, memory, and the response.
-#[allow(clippy::too_many_arguments)]
+/// How a turn was answered: by `model` with `done`, costing `cost`, after `fallbacks`; from the
+/// cache or not.
+struct Answered<'a> {
+    model: &'a ModelInfo,
+    done: Completed,
+    cost: f64,
+    fallbacks: Vec<FallbackNote>,
+    cache: Option<CacheStatus>,
+}
+
+/// Memory, and the response (the call is recorded already).
 async fn finish(
     gateway: &Gateway,
     request: &ChatRequest,
     key: Option<&str>,
     thread: Option<Thread>,
     turn: Vec<Message>,
-    model: &ModelInfo,
-    done: Completed,
-    fallbacks: Vec<FallbackNote>,
+    answered: Answered<'_>,
     request_id: String,
-    started: Instant,
 ) -> ChatResponse {
-    let cost = crate::engine::record_success(gateway, model, key, done.usage, started);
+    let Answered {
+        model,
+        done,
+        cost,
+        fallbacks,
+        cache,
+    } = answered;
     let continuation_id = if request.ephemeral {
         request.continuation_id.clone().unwrap_or_default()
     } else {
@@ -378,6 +433,7 @@ async fn finish(
         request_id,
         finish_reason: done.finish_reason,
         fallbacks,
+        cache,
     }
 }
 

@@ -36,6 +36,15 @@ pub struct KeyLimits {
     /// The last day (UTC) the key works; refused from the day after.
     #[serde(default, with = "date_opt")]
     pub expires: Option<Date>,
+    /// The response cache answers this key's calls even when `cache.mode` is off (a record
+    /// without it is read as off; it is written only when on, so older processes still read
+    /// the keys that do not use it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cache: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 /// A change to a key's limits: only the fields given change; `null` removes a limit.
@@ -66,6 +75,9 @@ pub struct KeyUpdate {
     /// New expiry date.
     #[serde(default, deserialize_with = "double_date")]
     pub expires: Option<Option<Date>>,
+    /// The response cache on or off for the key's calls.
+    #[serde(default)]
+    pub cache: Option<bool>,
 }
 
 /// `null` as `Some(None)`, absent as `None`.
@@ -126,6 +138,9 @@ impl KeyUpdate {
         set(&mut limits.models, self.models);
         set(&mut limits.tools, self.tools);
         set(&mut limits.expires, self.expires);
+        if let Some(cache) = self.cache {
+            limits.cache = cache;
+        }
     }
 }
 

@@ -91,6 +91,11 @@ const MIGRATIONS: &[&str] = &[
          expires_ms INTEGER NOT NULL,
          body TEXT NOT NULL
      );",
+    // Calls the response cache answered, and what they would have cost (issue 28).
+    "ALTER TABLE usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;
+     ALTER TABLE key_usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE key_usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;",
 ];
 
 /// An open database file. Cheap to clone.

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::Failure;
 use super::files::Prepared;
 use crate::request::{ChatRequest, Message, ThinkingMode};
+use crate::wire::CacheDirective;
 
 /// Checks `args` against `schema` (known keys, required keys), then deserialises it.
 pub(crate) fn parse<T: DeserializeOwned>(schema: &Value, args: Value) -> Result<T, Failure> {
@@ -50,6 +51,8 @@ pub(crate) struct Common {
     pub thinking_mode: Option<ThinkingMode>,
     #[serde(default)]
     pub use_websearch: bool,
+    /// What the call asks of the response cache (offered by `chat` and `consensus`).
+    pub cache: Option<CacheDirective>,
 }
 
 impl Common {
@@ -70,6 +73,7 @@ impl Common {
             tool: Some(tool.to_string()),
             context: prepared.context.clone(),
             ephemeral: false,
+            cache: self.cache.unwrap_or_default(),
         }
     }
 }

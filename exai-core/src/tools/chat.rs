@@ -35,6 +35,7 @@ impl Tool for Chat {
     fn schema(&self, models: &[String]) -> Value {
         let mut props = schema::common(models, &["prompt"]);
         props.extend(schema::common(models, &schema::MODEL_PARAMS));
+        props.extend(schema::common(models, &["cache"]));
         schema::object(props, &["prompt"])
     }
 

@@ -93,6 +93,7 @@ impl Tool for Consensus {
             .filter(|p| *p != "use_websearch")
             .collect();
         props.extend(schema::common(models, &params));
+        props.extend(schema::common(models, &["cache"]));
         if let Some(m) = props.get_mut("model") {
             m["description"] = json!("Model for the synthesis; 'auto' by default.");
         }
@@ -148,7 +149,7 @@ impl Tool for Consensus {
         for (v, r) in args.models.iter().zip(results) {
             match r {
                 Ok(resp) => {
-                    report.push(json!({"model": resp.model, "provider": resp.provider, "stance": v.stance, "status": "ok", "usage": resp.usage, "cost_usd": crate::usage::round_usd(resp.cost_usd)}));
+                    report.push(json!({"model": resp.model, "provider": resp.provider, "stance": v.stance, "status": "ok", "usage": resp.usage, "cost_usd": crate::usage::round_usd(resp.cost_usd), "cache": resp.cache}));
                     opinions.push(format!(
                         "### {} ({}, stance: {})\n{}",
                         resp.model, resp.provider, v.stance, resp.text

@@ -187,11 +187,20 @@ impl Tool for Status {
             text.push_str("  no provider calls yet\n");
         }
         for r in &status.usage.all_time {
+            let cached = match r.cached {
+                0 => String::new(),
+                n => format!(", {n} from the cache (saved ${:.6})", r.saved_usd),
+            };
             text.push_str(&format!(
-                "  {}/{}: {} requests, {} errors, {} tokens in, {} out, ${:.6}\n",
+                "  {}/{}: {} requests, {} errors, {} tokens in, {} out, ${:.6}{cached}\n",
                 r.provider, r.model, r.requests, r.errors, r.input_tokens, r.output_tokens, r.cost_usd
             ));
         }
+        let c = &status.cache;
+        text.push_str(&format!(
+            "response cache ({}): {} hits, {} misses, {} coalesced; {} replies, {} of {} bytes; shared level {:?}\n",
+            c.mode, c.hits, c.misses, c.coalesced, c.entries, c.bytes, c.max_bytes, c.shared
+        ));
         let key = gw.keys().info(ctx.session.caller());
         if let Some(k) = &key {
             let budget = match (k.limits.budget_usd, k.remaining_usd) {

@@ -12,6 +12,10 @@
 //! - `output.rs`: cutting long output cleanly; refusing oversized prompts.
 //! - `progress.rs`: progress reports and the heartbeat.
 //! - `chat.rs`, `consensus.rs`, `challenge.rs`, `info.rs` (`listmodels`, `version`, `status`).
+//!   `chat` and `consensus` take the response cache's `cache` argument (`use`, `no-cache`,
+//!   `no-store`, `bypass`): they answer a free prompt, the calls worth asking again. The
+//!   workflow tools do not: their expert call ends a step-by-step investigation that is rarely
+//!   repeated word for word, and every parameter costs the client context on every turn.
 //! - `workflow.rs` and `workflows.rs`: the step protocol, and the eleven tools that follow it.
 //!
 //! Profiles keep tool definitions lean (they cost the client context on every turn):
@@ -44,6 +48,7 @@ pub use suite::ToolSuite;
 use crate::error::Error;
 use crate::gateway::{Gateway, Session};
 use crate::request::{ChatEvent, ChatRequest, ChatResponse};
+use crate::wire::CacheStatus;
 use progress::Reporter;
 
 /// Every tool's name, in the order `tools/list` gives them: what `EXAI_TOOLS` and
@@ -153,8 +158,13 @@ impl ToolCtx<'_> {
 /// continue, and which files were left out.
 pub(crate) fn reply(status: &str, r: &ChatResponse, prepared: &files::Prepared, body: String) -> ToolOutput {
     let mut text = body;
+    let cached = if r.cache == Some(CacheStatus::Hit) {
+        " (from the cache)"
+    } else {
+        ""
+    };
     text.push_str(&format!(
-        "\n\n---\n[{} via {} · {} tokens in, {} out · ${:.6} · continuation_id: {}]",
+        "\n\n---\n[{} via {} · {} tokens in, {} out · ${:.6}{cached} · continuation_id: {}]",
         r.model, r.provider, r.usage.input_tokens, r.usage.output_tokens, r.cost_usd, r.continuation_id
     ));
     if !prepared.omitted.is_empty() {
@@ -166,9 +176,10 @@ pub(crate) fn reply(status: &str, r: &ChatResponse, prepared: &files::Prepared, 
     ToolOutput::ok(text, structured)
 }
 
-/// The structured part every model-backed result carries.
+/// The structured part every model-backed result carries (`cache`: `hit` or `miss`, when the
+/// response cache was asked).
 pub(crate) fn response_meta(status: &str, r: &ChatResponse) -> Value {
-    json!({
+    let mut meta = json!({
         "status": status,
         "continuation_id": r.continuation_id,
         "provider": r.provider,
@@ -176,5 +187,9 @@ pub(crate) fn response_meta(status: &str, r: &ChatResponse) -> Value {
         "usage": r.usage,
         "cost_usd": r.cost_usd,
         "fallbacks": r.fallbacks,
-    })
+    });
+    if let Some(cache) = r.cache {
+        meta["cache"] = json!(cache);
+    }
+    meta
 }

@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::wire::CacheDirective;
+
 /// An object schema that refuses unknown properties.
 pub(crate) fn object(properties: Map<String, Value>, required: &[&str]) -> Value {
     json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
@@ -22,6 +24,7 @@ pub(crate) fn common(models: &[String], names: &[&str]) -> Map<String, Value> {
                 "temperature" => json!({"type": "number", "minimum": 0, "maximum": 2, "description": "Sampling temperature."}),
                 "thinking_mode" => json!({"type": "string", "enum": ["minimal", "low", "medium", "high", "max"], "description": "Reasoning depth."}),
                 "use_websearch" => json!({"type": "boolean", "description": "Allow provider-native web search."}),
+                "cache" => json!({"type": "string", "enum": CacheDirective::NAMES, "description": "When the response cache is on: no-cache asks afresh (then keeps), no-store keeps nothing, bypass skips it."}),
                 _ => return None,
             };
             Some((name.to_string(), schema))

@@ -24,11 +24,13 @@ struct Target {
     model: String,
 }
 
-/// Counters added to one target: requests, errors, input, output and reasoning tokens, and cost.
+/// Counters added to one target: requests, errors, input, output and reasoning tokens, cached
+/// calls; the cost, and what the cached calls saved.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct Delta {
-    pub counts: [i64; 5],
+    pub counts: [i64; 6],
     pub cost: f64,
+    pub saved: f64,
 }
 
 impl Delta {
@@ -37,6 +39,7 @@ impl Delta {
             *a += b;
         }
         self.cost += other.cost;
+        self.saved += other.saved;
     }
 }
 
@@ -111,33 +114,37 @@ fn write(conn: &mut rusqlite::Connection, batch: &BTreeMap<Target, Delta>) -> ru
     {
         let mut usage = tx.prepare_cached(
             "INSERT INTO usage (day, provider, model, requests, errors, input_tokens, output_tokens,
-                 reasoning_tokens, cost_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 reasoning_tokens, cost_usd, cached, saved_usd)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
              ON CONFLICT(day, provider, model) DO UPDATE SET
                  requests = requests + excluded.requests, errors = errors + excluded.errors,
                  input_tokens = input_tokens + excluded.input_tokens,
                  output_tokens = output_tokens + excluded.output_tokens,
                  reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                 cost_usd = cost_usd + excluded.cost_usd",
+                 cost_usd = cost_usd + excluded.cost_usd,
+                 cached = cached + excluded.cached, saved_usd = saved_usd + excluded.saved_usd",
         )?;
         let mut per_key = tx.prepare_cached(
             "INSERT INTO key_usage (day, key, provider, model, requests, errors, input_tokens,
-                 output_tokens, reasoning_tokens, cost_usd)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 output_tokens, reasoning_tokens, cost_usd, cached, saved_usd)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT(day, key, provider, model) DO UPDATE SET
                  requests = requests + excluded.requests, errors = errors + excluded.errors,
                  input_tokens = input_tokens + excluded.input_tokens,
                  output_tokens = output_tokens + excluded.output_tokens,
                  reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                 cost_usd = cost_usd + excluded.cost_usd",
+                 cost_usd = cost_usd + excluded.cost_usd,
+                 cached = cached + excluded.cached, saved_usd = saved_usd + excluded.saved_usd",
         )?;
         for (t, d) in batch {
-            let [requests, errors, input, output, reasoning] = d.counts;
+            let [requests, errors, input, output, reasoning, cached] = d.counts;
             match &t.key {
                 None => usage.execute(rusqlite::params![
-                    t.day, t.provider, t.model, requests, errors, input, output, reasoning, d.cost
+                    t.day, t.provider, t.model, requests, errors, input, output, reasoning, d.cost, cached, d.saved
                 ])?,
                 Some(key) => per_key.execute(rusqlite::params![
-                    t.day, key, t.provider, t.model, requests, errors, input, output, reasoning, d.cost
+                    t.day, key, t.provider, t.model, requests, errors, input, output, reasoning, d.cost, cached,
+                    d.saved
                 ])?,
             };
         }

@@ -64,6 +64,23 @@ impl UsageLedger {
                 ("reasoning_tokens", usage.reasoning_tokens as i64),
             ],
             cost,
+            saved: 0.0,
+        });
+    }
+
+    /// Records a call the response cache answered, made with `key` if any: no cost, and what
+    /// it would have cost (`saved`).
+    pub fn cached(&self, provider: &str, model: &str, key: Option<&str>, saved: f64) {
+        if let Ok(mut local) = self.local.lock() {
+            local.cached(provider, model, key, saved);
+        }
+        self.persist(&Entry {
+            provider,
+            model,
+            key,
+            counters: &[("cached", 1)],
+            cost: 0.0,
+            saved,
         });
     }
 
@@ -78,6 +95,7 @@ impl UsageLedger {
             key,
             counters: &[("errors", 1)],
             cost: 0.0,
+            saved: 0.0,
         });
     }
 

@@ -92,6 +92,20 @@ impl Local {
         }
     }
 
+    /// Counts a call the response cache answered (which would have cost `saved`), made with
+    /// `key` if any.
+    pub fn cached(&mut self, provider: &str, model: &str, key: Option<&str>, saved: f64) {
+        let add = |r: &mut UsageRow| {
+            r.cached += 1;
+            r.saved_usd += saved;
+        };
+        self.apply(provider, model, add);
+        if let Some(key) = key {
+            add(row(self.by_key.entry(key.to_string()).or_default(), provider, model));
+            key_metrics(key, "cached", Usage::default(), 0.0);
+        }
+    }
+
     /// Counts a failed call, made with `key` if any.
     pub fn error(&mut self, provider: &str, model: &str, key: Option<&str>) {
         self.apply(provider, model, |r| r.errors += 1);

@@ -1,4 +1,6 @@
-//! The usage ledger: requests, errors, tokens and cost per provider and model.
+//! The usage ledger: requests, errors, tokens and cost per provider and model — and the calls
+//! the response cache answered (`cached`, charged nothing) with what they would have cost
+//! (`saved_usd`).
 //!
 //! This is what answers "are my credits actually being used?". Every finished call is recorded
 //! in process (since this process started, and per UTC day) and added to shared counters so that

@@ -26,6 +26,7 @@ pub(super) fn add(conn: &RedisConn, prefix: &str, writes: &TaskTracker, entry: &
         key,
         counters,
         cost,
+        saved,
     } = *entry;
     let mut conn = conn.clone();
     // One hash tag for the ledger: its pipeline stays on one slot of a cluster.
@@ -46,12 +47,14 @@ pub(super) fn add(conn: &RedisConn, prefix: &str, writes: &TaskTracker, entry: &
             pipe.hincr(*hash, format!("{field_prefix}{provider}|{model}|{name}"), *n)
                 .ignore();
         }
-        if cost > 0.0 {
-            pipe.cmd("HINCRBYFLOAT")
-                .arg(*hash)
-                .arg(format!("{field_prefix}{provider}|{model}|cost_usd"))
-                .arg(cost)
-                .ignore();
+        for (name, usd) in [("cost_usd", cost), ("saved_usd", saved)] {
+            if usd > 0.0 {
+                pipe.cmd("HINCRBYFLOAT")
+                    .arg(*hash)
+                    .arg(format!("{field_prefix}{provider}|{model}|{name}"))
+                    .arg(usd)
+                    .ignore();
+            }
         }
     }
     pipe.expire(&day, DAY_TTL_SECS).ignore();
@@ -147,7 +150,9 @@ fn parse_rows(fields: &Fields) -> Vec<UsageRow> {
             "input_tokens" => r.input_tokens = n,
             "output_tokens" => r.output_tokens = n,
             "reasoning_tokens" => r.reasoning_tokens = n,
+            "cached" => r.cached = n,
             "cost_usd" => r.cost_usd = value.parse().unwrap_or(0.0),
+            "saved_usd" => r.saved_usd = value.parse().unwrap_or(0.0),
             _ => {}
         }
     }

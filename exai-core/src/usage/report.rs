@@ -14,7 +14,7 @@ pub struct UsageRow {
     pub provider: String,
     /// Model id.
     pub model: String,
-    /// Calls that completed.
+    /// Calls a provider answered.
     pub requests: u64,
     /// Calls that failed.
     pub errors: u64,
@@ -27,6 +27,12 @@ pub struct UsageRow {
     /// USD, from the catalog's prices (shown to 6 decimals).
     #[serde(serialize_with = "crate::usage::usd")]
     pub cost_usd: f64,
+    /// Calls answered from the response cache: no provider called, nothing charged (not in
+    /// `requests`, the tokens or the cost).
+    pub cached: u64,
+    /// What the cached calls would have cost (shown to 6 decimals).
+    #[serde(serialize_with = "crate::usage::usd")]
+    pub saved_usd: f64,
 }
 
 /// The ledger as reported.
@@ -64,14 +70,15 @@ pub struct KeyUsageReport {
 }
 
 /// What one finished call adds to the ledger: named counters (`requests`, `errors`,
-/// `input_tokens`, `output_tokens`, `reasoning_tokens`) and its cost, for a provider and model,
-/// and for a key if one was used.
+/// `input_tokens`, `output_tokens`, `reasoning_tokens`, `cached`), its cost and what a cached
+/// call saved, for a provider and model, and for a key if one was used.
 pub(super) struct Entry<'a> {
     pub provider: &'a str,
     pub model: &'a str,
     pub key: Option<&'a str>,
     pub counters: &'a [(&'a str, i64)],
     pub cost: f64,
+    pub saved: f64,
 }
 
 /// Values by provider, then model: found by `&str` without allocating on the request path.

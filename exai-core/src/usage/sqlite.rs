@@ -9,12 +9,13 @@ use super::report::{Entry, KeyUsageRow, UsageRow, today};
 use crate::memory::{Db, MemoryError};
 
 /// The counters of a row, in the order of its columns (and of [`Delta::counts`]).
-const COUNTERS: [&str; 5] = [
+const COUNTERS: [&str; 6] = [
     "requests",
     "errors",
     "input_tokens",
     "output_tokens",
     "reasoning_tokens",
+    "cached",
 ];
 
 /// Adds one call to the next batch of writes.
@@ -23,6 +24,7 @@ pub(super) fn add(batch: &SqliteBatch, writes: &TaskTracker, entry: &Entry<'_>) 
     let delta = Delta {
         counts: COUNTERS.map(count),
         cost: entry.cost,
+        saved: entry.saved,
     };
     batch.add(
         writes,
@@ -55,7 +57,8 @@ pub(super) async fn read_by_key(db: &Db) -> Result<(Vec<KeyUsageRow>, Vec<KeyUsa
 /// The file's rows for `day` (or `all`).
 fn read_rows(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<UsageRow>> {
     let mut statement = conn.prepare_cached(
-        "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd
+        "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd,
+             cached, saved_usd
          FROM usage WHERE day = ?1 ORDER BY provider, model",
     )?;
     statement.query_map([day], usage_row)?.collect()
@@ -64,21 +67,22 @@ fn read_rows(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<Usa
 /// The file's rows per key for `day` (or `all`).
 fn read_key_rows(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<KeyUsageRow>> {
     let mut statement = conn.prepare_cached(
-        "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd, key
+        "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd,
+             cached, saved_usd, key
          FROM key_usage WHERE day = ?1 ORDER BY key, provider, model",
     )?;
     statement
         .query_map([day], |r| {
             Ok(KeyUsageRow {
                 usage: usage_row(r)?,
-                key: r.get(8)?,
+                key: r.get(10)?,
             })
         })?
         .collect()
 }
 
 /// A row's counters, from the columns provider, model, requests, errors, input_tokens,
-/// output_tokens, reasoning_tokens, cost_usd (in that order, first).
+/// output_tokens, reasoning_tokens, cost_usd, cached, saved_usd (in that order, first).
 fn usage_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRow> {
     Ok(UsageRow {
         provider: r.get(0)?,
@@ -89,5 +93,7 @@ fn usage_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRow> {
         output_tokens: r.get::<_, i64>(5)? as u64,
         reasoning_tokens: r.get::<_, i64>(6)? as u64,
         cost_usd: r.get(7)?,
+        cached: r.get::<_, i64>(8)? as u64,
+        saved_usd: r.get(9)?,
     })
 }

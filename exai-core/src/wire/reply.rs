@@ -43,8 +43,10 @@ pub enum WireReply {
     Stream(Box<WireStream>),
 }
 
-/// What the response cache did for a call (the `x-exai-cache` header).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the response cache did for a call (the `x-exai-cache` header; `cache` in a tool's
+/// result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum CacheStatus {
     /// Answered from the cache: no provider was called.

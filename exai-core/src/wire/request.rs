@@ -44,14 +44,17 @@ pub struct WireRequest {
 }
 
 /// What a request asks of the response cache, from its `Cache-Control` and `x-exai-cache`
-/// headers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// headers — or, for a gateway turn, the MCP tools' `cache` argument, whose values are the
+/// serde names: `use`, `no-cache`, `no-store`, `bypass`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum CacheDirective {
     /// Answered from the cache when it can be, kept when it may be.
     #[default]
     Use,
     /// A fresh answer, which is then kept (`Cache-Control: no-cache`).
+    #[serde(rename = "no-cache")]
     Refresh,
     /// Answered from the cache when it can be, never kept (`Cache-Control: no-store`).
     NoStore,
@@ -61,6 +64,9 @@ pub enum CacheDirective {
 }
 
 impl CacheDirective {
+    /// Every directive's name, as the MCP tools' `cache` argument takes them.
+    pub const NAMES: [&'static str; 4] = ["use", "no-cache", "no-store", "bypass"];
+
     /// The directive of a request's headers.
     pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Self {
         let bypass = headers

@@ -1,8 +1,10 @@
 //! The status page at `/ui`: one HTML file served from the binary (no build step, no CDN, no
 //! framework; `page.html`), and the documented JSON it reads, which scripts can use too:
 //! - `GET /ui/api/status`: providers (health, circuit, in flight against each limit), the last
-//!   hour per provider and model (requests, errors, p50, p95, per minute), tokens and cost today
-//!   per model (and per key when keys exist), the last 100 requests;
+//!   hour per provider and model (requests, errors, p50, p95, per minute), tokens, cost, cached
+//!   calls and USD saved today per model (and per key when keys exist), the response cache
+//!   (`cache`: hits, misses, coalesced, bytes held of `max_bytes`, entries, and its Redis level
+//!   `shared`: `off`, `ok` or `degraded`), the last 100 requests;
 //! - `GET /ui/api/events`: server-sent events, one `request` event per finished request.
 //!
 //! Behind the admin or master token (`Authorization: Bearer`, or `?token=` since a browser's
@@ -66,12 +68,14 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
     };
     let usage = gateway.usage().await;
     let keys = gateway.usage_by_key().await;
+    let cache = gateway.cache_stats().await;
     let body = json!({
         "service": "exai-ws",
         "version": env!("CARGO_PKG_VERSION"),
         "providers": providers,
         "limits": limits,
         "shared_limits": gateway.shared_limits(),
+        "cache": cache,
         "activity": gateway.activity(),
         "today": {"backend": usage.backend, "models": usage.today, "keys": keys.today},
     });

@@ -141,7 +141,7 @@ where
         }
         return follow(flight, key.wire, deadline).await;
     }
-    metrics::counter!("exai_coalesced_total").increment(1);
+    gateway.response_cache().counts.coalesced();
     match follow(flight, key.wire, deadline).await {
         Err(e) if worth_asking_again(&e) => own.await,
         other => other,

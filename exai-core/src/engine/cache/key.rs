@@ -1,12 +1,15 @@
 //! A call's cache key: a SHA-256 of the model it was routed to, the scope, and what the call
 //! means in the chat wire — whichever wire it came in (see `cache.rs` for what is left out and
-//! why).
+//! why). A gateway turn's key is made the same way from the messages sent to that model and
+//! the turn's parameters, tagged apart from wire calls.
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::CacheKey;
 use crate::catalog::ModelInfo;
 use crate::engine::responses::Prepared;
+use crate::request::{Message, ThinkingMode};
 use crate::wire::responses::{self, ChatExtras};
 use crate::wire::{Wire, WireRequest, to_openai};
 
@@ -77,18 +80,41 @@ pub(super) fn key_of(
         }
         (Wire::Responses, None) => return None,
     };
-    let canonical = canonical(chat);
+    Some(digest(model, owner, b"wire", canonical(chat).as_bytes()))
+}
+
+/// What a gateway turn asks of its first model: the messages it sends (system prompt, the
+/// history that fits, this turn with its embedded files) and the parameters.
+#[derive(Serialize)]
+pub(super) struct TurnCall<'a> {
+    pub messages: &'a [Message],
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub thinking: Option<ThinkingMode>,
+    pub web_search: bool,
+}
+
+/// The key of a gateway turn routed to `model`, for `owner`'s scope.
+pub(super) fn turn_key_of(call: &TurnCall<'_>, model: &ModelInfo, owner: Option<&str>) -> Option<CacheKey> {
+    let meaning = serde_json::to_vec(call).ok()?;
+    Some(digest(model, owner, b"turn", &meaning))
+}
+
+/// The SHA-256 of the model, the scope, what kind of call it is, and what it means; each part
+/// prefixed with its length, so no two sets of parts run together into the same bytes.
+fn digest(model: &ModelInfo, owner: Option<&str>, kind: &[u8], meaning: &[u8]) -> CacheKey {
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     for part in [
         model.provider.as_bytes(),
         model.id.as_bytes(),
         owner.unwrap_or("*").as_bytes(),
-        canonical.as_bytes(),
+        kind,
+        meaning,
     ] {
         sha2::Digest::update(&mut hasher, (part.len() as u64).to_le_bytes());
         sha2::Digest::update(&mut hasher, part);
     }
-    Some(sha2::Digest::finalize(hasher).into())
+    sha2::Digest::finalize(hasher).into()
 }
 
 fn into_map(value: Value) -> Option<Map<String, Value>> {

@@ -155,6 +155,13 @@ impl SharedCache {
         self.decode(&value)
     }
 
+    /// Whether Redis answers now (a `PING`, counted and noted like any other operation).
+    pub async fn ping(&self) -> bool {
+        let ping = redis::cmd("PING");
+        let mut conn = self.conn.clone();
+        self.run("ping", ping.query_async::<()>(&mut conn)).await.is_some()
+    }
+
     /// Keeps `reply` under `key` for the cache's TTL (skipped, and counted, when Redis fails).
     pub async fn put(&self, key: &CacheKey, reply: &StoredReply) {
         let Some(value) = pack(reply) else {
