@@ -40,6 +40,17 @@ fn env(fakes: &[&FakeUpstream], extra: &[(&str, &str)]) -> HashMap<String, Strin
     env
 }
 
+/// GLM at `glm` and Kimi at `kimi`, one key each, no Anthropic endpoints.
+fn glm_and_kimi(glm: &FakeUpstream, kimi: &FakeUpstream) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    for (prefix, fake) in [("GLM", glm), ("KIMI", kimi)] {
+        env.insert(format!("{prefix}_API_KEY"), prefix.to_ascii_lowercase());
+        env.insert(format!("{prefix}_BASE_URL"), fake.base_url());
+        env.insert(format!("{prefix}_ANTHROPIC_BASE_URL"), "none".into());
+    }
+    env
+}
+
 /// An OpenAI chat call: status, headers, body.
 async fn chat(d: &Daemon, model: &str, prompt: &str) -> (u16, reqwest::header::HeaderMap, Value) {
     let response = reqwest::Client::new()
@@ -93,18 +104,7 @@ async fn a_long_retry_after_is_never_waited_out_and_nothing_left_answers_429_wit
     let (glm, kimi) = (fake().await, fake().await);
     always(&glm, || FakeReply::status(429).with_retry_after(30));
     always(&kimi, || FakeReply::text("from kimi"));
-    let mut env = HashMap::new();
-    for (k, v) in [
-        ("GLM_API_KEY", "g".to_string()),
-        ("GLM_BASE_URL", glm.base_url()),
-        ("GLM_ANTHROPIC_BASE_URL", "none".into()),
-        ("KIMI_API_KEY", "k".into()),
-        ("KIMI_BASE_URL", kimi.base_url()),
-        ("KIMI_ANTHROPIC_BASE_URL", "none".into()),
-    ] {
-        env.insert(k.to_string(), v);
-    }
-    let d = common::start(&env, "deploy-long-wait").await;
+    let d = common::start(&glm_and_kimi(&glm, &kimi), "deploy-long-wait").await;
     let started = Instant::now();
     let (status, _, body) = chat(&d, "auto", "hello").await;
     assert_eq!((status, content(&body)), (200, "from kimi"), "{body}");
@@ -291,18 +291,8 @@ async fn an_alias_over_two_providers_spreads_its_calls_and_moves_on_from_a_429()
     let file = std::path::Path::new(&state).join("exai.toml");
     let text = "[aliases]\ncoder = { models = [\"glm-4.6\", \"kimi-k2-0905-preview\"], strategy = \"least-busy\" }\n";
     std::fs::write(&file, text).unwrap_or_else(|e| panic!("{e}"));
-    let mut env = HashMap::new();
-    for (k, v) in [
-        ("GLM_API_KEY", "g".to_string()),
-        ("GLM_BASE_URL", glm.base_url()),
-        ("GLM_ANTHROPIC_BASE_URL", "none".into()),
-        ("KIMI_API_KEY", "k".into()),
-        ("KIMI_BASE_URL", kimi.base_url()),
-        ("KIMI_ANTHROPIC_BASE_URL", "none".into()),
-        ("EXAI_CONFIG", file.display().to_string()),
-    ] {
-        env.insert(k.to_string(), v);
-    }
+    let mut env = glm_and_kimi(&glm, &kimi);
+    env.insert("EXAI_CONFIG".into(), file.display().to_string());
     let d = common::start(&env, "deploy-alias").await;
     for i in 0..10 {
         let (status, _, body) = chat(&d, "coder", &format!("call {i}")).await;

@@ -5,10 +5,12 @@
 //! the call answers 429 with the soonest `Retry-After`.
 //!
 //! For each deployment: its provider's permit (waiting at most until the permits' deadline),
-//! the deployment's own (its cap, its shared lease and pacing), then the attempt itself — run by the caller's closure through the provider's worker (circuit
-//! breaker) and client (pacing, retries honouring `Retry-After`, the provider's quirks). A
-//! failure is recorded in the ledger; while nothing reached the caller and the failure is worth
-//! it (429, 5xx, a connection that failed, an open circuit), the next model is tried. When the
+//! the deployment's own (its cap, its shared lease and pacing), then the attempt itself — run
+//! by the caller's closure through the deployment's worker (circuit breaker) and client
+//! (retries honouring `Retry-After`, the provider's quirks). A failure is recorded in the
+//! ledger; while nothing reached the caller and the failure is worth it (429, 5xx, a connection
+//! that failed, an open circuit, a rejected key with another key left), the next deployment,
+//! then the next model, is tried. When the
 //! loop gives up, its error carries every model it tried and why each failed
 //! ([`ProviderError::earlier`]), so every front door's message names them all.
 

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use db::{Db, connect as connect_sqlite};
 pub use local::LocalStore;
 pub use redis::RedisStore;
-pub(crate) use redis_conn::{RedisConn, connect as connect_redis};
+pub(crate) use redis_conn::{RedisConn, connect as connect_redis, renew_every};
 pub use sqlite::SqliteStore;
 
 use crate::request::{Role, Usage};

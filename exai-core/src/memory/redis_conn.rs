@@ -108,6 +108,30 @@ pub(crate) async fn connect(url: &Secret) -> Result<RedisConn, MemoryError> {
         })
 }
 
+/// Runs `script` on `key` with `args` every `every`, each try bounded by `timeout`, until the
+/// returned task is aborted: the renewal of a lease or lock held in Redis (the shared limits'
+/// leases, the cache's coalescing lock), so that its holder dying lets it expire.
+pub(crate) fn renew_every(
+    every: Duration,
+    timeout: Duration,
+    conn: RedisConn,
+    script: std::sync::Arc<redis::Script>,
+    key: String,
+    args: Vec<String>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let mut conn = conn.clone();
+            let mut call = script.key(&key);
+            for arg in &args {
+                call.arg(arg);
+            }
+            let _ = tokio::time::timeout(timeout, call.invoke_async::<i64>(&mut conn)).await;
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::{Lease, Try};
-use crate::memory::{MemoryError, RedisConn};
+use crate::memory::{MemoryError, RedisConn, renew_every};
 
 /// How long one Redis round trip may take before the local limits take over for this call.
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
@@ -136,18 +136,15 @@ impl RedisLimits {
 
     /// A held lease, renewed every third of the lease time until it drops.
     fn hold(&self, key: String, id: String) -> RedisLease {
-        let (conn, renew, every) = (self.conn.clone(), self.renew.clone(), self.lease / 3);
-        let lease_ms = self.lease.as_millis() as u64;
-        let (renew_key, renew_id) = (key.clone(), id.clone());
-        let renewing = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let mut conn = conn.clone();
-                let mut call = renew.key(&renew_key);
-                call.arg(lease_ms).arg(&renew_id);
-                let _ = tokio::time::timeout(OP_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await;
-            }
-        });
+        let lease_ms = (self.lease.as_millis() as u64).to_string();
+        let renewing = renew_every(
+            self.lease / 3,
+            OP_TIMEOUT,
+            self.conn.clone(),
+            self.renew.clone(),
+            key.clone(),
+            vec![lease_ms, id.clone()],
+        );
         RedisLease {
             renewing,
             release: Some((self.conn.clone(), key, id)),

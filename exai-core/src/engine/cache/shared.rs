@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use super::CacheKey;
 use crate::error::Error;
-use crate::memory::RedisConn;
+use crate::memory::{RedisConn, renew_every};
 use crate::wire::StoredReply;
 
 /// The longest a Redis command may take before it counts as failed (a cache read must never
@@ -207,18 +207,15 @@ impl SharedCache {
 
     /// A held lock, renewed every third of the lease until it drops.
     fn hold(&self, key: String, id: String) -> Lock {
-        let (conn, renew, every) = (self.conn.clone(), self.renew.clone(), self.lease / 3);
-        let lease_ms = self.lease.as_millis() as u64;
-        let (renew_key, renew_id) = (key.clone(), id.clone());
-        let renewing = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let mut conn = conn.clone();
-                let mut call = renew.key(&renew_key);
-                call.arg(&renew_id).arg(lease_ms);
-                let _ = tokio::time::timeout(OP_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await;
-            }
-        });
+        let lease_ms = (self.lease.as_millis() as u64).to_string();
+        let renewing = renew_every(
+            self.lease / 3,
+            OP_TIMEOUT,
+            self.conn.clone(),
+            self.renew.clone(),
+            key.clone(),
+            vec![id.clone(), lease_ms],
+        );
         Lock {
             renewing,
             release: Some((self.conn.clone(), self.release.clone(), key, id)),
