@@ -42,6 +42,8 @@ async fn main() {
         .with(otel)
         .init();
 
+    // Handled from here on: a client may send SIGTERM the moment `initialize` is answered.
+    let shutdown = exai_mcp::shutdown_signal();
     let gateway = match Config::from_env().map_err(exai_core::Error::from) {
         Ok(config) => Gateway::new(config).await,
         Err(e) => Err(e),
@@ -50,7 +52,7 @@ async fn main() {
         eprintln!("exai-stdio: {e}");
         std::process::exit(e.exit_code());
     });
-    let result = exai_stdio::serve_stdio(gateway, logs, exai_mcp::shutdown_signal()).await;
+    let result = exai_stdio::serve_stdio(gateway, logs, shutdown).await;
     if let Some(traces) = traces {
         // The last spans, briefly: nothing may linger after the client is gone.
         traces.shutdown(std::time::Duration::from_secs(2)).await;

@@ -353,8 +353,11 @@ fn reload_on_sighup(gateway: exai_core::Gateway) {
     drop(gateway);
 }
 
-/// SIGINT or SIGTERM, then a word in the log.
-async fn shutdown_signal() {
-    exai_mcp::shutdown_signal().await;
-    tracing::info!("shutting down: no new connections; draining in-flight requests");
+/// SIGINT or SIGTERM (handled from the moment this is called), then a word in the log.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let signal = exai_mcp::shutdown_signal();
+    async move {
+        signal.await;
+        tracing::info!("shutting down: no new connections; draining in-flight requests");
+    }
 }
