@@ -83,8 +83,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct UsageArgs {
-    /// Group by: `key` (calls made with keys, per key).
-    #[arg(long, value_parser = ["key"])]
+    /// Group by: `key` (calls made with keys, per key) or `deployment` (which endpoint and key
+    /// answered, by label).
+    #[arg(long, value_parser = ["key", "deployment"])]
     pub by: Option<String>,
     /// Only this key's calls, per provider and model.
     #[arg(long, value_name = "NAME", conflicts_with = "by")]

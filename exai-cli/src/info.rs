@@ -1,7 +1,7 @@
 //! The read-mostly subcommands: `config`, `models`, `tools`, `call`, `threads`, `thread`,
 //! `usage`. Each prints a plain table (or `--json`), nothing decorative, so output pipes well.
 
-use exai_core::{Config, Gateway, KeyUsageRow, Source, ToolSuite, UsageRow};
+use exai_core::{Config, DeploymentUsageRow, Gateway, KeyUsageRow, Source, ToolSuite, UsageRow};
 
 use crate::cli::UsageArgs;
 use serde_json::{Value, json};
@@ -232,8 +232,32 @@ fn key_table(title: &str, rows: &[KeyUsageRow], by: &UsageArgs) {
     }
 }
 
+/// Per deployment: each label's calls per model.
+fn deployment_table(title: &str, rows: &[DeploymentUsageRow]) {
+    println!("{title}");
+    if rows.is_empty() {
+        println!("  no provider calls");
+    }
+    for r in rows {
+        let u = &r.usage;
+        println!(
+            "  {:<16} {:<24} {:>6} req {:>4} err {:>10} in {:>10} out  ${:.6}",
+            r.deployment, u.model, u.requests, u.errors, u.input_tokens, u.output_tokens, u.cost_usd
+        );
+    }
+}
+
 pub async fn usage(gateway: &Gateway, args: UsageArgs) -> Result<i32, Failure> {
     let as_json = args.json.json;
+    if args.by.as_deref() == Some("deployment") {
+        let report = gateway.usage_by_deployment().await;
+        if as_json {
+            return print_json(&report);
+        }
+        deployment_table("today (UTC):", &report.today);
+        deployment_table("all time:", &report.all_time);
+        return Ok(0);
+    }
     if args.by.is_some() || args.key.is_some() {
         let mut report = gateway.usage_by_key().await;
         if let Some(name) = &args.key {

@@ -457,6 +457,19 @@ async fn without_redis_conversations_and_usage_outlive_each_invocation_in_sqlite
         .filter_map(|r| r["requests"].as_u64())
         .sum();
     assert_eq!(requests, 10, "every invocation's calls in one ledger: {usage}");
+    // Which deployment answered: the one key configured the old way is `glm#1`.
+    let by = exai(&["usage", "--by", "deployment", "--json"], &env, None).await;
+    let by: Value = serde_json::from_str(&by.stdout).unwrap_or_default();
+    let rows = by["all_time"].as_array().cloned().unwrap_or_default();
+    let answered: u64 = rows.iter().filter_map(|r| r["requests"].as_u64()).sum();
+    assert_eq!(answered, 10, "{by}");
+    assert!(rows.iter().all(|r| r["deployment"] == "glm#1"), "{by}");
+    let table = exai(&["usage", "--by", "deployment"], &env, None).await;
+    assert!(
+        table.stdout.lines().any(|l| l.trim_start().starts_with("glm#1")),
+        "{}",
+        table.stdout
+    );
     let config = exai(&["config"], &env, None).await;
     assert!(
         config

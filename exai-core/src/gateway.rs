@@ -55,7 +55,7 @@ use crate::keys::{Caller, Clock, KeyStore, Keys, system_clock};
 use crate::memory::{LocalStore, MemoryStore, RedisStore, SqliteStore, Thread, ThreadSummary, connect_redis};
 use crate::providers::ProviderHandle;
 use crate::request::{ChatRequest, ChatResponse, Message};
-use crate::usage::{KeyUsageReport, SharedLedger, UsageLedger, UsageReport};
+use crate::usage::{DeploymentUsageReport, KeyUsageReport, SharedLedger, UsageLedger, UsageReport};
 use rate::ClientRate;
 
 /// Events buffered between a streaming turn and its consumer.
@@ -323,6 +323,12 @@ impl Gateway {
     /// The ledger of calls made with keys, per key, provider and model.
     pub async fn usage_by_key(&self) -> KeyUsageReport {
         self.inner.usage.report_by_key().await
+    }
+
+    /// The ledger per deployment: the calls each endpoint and key answered or failed, by label
+    /// (`glm#1`, `glm#eu`), never by key. A cache hit calls no deployment and is not in it.
+    pub async fn usage_by_deployment(&self) -> DeploymentUsageReport {
+        self.inner.usage.report_by_deployment().await
     }
 
     /// The last requests (newest first) and, per provider and model, the last hour: requests,

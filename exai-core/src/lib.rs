@@ -114,7 +114,9 @@ pub use tools::{
     ToolSuite, attach_files,
 };
 pub use trace::TraceContext;
-pub use usage::{KeyUsageReport, KeyUsageRow, UsageReport, UsageRow};
+pub use usage::{
+    DeploymentUsageReport, DeploymentUsageRow, KeyUsageReport, KeyUsageRow, UsageBreakdown, UsageReport, UsageRow,
+};
 pub use wire::{CacheDirective, CacheStatus, TokenCount, Wire, WireReply, WireRequest, WireStream};
 
 /// README's Rust snippets, compiled as doc tests so they cannot drift from the API.

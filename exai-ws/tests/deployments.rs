@@ -78,6 +78,31 @@ async fn metrics(d: &Daemon) -> String {
     common::get_text(d, "/metrics", None).await
 }
 
+/// Today's ledger per deployment (the status API's `today.deployments`) once `label` has
+/// `(requests, errors)`: the ledger's writes land off the request path.
+async fn ledger_reaches(d: &Daemon, label: &str, want: (u64, u64)) -> Value {
+    let mut rows = Value::Null;
+    for _ in 0..100 {
+        rows = common::get_json(d, "/ui/api/status").await["today"]["deployments"].clone();
+        let (requests, errors) = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["deployment"] == label)
+            .fold((0, 0), |(n, e), r| {
+                (
+                    n + r["requests"].as_u64().unwrap_or(0),
+                    e + r["errors"].as_u64().unwrap_or(0),
+                )
+            });
+        if (requests, errors) == want {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{label} never reached {want:?} in the ledger: {rows}")
+}
+
 #[tokio::test]
 async fn a_key_answering_429_is_cooled_and_its_calls_move_to_the_next_key_at_once() {
     let (a, b) = (fake().await, fake().await);
@@ -97,6 +122,10 @@ async fn a_key_answering_429_is_cooled_and_its_calls_move_to_the_next_key_at_onc
         "{m}"
     );
     assert!(!m.contains("\"k1\"") && !m.contains("k2\""), "a key in the metrics");
+    // The ledger says which deployment answered, and which failed, by label.
+    ledger_reaches(&d, "glm#2", (10, 0)).await;
+    let rows = ledger_reaches(&d, "glm#1", (0, chat_calls(&a) as u64)).await;
+    assert!(!rows.to_string().contains("k1"), "a key in the ledger: {rows}");
 }
 
 #[tokio::test]
@@ -280,6 +309,9 @@ async fn a_key_cooled_by_one_daemon_is_cooled_for_every_daemon() {
         1,
         "the second daemon called the key the first had cooled"
     );
+    // One ledger in Redis: either daemon reports both daemons' calls per deployment.
+    ledger_reaches(&first, "glm#2", (10, 0)).await;
+    ledger_reaches(&second, "glm#1", (0, 1)).await;
 }
 
 #[tokio::test]

@@ -213,6 +213,17 @@ pub(super) fn resolve(
             origin: Source::File,
             message,
         };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            // The label names the deployment in metrics, the ledger's rows and Redis fields.
+            return Err(file_invalid(
+                "name",
+                format!("'{name}' may have only letters, digits, '-', '_' and '.'"),
+            ));
+        }
         if out.iter().any(|o| o.label == label) {
             return Err(file_invalid("name", format!("two deployments are named '{name}'")));
         }

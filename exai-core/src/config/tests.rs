@@ -640,6 +640,12 @@ tpm = 1000
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(bad.contains("least-busy"), "{bad}");
+    // A name is part of the label every report uses, the ledger's Redis fields included.
+    let named = load(&[], Some("[[providers.glm.deployments]]\nname = \"eu|west\"\n"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(named.contains("providers.glm.deployments.eu|west.name"), "{named}");
     Ok(())
 }
 

@@ -212,7 +212,14 @@ impl Attempts<'_> {
                 {
                     publish_cool(self.gateway, &deployment.scope, cool);
                 }
-                record_failure(self.gateway, &model, self.key, error.label(), self.started);
+                record_failure(
+                    self.gateway,
+                    &model,
+                    &deployment.label,
+                    self.key,
+                    error.label(),
+                    self.started,
+                );
                 tracing::warn!(provider = %model.provider, deployment = %deployment.label, model = %model.id, error = %error, "provider call failed");
                 // Another key may be good where this one was rejected; another model is not
                 // tried for a rejected key, as before deployments.

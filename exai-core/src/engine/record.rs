@@ -11,13 +11,25 @@ use crate::error::Error;
 use crate::gateway::Gateway;
 use crate::request::{FallbackNote, Usage};
 use crate::trace;
+use crate::usage::Who;
 
-/// Records a call that `model` answered, made with `key` if any: the usage ledger (which also
-/// counts it as `ok` in the metrics, with handles kept per model) and the key's spend. Returns
-/// its cost.
+/// Whose call it was, for the ledger: `model`, at `deployment` (its label), made with `key`.
+fn who<'a>(model: &'a ModelInfo, deployment: Option<&'a str>, key: Option<&'a str>) -> Who<'a> {
+    Who {
+        provider: &model.provider,
+        model: &model.id,
+        deployment,
+        key,
+    }
+}
+
+/// Records a call that `model` answered at `deployment` (its label), made with `key` if any: the
+/// usage ledger (which also counts it as `ok` in the metrics, with handles kept per model) and
+/// the key's spend. Returns its cost.
 pub(crate) fn record_success(
     gateway: &Gateway,
     model: &ModelInfo,
+    deployment: &str,
     key: Option<&str>,
     usage: Usage,
     started: Instant,
@@ -25,7 +37,7 @@ pub(crate) fn record_success(
     let cost = model.price.cost_of(&usage);
     gateway
         .ledger()
-        .success(&model.provider, &model.id, key, usage, cost, started.elapsed());
+        .success(who(model, Some(deployment), key), usage, cost, started.elapsed());
     if let Some(key) = key {
         gateway
             .keys()
@@ -38,21 +50,22 @@ pub(crate) fn record_success(
 /// the ledger's `cached` and `saved_usd`, and the metrics' dollars saved. The key is charged
 /// nothing.
 pub(crate) fn record_cached(gateway: &Gateway, model: &ModelInfo, key: Option<&str>, saved: f64) {
-    gateway.ledger().cached(&model.provider, &model.id, key, saved);
+    gateway.ledger().cached(who(model, None, key), saved);
     metrics::gauge!("exai_cache_saved_usd_total", "provider" => model.provider.clone(), "model" => model.id.clone())
         .increment(saved);
 }
 
-/// Records a call to `model` that failed (`status`: the failure's label): the usage ledger and
-/// the request metrics.
+/// Records a call to `model` at `deployment` that failed (`status`: the failure's label): the
+/// usage ledger and the request metrics.
 pub(crate) fn record_failure(
     gateway: &Gateway,
     model: &ModelInfo,
+    deployment: &str,
     key: Option<&str>,
     status: &'static str,
     started: Instant,
 ) {
-    gateway.ledger().error(&model.provider, &model.id, key);
+    gateway.ledger().error(who(model, Some(deployment), key));
     metrics::counter!("exai_requests_total", "provider" => model.provider.clone(), "model" => model.id.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("exai_request_duration_seconds", "provider" => model.provider.clone())
@@ -71,17 +84,17 @@ pub(crate) struct CallRecord {
 }
 
 impl CallRecord {
-    /// `model` answered (after `fallbacks`) with `usage`: the ledger, the key's spend, the
-    /// span and the status page. Returns the cost.
+    /// `model` answered at `deployment` (after `fallbacks`) with `usage`: the ledger, the key's
+    /// spend, the span and the status page. Returns the cost.
     pub fn answered(
         &self,
         gateway: &Gateway,
-        model: &ModelInfo,
+        (model, deployment): (&ModelInfo, &str),
         fallbacks: &[FallbackNote],
         usage: Usage,
         stop: Option<&str>,
     ) -> f64 {
-        let cost = record_success(gateway, model, self.key.as_deref(), usage, self.started);
+        let cost = record_success(gateway, model, deployment, self.key.as_deref(), usage, self.started);
         trace::record_answer(&self.span, &model.provider, &model.id, usage, stop, Some(cost));
         if let Some(first) = fallbacks.first() {
             self.span.record(
@@ -107,9 +120,23 @@ impl CallRecord {
         gateway.activity_log().record(line);
     }
 
-    /// `model` began to answer, and the reply broke (upstream, deadline, or the client left).
-    pub fn broken(&self, gateway: &Gateway, model: &ModelInfo, fallbacks: &[FallbackNote], usage: Usage) {
-        record_failure(gateway, model, self.key.as_deref(), "stream_interrupted", self.started);
+    /// `model` began to answer at `deployment`, and the reply broke (upstream, deadline, or the
+    /// client left).
+    pub fn broken(
+        &self,
+        gateway: &Gateway,
+        (model, deployment): (&ModelInfo, &str),
+        fallbacks: &[FallbackNote],
+        usage: Usage,
+    ) {
+        record_failure(
+            gateway,
+            model,
+            deployment,
+            self.key.as_deref(),
+            "stream_interrupted",
+            self.started,
+        );
         trace::record_error(&self.span, "stream_interrupted");
         let mut line = self
             .line()

@@ -287,11 +287,18 @@ async fn provider_reply(
     span.record("model", model.id.as_str());
     span.record("exai.deployment", permit.deployment.label.as_str());
     let names = (model.provider.clone(), model.id.clone());
+    let deployment = permit.deployment.label.clone();
     let Warned(value, warning) = value;
     match value {
         Answer::Whole { body, scan } => {
             output_content(call, &scan);
-            let cost = call.answered(gateway, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
+            let cost = call.answered(
+                gateway,
+                (&model, &deployment),
+                &fallbacks,
+                scan.usage,
+                scan.stop_reason.as_deref(),
+            );
             let body = match request.wire {
                 Wire::Chat => Bytes::from(openai_chat::with_exai(&body, &model.provider, cost, &fallbacks)),
                 Wire::Messages | Wire::Responses => body,
@@ -324,14 +331,20 @@ async fn provider_reply(
                 output_content(&call, scan);
                 match ended {
                     crate::wire::Ended::Complete => {
-                        call.answered(&gateway, &model, &fallbacks, scan.usage, scan.stop_reason.as_deref());
+                        call.answered(
+                            &gateway,
+                            (&model, &deployment),
+                            &fallbacks,
+                            scan.usage,
+                            scan.stop_reason.as_deref(),
+                        );
                         if let Some(prepared) = &prepared
                             && let Some(response) = responses::finished(prepared)
                         {
                             responses::keep(&gateway, &kept_request, prepared, owner.as_deref(), response);
                         }
                     }
-                    crate::wire::Ended::Broken => call.broken(&gateway, &model, &fallbacks, scan.usage),
+                    crate::wire::Ended::Broken => call.broken(&gateway, (&model, &deployment), &fallbacks, scan.usage),
                 }
             });
             let deadline = (until, session.deadline());

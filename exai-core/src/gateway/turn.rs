@@ -244,7 +244,14 @@ async fn run_in_span(
     span.record("provider", won.model.provider.as_str());
     span.record("model", won.model.id.as_str());
     span.record("exai.deployment", won.permit.deployment.label.as_str());
-    let cost = crate::engine::record_success(gateway, &won.model, call.key_name(), won.value.usage, started);
+    let cost = crate::engine::record_success(
+        gateway,
+        &won.model,
+        &won.permit.deployment.label,
+        call.key_name(),
+        won.value.usage,
+        started,
+    );
     if let Some(ticket) = &ticket {
         ticket.keep(&inner.response_cache, &won.model.id, &won.value).await;
     }

@@ -96,6 +96,22 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;
      ALTER TABLE key_usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE key_usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;",
+    // The ledger per deployment: which endpoint and key answered, by its label (issue 27).
+    "CREATE TABLE deployment_usage (
+         day TEXT NOT NULL,
+         deployment TEXT NOT NULL,
+         provider TEXT NOT NULL,
+         model TEXT NOT NULL,
+         requests INTEGER NOT NULL DEFAULT 0,
+         errors INTEGER NOT NULL DEFAULT 0,
+         input_tokens INTEGER NOT NULL DEFAULT 0,
+         output_tokens INTEGER NOT NULL DEFAULT 0,
+         reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+         cost_usd REAL NOT NULL DEFAULT 0,
+         cached INTEGER NOT NULL DEFAULT 0,
+         saved_usd REAL NOT NULL DEFAULT 0,
+         PRIMARY KEY (day, deployment, provider, model)
+     );",
 ];
 
 /// An open database file. Cheap to clone.

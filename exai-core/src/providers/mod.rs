@@ -36,7 +36,9 @@ pub(crate) use anthropic_rules::{ToolCap, cap_chat_tools, forwarded_betas, messa
 pub use check::ProviderCheck;
 pub(crate) use client::{ProviderClient, WireHeaders};
 pub use pool::DeploymentStatus;
-pub(crate) use pool::{Deployment, DeploymentState, InFlight, Pool, RECHECK, idle_pool, order_models};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use pool::idle_pool;
+pub(crate) use pool::{Deployment, DeploymentState, InFlight, Pool, RECHECK, order_models};
 pub(crate) use sse::events as sse_events;
 pub use worker::ProviderHealth;
 pub(crate) use worker::{ProviderHandle, spawn_worker};

@@ -625,6 +625,7 @@ fn apply_order<T>(plan: &mut [T], order: &[usize]) {
 
 /// A pool of `weights.len()` deployments that no call reaches (for tests and the choice's
 /// benchmark).
+#[cfg(any(test, feature = "testing"))]
 pub(crate) async fn idle_pool(strategy: Strategy, weights: &[u32]) -> Result<Pool, crate::error::Error> {
     let config = crate::config::Config::builder()
         .without_file()

@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::task::TaskTracker;
 
+use super::report::{Split, Who};
 use crate::memory::Db;
 
-/// Where one call's counters go: a day (`all` for all time), a key if any, a provider and model.
+/// Where one call's counters go: a day (`all` for all time), a provider and model, and the
+/// breakdown row (a key's, a deployment's) if it is one.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Target {
     day: String,
-    key: Option<String>,
+    split: Option<(Split, String)>,
     provider: String,
     model: String,
 }
@@ -60,21 +62,18 @@ impl SqliteBatch {
         }
     }
 
-    /// Adds one call's counters (for the days `all` and `day`, and for `key` if any) and makes
-    /// sure a flush is on its way.
-    pub fn add(&self, writes: &TaskTracker, day: String, key: Option<&str>, provider: &str, model: &str, delta: Delta) {
+    /// Adds one call's counters (for the days `all` and `day`; to its provider and model's
+    /// row, and its key's and deployment's rows if any) and makes sure a flush is on its way.
+    pub fn add(&self, writes: &TaskTracker, day: String, who: &Who<'_>, delta: Delta) {
         if let Ok(mut pending) = self.pending.lock() {
             for d in ["all".to_string(), day] {
-                let mut targets = vec![None];
-                if let Some(key) = key {
-                    targets.push(Some(key.to_string()));
-                }
-                for key in targets {
+                let splits = who.splits().map(|(split, name)| Some((split, name.to_string())));
+                for split in std::iter::once(None).chain(splits) {
                     let target = Target {
                         day: d.clone(),
-                        key,
-                        provider: provider.to_string(),
-                        model: model.to_string(),
+                        split,
+                        provider: who.provider.to_string(),
+                        model: who.model.to_string(),
                     };
                     pending.entry(target).or_default().add(&delta);
                 }
@@ -108,45 +107,46 @@ impl SqliteBatch {
     }
 }
 
+/// The columns every ledger table counts, after its day, name (if any), provider and model.
+const COUNTED: &str = "requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd, cached, saved_usd";
+
+/// How a row already there takes in a call's counters.
+const ADDED: &str = "requests = requests + excluded.requests, errors = errors + excluded.errors,
+     input_tokens = input_tokens + excluded.input_tokens,
+     output_tokens = output_tokens + excluded.output_tokens,
+     reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
+     cost_usd = cost_usd + excluded.cost_usd,
+     cached = cached + excluded.cached, saved_usd = saved_usd + excluded.saved_usd";
+
 /// One transaction: every target's counters added to its row (created if new).
 fn write(conn: &mut rusqlite::Connection, batch: &BTreeMap<Target, Delta>) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let mut usage = tx.prepare_cached(
-            "INSERT INTO usage (day, provider, model, requests, errors, input_tokens, output_tokens,
-                 reasoning_tokens, cost_usd, cached, saved_usd)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT(day, provider, model) DO UPDATE SET
-                 requests = requests + excluded.requests, errors = errors + excluded.errors,
-                 input_tokens = input_tokens + excluded.input_tokens,
-                 output_tokens = output_tokens + excluded.output_tokens,
-                 reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                 cost_usd = cost_usd + excluded.cost_usd,
-                 cached = cached + excluded.cached, saved_usd = saved_usd + excluded.saved_usd",
-        )?;
-        let mut per_key = tx.prepare_cached(
-            "INSERT INTO key_usage (day, key, provider, model, requests, errors, input_tokens,
-                 output_tokens, reasoning_tokens, cost_usd, cached, saved_usd)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT(day, key, provider, model) DO UPDATE SET
-                 requests = requests + excluded.requests, errors = errors + excluded.errors,
-                 input_tokens = input_tokens + excluded.input_tokens,
-                 output_tokens = output_tokens + excluded.output_tokens,
-                 reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-                 cost_usd = cost_usd + excluded.cost_usd,
-                 cached = cached + excluded.cached, saved_usd = saved_usd + excluded.saved_usd",
-        )?;
-        for (t, d) in batch {
-            let [requests, errors, input, output, reasoning, cached] = d.counts;
-            match &t.key {
-                None => usage.execute(rusqlite::params![
+    for (t, d) in batch {
+        let [requests, errors, input, output, reasoning, cached] = d.counts;
+        match &t.split {
+            None => {
+                let mut usage = tx.prepare_cached(&format!(
+                    "INSERT INTO usage (day, provider, model, {COUNTED})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT(day, provider, model) DO UPDATE SET {ADDED}"
+                ))?;
+                usage.execute(rusqlite::params![
                     t.day, t.provider, t.model, requests, errors, input, output, reasoning, d.cost, cached, d.saved
-                ])?,
-                Some(key) => per_key.execute(rusqlite::params![
-                    t.day, key, t.provider, t.model, requests, errors, input, output, reasoning, d.cost, cached,
+                ])?;
+            }
+            Some((split, name)) => {
+                // Table and column names are the split's constants, never input.
+                let (table, column) = (split.table(), split.column());
+                let mut by_name = tx.prepare_cached(&format!(
+                    "INSERT INTO {table} (day, {column}, provider, model, {COUNTED})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT(day, {column}, provider, model) DO UPDATE SET {ADDED}"
+                ))?;
+                by_name.execute(rusqlite::params![
+                    t.day, name, t.provider, t.model, requests, errors, input, output, reasoning, d.cost, cached,
                     d.saved
-                ])?,
-            };
+                ])?;
+            }
         }
     }
     tx.commit()

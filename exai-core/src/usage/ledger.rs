@@ -10,7 +10,9 @@ use tokio_util::task::TaskTracker;
 
 use super::batch::SqliteBatch;
 use super::local::Local;
-use super::report::{Entry, KeyUsageReport, UsageReport, flatten};
+use super::report::{
+    DeploymentUsageReport, Entry, KeyUsageReport, Split, SplitRow, UsageBreakdown, UsageReport, Who, flatten,
+};
 use super::{redis, sqlite};
 use crate::memory::{Db, RedisConn};
 use crate::request::Usage;
@@ -48,15 +50,13 @@ impl UsageLedger {
         }
     }
 
-    /// Records a completed call that took `elapsed`, made with `key` if any.
-    pub fn success(&self, provider: &str, model: &str, key: Option<&str>, usage: Usage, cost: f64, elapsed: Duration) {
+    /// Records a completed call that took `elapsed`.
+    pub fn success(&self, who: Who<'_>, usage: Usage, cost: f64, elapsed: Duration) {
         if let Ok(mut local) = self.local.lock() {
-            local.success(provider, model, key, usage, cost, elapsed);
+            local.success(&who, usage, cost, elapsed);
         }
         self.persist(&Entry {
-            provider,
-            model,
-            key,
+            who,
             counters: &[
                 ("requests", 1),
                 ("input_tokens", usage.input_tokens as i64),
@@ -68,31 +68,31 @@ impl UsageLedger {
         });
     }
 
-    /// Records a call the response cache answered, made with `key` if any: no cost, and what
-    /// it would have cost (`saved`).
-    pub fn cached(&self, provider: &str, model: &str, key: Option<&str>, saved: f64) {
+    /// Records a call the response cache answered: no cost, and what it would have cost
+    /// (`saved`). No deployment was called.
+    pub fn cached(&self, who: Who<'_>, saved: f64) {
+        let who = Who {
+            deployment: None,
+            ..who
+        };
         if let Ok(mut local) = self.local.lock() {
-            local.cached(provider, model, key, saved);
+            local.cached(&who, saved);
         }
         self.persist(&Entry {
-            provider,
-            model,
-            key,
+            who,
             counters: &[("cached", 1)],
             cost: 0.0,
             saved,
         });
     }
 
-    /// Records a failed call, made with `key` if any.
-    pub fn error(&self, provider: &str, model: &str, key: Option<&str>) {
+    /// Records a failed call.
+    pub fn error(&self, who: Who<'_>) {
         if let Ok(mut local) = self.local.lock() {
-            local.error(provider, model, key);
+            local.error(&who);
         }
         self.persist(&Entry {
-            provider,
-            model,
-            key,
+            who,
             counters: &[("errors", 1)],
             cost: 0.0,
             saved: 0.0,
@@ -153,13 +153,24 @@ impl UsageLedger {
 
     /// The ledger of calls made with keys.
     pub async fn report_by_key(&self) -> KeyUsageReport {
+        self.breakdown(Split::Key).await
+    }
+
+    /// The ledger per deployment.
+    pub async fn report_by_deployment(&self) -> DeploymentUsageReport {
+        self.breakdown(Split::Deployment).await
+    }
+
+    /// The ledger broken down by `split`: from the shared store, or this process's figures
+    /// when there is none or it does not answer.
+    async fn breakdown<R: SplitRow>(&self, split: Split) -> UsageBreakdown<R> {
         match &self.shared {
-            Some(SharedLedger::Sqlite(db)) => match sqlite::read_by_key(db).await {
+            Some(SharedLedger::Sqlite(db)) => match sqlite::read_split(db, split).await {
                 Ok((all_time, today)) => {
-                    return KeyUsageReport {
+                    return UsageBreakdown {
                         backend: "sqlite",
-                        today,
-                        all_time,
+                        today: flatten(today),
+                        all_time: flatten(all_time),
                     };
                 }
                 Err(e) => {
@@ -167,8 +178,8 @@ impl UsageLedger {
                 }
             },
             Some(SharedLedger::Redis(conn, prefix)) => {
-                if let Some((all, day)) = redis::read_by_key(conn, prefix).await {
-                    return KeyUsageReport {
+                if let Some((all, day)) = redis::read_split(conn, prefix, split).await {
+                    return UsageBreakdown {
                         backend: "redis",
                         today: flatten(day),
                         all_time: flatten(all),
@@ -177,9 +188,9 @@ impl UsageLedger {
             }
             None => {}
         }
-        let since_start = self.local.lock().map(|l| l.by_key.clone()).unwrap_or_default();
+        let since_start = self.local.lock().map(|l| l.split(split)).unwrap_or_default();
         let rows = flatten(since_start);
-        KeyUsageReport {
+        UsageBreakdown {
             backend: "local",
             today: rows.clone(),
             all_time: rows,
@@ -200,9 +211,15 @@ mod tests {
             reasoning_tokens: 1,
             cached_input_tokens: 0,
         };
-        l.success("glm", "glm-4.6", None, u, 0.5, Duration::from_millis(5));
-        l.success("glm", "glm-4.6", None, u, 0.25, Duration::from_millis(5));
-        l.error("kimi", "kimi-k2-0905-preview", None);
+        let who = |provider, model, deployment| Who {
+            provider,
+            model,
+            deployment: Some(deployment),
+            key: None,
+        };
+        l.success(who("glm", "glm-4.6", "glm#1"), u, 0.5, Duration::from_millis(5));
+        l.success(who("glm", "glm-4.6", "glm#2"), u, 0.25, Duration::from_millis(5));
+        l.error(who("kimi", "kimi-k2-0905-preview", "kimi#1"));
         let r = l.report().await;
         assert_eq!(r.backend, "local");
         let glm = r
@@ -217,5 +234,11 @@ mod tests {
             r.since_start.iter().find(|r| r.provider == "kimi").map(|r| r.errors),
             Some(1)
         );
+        let by = l.report_by_deployment().await.today;
+        let glm2 = by.iter().find(|r| r.deployment == "glm#2").map(|r| &r.usage);
+        assert_eq!(glm2.map(|r| (r.requests, r.input_tokens)), Some((1, 10)));
+        assert!(glm2.is_some_and(|r| (r.cost_usd - 0.25).abs() < 1e-9));
+        let kimi = by.iter().find(|r| r.deployment == "kimi#1").map(|r| r.usage.errors);
+        assert_eq!(kimi, Some(1));
     }
 }

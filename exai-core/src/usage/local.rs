@@ -1,11 +1,11 @@
-//! This process's figures: every finished call folded into rows since start, today (UTC) and
-//! per key, and counted in the metrics (`exai_requests_total`, `exai_tokens_total`, … and the
+//! This process's figures: every finished call folded into rows since start, today (UTC), per
+//! key and per deployment, and counted in the metrics (`exai_requests_total`, `exai_tokens_total`, … and the
 //! per-key `exai_key_*`). They answer the report when no shared store does.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::report::{ByModel, Rows, UsageRow, row, today};
+use super::report::{ByModel, Rows, Split, UsageRow, Who, row, today};
 use crate::request::Usage;
 
 /// The metric handles of one provider and model, registered once.
@@ -39,8 +39,8 @@ pub(super) struct Local {
     today: Rows,
     day: Option<time::Date>,
     metrics: ByModel<ModelMetrics>,
-    /// Since start, per key (then provider and model).
-    pub by_key: BTreeMap<String, Rows>,
+    /// Since start, per key and per deployment (then provider and model).
+    splits: BTreeMap<Split, BTreeMap<String, Rows>>,
 }
 
 impl Local {
@@ -54,22 +54,30 @@ impl Local {
         &mut self.today
     }
 
-    /// Applies `f` to the since-start and today rows of `provider`/`model`.
-    fn apply(&mut self, provider: &str, model: &str, f: impl Fn(&mut UsageRow)) {
-        f(row(&mut self.since_start, provider, model));
-        f(row(self.today(), provider, model));
+    /// Since start, per key or per deployment (by name, then provider and model).
+    pub fn split(&self, split: Split) -> BTreeMap<String, Rows> {
+        self.splits.get(&split).cloned().unwrap_or_default()
     }
 
-    /// Counts a completed call that took `elapsed`, made with `key` if any.
-    pub fn success(
-        &mut self,
-        provider: &str,
-        model: &str,
-        key: Option<&str>,
-        usage: Usage,
-        cost: f64,
-        elapsed: Duration,
-    ) {
+    /// Applies `f` to the since-start and today rows of `who`'s provider and model, and to its
+    /// rows per key and per deployment.
+    fn apply(&mut self, who: &Who<'_>, f: impl Fn(&mut UsageRow)) {
+        f(row(&mut self.since_start, who.provider, who.model));
+        f(row(self.today(), who.provider, who.model));
+        for (split, name) in who.splits() {
+            let by_name = self.splits.entry(split).or_default();
+            if !by_name.contains_key(name) {
+                by_name.insert(name.to_string(), Rows::default());
+            }
+            if let Some(rows) = by_name.get_mut(name) {
+                f(row(rows, who.provider, who.model));
+            }
+        }
+    }
+
+    /// Counts a completed call that took `elapsed`.
+    pub fn success(&mut self, who: &Who<'_>, usage: Usage, cost: f64, elapsed: Duration) {
+        let (provider, model) = (who.provider, who.model);
         let m = self
             .metrics
             .get_or_insert_with(provider, model, || ModelMetrics::new(provider, model));
@@ -78,39 +86,33 @@ impl Local {
         m.input_tokens.increment(usage.input_tokens);
         m.output_tokens.increment(usage.output_tokens);
         m.cost_usd.increment(cost);
-        let add = |r: &mut UsageRow| {
+        self.apply(who, |r| {
             r.requests += 1;
             r.input_tokens += usage.input_tokens;
             r.output_tokens += usage.output_tokens;
             r.reasoning_tokens += usage.reasoning_tokens;
             r.cost_usd += cost;
-        };
-        self.apply(provider, model, add);
-        if let Some(key) = key {
-            add(row(self.by_key.entry(key.to_string()).or_default(), provider, model));
+        });
+        if let Some(key) = who.key {
             key_metrics(key, "ok", usage, cost);
         }
     }
 
-    /// Counts a call the response cache answered (which would have cost `saved`), made with
-    /// `key` if any.
-    pub fn cached(&mut self, provider: &str, model: &str, key: Option<&str>, saved: f64) {
-        let add = |r: &mut UsageRow| {
+    /// Counts a call the response cache answered (which would have cost `saved`).
+    pub fn cached(&mut self, who: &Who<'_>, saved: f64) {
+        self.apply(who, |r| {
             r.cached += 1;
             r.saved_usd += saved;
-        };
-        self.apply(provider, model, add);
-        if let Some(key) = key {
-            add(row(self.by_key.entry(key.to_string()).or_default(), provider, model));
+        });
+        if let Some(key) = who.key {
             key_metrics(key, "cached", Usage::default(), 0.0);
         }
     }
 
-    /// Counts a failed call, made with `key` if any.
-    pub fn error(&mut self, provider: &str, model: &str, key: Option<&str>) {
-        self.apply(provider, model, |r| r.errors += 1);
-        if let Some(key) = key {
-            row(self.by_key.entry(key.to_string()).or_default(), provider, model).errors += 1;
+    /// Counts a failed call.
+    pub fn error(&mut self, who: &Who<'_>) {
+        self.apply(who, |r| r.errors += 1);
+        if let Some(key) = who.key {
             key_metrics(key, "error", Usage::default(), 0.0);
         }
     }

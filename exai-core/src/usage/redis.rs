@@ -1,6 +1,8 @@
 //! The ledger in Redis, shared by every process using the same server: hashes under one hash tag
-//! (`{prefix}{usage}:all`, `…:day:YYYY-MM-DD`, and per key `…:keys:all`, `…:keys:day:…`) whose
-//! fields are `provider|model|counter` (per key `key|provider|model|counter`). Day hashes expire
+//! (`{prefix}{usage}:all`, `…:day:YYYY-MM-DD`, per key `…:keys:all`, `…:keys:day:…` and per
+//! deployment `…:deployments:all`, `…:deployments:day:…`) whose fields are
+//! `provider|model|counter` (broken down, `name|provider|model|counter`: key names and deployment
+//! labels have no `|`). Day hashes expire
 //! after [`DAY_TTL_SECS`]. Every round trip is bounded by [`OP_TIMEOUT`].
 
 use std::collections::BTreeMap;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use super::report::{Entry, Rows, UsageRow, row, today};
+use super::report::{Entry, Rows, Split, UsageRow, row, today};
 use crate::memory::RedisConn;
 
 /// Day keys are kept this long in Redis.
@@ -21,45 +23,42 @@ const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// in `exai_memory_errors_total`.
 pub(super) fn add(conn: &RedisConn, prefix: &str, writes: &TaskTracker, entry: &Entry<'_>) {
     let Entry {
-        provider,
-        model,
-        key,
+        who,
         counters,
         cost,
         saved,
     } = *entry;
+    let (provider, model) = (who.provider, who.model);
     let mut conn = conn.clone();
     // One hash tag for the ledger: its pipeline stays on one slot of a cluster.
     let all = format!("{prefix}{{usage}}:all");
     let day = format!("{prefix}{{usage}}:day:{}", today());
-    let (keys_all, keys_day) = (
-        format!("{prefix}{{usage}}:keys:all"),
-        format!("{prefix}{{usage}}:keys:day:{}", today()),
-    );
-    let mut targets = vec![(&all, String::new()), (&day, String::new())];
-    if let Some(key) = key {
-        targets.push((&keys_all, format!("{key}|")));
-        targets.push((&keys_day, format!("{key}|")));
+    let mut targets = vec![(all, String::new()), (day.clone(), String::new())];
+    let mut days = vec![day];
+    for (split, name) in who.splits() {
+        let (all, day) = split_hashes(prefix, split);
+        targets.push((all, format!("{name}|")));
+        targets.push((day.clone(), format!("{name}|")));
+        days.push(day);
     }
     let mut pipe = redis::pipe();
     for (hash, field_prefix) in &targets {
         for (name, n) in counters {
-            pipe.hincr(*hash, format!("{field_prefix}{provider}|{model}|{name}"), *n)
+            pipe.hincr(hash, format!("{field_prefix}{provider}|{model}|{name}"), *n)
                 .ignore();
         }
         for (name, usd) in [("cost_usd", cost), ("saved_usd", saved)] {
             if usd > 0.0 {
                 pipe.cmd("HINCRBYFLOAT")
-                    .arg(*hash)
+                    .arg(hash)
                     .arg(format!("{field_prefix}{provider}|{model}|{name}"))
                     .arg(usd)
                     .ignore();
             }
         }
     }
-    pipe.expire(&day, DAY_TTL_SECS).ignore();
-    if key.is_some() {
-        pipe.expire(&keys_day, DAY_TTL_SECS).ignore();
+    for day in &days {
+        pipe.expire(day, DAY_TTL_SECS).ignore();
     }
     writes.spawn(async move {
         let sent = tokio::time::timeout(OP_TIMEOUT, pipe.query_async::<()>(&mut conn)).await;
@@ -80,18 +79,25 @@ pub(super) async fn read(conn: &RedisConn, prefix: &str) -> Option<(Vec<UsageRow
     Some((parse_rows(&all), parse_rows(&day)))
 }
 
-/// The rows per key of all time and of today; `None` when Redis does not answer.
-pub(super) async fn read_by_key(
+/// The all-time and today's hashes of a breakdown (`…:keys:all`, `…:keys:day:…`).
+fn split_hashes(prefix: &str, split: Split) -> (String, String) {
+    let segment = split.segment();
+    (
+        format!("{prefix}{{usage}}:{segment}:all"),
+        format!("{prefix}{{usage}}:{segment}:day:{}", today()),
+    )
+}
+
+/// The rows per key (or deployment) of all time and of today; `None` when Redis does not
+/// answer.
+pub(super) async fn read_split(
     conn: &RedisConn,
     prefix: &str,
+    split: Split,
 ) -> Option<(BTreeMap<String, Rows>, BTreeMap<String, Rows>)> {
-    let (all, day) = read_hashes(
-        conn,
-        &format!("{prefix}{{usage}}:keys:all"),
-        &format!("{prefix}{{usage}}:keys:day:{}", today()),
-    )
-    .await?;
-    Some((parse_key_rows(&all), parse_key_rows(&day)))
+    let (all, day) = split_hashes(prefix, split);
+    let (all, day) = read_hashes(conn, &all, &day).await?;
+    Some((parse_split_rows(&all), parse_split_rows(&day)))
 }
 
 type Fields = BTreeMap<String, String>;
@@ -107,8 +113,8 @@ async fn read_hashes(conn: &RedisConn, all: &str, day: &str) -> Option<(Fields, 
     }
 }
 
-/// Rows per key from `key|provider|model|counter` hash fields (key names have no `|`).
-fn parse_key_rows(fields: &Fields) -> BTreeMap<String, Rows> {
+/// Rows per name from `name|provider|model|counter` hash fields (names have no `|`).
+fn parse_split_rows(fields: &Fields) -> BTreeMap<String, Rows> {
     let mut per_key: BTreeMap<String, Fields> = BTreeMap::new();
     for (field, value) in fields {
         if let Some((key, rest)) = field.split_once('|') {

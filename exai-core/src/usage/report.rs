@@ -1,6 +1,7 @@
 //! What the ledger counts and reports: a [`UsageRow`] of counters per provider and model, the
-//! reports made of them ([`UsageReport`], and per key [`KeyUsageReport`]), and how counters fold
-//! into rows ([`Rows`], [`row`]). Every store — this process (`local.rs`), the SQLite file
+//! reports made of them ([`UsageReport`], and broken down per key or per deployment,
+//! [`UsageBreakdown`]), whose call a line counts ([`Who`]) and how counters fold into rows
+//! ([`Rows`], [`row`]). Every store — this process (`local.rs`), the SQLite file
 //! (`sqlite.rs`), Redis (`redis.rs`) — gives back these.
 
 use std::collections::BTreeMap;
@@ -58,24 +59,112 @@ pub struct KeyUsageRow {
     pub usage: UsageRow,
 }
 
-/// The ledger of calls made with keys.
+/// A deployment's counters for one provider and model: the calls it answered or failed
+/// (`cached` stays 0: the cache calls no deployment).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeploymentUsageRow {
+    /// Its label (`glm#1`, `glm#eu`), never its key.
+    pub deployment: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub usage: UsageRow,
+}
+
+/// The ledger broken down beyond provider and model: per key ([`KeyUsageReport`]) or per
+/// deployment ([`DeploymentUsageReport`]).
 #[derive(Debug, Clone, Serialize)]
-pub struct KeyUsageReport {
+pub struct UsageBreakdown<R> {
     /// `sqlite`, `redis` (shared by every process) or `local` (this process only).
     pub backend: &'static str,
     /// Today (UTC).
-    pub today: Vec<KeyUsageRow>,
+    pub today: Vec<R>,
     /// All time (or since start, `local`).
-    pub all_time: Vec<KeyUsageRow>,
+    pub all_time: Vec<R>,
+}
+
+/// The ledger of calls made with keys.
+pub type KeyUsageReport = UsageBreakdown<KeyUsageRow>;
+
+/// The ledger per deployment: which endpoint and key answered.
+pub type DeploymentUsageReport = UsageBreakdown<DeploymentUsageRow>;
+
+/// A row of a breakdown, made from the name it is broken down by and its counters.
+pub(super) trait SplitRow: Clone {
+    fn new(name: String, usage: UsageRow) -> Self;
+}
+
+impl SplitRow for KeyUsageRow {
+    fn new(key: String, usage: UsageRow) -> Self {
+        Self { key, usage }
+    }
+}
+
+impl SplitRow for DeploymentUsageRow {
+    fn new(deployment: String, usage: UsageRow) -> Self {
+        Self { deployment, usage }
+    }
+}
+
+/// What the ledger is broken down by, beyond provider and model; each has its table in the
+/// SQLite file and its hashes in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Split {
+    /// The key a call was made with.
+    Key,
+    /// The deployment that answered (or failed).
+    Deployment,
+}
+
+impl Split {
+    /// Its table in the SQLite file.
+    pub fn table(self) -> &'static str {
+        match self {
+            Split::Key => "key_usage",
+            Split::Deployment => "deployment_usage",
+        }
+    }
+
+    /// The table's column naming it.
+    pub fn column(self) -> &'static str {
+        match self {
+            Split::Key => "key",
+            Split::Deployment => "deployment",
+        }
+    }
+
+    /// Its hashes' segment in Redis (`{usage}:keys:all`).
+    pub fn segment(self) -> &'static str {
+        match self {
+            Split::Key => "keys",
+            Split::Deployment => "deployments",
+        }
+    }
+}
+
+/// Whose call a ledger line counts: the provider and model, the deployment that answered or
+/// failed (none for a cache hit), and the key it was made with, if any.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Who<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub deployment: Option<&'a str>,
+    pub key: Option<&'a str>,
+}
+
+impl<'a> Who<'a> {
+    /// The breakdowns this call counts in, with its name in each.
+    pub(super) fn splits(&self) -> impl Iterator<Item = (Split, &'a str)> + use<'a> {
+        let key = self.key.map(|k| (Split::Key, k));
+        let deployment = self.deployment.map(|d| (Split::Deployment, d));
+        key.into_iter().chain(deployment)
+    }
 }
 
 /// What one finished call adds to the ledger: named counters (`requests`, `errors`,
 /// `input_tokens`, `output_tokens`, `reasoning_tokens`, `cached`), its cost and what a cached
-/// call saved, for a provider and model, and for a key if one was used.
+/// call saved, for whom ([`Who`]).
 pub(super) struct Entry<'a> {
-    pub provider: &'a str,
-    pub model: &'a str,
-    pub key: Option<&'a str>,
+    pub who: Who<'a>,
     pub counters: &'a [(&'a str, i64)],
     pub cost: f64,
     pub saved: f64,
@@ -127,16 +216,11 @@ pub(super) fn row<'a>(rows: &'a mut Rows, provider: &str, model: &str) -> &'a mu
     })
 }
 
-/// Rows per key as the report lists them: by key, then provider and model.
-pub(super) fn flatten(by_key: BTreeMap<String, Rows>) -> Vec<KeyUsageRow> {
-    by_key
+/// Rows per key (or deployment) as the report lists them: by name, then provider and model.
+pub(super) fn flatten<R: SplitRow>(by_name: BTreeMap<String, Rows>) -> Vec<R> {
+    by_name
         .into_iter()
-        .flat_map(|(key, rows)| {
-            rows.into_values().map(move |usage| KeyUsageRow {
-                key: key.clone(),
-                usage,
-            })
-        })
+        .flat_map(|(name, rows)| rows.into_values().map(move |usage| R::new(name.clone(), usage)))
         .collect()
 }
 

@@ -1,11 +1,13 @@
 //! The ledger in the SQLite file: table `usage` holds a row per day (and one for `all` time) per
-//! provider and model, `key_usage` the same per key. Calls are written in groups (`batch.rs`); the
+//! provider and model, `key_usage` the same per key and `deployment_usage` per deployment. Calls are written in groups (`batch.rs`); the
 //! reports read the rows of today and of `all`.
 
 use tokio_util::task::TaskTracker;
 
 use super::batch::{Delta, SqliteBatch};
-use super::report::{Entry, KeyUsageRow, UsageRow, today};
+use std::collections::BTreeMap;
+
+use super::report::{Entry, Rows, Split, UsageRow, row, today};
 use crate::memory::{Db, MemoryError};
 
 /// The counters of a row, in the order of its columns (and of [`Delta::counts`]).
@@ -26,14 +28,7 @@ pub(super) fn add(batch: &SqliteBatch, writes: &TaskTracker, entry: &Entry<'_>) 
         cost: entry.cost,
         saved: entry.saved,
     };
-    batch.add(
-        writes,
-        today().to_string(),
-        entry.key,
-        entry.provider,
-        entry.model,
-        delta,
-    );
+    batch.add(writes, today().to_string(), &entry.who, delta);
 }
 
 /// The rows of all time and of today.
@@ -45,11 +40,17 @@ pub(super) async fn read(db: &Db) -> Result<(Vec<UsageRow>, Vec<UsageRow>), Memo
     .await
 }
 
-/// The rows per key of all time and of today.
-pub(super) async fn read_by_key(db: &Db) -> Result<(Vec<KeyUsageRow>, Vec<KeyUsageRow>), MemoryError> {
+/// The rows per key (or deployment) of all time and of today.
+pub(super) async fn read_split(
+    db: &Db,
+    split: Split,
+) -> Result<(BTreeMap<String, Rows>, BTreeMap<String, Rows>), MemoryError> {
     let day = today().to_string();
-    db.call("usage by key", move |conn| {
-        Ok((read_key_rows(conn, "all")?, read_key_rows(conn, &day)?))
+    db.call("usage breakdown", move |conn| {
+        Ok((
+            read_split_rows(conn, split, "all")?,
+            read_split_rows(conn, split, &day)?,
+        ))
     })
     .await
 }
@@ -64,21 +65,25 @@ fn read_rows(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<Usa
     statement.query_map([day], usage_row)?.collect()
 }
 
-/// The file's rows per key for `day` (or `all`).
-fn read_key_rows(conn: &rusqlite::Connection, day: &str) -> rusqlite::Result<Vec<KeyUsageRow>> {
-    let mut statement = conn.prepare_cached(
+/// The file's rows per key (or deployment) for `day` (or `all`), by name.
+fn read_split_rows(conn: &rusqlite::Connection, split: Split, day: &str) -> rusqlite::Result<BTreeMap<String, Rows>> {
+    // Table and column names are the split's constants, never input.
+    let mut statement = conn.prepare_cached(&format!(
         "SELECT provider, model, requests, errors, input_tokens, output_tokens, reasoning_tokens, cost_usd,
-             cached, saved_usd, key
-         FROM key_usage WHERE day = ?1 ORDER BY key, provider, model",
-    )?;
-    statement
-        .query_map([day], |r| {
-            Ok(KeyUsageRow {
-                usage: usage_row(r)?,
-                key: r.get(10)?,
-            })
-        })?
-        .collect()
+             cached, saved_usd, {column}
+         FROM {table} WHERE day = ?1",
+        column = split.column(),
+        table = split.table(),
+    ))?;
+    let mut by_name: BTreeMap<String, Rows> = BTreeMap::new();
+    let rows = statement.query_map([day], |r| Ok((r.get::<_, String>(10)?, usage_row(r)?)))?;
+    for found in rows {
+        let (name, usage) = found?;
+        let rows = by_name.entry(name).or_default();
+        let (provider, model) = (usage.provider.clone(), usage.model.clone());
+        *row(rows, &provider, &model) = usage;
+    }
+    Ok(by_name)
 }
 
 /// A row's counters, from the columns provider, model, requests, errors, input_tokens,

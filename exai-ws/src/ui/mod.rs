@@ -68,6 +68,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
     };
     let usage = gateway.usage().await;
     let keys = gateway.usage_by_key().await;
+    let deployments = gateway.usage_by_deployment().await;
     let cache = gateway.cache_stats().await;
     let body = json!({
         "service": "exai-ws",
@@ -77,7 +78,12 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
         "shared_limits": gateway.shared_limits(),
         "cache": cache,
         "activity": gateway.activity(),
-        "today": {"backend": usage.backend, "models": usage.today, "keys": keys.today},
+        "today": {
+            "backend": usage.backend,
+            "models": usage.today,
+            "keys": keys.today,
+            "deployments": deployments.today,
+        },
     });
     ([(header::CACHE_CONTROL, "no-cache")], axum::Json(body)).into_response()
 }
