@@ -10,7 +10,7 @@
 //! - `logs.rs`: [`LogTap`], the tracing layer whose records become MCP log notifications.
 //! - `ports.rs`: [`port_holder`], who listens on a busy port (for exai-ws and `exai doctor`).
 //! - `telemetry.rs`: [`traces`], the OTLP export of the core's spans when `OTEL_*` asks for it.
-//! - `signals.rs`: [`shutdown_signal`], the stop signals of the server processes that embed
+//! - `signals.rs`: [`shutdown_signal`] and [`reload_on_sighup`], the signals of the server processes that embed
 //!   this crate (`exai-stdio`, `exai-ws`).
 
 mod frames;
@@ -24,5 +24,5 @@ pub use frames::{INVALID_REQUEST, Incoming, PARSE_ERROR, error_response, read_fr
 pub use handler::{ExaiServer, MAX_PROTOCOL, SessionSource, protocol_versions};
 pub use logs::{LogRecord, LogTap};
 pub use ports::{PortHolder, port_holder};
-pub use signals::shutdown_signal;
+pub use signals::{reload_on_sighup, shutdown_signal};
 pub use telemetry::{Traces, traces};

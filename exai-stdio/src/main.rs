@@ -52,6 +52,7 @@ async fn main() {
         eprintln!("exai-stdio: {e}");
         std::process::exit(e.exit_code());
     });
+    exai_mcp::reload_on_sighup(gateway.clone());
     let result = exai_stdio::serve_stdio(gateway, logs, shutdown).await;
     if let Some(traces) = traces {
         // The last spans, briefly: nothing may linger after the client is gone.

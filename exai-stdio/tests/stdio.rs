@@ -297,6 +297,70 @@ async fn sigterm_exits_promptly_and_cleanly() {
 }
 
 #[tokio::test]
+async fn sighup_rereads_the_deployments_and_later_calls_go_where_the_file_says() {
+    let (Ok(first), Ok(second)) = (FakeUpstream::start().await, FakeUpstream::start().await) else {
+        panic!("fake")
+    };
+    first.respond_with(|_| Some(FakeReply::text("from the first")));
+    second.respond_with(|_| Some(FakeReply::text("from the second")));
+    let file = std::env::temp_dir().join(format!("exai-stdio-sighup-{}.toml", std::process::id()));
+    let at = |fake: &FakeUpstream| {
+        format!(
+            "[[providers.glm.deployments]]\nname = \"main\"\nbase_url = \"{}\"\n",
+            fake.base_url()
+        )
+    };
+    std::fs::write(&file, at(&first)).unwrap_or_else(|e| panic!("{e}"));
+    let config = file.display().to_string();
+    let mut mcp = McpChild::spawn(&env(&first, &[("EXAI_CONFIG", config.as_str())]));
+    mcp.initialize("2025-06-18").await;
+    let mut id = 1;
+    let mut chat = async |mcp: &mut McpChild| {
+        id += 1;
+        let reply = mcp
+            .request(
+                id,
+                "tools/call",
+                json!({"name": "chat", "arguments": {"prompt": format!("call {id}")}}),
+            )
+            .await;
+        reply["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(chat(&mut mcp).await.starts_with("from the first"));
+    std::fs::write(&file, at(&second)).unwrap_or_else(|e| panic!("{e}"));
+    let pid = mcp.child.id().unwrap_or_default();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status();
+    assert!(hup.is_ok_and(|s| s.success()));
+    // The reload runs beside the calls: within a few calls, they reach the endpoint in the file.
+    let mut moved = false;
+    for _ in 0..40 {
+        if chat(&mut mcp).await.starts_with("from the second") {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(moved, "calls never reached the reloaded deployment");
+    let before = first.requests().len();
+    assert!(chat(&mut mcp).await.starts_with("from the second"));
+    assert_eq!(
+        first.requests().len(),
+        before,
+        "a call went to the old endpoint after the reload"
+    );
+    assert!(
+        mcp.child.try_wait().is_ok_and(|s| s.is_none()),
+        "SIGHUP stopped the server"
+    );
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test]
 async fn two_processes_share_a_conversation_through_redis() {
     let Ok(fake) = FakeUpstream::start().await else {
         panic!("fake")

@@ -278,7 +278,7 @@ async fn run(config: Config) {
             exai_core::Error::NoProviderConfigured
         );
     }
-    reload_on_sighup(gateway.clone());
+    exai_mcp::reload_on_sighup(gateway.clone());
     let state = AppState::new(gateway, logs, metrics);
     if let Err(e) = exai_ws::serve(listener, state, shutdown_signal()).await {
         lock.fail(1, e.to_string());
@@ -325,32 +325,6 @@ fn install_metrics() -> Option<PrometheusHandle> {
         "Batches of trace spans the OTLP collector did not take (unreachable, or an error answer)."
     );
     Some(handle)
-}
-
-/// On `SIGHUP`, the configuration is read again and its deployments and keys applied (as
-/// `POST /admin/reload` does); a file that no longer loads changes nothing and says why.
-fn reload_on_sighup(gateway: exai_core::Gateway) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; POST /admin/reload still reloads");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            match gateway.reload().await {
-                Ok(report) => tracing::info!(
-                    added = ?report.added,
-                    changed = ?report.changed,
-                    removed = ?report.removed,
-                    "SIGHUP: configuration reloaded"
-                ),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: the configuration was not reloaded"),
-            }
-        }
-    });
-    #[cfg(not(unix))]
-    drop(gateway);
 }
 
 /// SIGINT or SIGTERM (handled from the moment this is called), then a word in the log.
