@@ -326,6 +326,23 @@ async fn a_hundred_identical_calls_at_once_make_one_upstream_call_with_the_cache
     // Once answered, the flight is over: the next call asks again (no cache).
     assert_eq!(post(&d, "/v1/chat/completions", &ask, &[]).await.status, 200);
     assert_eq!(upstream_calls(&fake), 2);
+    // The ledger: two provider calls, and 99 callers answered without one (charged nothing).
+    let mut row = Value::Null;
+    for _ in 0..100 {
+        let status = common::get_json(&d, "/ui/api/status").await;
+        row = status["today"]["models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["provider"] == "glm")
+            .cloned()
+            .unwrap_or_default();
+        if row["requests"] == 2 && row["cached"] == 99 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((&row["requests"], &row["cached"]), (&json!(2), &json!(99)), "{row}");
 }
 
 /// A streamed chat call that leaves once it has read for `leave_after` (`None`), or reads to

@@ -268,9 +268,7 @@ pub(super) fn hit(asked: &Asked<'_>, stored: &StoredReply) -> WireReply {
     let gateway = session.gateway();
     let model = asked.model;
     gateway.response_cache().count_hit(asked.call.front_door);
-    asked
-        .call
-        .cached(gateway, model, stored.usage, model.price.cost_of(&stored.usage));
+    asked.call.cached(gateway, model, stored.usage);
     let owner = session.caller().key_name().map(str::to_string);
     let out = asked.prepared.map(|prepared| ResponsesOut {
         frame: ResponseFrame::new(prepared.id.clone(), &stored.model, &prepared.body),

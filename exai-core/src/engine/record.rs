@@ -109,14 +109,25 @@ impl CallRecord {
         cost
     }
 
-    /// The cache answered with a reply `model` gave earlier (`usage`, which would have cost
-    /// `saved`): the ledger counts it as `cached` with what it saved, nothing is charged to the
-    /// key; the status page shows it as `cached`, and the metrics count the dollars saved.
-    pub fn cached(&self, gateway: &Gateway, model: &ModelInfo, usage: Usage, saved: f64) {
-        record_cached(gateway, model, self.key.as_deref(), saved);
+    /// The cache answered with a reply `model` gave earlier (`usage`): the ledger counts it as
+    /// `cached` with what it would have cost, nothing is charged to the key; the status page
+    /// shows it as `cached`, and the metrics count the dollars saved.
+    pub fn cached(&self, gateway: &Gateway, model: &ModelInfo, usage: Usage) {
+        self.answered_without_a_call(gateway, model, usage, "cached");
+    }
+
+    /// An identical call in flight answered this one (in-flight coalescing): recorded as a cache
+    /// hit is — the ledger's `cached` with what it saved, nothing charged — and shown on the
+    /// status page as `coalesced`.
+    pub fn coalesced(&self, gateway: &Gateway, model: &ModelInfo, usage: Usage) {
+        self.answered_without_a_call(gateway, model, usage, "coalesced");
+    }
+
+    fn answered_without_a_call(&self, gateway: &Gateway, model: &ModelInfo, usage: Usage, status: &str) {
+        record_cached(gateway, model, self.key.as_deref(), model.price.cost_of(&usage));
         trace::record_answer(&self.span, &model.provider, &model.id, usage, None, Some(0.0));
         let mut line = self.line().answered(&model.provider, &model.id, Vec::new(), usage, 0.0);
-        line.status = "cached".to_string();
+        line.status = status.to_string();
         gateway.activity_log().record(line);
     }
 

@@ -187,7 +187,23 @@ async fn run_in_span(
         routed,
     ));
     match flight {
-        Some(flight) => cache::coalesce::join(gateway, flight, (until, session.deadline()), asked).await,
+        Some(flight) => {
+            let followed: cache::coalesce::Followed = {
+                let (gateway, call) = (gateway.clone(), call.clone());
+                Box::new(move |provider: &str, model: &str, usage| {
+                    let catalog = gateway.catalog();
+                    let answered = catalog
+                        .models()
+                        .iter()
+                        .find(|m| m.provider == provider && m.id == model);
+                    if let Some(answered) = answered {
+                        call.coalesced(&gateway, answered, usage);
+                    }
+                })
+            };
+            let deadline = (until, session.deadline());
+            cache::coalesce::join(gateway, flight, deadline, asked, followed).await
+        }
         None => asked.await,
     }
 }

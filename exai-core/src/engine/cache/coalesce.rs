@@ -13,7 +13,9 @@
 //! A failure before the reply began reaches every follower; each one that did not start the
 //! flight then asks again on its own, under its own deadline, when the failure is worth a
 //! retry. The flight's call is admitted, limited and recorded as the first caller's; its
-//! followers are counted in `exai_coalesced_total`.
+//! followers are counted in `exai_coalesced_total`, and each one that got the whole reply is
+//! recorded through its [`Followed`] (the ledger's `cached`: no provider called for it, nothing
+//! charged).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -28,8 +30,13 @@ use tracing::Instrument;
 use super::CacheKey;
 use crate::error::Error;
 use crate::gateway::Gateway;
+use crate::request::Usage;
 use crate::wire::scan::Scanner;
-use crate::wire::{AbortOnDrop, CacheStatus, Piece, Source, Wire, WireReply, WireStream};
+use crate::wire::{AbortOnDrop, CacheStatus, Ended, Finish, Piece, Source, Wire, WireReply, WireStream};
+
+/// Records a follower's call once it has the whole reply: the provider and model that answered,
+/// and the usage the reply reports.
+pub(crate) type Followed = Box<dyn FnOnce(&str, &str, Usage) + Send>;
 
 /// Pieces buffered between a flight and one follower's stream.
 const FOLLOWER_BUFFER: usize = 64;
@@ -119,12 +126,14 @@ impl Flight {
 }
 
 /// Runs `own` (this caller's call) as the flight of `key`, or follows the flight already under
-/// way; `deadline` is this caller's (when its stream must end, and its length).
+/// way; `deadline` is this caller's (when its stream must end, and its length). A follower's
+/// reply is recorded through `followed` (the first caller's is recorded by its own call).
 pub(crate) async fn join<F>(
     gateway: &Gateway,
     key: FlightKey,
     deadline: (Instant, Duration),
     own: F,
+    followed: Followed,
 ) -> Result<WireReply, Error>
 where
     F: Future<Output = Result<WireReply, Error>> + Send + 'static,
@@ -139,10 +148,10 @@ where
         if let Ok(mut slot) = flight.pump.lock() {
             *slot = Some(AbortOnDrop(task.abort_handle()));
         }
-        return follow(flight, key.wire, deadline).await;
+        return follow(flight, key.wire, deadline, None).await;
     }
     gateway.response_cache().counts.coalesced();
-    match follow(flight, key.wire, deadline).await {
+    match follow(flight, key.wire, deadline, Some(followed)).await {
         Err(e) if worth_asking_again(&e) => own.await,
         other => other,
     }
@@ -220,8 +229,14 @@ where
 }
 
 /// This caller's reply from `flight`: the whole body, or a stream of what was published so far
-/// and then the rest as it comes.
-async fn follow(flight: Arc<Flight>, wire: Wire, deadline: (Instant, Duration)) -> Result<WireReply, Error> {
+/// and then the rest as it comes; recorded through `followed` once whole (a stream when it ended
+/// complete).
+async fn follow(
+    flight: Arc<Flight>,
+    wire: Wire,
+    deadline: (Instant, Duration),
+    followed: Option<Followed>,
+) -> Result<WireReply, Error> {
     let mut changed = flight.changed.subscribe();
     let head = loop {
         let head = flight.state.lock().ok().and_then(|s| s.head.clone());
@@ -239,13 +254,20 @@ async fn follow(flight: Arc<Flight>, wire: Wire, deadline: (Instant, Duration)) 
             names,
             warning,
             cache,
-        } => Ok(WireReply::Whole {
-            body,
-            provider: names.0,
-            model: names.1,
-            warning,
-            cache,
-        }),
+        } => {
+            if let Some(followed) = followed {
+                let mut scan = Scanner::new(wire);
+                scan.whole(&body);
+                followed(&names.0, &names.1, scan.usage);
+            }
+            Ok(WireReply::Whole {
+                body,
+                provider: names.0,
+                model: names.1,
+                warning,
+                cache,
+            })
+        }
         Head::Stream { names, warning, cache } => {
             let (tx, rx) = mpsc::channel(FOLLOWER_BUFFER);
             let task = tokio::spawn(forward(flight, tx));
@@ -254,7 +276,16 @@ async fn follow(flight: Arc<Flight>, wire: Wire, deadline: (Instant, Duration)) 
                 rest: rx,
                 _task: AbortOnDrop(task.abort_handle()),
             };
-            let mut stream = WireStream::new(Scanner::new(wire), source, names, deadline, None);
+            let finish = followed.map(|followed| {
+                let (provider, model) = names.clone();
+                let finish: Finish = Box::new(move |scan: &Scanner, ended| {
+                    if ended == Ended::Complete {
+                        followed(&provider, &model, scan.usage);
+                    }
+                });
+                finish
+            });
+            let mut stream = WireStream::new(Scanner::new(wire), source, names, deadline, finish);
             stream.warning = warning;
             stream.cache = cache;
             Ok(WireReply::Stream(Box::new(stream)))
