@@ -15,6 +15,19 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long an EXAI `call_tool` result is kept for a client that retries after a reconnect.
+const RESULTS_TTL: Duration = Duration::from_secs(600);
+
+/// The bytes the kept results may hold together: long tool outputs fill it by size, not by a
+/// count of entries; the oldest-used go first.
+const RESULTS_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What a kept result weighs: its key, its frame's text, and a fixed overhead for the entry.
+fn result_weight(key: &String, result: &watch::Receiver<Option<Utf8Bytes>>) -> u32 {
+    let text = result.borrow().as_ref().map_or(0, |t| t.len());
+    u32::try_from(key.len() + text + 256).unwrap_or(u32::MAX)
+}
+
 /// Shared state: the gateway and the daemon's own plumbing. One pointer, cloned per request by
 /// axum's extractors and middleware.
 #[derive(Clone)]
@@ -54,7 +67,9 @@ pub struct Shared {
     pub(crate) connections_tracker: TaskTracker,
     /// Finished (or running) EXAI `call_tool` results by `session_id:request_id`, so a client
     /// retrying after a reconnect gets the stored result instead of a second provider call. Kept
-    /// as the frame's text, as sent: a small result's JSON tree held ~5 KB for ten minutes.
+    /// as the frame's text, as sent (a small result's JSON tree held ~5 KB), for
+    /// [`RESULTS_TTL`] and within [`RESULTS_MAX_BYTES`] (a finished result is put back once it
+    /// is known, so its size counts).
     pub(crate) results: Cache<String, watch::Receiver<Option<Utf8Bytes>>>,
 }
 
@@ -102,8 +117,9 @@ impl AppState {
             connections: Arc::default(),
             connections_tracker: TaskTracker::new(),
             results: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(600))
+                .max_capacity(RESULTS_MAX_BYTES)
+                .weigher(result_weight)
+                .time_to_live(RESULTS_TTL)
                 .build(),
         }))
     }

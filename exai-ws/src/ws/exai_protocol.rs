@@ -178,6 +178,7 @@ impl Conn {
             if let Ok(mut running) = running.lock() {
                 running.remove(&request_id);
             }
+            let mut kept = true;
             let frame = match outcome {
                 None => {
                     state.results.invalidate(&key).await;
@@ -198,12 +199,17 @@ impl Conn {
                         .is_some_and(|f| matches!(f.kind, FailureKind::RateLimited | FailureKind::DeadlineExceeded))
                     {
                         state.results.invalidate(&key).await;
+                        kept = false;
                     }
                     result_frame(&request_id, output)
                 }
             };
             let text = Utf8Bytes::from(frame.to_string());
             let _ = done.send(Some(text.clone()));
+            if kept {
+                // Put back now that it is known, so its size counts against the bound.
+                state.results.insert(key, done.subscribe()).await;
+            }
             let _ = out.send(Message::Text(text)).await;
         });
     }
