@@ -23,7 +23,7 @@ const RESULTS_TTL: Duration = Duration::from_secs(600);
 const RESULTS_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What a kept result weighs: its key, its frame's text, and a fixed overhead for the entry.
-fn result_weight(key: &String, result: &watch::Receiver<Option<Utf8Bytes>>) -> u32 {
+fn result_weight(key: &str, result: &watch::Receiver<Option<Utf8Bytes>>) -> u32 {
     let text = result.borrow().as_ref().map_or(0, |t| t.len());
     u32::try_from(key.len() + text + 256).unwrap_or(u32::MAX)
 }
@@ -118,7 +118,7 @@ impl AppState {
             connections_tracker: TaskTracker::new(),
             results: Cache::builder()
                 .max_capacity(RESULTS_MAX_BYTES)
-                .weigher(result_weight)
+                .weigher(|key: &String, result| result_weight(key, result))
                 .time_to_live(RESULTS_TTL)
                 .build(),
         }))
