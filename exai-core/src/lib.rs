@@ -31,10 +31,12 @@
 //!   relayed as bytes or translated.
 //! - `engine`: one attempt loop for every call (permits, circuit, retries, quirks, fallback),
 //!   what is recorded once per call, and wire calls (relay or translation).
+//! - `deadline`: the call's deadline where the waits inside it can see it (no wait that would
+//!   end past it is started).
 //! - `keys`: API keys ([`Keys`]): who may call, with what limits and budget, and what each spent.
 //! - `activity`: the last 100 requests and the last hour per model ([`ActivityReport`]), live
 //!   too — what exai-ws's status page shows.
-//! - `usage`: the ledger of tokens, requests, errors and cost (per key too).
+//! - `usage`: the ledger of tokens, requests, errors and cost (per key and per deployment too).
 //! - `metrics_catalog`: what each metric means ([`describe_metrics`]), the histogram buckets of
 //!   durations, which `_total` series are float counters — for the exporters of the front doors.
 //! - `tools`: the MCP tool suite, [`ToolSuite`] — built on a gateway by the front doors; the
@@ -68,6 +70,7 @@ mod activity;
 mod actors;
 mod catalog;
 mod config;
+mod deadline;
 mod engine;
 mod error;
 mod gateway;

@@ -127,6 +127,22 @@ async fn exais_own_rate_limit_leaves_the_retry_to_the_client() {
 }
 
 #[tokio::test]
+async fn a_retry_after_that_would_outlast_the_deadline_is_not_waited_and_the_429_comes_back() {
+    let fake = FakeUpstream::start().await.unwrap_or_else(|e| panic!("{e}"));
+    fake.answer_prompts();
+    // Every provider answers 429 with `Retry-After: 1`; a call has 3 s. Waited out in place on
+    // each provider, the waits would add up past the deadline and the client would get a
+    // timeout (504) it cannot act on.
+    let settings = [("EXAI_CALL_TIMEOUT_SECS", "3"), ("EXAI_MAX_RETRIES", "3")];
+    let d = common::start(&env(&fake, &settings), "failures-deadline-429").await;
+    let (status, headers, body) = post(&d, "/v1/chat/completions", chat("auto", "hi [fault:429]")).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("3 attempts failed"), "{message}");
+}
+
+#[tokio::test]
 async fn no_provider_configured_is_the_same_503_on_every_http_api() {
     let d = common::start(&HashMap::new(), "failures-none").await;
     for (path, body) in [

@@ -179,12 +179,10 @@ async fn run_in_span(
     };
     // Boxed: the provider's path is the largest part of a call's future, and a cache hit — which
     // returns above — would otherwise carry (and every layer above move) its size.
-    let asked = Box::pin(shared_or_provider(
-        session.clone(),
-        request,
-        call.clone(),
+    // The deadline goes with the future: a coalesced flight runs it in a task of its own.
+    let asked = Box::pin(crate::deadline::scope(
         until,
-        routed,
+        shared_or_provider(session.clone(), request, call.clone(), until, routed),
     ));
     match flight {
         Some(flight) => {

@@ -207,7 +207,8 @@ impl Session {
         &self,
         call: impl Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
-        tokio::time::timeout(self.deadline, call)
+        let until = tokio::time::Instant::now() + self.deadline;
+        tokio::time::timeout_at(until, crate::deadline::scope(until, call))
             .await
             .unwrap_or_else(|_| Err(Error::DeadlineExceeded { after: self.deadline }.into()))
     }

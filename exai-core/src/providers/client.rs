@@ -179,7 +179,8 @@ impl ProviderClient {
     /// CLIENT span (retries show as siblings under the request), retried on a transient failure
     /// or a 429 — with exponential backoff and jitter, or the `Retry-After` up to
     /// `retry.max_retry_after` — while nothing reached the caller (`round` says whether
-    /// something did). Every HTTP call to a provider goes through here.
+    /// something did) and the wait would end before the call's deadline (`crate::deadline`).
+    /// Every HTTP call to a provider goes through here.
     async fn retrying<T, Fut>(
         &self,
         model: &str,
@@ -226,6 +227,11 @@ impl ProviderClient {
                 Some(wait) => wait,
                 None => backoff_delay,
             };
+            if crate::deadline::outlasts(delay) {
+                // The call would end while waiting: its failure goes on (to the next deployment
+                // or model, or to the caller as it is) rather than become a timeout.
+                return Err(err);
+            }
             metrics::counter!("exai_provider_retries_total", "provider" => self.config.name.clone(), "reason" => err.label()).increment(1);
             tracing::warn!(provider = %self.config.name, error = %err, delay_ms = delay.as_millis() as u64, "retrying");
             tokio::time::sleep(delay).await;
