@@ -41,6 +41,10 @@ pub struct RequestRecord {
     pub provider: Option<String>,
     /// The model that answered (or last failed).
     pub model: Option<String>,
+    /// The deployment that answered (or last failed), by label (`glm#1`, `glm#eu`): none when
+    /// no provider was called (a cache hit) or the failure came before one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     /// `provider/model` of each attempt that failed before the answer.
     pub fallbacks: Vec<String>,
     /// `ok`, `cached` (the response cache answered), or the error's type (`rate_limited`,
@@ -96,6 +100,7 @@ impl RequestRecord {
             model_asked,
             provider: None,
             model: None,
+            deployment: None,
             fallbacks: Vec::new(),
             status: "ok".to_string(),
             latency_ms: millis(started.elapsed()),
@@ -123,9 +128,16 @@ impl RequestRecord {
         self
     }
 
-    /// Whether the request was answered (by a provider or the response cache).
+    /// At `deployment` (its label).
+    pub(crate) fn at(mut self, deployment: Option<&str>) -> Self {
+        self.deployment = deployment.map(str::to_string);
+        self
+    }
+
+    /// Whether the request was answered (by a provider, the response cache, or an identical
+    /// call in flight).
     pub fn succeeded(&self) -> bool {
-        matches!(self.status.as_str(), "ok" | "cached")
+        matches!(self.status.as_str(), "ok" | "cached" | "coalesced")
     }
 
     /// Failed with `error` (its type as the status; the provider and model when a provider
@@ -135,6 +147,7 @@ impl RequestRecord {
         if let Error::Provider(p) = error {
             self.provider = Some(p.provider.clone());
             self.model = Some(p.model.clone());
+            self.deployment = p.deployment.clone();
         }
         self
     }

@@ -317,6 +317,10 @@ pub struct ChatResponse {
     pub provider: String,
     /// The model that actually answered.
     pub model: String,
+    /// The deployment that answered, by label (`glm#1`, `glm#eu`; never its key); none when
+    /// the response cache did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     /// Token counts.
     pub usage: Usage,
     /// Cost in USD, from the catalog's prices (shown to 6 decimals).

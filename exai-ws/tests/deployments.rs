@@ -126,6 +126,9 @@ async fn a_key_answering_429_is_cooled_and_its_calls_move_to_the_next_key_at_onc
     ledger_reaches(&d, "glm#2", (10, 0)).await;
     let rows = ledger_reaches(&d, "glm#1", (0, chat_calls(&a) as u64)).await;
     assert!(!rows.to_string().contains("k1"), "a key in the ledger: {rows}");
+    // And the status page's last requests.
+    let recent = common::get_json(&d, "/ui/api/status").await["activity"]["recent"].clone();
+    assert_eq!(recent[0]["deployment"], "glm#2", "{recent}");
 }
 
 #[tokio::test]

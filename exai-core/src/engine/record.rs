@@ -104,7 +104,8 @@ impl CallRecord {
         }
         let line = self
             .line()
-            .answered(&model.provider, &model.id, tried(fallbacks), usage, cost);
+            .answered(&model.provider, &model.id, tried(fallbacks), usage, cost)
+            .at(Some(deployment));
         gateway.activity_log().record(line);
         cost
     }
@@ -151,7 +152,8 @@ impl CallRecord {
         trace::record_error(&self.span, "stream_interrupted");
         let mut line = self
             .line()
-            .answered(&model.provider, &model.id, tried(fallbacks), usage, 0.0);
+            .answered(&model.provider, &model.id, tried(fallbacks), usage, 0.0)
+            .at(Some(deployment));
         line.status = "stream_interrupted".to_string();
         gateway.activity_log().record(line);
     }

@@ -257,6 +257,7 @@ async fn run_in_span(
     }
     let answered = Answered {
         model: &won.model,
+        deployment: Some(&won.permit.deployment.label),
         done: won.value,
         cost,
         fallbacks: won.fallbacks,
@@ -295,7 +296,9 @@ fn activity_record(
                 .iter()
                 .map(|f| format!("{}/{}", f.provider, f.model))
                 .collect();
-            let mut line = record.answered(&r.provider, &r.model, fallbacks, r.usage, r.cost_usd);
+            let mut line = record
+                .answered(&r.provider, &r.model, fallbacks, r.usage, r.cost_usd)
+                .at(r.deployment.as_deref());
             if r.cache == Some(CacheStatus::Hit) {
                 line.status = "cached".to_string();
             }
@@ -387,6 +390,8 @@ async fn forward(sink: &Sink, event: ChatEvent, emitted: &mut bool) -> Result<()
 /// cache or not.
 struct Answered<'a> {
     model: &'a ModelInfo,
+    /// The deployment's label; none for a cache hit.
+    deployment: Option<&'a str>,
     done: Completed,
     cost: f64,
     fallbacks: Vec<FallbackNote>,
@@ -405,6 +410,7 @@ async fn finish(
 ) -> ChatResponse {
     let Answered {
         model,
+        deployment,
         done,
         cost,
         fallbacks,
@@ -434,6 +440,7 @@ async fn finish(
         reasoning: (!done.reasoning.is_empty()).then_some(done.reasoning),
         provider: model.provider.clone(),
         model: model.id.clone(),
+        deployment: deployment.map(str::to_string),
         usage: done.usage,
         cost_usd: cost,
         continuation_id,

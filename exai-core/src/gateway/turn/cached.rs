@@ -42,6 +42,7 @@ pub(super) async fn answer_from_cache(
     }
     let answered = Answered {
         model: &model,
+        deployment: None,
         done,
         cost: 0.0,
         fallbacks: Vec::new(),
