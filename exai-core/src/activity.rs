@@ -307,6 +307,7 @@ mod tests {
             model_asked: "auto".into(),
             provider: Some("glm".into()),
             model: Some("glm-4.6".into()),
+            deployment: Some("glm#1".into()),
             fallbacks: Vec::new(),
             status: status.into(),
             latency_ms,
