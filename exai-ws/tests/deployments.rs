@@ -288,6 +288,70 @@ async fn each_keys_rpm_spreads_a_burst_over_the_keys() {
     assert_eq!(seen, [5, 5, 5], "each key's upstream saw {seen:?}");
 }
 
+/// Waits, if need be, for a wall-clock minute with at least 10 s left: a deployment's `tpm`
+/// counts tokens per minute, and a test must not straddle two.
+async fn a_fresh_minute() {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        % 60_000;
+    if into > 50_000 {
+        tokio::time::sleep(Duration::from_millis((60_000 - into + 50) as u64)).await;
+    }
+}
+
+/// Two keys with `tpm` 50 and replies of 40 tokens, over `daemons` in turn: each key takes two
+/// calls in a minute, then the call answers 429 with what is left of the minute.
+async fn each_keys_tpm_holds(daemons: &[&Daemon], fakes: &[FakeUpstream; 2]) {
+    for (i, d) in daemons.iter().cycle().take(4).enumerate() {
+        let (status, _, body) = chat(d, "glm-4.6", &format!("call {i}")).await;
+        assert_eq!(status, 200, "call {i}: {body}");
+    }
+    let seen: Vec<usize> = fakes.iter().map(chat_calls).collect();
+    assert_eq!(seen, [2, 2], "each key's upstream saw {seen:?}");
+    let (status, headers, body) = chat(daemons[0], "glm-4.6", "one more").await;
+    assert_eq!(status, 429, "{body}");
+    let wait: u64 = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("tpm (50 tokens a minute)"), "{message}");
+    let seen: Vec<usize> = fakes.iter().map(chat_calls).collect();
+    assert_eq!(seen, [2, 2], "a key out of tokens was called: {seen:?}");
+}
+
+#[tokio::test]
+async fn each_keys_tpm_passes_calls_on_and_then_answers_429_until_the_minute_ends() {
+    let fakes = [fake().await, fake().await];
+    for f in &fakes {
+        always(f, || FakeReply::text("ok").with_usage(30, 10));
+    }
+    let refs: Vec<&FakeUpstream> = fakes.iter().collect();
+    let d = common::start(&env(&refs, &[("GLM_TPM", "50")]), "deploy-tpm").await;
+    a_fresh_minute().await;
+    each_keys_tpm_holds(&[&d], &fakes).await;
+}
+
+#[tokio::test]
+async fn each_keys_tpm_is_shared_by_every_daemon_on_redis() {
+    let redis = RedisServer::start();
+    let fakes = [fake().await, fake().await];
+    for f in &fakes {
+        always(f, || FakeReply::text("ok").with_usage(30, 10));
+    }
+    let refs: Vec<&FakeUpstream> = fakes.iter().collect();
+    let mut env = env(&refs, &[("GLM_TPM", "50")]);
+    env.insert("REDIS_URL".into(), redis.url());
+    let first = common::start(&env, "deploy-tpm-shared-1").await;
+    let second = common::start(&env, "deploy-tpm-shared-2").await;
+    a_fresh_minute().await;
+    each_keys_tpm_holds(&[&first, &second], &fakes).await;
+}
+
 #[tokio::test]
 async fn a_key_cooled_by_one_daemon_is_cooled_for_every_daemon() {
     let redis = RedisServer::start();

@@ -147,29 +147,30 @@ impl Attempts<'_> {
                     .until_cancelled(self.gateway.limits().provider(&provider, self.permits_by))
                     .await?;
                 let others = n + 1 < order.len();
-                let deployment_permit = match self
+                let taken = self
                     .until_cancelled(DeploymentPermit::take(
                         self.gateway,
                         deployment,
                         self.permits_by,
                         others,
                     ))
-                    .await?
-                {
+                    .await?;
+                let deployment_permit = match taken {
                     Taken::Held(permit) => permit,
                     Taken::Spent => {
                         // The input goes on to the next deployment.
                         input = input.or(Some(this_input));
                         continue;
                     }
-                    Taken::Cooling(left) => {
-                        // Cooled by another process: skipped, as a local cool-down would be.
+                    Taken::Cooling(left) | Taken::TokensSpent { left, .. } => {
+                        // Cooled by another process, or out of tokens for this minute: skipped,
+                        // as a local cool-down would be.
+                        let kind = match taken {
+                            Taken::TokensSpent { tpm, .. } => tokens_spent(left, tpm),
+                            _ => cooling_down(left, "this deployment is", " in another process"),
+                        };
                         cooling = Some(cooling.map_or(left, |c| c.min(left)));
-                        let mut error = ProviderError::new(
-                            &provider,
-                            &model.id,
-                            cooling_down(left, "this deployment is", " in another process"),
-                        );
+                        let mut error = ProviderError::new(&provider, &model.id, kind);
                         if several {
                             error.deployment = Some(deployment.label.clone());
                         }
@@ -255,6 +256,17 @@ impl Attempts<'_> {
             Some(cancel) => cancel.run_until_cancelled(fut).await.unwrap_or(Err(Error::Cancelled)),
             None => fut.await,
         }
+    }
+}
+
+/// A 429 for a deployment whose `tpm` is spent until the minute ends, in `left`.
+fn tokens_spent(left: Duration, tpm: u32) -> ProviderErrorKind {
+    ProviderErrorKind::RateLimited {
+        retry_after: Some(left),
+        message: format!(
+            "this deployment's tpm ({tpm} tokens a minute) is spent for {} s more",
+            left.as_secs().max(1)
+        ),
     }
 }
 

@@ -1,7 +1,14 @@
-//! A deployment's permit for one attempt: its own in-flight cap, and with shared limits its
-//! lease (which also says whether another process has cooled it) and its `rpm` paced across
-//! processes. Its cool-downs are published here for the other processes to see.
+//! A deployment's permit for one attempt: its own in-flight cap, its `tpm` (tokens its calls
+//! used this minute), and with shared limits its lease (which also says whether another process
+//! has cooled it), its `rpm` paced and its tokens counted across processes. Its cool-downs are
+//! published here for the other processes to see.
+//!
+//! A deployment whose `tpm` is spent for this minute passes the call to another deployment; the
+//! last one answers the call with a 429 whose `Retry-After` is what is left of the minute (no
+//! call waits up to a minute for tokens). A call's tokens are counted when it ends
+//! ([`DeploymentPermit::used`]), so calls that start together may go past `tpm` by what they use.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -10,17 +17,20 @@ use tokio::time::Instant;
 use crate::actors::shared::{Lease, Leased};
 use crate::error::Error;
 use crate::gateway::Gateway;
-use crate::providers::{Deployment, InFlight, RECHECK};
+use crate::providers::{Deployment, DeploymentState, InFlight, RECHECK, minute_left};
 
 /// With shared limits, a deployment without a cap of its own still takes a lease, so that a
 /// cool-down published elsewhere reaches this call: under this many, never refused.
 const UNCAPPED: usize = 1 << 30;
 
 /// What an attempt holds at its deployment, released on drop.
-#[derive(Debug)]
 pub(crate) struct DeploymentPermit {
     /// The deployment that answered (`glm#2`).
     pub label: String,
+    state: Arc<DeploymentState>,
+    /// Its name in the shared limits, where its tokens are counted when it has a `tpm`.
+    scope: String,
+    tpm: Option<u32>,
     _in_flight: InFlight,
     _permit: Option<OwnedSemaphorePermit>,
     _lease: Option<Lease>,
@@ -31,8 +41,13 @@ pub(crate) enum Taken {
     Held(DeploymentPermit),
     /// Another process cooled it, for this long still.
     Cooling(Duration),
-    /// Its `rpm` is spent for now, and another deployment may take the call.
+    /// Its `rpm` or `tpm` is spent for now, and another deployment may take the call.
     Spent,
+    /// Its `tpm` (this many tokens a minute) is spent until the minute ends, in this long.
+    TokensSpent {
+        tpm: u32,
+        left: Duration,
+    },
 }
 
 impl DeploymentPermit {
@@ -45,6 +60,26 @@ impl DeploymentPermit {
         others: bool,
     ) -> Result<Taken, Error> {
         let started = Instant::now();
+        if let Some(tpm) = deployment.tpm {
+            // This process's count at least: its own calls' tokens reach the store off their path.
+            let here = deployment.state.tokens_this_minute();
+            let used = match gateway.limits().shared() {
+                Some(shared) => shared
+                    .tokens(&deployment.scope, 0)
+                    .await
+                    .map_or(here, |all| all.max(here)),
+                None => here,
+            };
+            if used >= u64::from(tpm) {
+                if others {
+                    return Ok(Taken::Spent);
+                }
+                return Ok(Taken::TokensSpent {
+                    tpm,
+                    left: minute_left(),
+                });
+            }
+        }
         if !deployment.state.try_pace() {
             if others {
                 return Ok(Taken::Spent);
@@ -105,10 +140,34 @@ impl DeploymentPermit {
         }
         Ok(Taken::Held(DeploymentPermit {
             label: deployment.label.clone(),
+            state: deployment.state.clone(),
+            scope: deployment.scope.clone(),
+            tpm: deployment.tpm,
             _in_flight: deployment.state.start(),
             _permit: permit,
             _lease: lease,
         }))
+    }
+}
+
+impl std::fmt::Debug for DeploymentPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeploymentPermit({})", self.label)
+    }
+}
+
+impl DeploymentPermit {
+    /// The call used `tokens` (prompt and completion): counted against its `tpm` for this
+    /// minute, here and — when it has a `tpm` — in every process (off the call's path).
+    pub fn used(&self, gateway: &Gateway, tokens: u64) {
+        self.state.used_tokens(tokens);
+        if self.tpm.is_some()
+            && tokens > 0
+            && let Some(shared) = gateway.limits().shared().cloned()
+        {
+            let scope = self.scope.clone();
+            tokio::spawn(async move { shared.tokens(&scope, tokens).await });
+        }
     }
 }
 

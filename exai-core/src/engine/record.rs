@@ -13,6 +13,8 @@ use crate::request::{FallbackNote, Usage};
 use crate::trace;
 use crate::usage::Who;
 
+use super::deployment::DeploymentPermit;
+
 /// Whose call it was, for the ledger: `model`, at `deployment` (its label), made with `key`.
 fn who<'a>(model: &'a ModelInfo, deployment: Option<&'a str>, key: Option<&'a str>) -> Who<'a> {
     Who {
@@ -23,13 +25,13 @@ fn who<'a>(model: &'a ModelInfo, deployment: Option<&'a str>, key: Option<&'a st
     }
 }
 
-/// Records a call that `model` answered at `deployment` (its label), made with `key` if any: the
-/// usage ledger (which also counts it as `ok` in the metrics, with handles kept per model) and
-/// the key's spend. Returns its cost.
+/// Records a call that `model` answered at `deployment`, made with `key` if any: the usage
+/// ledger (which also counts it as `ok` in the metrics, with handles kept per model), the
+/// deployment's tokens this minute (its `tpm`) and the key's spend. Returns its cost.
 pub(crate) fn record_success(
     gateway: &Gateway,
     model: &ModelInfo,
-    deployment: &str,
+    deployment: &DeploymentPermit,
     key: Option<&str>,
     usage: Usage,
     started: Instant,
@@ -37,7 +39,8 @@ pub(crate) fn record_success(
     let cost = model.price.cost_of(&usage);
     gateway
         .ledger()
-        .success(who(model, Some(deployment), key), usage, cost, started.elapsed());
+        .success(who(model, Some(&deployment.label), key), usage, cost, started.elapsed());
+    deployment.used(gateway, usage.input_tokens + usage.output_tokens);
     if let Some(key) = key {
         gateway
             .keys()
@@ -89,7 +92,7 @@ impl CallRecord {
     pub fn answered(
         &self,
         gateway: &Gateway,
-        (model, deployment): (&ModelInfo, &str),
+        (model, deployment): (&ModelInfo, &DeploymentPermit),
         fallbacks: &[FallbackNote],
         usage: Usage,
         stop: Option<&str>,
@@ -105,7 +108,7 @@ impl CallRecord {
         let line = self
             .line()
             .answered(&model.provider, &model.id, tried(fallbacks), usage, cost)
-            .at(Some(deployment));
+            .at(Some(&deployment.label));
         gateway.activity_log().record(line);
         cost
     }
@@ -137,23 +140,25 @@ impl CallRecord {
     pub fn broken(
         &self,
         gateway: &Gateway,
-        (model, deployment): (&ModelInfo, &str),
+        (model, deployment): (&ModelInfo, &DeploymentPermit),
         fallbacks: &[FallbackNote],
         usage: Usage,
     ) {
         record_failure(
             gateway,
             model,
-            deployment,
+            &deployment.label,
             self.key.as_deref(),
             "stream_interrupted",
             self.started,
         );
+        // What it used before it broke still counts against its `tpm`.
+        deployment.used(gateway, usage.input_tokens + usage.output_tokens);
         trace::record_error(&self.span, "stream_interrupted");
         let mut line = self
             .line()
             .answered(&model.provider, &model.id, tried(fallbacks), usage, 0.0)
-            .at(Some(deployment));
+            .at(Some(&deployment.label));
         line.status = "stream_interrupted".to_string();
         gateway.activity_log().record(line);
     }

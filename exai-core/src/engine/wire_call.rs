@@ -301,14 +301,13 @@ async fn provider_reply(
     span.record("model", model.id.as_str());
     span.record("exai.deployment", permit.deployment.label.as_str());
     let names = (model.provider.clone(), model.id.clone());
-    let deployment = permit.deployment.label.clone();
     let Warned(value, warning) = value;
     match value {
         Answer::Whole { body, scan } => {
             output_content(call, &scan);
             let cost = call.answered(
                 gateway,
-                (&model, &deployment),
+                (&model, &permit.deployment),
                 &fallbacks,
                 scan.usage,
                 scan.stop_reason.as_deref(),
@@ -338,7 +337,8 @@ async fn provider_reply(
             let held = (permits, permit, pass, tracked);
             let scan = scanner(&gateway, request.wire);
             let finish: Finish = Box::new(move |scan: &Scanner, ended| {
-                let _held = held;
+                let held = held;
+                let deployment = &held.1.deployment;
                 let _entered = call.span.enter();
                 let stop = scan.stop_reason.as_deref();
                 trace::record_answer(&attempt_span, &model.provider, &model.id, scan.usage, stop, None);
@@ -347,7 +347,7 @@ async fn provider_reply(
                     crate::wire::Ended::Complete => {
                         call.answered(
                             &gateway,
-                            (&model, &deployment),
+                            (&model, deployment),
                             &fallbacks,
                             scan.usage,
                             scan.stop_reason.as_deref(),
@@ -358,7 +358,7 @@ async fn provider_reply(
                             responses::keep(&gateway, &kept_request, prepared, owner.as_deref(), response);
                         }
                     }
-                    crate::wire::Ended::Broken => call.broken(&gateway, (&model, &deployment), &fallbacks, scan.usage),
+                    crate::wire::Ended::Broken => call.broken(&gateway, (&model, deployment), &fallbacks, scan.usage),
                 }
             });
             let deadline = (until, session.deadline());

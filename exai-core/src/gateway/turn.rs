@@ -247,7 +247,7 @@ async fn run_in_span(
     let cost = crate::engine::record_success(
         gateway,
         &won.model,
-        &won.permit.deployment.label,
+        &won.permit.deployment,
         call.key_name(),
         won.value.usage,
         started,

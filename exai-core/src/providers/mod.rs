@@ -38,7 +38,7 @@ pub(crate) use client::{ProviderClient, WireHeaders};
 pub use pool::DeploymentStatus;
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use pool::idle_pool;
-pub(crate) use pool::{Deployment, DeploymentState, InFlight, Pool, RECHECK, order_models};
+pub(crate) use pool::{Deployment, DeploymentState, InFlight, Pool, RECHECK, minute_left, order_models};
 pub(crate) use sse::events as sse_events;
 pub use worker::ProviderHealth;
 pub(crate) use worker::{ProviderHandle, spawn_worker};

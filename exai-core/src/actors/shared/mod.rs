@@ -1,7 +1,8 @@
 //! Limits shared by every exai process that uses one store (`limits.shared`): the global and
 //! per-provider in-flight limits — and any other scope a caller names (`key:NAME`, a
-//! deployment) — as leases, a provider's `rpm` as one GCRA limiter, and cool-downs (a
-//! provider's open circuit), published so that every process stops sending too.
+//! deployment) — as leases, a provider's `rpm` as one GCRA limiter, a deployment's tokens per
+//! minute (its `tpm`), and cool-downs (a provider's open circuit), published so that every
+//! process stops sending too.
 //!
 //! Two stores, one behaviour, chosen once when the gateway starts:
 //! - `redis.rs`: every daemon on one Redis (Lua scripts on the server's clock) — when a Redis
@@ -207,6 +208,16 @@ impl SharedLimits {
             Store::Sqlite(sqlite) => sqlite.cool(scope, for_).await,
         };
         self.note(marked);
+    }
+
+    /// Adds `add` tokens (0 to read) to what `scope` used this wall-clock minute in every
+    /// process, and answers the minute's total; none when the store fails.
+    pub async fn tokens(&self, scope: &str, add: u64) -> Option<u64> {
+        let total = match &self.store {
+            Store::Redis(redis) => redis.tokens(scope, add).await,
+            Store::Sqlite(sqlite) => sqlite.tokens(scope, add).await,
+        };
+        self.note(total)
     }
 
     /// How much longer `scope` cools, if it does (one read; none when the store fails).

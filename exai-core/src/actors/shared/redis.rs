@@ -6,6 +6,8 @@
 //!   its own and removed (`ZREM`) when its guard drops.
 //! - `rpm`: one script keeps the theoretical arrival time of the next call (GCRA, with a burst
 //!   of `rpm` as the local governor limiter allows) and answers how long to wait.
+//! - `tpm`: a hash per scope (`exai:{tpm:glm#1:…}`) of tokens per wall-clock minute on the
+//!   server's clock; one script adds and answers the minute's total, dropping older minutes.
 //! - A cool-down (a provider's circuit opened by one daemon) is a key with the cool-down as its
 //!   lifetime (`exai:{lease:glm}:circuit`); the lease script refuses while it exists.
 //!
@@ -63,6 +65,20 @@ redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 1000)
 return 0
 ";
 
+/// Adds ARGV[1] tokens to this minute's field (older minutes go) and answers its total.
+const TOKENS: &str = r"
+local t = redis.call('TIME')
+local minute = math.floor(tonumber(t[1]) / 60)
+local total = redis.call('HINCRBY', KEYS[1], minute, tonumber(ARGV[1]))
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if tonumber(field) < minute then
+    redis.call('HDEL', KEYS[1], field)
+  end
+end
+redis.call('EXPIRE', KEYS[1], 120)
+return total
+";
+
 /// The shared limits on one Redis.
 pub(super) struct RedisLimits {
     conn: RedisConn,
@@ -71,6 +87,7 @@ pub(super) struct RedisLimits {
     acquire: redis::Script,
     renew: Arc<redis::Script>,
     pace: redis::Script,
+    tokens: redis::Script,
 }
 
 /// A lease held in Redis: renewed by its task while it lives, removed when it drops.
@@ -104,6 +121,7 @@ impl RedisLimits {
             acquire: redis::Script::new(ACQUIRE),
             renew: Arc::new(redis::Script::new(RENEW)),
             pace: redis::Script::new(PACE),
+            tokens: redis::Script::new(TOKENS),
         }
     }
 
@@ -158,6 +176,15 @@ impl RedisLimits {
         call.arg(interval_ms).arg(burst_ms);
         let wait: i64 = run("pace", call.invoke_async(&mut conn)).await?;
         Ok(wait.max(0) as u64)
+    }
+
+    /// Adds `add` tokens to `scope`'s count for this minute; the minute's total.
+    pub async fn tokens(&self, scope: &str, add: u64) -> Result<u64, MemoryError> {
+        let mut conn = self.conn.clone();
+        let mut call = self.tokens.key(self.key("tpm", scope));
+        call.arg(add);
+        let total: i64 = run("tokens", call.invoke_async(&mut conn)).await?;
+        Ok(total.max(0) as u64)
     }
 
     /// Sets `scope`'s cool-down key to live `for_`.

@@ -1,13 +1,15 @@
 //! The shared limits in the SQLite state file: every exai process of one machine that uses it
 //! (`$EXAI_STATE_DIR/exai.db`) — exai-stdio for each editor window, `exai chat`, exai-ws.
 //!
-//! Three tables, created if missing. Their rows live seconds, so they stay out of `db.rs`'s
+//! Four tables, created if missing. Their rows live seconds, so they stay out of `db.rs`'s
 //! versioned migrations: a new shape would take new tables, with nothing to carry over.
 //! - `limit_leases(scope, holder, expires_ms)`: one row per lease. A take runs in a
 //!   `BEGIN IMMEDIATE` transaction — drop the scope's expired leases, refuse while it cools,
 //!   count, insert under the limit — so two processes never both take the last place.
 //! - `limit_pacing(scope, tat_ms)`: GCRA's theoretical arrival time, as the Redis `PACE` script.
 //! - `limit_cooldowns(scope, until_ms)`: a scope cools until then.
+//! - `limit_tokens(scope, minute, tokens)`: tokens used per wall-clock minute (a deployment's
+//!   `tpm`).
 //!
 //! Times are wall-clock unix milliseconds: every process reads the same machine clock.
 //!
@@ -110,6 +112,12 @@ enum Request {
         scope: String,
         reply: Reply<Option<u64>>,
     },
+    /// `add` tokens used by `scope` this minute (0 to read): the minute's total.
+    Tokens {
+        scope: String,
+        add: i64,
+        reply: Reply<u64>,
+    },
     /// The limits are dropped: close the file once no lease is left, and say so on `closed`.
     Close {
         closed: mpsc::Sender<()>,
@@ -183,6 +191,16 @@ impl SqliteLimits {
         self.ask("cool", |reply| Request::Cool {
             scope: scope.to_string(),
             for_ms: for_.as_millis() as i64,
+            reply,
+        })
+        .await
+    }
+
+    /// Adds `add` tokens to `scope`'s count for this minute; the minute's total.
+    pub async fn tokens(&self, scope: &str, add: u64) -> Result<u64, MemoryError> {
+        self.ask("tokens", |reply| Request::Tokens {
+            scope: scope.to_string(),
+            add: add as i64,
             reply,
         })
         .await

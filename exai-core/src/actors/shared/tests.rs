@@ -122,6 +122,15 @@ async fn a_cool_down_marked_by_one_is_seen_by_the_other(a: &SharedLimits, b: &Sh
     let _after = held(b, "glm", 4, Duration::ZERO).await;
 }
 
+async fn tokens_used_by_one_are_counted_for_the_other(a: &SharedLimits, b: &SharedLimits) {
+    // Both inside one wall-clock minute (a test crossing into the next would see 0).
+    assert_eq!(b.tokens("glm#1", 0).await, Some(0));
+    assert_eq!(a.tokens("glm#1", 40).await, Some(40));
+    assert_eq!(b.tokens("glm#1", 25).await, Some(65));
+    assert_eq!(a.tokens("glm#1", 0).await, Some(65), "a read adds nothing");
+    assert_eq!(a.tokens("glm#2", 0).await, Some(0), "each scope its own count");
+}
+
 #[tokio::test]
 async fn on_sqlite_the_limits_hold_across_processes() {
     let (a, b, _) = on_sqlite("suite", LEASE);
@@ -129,6 +138,7 @@ async fn on_sqlite_the_limits_hold_across_processes() {
     many_takes_at_once_never_pass_the_limit(&a, &b).await;
     rpm_is_paced_across_processes(&a, &b).await;
     a_cool_down_marked_by_one_is_seen_by_the_other(&a, &b).await;
+    tokens_used_by_one_are_counted_for_the_other(&a, &b).await;
     assert!(!a.is_degraded() && !b.is_degraded());
     assert_eq!(a.backend(), "sqlite");
 }
@@ -141,6 +151,7 @@ async fn on_redis_the_limits_hold_across_daemons() {
     many_takes_at_once_never_pass_the_limit(&a, &b).await;
     rpm_is_paced_across_processes(&a, &b).await;
     a_cool_down_marked_by_one_is_seen_by_the_other(&a, &b).await;
+    tokens_used_by_one_are_counted_for_the_other(&a, &b).await;
     assert!(!a.is_degraded() && !b.is_degraded());
     assert_eq!(a.backend(), "redis");
 }

@@ -39,7 +39,7 @@ pub(crate) use choice::order_models;
 use choice::weighted;
 pub(crate) use deployment::Deployment;
 pub use deployment::DeploymentStatus;
-pub(crate) use state::{DeploymentState, InFlight, Out, RECHECK};
+pub(crate) use state::{DeploymentState, InFlight, Out, RECHECK, minute_left};
 
 /// A provider's deployments.
 pub(crate) struct Pool {

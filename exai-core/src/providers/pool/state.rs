@@ -52,6 +52,10 @@ pub(crate) struct DeploymentState {
     /// Calls started in the current minute (`minute` counts minutes since `epoch`).
     pub(super) minute: AtomicU64,
     pub(super) minute_calls: AtomicU64,
+    /// Tokens its calls used in the wall-clock minute `token_minute` (unix minutes): its `tpm`
+    /// in this process.
+    token_minute: AtomicU64,
+    minute_tokens: AtomicU64,
     /// Its `rpm`, paced here (GCRA, a burst of `rpm`): the attempt loop asks it first, and
     /// moves on to another deployment rather than wait when this one is spent.
     limiter: Option<DefaultDirectRateLimiter>,
@@ -91,6 +95,8 @@ impl DeploymentState {
             headroom_at_ms: AtomicU64::new(0),
             minute: AtomicU64::new(0),
             minute_calls: AtomicU64::new(0),
+            token_minute: AtomicU64::new(0),
+            minute_tokens: AtomicU64::new(0),
             limiter: rpm
                 .and_then(NonZeroU32::new)
                 .map(|rpm| RateLimiter::direct(Quota::per_minute(rpm))),
@@ -168,6 +174,24 @@ impl DeploymentState {
         }
         self.minute_calls.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+
+    /// Tokens its calls used this wall-clock minute, in this process.
+    pub fn tokens_this_minute(&self) -> u64 {
+        if self.token_minute.load(Ordering::Relaxed) == wall_minute() {
+            self.minute_tokens.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// A call of its used `tokens` (counted in this wall-clock minute).
+    pub fn used_tokens(&self, tokens: u64) {
+        let minute = wall_minute();
+        if self.token_minute.swap(minute, Ordering::Relaxed) != minute {
+            self.minute_tokens.store(0, Ordering::Relaxed);
+        }
+        self.minute_tokens.fetch_add(tokens, Ordering::Relaxed);
     }
 
     /// It answered after `ttfb` (its headers, for a stream).
@@ -260,4 +284,14 @@ impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "InFlight({})", self.0.label)
     }
+}
+
+/// The current wall-clock minute (unix minutes), as the shared stores count tokens.
+fn wall_minute() -> u64 {
+    crate::actors::session::now_ms() / 60_000
+}
+
+/// What is left of the current wall-clock minute, when a spent `tpm` comes back.
+pub(crate) fn minute_left() -> Duration {
+    Duration::from_millis(60_000 - crate::actors::session::now_ms() % 60_000)
 }

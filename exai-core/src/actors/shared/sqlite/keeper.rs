@@ -37,6 +37,12 @@ CREATE TABLE IF NOT EXISTS limit_leases (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS limit_pacing (scope TEXT PRIMARY KEY, tat_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS limit_cooldowns (scope TEXT PRIMARY KEY, until_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS limit_tokens (
+    scope TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    PRIMARY KEY (scope, minute)
+) WITHOUT ROWID;
 ";
 
 /// Opens the file at `path` (creating the tables, dropping what has expired) and starts the
@@ -124,6 +130,7 @@ enum Answer {
     Pace(Reply<u64>, Result<u64, String>),
     Cool(Reply<()>, Result<(), String>),
     Cooling(Reply<Option<u64>>, Result<Option<u64>, String>),
+    Tokens(Reply<u64>, Result<u64, String>),
 }
 
 impl Answer {
@@ -138,6 +145,7 @@ impl Answer {
             Self::Pace(reply, answer) => after(reply, answer, committed),
             Self::Cool(reply, answer) => after(reply, answer, committed),
             Self::Cooling(reply, answer) => after(reply, answer, committed),
+            Self::Tokens(reply, answer) => after(reply, answer, committed),
         }
     }
 }
@@ -214,6 +222,7 @@ fn answer(
         } => Answer::Pace(reply, pace(conn, &scope, interval_ms, burst_ms, now).map_err(text)),
         Request::Cool { scope, for_ms, reply } => Answer::Cool(reply, cool(conn, &scope, now + for_ms).map_err(text)),
         Request::Cooling { scope, reply } => Answer::Cooling(reply, cooling(conn, &scope, now).map_err(text)),
+        Request::Tokens { scope, add, reply } => Answer::Tokens(reply, tokens(conn, &scope, add, now).map_err(text)),
         // `keep` handles it before a batch is served.
         Request::Close { closed } => {
             let _ = closed.send(());
@@ -238,6 +247,7 @@ fn refuse(request: Request, held: &mut HashMap<String, String>) -> Option<Answer
         Request::Pace { reply, .. } => Answer::Pace(reply, failed()),
         Request::Cool { reply, .. } => Answer::Cool(reply, failed()),
         Request::Cooling { reply, .. } => Answer::Cooling(reply, failed()),
+        Request::Tokens { reply, .. } => Answer::Tokens(reply, failed()),
         Request::Close { closed } => {
             let _ = closed.send(());
             return None;
@@ -308,6 +318,22 @@ fn cooling(conn: &Connection, scope: &str, now: i64) -> rusqlite::Result<Option<
     Ok(until.filter(|until| *until > now).map(|until| (until - now) as u64))
 }
 
+/// Adds `add` tokens to `scope`'s count for this wall-clock minute (its earlier minutes go) and
+/// answers the minute's total.
+fn tokens(conn: &Connection, scope: &str, add: i64, now: i64) -> rusqlite::Result<u64> {
+    let minute = now / 60_000;
+    conn.prepare_cached("DELETE FROM limit_tokens WHERE scope = ?1 AND minute < ?2")?
+        .execute(params![scope, minute])?;
+    let total: i64 = conn
+        .prepare_cached(
+            "INSERT INTO limit_tokens (scope, minute, tokens) VALUES (?1, ?2, ?3)
+             ON CONFLICT (scope, minute) DO UPDATE SET tokens = tokens + excluded.tokens
+             RETURNING tokens",
+        )?
+        .query_row(params![scope, minute, add], |row| row.get(0))?;
+    Ok(total.max(0) as u64)
+}
+
 /// Pushes the expiry of every lease in `held` (holder → scope) out to `until`.
 fn renew(conn: &mut Connection, held: &HashMap<String, String>, until: i64) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -327,6 +353,7 @@ fn forget_the_expired(conn: &Connection, now: i64) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM limit_leases WHERE expires_ms <= ?1", [now])?;
     conn.execute("DELETE FROM limit_cooldowns WHERE until_ms <= ?1", [now])?;
     conn.execute("DELETE FROM limit_pacing WHERE tat_ms <= ?1", [now])?;
+    conn.execute("DELETE FROM limit_tokens WHERE minute < ?1", [now / 60_000])?;
     Ok(())
 }
 
