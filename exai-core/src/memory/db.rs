@@ -96,6 +96,9 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;
      ALTER TABLE key_usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE key_usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;",
+    // 6: kept responses by expiry, so the sweep of expired ones reads only those (it scanned
+    //    the whole table, once per write).
+    "CREATE INDEX responses_expires ON responses(expires_ms);",
 ];
 
 /// An open database file. Cheap to clone.
