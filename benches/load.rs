@@ -30,7 +30,8 @@
 //! bash scripts/bench-load.sh   # installs wrk and nginx-light if missing, builds exai-ws, runs this
 //! ```
 //! `EXAI_LOAD_SECS` (8) sets each wrk run's length; `EXAI_WS_BIN`, `NGINX_BIN` override the
-//! binaries. Runs only under `cargo bench`.
+//! binaries; `EXAI_LOAD_ONLY=Responses` measures only the rows whose name holds that text, and
+//! nothing after the table. Runs only under `cargo bench`.
 
 #[path = "load/cache.rs"]
 mod cache;
@@ -40,7 +41,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use exai_benches::wrk::{self, WrkReport};
-use exai_benches::{Killed, cpu_seconds, free_port, rss_kib};
+use exai_benches::{Killed, cpu_seconds, free_port, peak_rss_kib, rss_kib};
 use exai_core::testing::RedisServer;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
@@ -56,6 +57,11 @@ fn secs() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8)
+}
+
+/// `EXAI_LOAD_ONLY`: the text a row's name must hold to be measured (all rows without it).
+fn only() -> Option<String> {
+    std::env::var("EXAI_LOAD_ONLY").ok().filter(|o| !o.is_empty())
 }
 
 fn cores() -> usize {
@@ -575,8 +581,10 @@ fn main() {
             &exai_pid,
         ),
     ];
+    let only = only();
     let results: Vec<(&str, WrkReport, WrkReport)> = rows
         .iter()
+        .filter(|r| only.as_deref().is_none_or(|o| r.name.contains(o)))
         .map(|r| {
             let (loaded, single) = measure(r);
             (r.name, loaded, single)
@@ -599,10 +607,14 @@ fn main() {
     }
     cache::print_targets(find);
     println!(
-        "Responses rows (each call stores its response): their daemon's RSS {:.1} MB before them, {:.1} MB after",
+        "Responses rows (each call stores its response): their daemon's RSS {:.1} MB before them, {:.1} MB after, {:.1} MB at most",
         responder_rss as f64 / 1024.0,
-        rss_kib(responder.0.id()) as f64 / 1024.0
+        rss_kib(responder.0.id()) as f64 / 1024.0,
+        peak_rss_kib(responder.0.id()) as f64 / 1024.0
     );
+    if only.is_some() {
+        return;
+    }
     if let (Some(x), Some(t)) = (find("plain: exai-ws"), find("plain: exai-ws, traces exported (OTLP)")) {
         println!(
             "traces: exai-ws exporting every request's spans keeps {:.0}% of its requests/s (target ≥ 90%)",

@@ -40,10 +40,20 @@ pub fn open_fds(pid: u32) -> usize {
 
 /// A process's resident set size now, in KiB (`VmRSS` in `/proc/PID/status`; 0 if unreadable).
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The most a process's resident set has been so far, in KiB (`VmHWM`; 0 if unreadable).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A KiB field of `/proc/PID/status` (0 if unreadable).
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)

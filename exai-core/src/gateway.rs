@@ -27,7 +27,6 @@ mod session;
 mod status;
 mod turn;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -89,8 +88,9 @@ struct Inner {
     /// The last requests and the last hour per model, for status pages.
     activity: Activity,
     /// Responses whose stream has ended and whose store write is still under way: a
-    /// `previous_response_id` sent the moment the stream ends finds them here.
-    unsaved: std::sync::Mutex<HashMap<String, crate::memory::StoredResponse>>,
+    /// `previous_response_id` sent the moment the stream ends finds them here. Bounded: new
+    /// Responses calls wait while too many are being written.
+    unsaved: Arc<crate::engine::Unsaved>,
     /// `count_tokens` answers kept by a hash of the body, so a burst of the same counts costs
     /// one.
     token_counts: crate::engine::CountCache,
@@ -171,13 +171,14 @@ impl GatewayBuilder {
                 .build()
                 .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?,
         };
+        // Shared with the SQLite store's group writes, so `shutdown` waits for them too.
+        let tracker = TaskTracker::new();
         let (memory, shared) = match self.memory {
             Some(store) => (store, None),
-            None => open_memory(&config).await?,
+            None => open_memory(&config, &tracker).await?,
         };
         let pools = pools::Pools::build(&config, &http).await?;
         let root = CancellationToken::new();
-        let tracker = TaskTracker::new();
         let sessions = Sessions::spawn(config.sessions.idle_timeout, config.limits.session_max_inflight).await?;
         let default_session = sessions.open("embedded", &root, false);
         let shared_limits = open_shared_limits(&config, &shared).await?;
@@ -206,7 +207,7 @@ impl GatewayBuilder {
             auth_failures: auth_failures::AuthFailures::new(config.limits.auth_failures_per_minute),
             keys,
             activity: Activity::new(),
-            unsaved: std::sync::Mutex::default(),
+            unsaved: Arc::default(),
             token_counts: crate::engine::count_cache(),
             response_cache: crate::engine::ResponseCache::open(&config).await,
             config,
@@ -486,7 +487,7 @@ impl Gateway {
         &self.inner.response_cache
     }
 
-    pub(crate) fn unsaved_responses(&self) -> &std::sync::Mutex<HashMap<String, crate::memory::StoredResponse>> {
+    pub(crate) fn unsaved_responses(&self) -> &Arc<crate::engine::Unsaved> {
         &self.inner.unsaved
     }
 
@@ -696,8 +697,11 @@ fn share_limits(limits: Limits, shared: Option<Arc<SharedLimits>>, pools: &pools
 
 /// The memory store the configuration selects, and where the usage ledger is shared. A SQLite
 /// file that cannot be opened (read-only, locked, not a database) is reported naming its path,
-/// and the process carries on in process memory.
-async fn open_memory(config: &Config) -> Result<(Arc<dyn MemoryStore>, Option<SharedLedger>), Error> {
+/// and the process carries on in process memory. The SQLite store writes on `writes`.
+async fn open_memory(
+    config: &Config,
+    writes: &TaskTracker,
+) -> Result<(Arc<dyn MemoryStore>, Option<SharedLedger>), Error> {
     let local = || Arc::new(LocalStore::new(config.memory.ttl)) as Arc<dyn MemoryStore>;
     match (config.memory.backend, &config.memory.redis_url) {
         (MemoryBackend::Redis, Some(url)) => {
@@ -709,8 +713,8 @@ async fn open_memory(config: &Config) -> Result<(Arc<dyn MemoryStore>, Option<Sh
             Ok((store, Some(shared)))
         }
         (MemoryBackend::Sqlite, _) => {
-            let (path, ttl) = (config.memory.sqlite_path.clone(), config.memory.ttl);
-            let opened = tokio::task::spawn_blocking(move || SqliteStore::open(&path, ttl))
+            let (path, ttl, writes) = (config.memory.sqlite_path.clone(), config.memory.ttl, writes.clone());
+            let opened = tokio::task::spawn_blocking(move || SqliteStore::open_tracked(&path, ttl, writes))
                 .await
                 .map_err(|e| Error::Internal(format!("opening the SQLite file: {e}")))?;
             match opened {

@@ -1,5 +1,6 @@
-//! Memory and the usage ledger against a real redis-server: sharing, restarts, and Redis dying
-//! mid-run.
+//! Memory and the usage ledger in stores that outlive a process: a real redis-server (sharing,
+//! restarts, Redis dying mid-run) and the SQLite file (kept responses outliving a short-lived
+//! process).
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use exai_core::testing::FakeUpstream;
 use exai_core::testing::RedisServer;
-use exai_core::{ChatRequest, Gateway};
+use exai_core::{ChatRequest, Gateway, WireReply, WireRequest};
 
 async fn redis_gateway(fake: &FakeUpstream, redis: &RedisServer, prefix: &str) -> Gateway {
     let url = redis.url();
@@ -167,5 +168,56 @@ async fn the_in_process_store_keeps_at_most_max_turns() -> anyhow::Result<()> {
     assert_eq!(thread.turns.len(), 4);
     assert_eq!(contents[0], "3");
     assert_eq!(gw.memory_status().await.backend, "local");
+    Ok(())
+}
+
+#[tokio::test]
+async fn responses_kept_by_a_short_lived_process_are_all_in_the_sqlite_file() -> anyhow::Result<()> {
+    let fake = FakeUpstream::start().await?;
+    let dir = std::env::temp_dir().join(format!("exai-memory-short-lived-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.to_string_lossy().to_string();
+    let process = common::gateway(
+        &fake,
+        &["GLM"],
+        // Limits of its own: shared ones would wait for the file too.
+        &[
+            ("EXAI_MEMORY", "sqlite"),
+            ("EXAI_STATE_DIR", state.as_str()),
+            ("EXAI_SHARED_LIMITS", "false"),
+        ],
+    )
+    .await;
+    let file = dir.join("exai.db");
+    // Another process holds the file's write lock: every write of this one waits.
+    let lock = rusqlite::Connection::open(&file)?;
+    lock.execute_batch("BEGIN IMMEDIATE")?;
+    let session = process.session("test");
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let body = serde_json::json!({"model": "glm-4.6", "input": format!("question {n}")});
+        let reply = session.relay(WireRequest::responses(body.to_string())?).await?;
+        let WireReply::Whole { body, .. } = reply else {
+            anyhow::bail!("a whole reply was asked for")
+        };
+        let reply: serde_json::Value = serde_json::from_slice(&body)?;
+        ids.push(reply["id"].as_str().unwrap_or_default().to_string());
+    }
+    drop(session);
+    let shutdown = tokio::spawn(async move { process.shutdown().await });
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!shutdown.is_finished(), "shutdown waits for the writes");
+    drop(lock);
+    shutdown.await?;
+
+    // Read at once, as the next process would: nothing of the first one runs any more.
+    let file = rusqlite::Connection::open(&file)?;
+    let mut kept = file.prepare("SELECT count(*) FROM responses WHERE id = ?1")?;
+    for id in &ids {
+        let count: i64 = kept.query_row([id], |r| r.get(0))?;
+        assert_eq!(count, 1, "{id} was not written before the process ended");
+    }
     Ok(())
 }

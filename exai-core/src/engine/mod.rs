@@ -13,7 +13,8 @@
 //! - `count_tokens.rs`: a Messages request's token count, kept by a hash of the body so a
 //!   burst of the same counts costs one.
 //! - `responses.rs`: what a Responses call adds — the stored conversation it continues, its
-//!   translation to chat, keeping its response.
+//!   translation to chat, keeping its response; `unsaved.rs`: the responses whose store write
+//!   is under way (readable at once, and bounded: new calls wait when the store falls behind).
 //!
 //! The gateway's own turns (`ChatRequest`: MCP tools, the EXAI protocol, `exai chat`,
 //! embedders) run the same loop from `gateway/turn.rs`, which adds conversation memory around
@@ -28,6 +29,7 @@ mod count_tokens;
 mod deployment;
 mod record;
 mod responses;
+mod unsaved;
 mod wire_call;
 
 pub(crate) use attempts::{Attempted, Attempts, note};
@@ -36,4 +38,5 @@ pub(crate) use cache::{ResponseCache, turn as turn_cache};
 pub(crate) use count_tokens::{CountCache, cache as count_cache, count_tokens};
 pub(crate) use record::{record_cached, record_success};
 pub(crate) use responses::{delete as delete_response, get as get_response};
+pub(crate) use unsaved::Unsaved;
 pub(crate) use wire_call::run as wire_call;

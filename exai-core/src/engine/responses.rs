@@ -36,15 +36,18 @@ pub(crate) struct Prepared {
 
 /// A stored response: one still being written, or the store's.
 async fn load(gateway: &Gateway, id: &str) -> Result<Option<StoredResponse>, Error> {
-    let unsaved = gateway.unsaved_responses().lock().ok().and_then(|u| u.get(id).cloned());
-    match unsaved {
-        Some(stored) => Ok(Some(stored)),
+    match gateway.unsaved_responses().get(id) {
+        Some(stored) => Ok(Some((*stored).clone())),
         None => Ok(gateway.store().get_response(id).await?),
     }
 }
 
 /// Reads a Responses request and loads the conversation it continues, for the caller's key.
+/// A call that will keep its response first waits while too many are still being written.
 pub(crate) async fn prepare(gateway: &Gateway, request: &WireRequest, key: Option<&str>) -> Result<Prepared, Error> {
+    if request.store {
+        gateway.unsaved_responses().room().await;
+    }
     let body = request.body_map()?;
     let history = match &request.previous {
         None => Vec::new(),
@@ -66,7 +69,7 @@ pub(crate) async fn prepare(gateway: &Gateway, request: &WireRequest, key: Optio
 }
 
 /// Keeps `response` (when the request asked for it) with its whole conversation: at once for
-/// the callers of this process, in the store by a task.
+/// the callers of this process, in the store by a task that `shutdown` waits for.
 pub(crate) fn keep(
     gateway: &Gateway,
     request: &WireRequest,
@@ -88,23 +91,19 @@ pub(crate) fn keep(
             .cloned(),
     );
     let ttl = gateway.config().memory.responses_ttl;
-    let stored = StoredResponse {
+    let stored = Arc::new(StoredResponse {
         id: prepared.id.clone(),
         owner: owner.map(str::to_string),
         expires_ms: crate::actors::session::now_ms() + ttl.as_millis() as u64,
         response,
         items,
-    };
-    if let Ok(mut unsaved) = gateway.unsaved_responses().lock() {
-        unsaved.insert(stored.id.clone(), stored.clone());
-    }
-    let gateway = gateway.clone();
+    });
+    let held = gateway.unsaved_responses().hold(stored.clone());
+    let (gateway, tracked) = (gateway.clone(), gateway.track());
     let save = async move {
+        let (_tracked, _held) = (tracked, held);
         if let Err(e) = gateway.store().put_response(&stored).await {
             tracing::warn!(error = %e, id = %stored.id, "the response could not be stored");
-        }
-        if let Ok(mut unsaved) = gateway.unsaved_responses().lock() {
-            unsaved.remove(&stored.id);
         }
     };
     tokio::spawn(save);
@@ -122,9 +121,7 @@ pub(crate) async fn get(gateway: &Gateway, id: &str, key: Option<&str>) -> Resul
 pub(crate) async fn delete(gateway: &Gateway, id: &str, key: Option<&str>) -> Result<(), Error> {
     match load(gateway, id).await? {
         Some(stored) if stored.belongs_to(key) => {
-            if let Ok(mut unsaved) = gateway.unsaved_responses().lock() {
-                unsaved.remove(id);
-            }
+            gateway.unsaved_responses().forget(id);
             gateway.store().delete_response(id).await?;
             Ok(())
         }

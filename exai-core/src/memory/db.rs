@@ -96,7 +96,7 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;
      ALTER TABLE key_usage ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE key_usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;",
-    // The ledger per deployment: which endpoint and key answered, by its label (issue 27).
+    // 6: the ledger per deployment: which endpoint and key answered, by its label (issue 27).
     "CREATE TABLE deployment_usage (
          day TEXT NOT NULL,
          deployment TEXT NOT NULL,
@@ -112,6 +112,9 @@ const MIGRATIONS: &[&str] = &[
          saved_usd REAL NOT NULL DEFAULT 0,
          PRIMARY KEY (day, deployment, provider, model)
      );",
+    // 7: kept responses by expiry, so the sweep of expired ones reads only those (it scanned
+    //    the whole table, once per write).
+    "CREATE INDEX responses_expires ON responses(expires_ms);",
 ];
 
 /// An open database file. Cheap to clone.

@@ -1,10 +1,12 @@
 //! The in-process store: a moka cache of threads, bounded in count, with the conversation TTL
-//! reset on every save. The embedded default, and the Redis store's fallback mirror.
+//! reset on every save, and one of kept responses, bounded in bytes, each gone at its own
+//! `expires_ms`. The embedded default, and the Redis and SQLite stores' fallback mirror.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use moka::Expiry;
 use moka::future::Cache;
 
 use super::{MemoryError, MemoryStore, StoredResponse, Thread, ThreadSummary};
@@ -12,6 +14,10 @@ use crate::actors::session::now_ms;
 
 /// Threads kept in process at most; the least recently used go first.
 const CAPACITY: u64 = 10_000;
+
+/// Bytes of kept responses (as JSON) held in process at most: a response carries its whole
+/// conversation, so a count alone bounds nothing.
+const RESPONSE_BYTES: u64 = 64 << 20;
 
 /// The in-process store.
 #[derive(Clone)]
@@ -26,7 +32,11 @@ impl LocalStore {
     pub fn new(ttl: Duration) -> Self {
         Self {
             threads: Cache::builder().max_capacity(CAPACITY).time_to_live(ttl).build(),
-            responses: Cache::builder().max_capacity(CAPACITY).build(),
+            responses: Cache::builder()
+                .max_capacity(RESPONSE_BYTES)
+                .weigher(|id: &String, r: &Arc<StoredResponse>| weight(id, r))
+                .expire_after(UntilExpiry)
+                .build(),
         }
     }
 }
@@ -77,5 +87,92 @@ impl MemoryStore for LocalStore {
         let live = self.get_response(id).await?.is_some();
         self.responses.invalidate(id).await;
         Ok(live)
+    }
+}
+
+/// A kept response's weight against [`RESPONSE_BYTES`]: its id and its JSON, in bytes.
+fn weight(id: &str, response: &StoredResponse) -> u32 {
+    let mut json = ByteCount(0);
+    let bytes = serde_json::to_writer(&mut json, response).map_or(0, |()| json.0);
+    u32::try_from(id.len() + bytes).unwrap_or(u32::MAX)
+}
+
+/// Counts what is written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A kept response leaves the cache at its own `expires_ms`.
+struct UntilExpiry;
+
+impl UntilExpiry {
+    fn left(response: &StoredResponse) -> Option<Duration> {
+        Some(Duration::from_millis(response.expires_ms.saturating_sub(now_ms())))
+    }
+}
+
+impl Expiry<String, Arc<StoredResponse>> for UntilExpiry {
+    fn expire_after_create(&self, _: &String, response: &Arc<StoredResponse>, _: Instant) -> Option<Duration> {
+        Self::left(response)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        response: &Arc<StoredResponse>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Self::left(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(id: &str, text_bytes: usize) -> StoredResponse {
+        StoredResponse {
+            id: id.to_string(),
+            owner: None,
+            expires_ms: now_ms() + 3_600_000,
+            response: serde_json::json!({"id": id}),
+            items: vec![serde_json::Value::String("x".repeat(text_bytes))],
+        }
+    }
+
+    #[tokio::test]
+    async fn kept_responses_are_bounded_in_bytes_not_only_in_count() -> Result<(), MemoryError> {
+        let store = LocalStore::new(Duration::from_secs(60));
+        // 80 responses of 1 MiB: more than RESPONSE_BYTES, far fewer than CAPACITY.
+        for n in 0..80 {
+            store.put_response(&response(&format!("resp_{n}"), 1 << 20)).await?;
+        }
+        store.responses.run_pending_tasks().await;
+        assert!(store.responses.weighted_size() <= RESPONSE_BYTES);
+        assert!(store.responses.entry_count() < 80);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_kept_response_is_gone_once_expired() -> Result<(), MemoryError> {
+        let store = LocalStore::new(Duration::from_secs(60));
+        let mut expired = response("resp_old", 10);
+        expired.expires_ms = now_ms().saturating_sub(1);
+        store.put_response(&expired).await?;
+        store.put_response(&response("resp_new", 10)).await?;
+        assert!(!store.responses.contains_key("resp_old"), "expired in the cache itself");
+        assert!(store.responses.contains_key("resp_new"));
+        assert_eq!(store.get_response("resp_old").await?, None);
+        Ok(())
     }
 }

@@ -8,17 +8,27 @@
 //! store, every thread is mirrored in process: when the file fails mid-run (removed, made
 //! read-only, disk full) the failure is logged once and counted, and conversations carry on in
 //! memory.
+//!
+//! Kept responses (the Responses API) are written in groups, one transaction per flush:
+//! `sqlite/responses.rs`.
 
+mod responses;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
+use tokio_util::task::TaskTracker;
 
 use super::db::Db;
 use super::{LocalStore, MemoryError, MemoryStore, StoredResponse, Thread, ThreadSummary, Turn};
 use crate::actors::session::now_ms;
+use responses::Responses;
 
 /// Conversations in a SQLite file.
 #[derive(Clone)]
@@ -26,37 +36,43 @@ pub struct SqliteStore {
     db: Db,
     ttl: Duration,
     mirror: LocalStore,
-    /// Whether the last operation failed (so a failure is logged once, and a recovery once).
-    degraded: Arc<AtomicBool>,
-    /// When this process last dropped the expired threads (ms since the epoch).
-    purged_ms: Arc<AtomicU64>,
+    health: Arc<Health>,
+    /// Drops the expired threads now and then.
+    purge: Arc<Every>,
+    /// Kept responses, written in groups.
+    responses: Responses,
 }
 
-/// How often a process drops expired threads, on the back of a write.
+/// How often a process drops expired threads (and kept responses), on the back of a write.
 const PURGE_EVERY_MS: u64 = 60_000;
 
 impl SqliteStore {
     /// Opens (creating and migrating) the file at `path`; threads live `ttl` after their last
-    /// save.
-    pub fn open(path: &std::path::Path, ttl: Duration) -> Result<Self, MemoryError> {
-        Ok(Self {
-            db: Db::open(path)?,
-            ttl,
-            mirror: LocalStore::new(ttl),
-            degraded: Arc::default(),
-            purged_ms: Arc::default(),
-        })
+    /// save. Writes of kept responses run on a tracker of the store's own.
+    pub fn open(path: &Path, ttl: Duration) -> Result<Self, MemoryError> {
+        Self::open_tracked(path, ttl, TaskTracker::new())
     }
 
-    /// Whether this write should also drop the expired threads: the first write of the process,
-    /// then one a minute (a scan on every write cost more than the write itself).
-    fn purge_due(&self) -> bool {
-        let (now, last) = (now_ms(), self.purged_ms.load(Ordering::Relaxed));
-        now.saturating_sub(last) >= PURGE_EVERY_MS
-            && self
-                .purged_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// [`SqliteStore::open`], its group writes run on `writes` (the gateway's, so `shutdown`
+    /// waits for them).
+    pub(crate) fn open_tracked(path: &Path, ttl: Duration, writes: TaskTracker) -> Result<Self, MemoryError> {
+        Self::open_with_room(path, ttl, writes, responses::ROOM_BYTES)
+    }
+
+    /// [`SqliteStore::open_tracked`], with room for `room_bytes` of responses waiting to be
+    /// written.
+    fn open_with_room(path: &Path, ttl: Duration, writes: TaskTracker, room_bytes: usize) -> Result<Self, MemoryError> {
+        let db = Db::open(path)?;
+        let health = Arc::new(Health::new(path));
+        let mirror = LocalStore::new(ttl);
+        Ok(Self {
+            responses: Responses::new(db.clone(), health.clone(), mirror.clone(), writes, room_bytes),
+            db,
+            ttl,
+            mirror,
+            health,
+            purge: Arc::new(Every::new(PURGE_EVERY_MS)),
+        })
     }
 
     /// The database, shared with the usage ledger.
@@ -64,22 +80,8 @@ impl SqliteStore {
         &self.db
     }
 
-    /// Notes how an operation went: a failure is counted, and logged when it starts a run of
-    /// failures; the first success after one is logged too.
     fn note<T>(&self, op: &'static str, result: &Result<T, MemoryError>) {
-        match result {
-            Ok(_) => {
-                if self.degraded.swap(false, Ordering::Relaxed) {
-                    tracing::info!(path = %self.db.path().display(), "the SQLite file works again");
-                }
-            }
-            Err(e) => {
-                metrics::counter!("exai_memory_errors_total", "op" => op).increment(1);
-                if !self.degraded.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "SQLite failed; conversations continue in process memory");
-                }
-            }
-        }
+        self.health.note(op, result);
     }
 
     /// Writes `turns` to the mirror and the file (`thread`'s own turns are the mirror's base
@@ -108,7 +110,7 @@ impl SqliteStore {
         };
         let json = to_json(turns)?;
         let expires = thread.updated_ms + self.ttl.as_millis() as u64;
-        let purge = self.purge_due();
+        let purge = self.purge.due();
         let result = self
             .db
             .call(op, move |conn| {
@@ -289,59 +291,15 @@ impl MemoryStore for SqliteStore {
     }
 
     async fn put_response(&self, response: &StoredResponse) -> Result<(), MemoryError> {
-        self.mirror.put_response(response).await?;
-        let body = corrupt_if_err(&response.id, serde_json::to_string(response))?;
-        let (id, expires) = (response.id.clone(), response.expires_ms as i64);
-        let result = self
-            .db
-            .call("put_response", move |conn| {
-                conn.execute(
-                    "INSERT OR REPLACE INTO responses (id, expires_ms, body) VALUES (?1, ?2, ?3)",
-                    params![id, expires, body],
-                )?;
-                conn.execute("DELETE FROM responses WHERE expires_ms <= ?1", params![now_ms() as i64])?;
-                Ok(())
-            })
-            .await;
-        self.note("put_response", &result);
-        // The mirror has it when the file failed.
-        Ok(())
+        self.responses.put(response).await
     }
 
     async fn get_response(&self, id: &str) -> Result<Option<StoredResponse>, MemoryError> {
-        let key = id.to_string();
-        let result = self
-            .db
-            .call("get_response", move |conn| {
-                conn.query_row(
-                    "SELECT body FROM responses WHERE id = ?1 AND expires_ms > ?2",
-                    params![key, now_ms() as i64],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()
-            })
-            .await;
-        self.note("get_response", &result);
-        match result {
-            Ok(Some(body)) => corrupt_if_err(id, serde_json::from_str(&body)).map(Some),
-            Ok(None) | Err(_) => self.mirror.get_response(id).await,
-        }
+        self.responses.get(id).await
     }
 
     async fn delete_response(&self, id: &str) -> Result<bool, MemoryError> {
-        let mirrored = self.mirror.delete_response(id).await?;
-        let key = id.to_string();
-        let result = self
-            .db
-            .call("delete_response", move |conn| {
-                conn.execute(
-                    "DELETE FROM responses WHERE id = ?1 AND expires_ms > ?2",
-                    params![key, now_ms() as i64],
-                )
-            })
-            .await;
-        self.note("delete_response", &result);
-        Ok(result.map_or(mirrored, |n| n > 0 || mirrored))
+        self.responses.delete(id).await
     }
 
     async fn ping(&self) -> Result<(), MemoryError> {
@@ -364,10 +322,68 @@ impl MemoryStore for SqliteStore {
     }
 }
 
-/// A stored response that could not be written or read back as JSON.
-fn corrupt_if_err<T>(id: &str, result: serde_json::Result<T>) -> Result<T, MemoryError> {
-    result.map_err(|e| MemoryError::Corrupt {
-        id: id.to_string(),
-        message: e.to_string(),
-    })
+/// Whether the file works: a failure is counted, and logged when it starts a run of failures;
+/// the first success after one is logged too.
+struct Health {
+    path: PathBuf,
+    /// Whether the last operation failed.
+    degraded: AtomicBool,
+}
+
+impl Health {
+    fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            degraded: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes how an operation went.
+    fn note<T>(&self, op: &'static str, result: &Result<T, MemoryError>) {
+        match result {
+            Ok(_) => {
+                if self.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!(path = %self.path.display(), "the SQLite file works again");
+                }
+            }
+            Err(e) => {
+                metrics::counter!("exai_memory_errors_total", "op" => op).increment(1);
+                if !self.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "SQLite failed; conversations continue in process memory");
+                }
+            }
+        }
+    }
+}
+
+/// A chore done on the back of a write at most once a period: the first write of the process,
+/// then one a period (a scan on every write cost more than the write itself).
+struct Every {
+    period_ms: u64,
+    /// When it was last due (ms since the epoch).
+    last_ms: AtomicU64,
+}
+
+impl Every {
+    fn new(period_ms: u64) -> Self {
+        Self {
+            period_ms,
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this write should do the chore.
+    fn due(&self) -> bool {
+        self.due_at(now_ms())
+    }
+
+    /// Whether a write at `now` should do it (only one of the writes racing for it does).
+    fn due_at(&self, now: u64) -> bool {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= self.period_ms
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
