@@ -221,3 +221,43 @@ async fn responses_kept_by_a_short_lived_process_are_all_in_the_sqlite_file() ->
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_deleted_before_its_write_landed_stays_deleted() -> anyhow::Result<()> {
+    let fake = FakeUpstream::start().await?;
+    let dir = std::env::temp_dir().join(format!("exai-memory-delete-early-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.to_string_lossy().to_string();
+    let process = common::gateway(
+        &fake,
+        &["GLM"],
+        &[("EXAI_MEMORY", "sqlite"), ("EXAI_STATE_DIR", state.as_str())],
+    )
+    .await;
+    let session = process.session("test");
+    let mut ids = Vec::new();
+    // Deleted the moment each reply is in: the task writing it may not have run yet.
+    for n in 0..50 {
+        let body = serde_json::json!({"model": "glm-4.6", "input": format!("keep, then forget {n}")});
+        let reply = session.relay(WireRequest::responses(body.to_string())?).await?;
+        let WireReply::Whole { body, .. } = reply else {
+            anyhow::bail!("a whole reply was asked for")
+        };
+        let id = serde_json::from_slice::<serde_json::Value>(&body)?["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        session.delete_stored_response(&id).await?;
+        ids.push(id);
+    }
+    drop(session);
+    process.shutdown().await;
+
+    let file = rusqlite::Connection::open(dir.join("exai.db"))?;
+    let mut kept = file.prepare("SELECT count(*) FROM responses WHERE id = ?1")?;
+    for id in &ids {
+        let count: i64 = kept.query_row([id], |r| r.get(0))?;
+        assert_eq!(count, 0, "the write that came after the DELETE brought {id} back");
+    }
+    Ok(())
+}

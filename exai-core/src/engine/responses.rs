@@ -101,9 +101,15 @@ pub(crate) fn keep(
     let held = gateway.unsaved_responses().hold(stored.clone());
     let (gateway, tracked) = (gateway.clone(), gateway.track());
     let save = async move {
-        let (_tracked, _held) = (tracked, held);
+        let (_tracked, held) = (tracked, held);
         if let Err(e) = gateway.store().put_response(&stored).await {
             tracing::warn!(error = %e, id = %stored.id, "the response could not be stored");
+        }
+        if held.was_deleted() {
+            // A DELETE came before this write landed: the write must not bring it back.
+            if let Err(e) = gateway.store().delete_response(&stored.id).await {
+                tracing::warn!(error = %e, id = %stored.id, "a deleted response could not be removed");
+            }
         }
     };
     tokio::spawn(save);

@@ -74,6 +74,13 @@ pub(crate) struct Held {
     _room: Option<OwnedSemaphorePermit>,
 }
 
+impl Held {
+    /// Whether a `DELETE` forgot it while it was held: its write, once done, must be undone.
+    pub fn was_deleted(&self) -> bool {
+        !self.unsaved.lock().contains_key(&self.id)
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         self.unsaved.forget(&self.id);
