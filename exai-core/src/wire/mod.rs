@@ -9,7 +9,8 @@
 //! upstream's bytes ([`WireReply`]), cut only at event boundaries. Otherwise it is translated.
 //!
 //! - `json.rs`: a JSON object's top-level fields, and edits spliced into its bytes.
-//! - `sse.rs`: a body cut at event boundaries; the events of a block.
+//! - `sse.rs`: a body cut at event boundaries (any line end the SSE spec allows, the held tail
+//!   capped); the events of a block.
 //! - `scan.rs`: usage, stop reason and completion read from relayed bytes.
 //! - `request.rs`: [`WireRequest`], and the body each provider receives.
 //! - `reply.rs`: [`WireReply`] and [`WireStream`].

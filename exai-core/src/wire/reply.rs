@@ -7,6 +7,9 @@
 //! deadline and the keep-alive pings are one timer, looked at only while the upstream is quiet.
 //! When the stream ends — completely, broken, past its deadline, or dropped because the client
 //! left — the call is recorded once, by its [`Finish`].
+//!
+//! An upstream that sends more than the cutter's cap without ending an event ends the stream
+//! as broken.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -284,18 +287,16 @@ impl WireStream {
                     match body.as_mut().poll_next(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(chunk))) => match cutter.push(chunk) {
-                            Some(block) => Ok(Some(block)),
-                            None => continue,
+                            Ok(Some(block)) => Ok(Some(block)),
+                            Ok(None) => continue,
+                            Err(too_long) => Err(too_long.to_string()),
                         },
                         Poll::Ready(Some(Err(e))) => Err(format!("stream broke: {e}")),
                         Poll::Ready(None) => {
                             self.drained = true;
-                            match cutter.rest() {
-                                // Handed on (and read) only as whole lines closed by a blank
-                                // one: a line cut short is dropped, as an SSE client drops it.
-                                Some(rest) => Ok(terminated(rest)),
-                                None => Ok(None),
-                            }
+                            // Whole lines closed by a blank one: a line cut short is dropped,
+                            // as an SSE client drops it.
+                            Ok(cutter.rest())
                         }
                     }
                 }
@@ -332,9 +333,9 @@ impl WireStream {
                 (Ok(block), Source::Translated { translator, .. }) => {
                     let mut out = Vec::new();
                     for event in super::sse::events(block.as_deref().unwrap_or_default()) {
-                        if event.data == b"[DONE]" {
+                        if *event.data == *b"[DONE]" {
                             translator.finish(&mut out);
-                        } else if let Ok(data) = std::str::from_utf8(event.data) {
+                        } else if let Ok(data) = std::str::from_utf8(&event.data) {
                             translator.chunk(data, &mut out);
                         }
                     }
@@ -353,7 +354,7 @@ impl WireStream {
                 // Only a block that mentions usage is looked at event by event.
                 let strip = self.strip_usage_chunk && self.scan.usage_in_block;
                 let block = match strip {
-                    true => super::sse::without(block, |e| super::scan::is_usage_chunk(e.data)),
+                    true => super::sse::without(block, |e| super::scan::is_usage_chunk(&e.data)),
                     false => block,
                 };
                 if !block.is_empty() {
@@ -369,16 +370,6 @@ impl WireStream {
             }
         }
     }
-}
-
-/// `rest` (the upstream's last bytes, with no blank line after them) as whole lines and a blank
-/// line, or nothing when no line of it is whole.
-fn terminated(rest: Bytes) -> Option<Bytes> {
-    let last_line_end = rest.iter().rposition(|b| *b == b'\n')?;
-    let mut out = Vec::with_capacity(last_line_end + 2);
-    out.extend_from_slice(&rest[..=last_line_end]);
-    out.push(b'\n');
-    Some(Bytes::from(out))
 }
 
 impl Stream for WireStream {
@@ -442,21 +433,5 @@ impl Drop for WireStream {
             };
             self.end(ended);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_last_read_without_its_blank_line_goes_on_as_whole_lines_only() {
-        assert_eq!(
-            terminated(Bytes::from_static(b"data: [DONE]\n")).as_deref(),
-            Some(&b"data: [DONE]\n\n"[..])
-        );
-        let cut = terminated(Bytes::from_static(b"data: {\"a\":1}\ndata: {\"choices\":[{\"del"));
-        assert_eq!(cut.as_deref(), Some(&b"data: {\"a\":1}\n\n"[..]));
-        assert!(terminated(Bytes::from_static(b"data: {\"cho")).is_none());
     }
 }

@@ -130,7 +130,7 @@ impl Scanner {
             if !closing {
                 continue;
             }
-            if let Ok(closed) = serde_json::from_slice::<ResponseEvent>(event.data) {
+            if let Ok(closed) = serde_json::from_slice::<ResponseEvent>(&event.data) {
                 let failed = closed.response.status.as_deref() == Some("failed");
                 self.response(closed.response);
                 self.complete = !failed;
@@ -191,12 +191,12 @@ impl Scanner {
         for event in sse::events(block) {
             match event.name {
                 b"message_start" => {
-                    if let Ok(start) = serde_json::from_slice::<MessageStart>(event.data) {
+                    if let Ok(start) = serde_json::from_slice::<MessageStart>(&event.data) {
                         start.message.usage.add_to(&mut self.usage);
                     }
                 }
                 b"message_delta" => {
-                    if let Ok(delta) = serde_json::from_slice::<MessageDelta>(event.data) {
+                    if let Ok(delta) = serde_json::from_slice::<MessageDelta>(&event.data) {
                         delta.usage.add_to(&mut self.usage);
                         if let Some(reason) = delta.delta.stop_reason {
                             self.stop_reason = Some(reason);
@@ -230,7 +230,7 @@ pub(crate) fn is_usage_chunk(data: &[u8]) -> bool {
 /// Appends the text deltas of `block`'s events to `text`.
 fn collect_text(wire: Wire, block: &[u8], text: &mut String) {
     for event in sse::events(block) {
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(event.data) else {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&event.data) else {
             continue;
         };
         let piece = match wire {
