@@ -8,8 +8,10 @@
 //! When the stream ends — completely, broken, past its deadline, or dropped because the client
 //! left — the call is recorded once, by its [`Finish`].
 //!
-//! An upstream that sends more than the cutter's cap without ending an event ends the stream
-//! as broken.
+//! An error the provider reports inside the stream (`in_band.rs`) ends it as broken: a relayed
+//! one is handed on as it came (the client's SDK reads its wire's error event), then the stream
+//! ends; a translated one ends the stream with the failure in the client's wire. An upstream
+//! that sends more than the cutter's cap without ending an event ends it as broken too.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -322,6 +324,11 @@ impl WireStream {
                 }
             };
             let ended = matches!(read, Ok(None));
+            if let (Ok(Some(upstream)), Source::Translated { .. }) = (&read, &self.source)
+                && let Some(error) = super::in_band::in_block(Wire::Chat, upstream)
+            {
+                return Poll::Ready(self.close(Some(error.to_string())));
+            }
             let block = match (read, &mut self.source) {
                 (Err(failure), _) => return Poll::Ready(self.close(Some(failure))),
                 (Ok(None), Source::Translated { translator, .. }) => {
@@ -348,7 +355,10 @@ impl WireStream {
                 if let Some(tap) = &mut self.tap {
                     tap.block(&block);
                 }
-                if ended || (self.scan.complete && matches!(self.source, Source::Translated { .. })) {
+                if self.scan.failure.is_some() && matches!(self.source, Source::Relay { .. }) {
+                    // The provider's error event goes on as it came, and ends the stream.
+                    self.end(Ended::Broken);
+                } else if ended || (self.scan.complete && matches!(self.source, Source::Translated { .. })) {
                     self.pending = self.close(None);
                 }
                 // Only a block that mentions usage is looked at event by event.
