@@ -40,7 +40,6 @@ fn in_band_failure(
     span: &tracing::Span,
     error: &InBandError,
 ) -> ProviderError {
-    tracing::warn!(provider = %model.provider, model = %model.id, status = error.status, "error inside a 200 reply");
     failed(model, span, client.in_band(error))
 }
 
@@ -89,7 +88,10 @@ pub(super) async fn first_events(
                         Err(too_long) => return Err(too_long.to_string()),
                     }
                 }
-                Some(Err(e)) => return Err(format!("the stream broke before its first event: {e}")),
+                Some(Err(e)) => {
+                    let e = crate::error::scrub(&e.to_string());
+                    return Err(format!("the stream broke before its first event: {e}"));
+                }
                 None => return Ok(cutter.rest().filter(|rest| sse::events(rest).next().is_some())),
             }
         }
