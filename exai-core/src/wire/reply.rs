@@ -445,3 +445,48 @@ impl Drop for WireStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_upstream_that_never_ends_an_event_ends_the_stream_as_broken() {
+        let reads = [
+            &b"data: {\"a\":1}\n\n"[..],
+            b"data: {\"without end",
+            b"ing\"}\ndata: more",
+        ];
+        let body = futures::stream::iter(reads.map(|r| Ok(Bytes::from_static(r)))).boxed();
+        let source = Source::Relay {
+            body,
+            cutter: EventCutter::with_limit(24),
+        };
+        let ended = Arc::new(Mutex::new(None));
+        let seen = ended.clone();
+        let finish: Finish = Box::new(move |_, how| {
+            if let Ok(mut seen) = seen.lock() {
+                *seen = Some(how);
+            }
+        });
+        let until = (Instant::now() + Duration::from_secs(5), Duration::from_secs(5));
+        let names = ("p".to_string(), "m".to_string());
+        let stream = WireStream::new(Scanner::new(Wire::Chat), source, names, until, Some(finish));
+        let items: Vec<_> = stream.collect().await;
+        assert!(
+            matches!(&items[0], Ok(b) if &b[..] == b"data: {\"a\":1}\n\n"),
+            "{items:?}"
+        );
+        let error = items.get(1).and_then(|i| i.as_ref().err()).map(ToString::to_string);
+        assert!(
+            error.is_some_and(|e| e.contains("without ending an event")),
+            "{items:?}"
+        );
+        assert_eq!(items.len(), 2);
+        assert_eq!(ended.lock().ok().and_then(|e| *e), Some(Ended::Broken));
+    }
+}
