@@ -1,8 +1,10 @@
 //! The relay, seen from both ends: a client's body reaches the provider byte for byte but for
 //! the model (and, for a chat stream, `stream_options`), and the provider's reply reaches the
 //! client as its bytes — for OpenAI chat and Anthropic Messages, plain and streamed. Also: a
-//! translated call is retried and has its provider's quirks applied like any other, and a
-//! `/v1/messages` call has one deadline, however many models it tries.
+//! translated call is retried and has its provider's quirks applied like any other, a
+//! `/v1/messages` call has one deadline, however many models it tries, and an error a provider
+//! puts inside a 200 is an error: the next model's answer when it came first, the provider's
+//! error event and a broken call when it came mid-stream.
 
 mod common;
 
@@ -264,4 +266,58 @@ async fn a_relayed_stream_past_its_deadline_ends_with_an_error_and_is_recorded_a
         status["activity"]["recent"][0]["status"], "stream_interrupted",
         "{status}"
     );
+}
+
+/// The `exai_requests_total` lines of `/metrics` for `provider` with `status`.
+async fn requests_counted(d: &common::Daemon, provider: &str, status: &str) -> bool {
+    let metrics = common::get_text(d, "/metrics", None).await;
+    metrics.lines().any(|l| {
+        l.starts_with("exai_requests_total")
+            && l.contains(&format!("provider=\"{provider}\""))
+            && l.contains(&format!("status=\"{status}\""))
+    })
+}
+
+#[tokio::test]
+async fn an_error_inside_a_200_is_an_error_before_the_first_byte_and_after_it() {
+    let Ok(fake) = FakeUpstream::start().await else {
+        panic!("fake")
+    };
+    let settings = [("EXAI_FALLBACK", "glm,kimi"), ("EXAI_MAX_RETRIES", "0")];
+    let d = daemon(&fake, &["GLM", "KIMI"], &settings, "relay-in-band").await;
+    let headers = [("anthropic-version", "2023-06-01")];
+    let body = r#"{"model":"auto","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n";
+    let rest = concat!(
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":2}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let overloaded = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+
+    // First: GLM's 200 holds only the error; Kimi answers, and the client sees only Kimi.
+    fake.push(FakeReply::raw(overloaded, true));
+    fake.push(FakeReply::raw(format!("{start}{rest}"), true));
+    let (status, _, reply) = post(&d.base, "/v1/messages", body, &headers).await;
+    assert_eq!((status, text(&reply)), (200, format!("{start}{rest}")));
+    let page = common::get_json(&d, "/ui/api/status").await;
+    let last = &page["activity"]["recent"][0];
+    assert_eq!(
+        (&last["status"], &last["provider"]),
+        (&"ok".into(), &"kimi".into()),
+        "{page}"
+    );
+    assert!(
+        requests_counted(&d, "glm", "transient").await,
+        "GLM's failure is counted"
+    );
+
+    // Mid-stream: the client gets the provider's error event as it came; the call is broken.
+    fake.push(FakeReply::raw_stream_in_parts([start, overloaded, rest]).with_chunk_delay(Duration::from_millis(100)));
+    let (status, _, reply) = post(&d.base, "/v1/messages", body, &headers).await;
+    assert_eq!((status, text(&reply)), (200, format!("{start}{overloaded}")));
+    let page = common::get_json(&d, "/ui/api/status").await;
+    assert_eq!(page["activity"]["recent"][0]["status"], "stream_interrupted", "{page}");
+    assert!(requests_counted(&d, "glm", "stream_interrupted").await);
+    assert!(!requests_counted(&d, "glm", "ok").await, "never a success");
+    assert_eq!(fake.requests().len(), 3);
 }

@@ -8,6 +8,8 @@
 //! - `record.rs`: what is recorded once per call (ledger, key spend, status page, span).
 //! - `wire_call.rs`: a call in a client's wire (OpenAI chat, Anthropic Messages, OpenAI
 //!   Responses), relayed as bytes to a provider that speaks it, translated otherwise.
+//! - `in_band.rs`: a provider's 200 looked at before its attempt counts as answered (an error
+//!   inside it fails the attempt; a stream's first events).
 //! - `cache.rs`: the exact-match response cache: a call's key, a hit written in the caller's
 //!   wire, a miss's reply kept once whole.
 //! - `count_tokens.rs`: a Messages request's token count, kept by a hash of the body so a
@@ -27,6 +29,7 @@ mod attempts;
 mod cache;
 mod count_tokens;
 mod deployment;
+mod in_band;
 mod record;
 mod responses;
 mod unsaved;

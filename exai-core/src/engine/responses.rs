@@ -23,7 +23,7 @@ use crate::routing::Needs;
 use crate::wire::responses::{self, ChatExtras, ResponseFrame};
 use crate::wire::scan::Scanner;
 use crate::wire::sse::EventCutter;
-use crate::wire::{Kept, ResponsesTranslator, Source, WireRequest};
+use crate::wire::{Kept, ResponsesTranslator, Source, Wire, WireRequest};
 
 /// A Responses call, read: its body, the stored items it continues, its response's id, and
 /// where a streamed reply leaves its finished response.
@@ -161,13 +161,14 @@ pub(crate) async fn translate(
     if request.stream {
         let translator = ResponsesTranslator::new(frame, translated.names, split_tags, prepared.kept.clone());
         let source = Source::Translated {
-            body: Box::pin(response.bytes_stream()),
+            body: super::in_band::first_events(client, model, Wire::Chat, &span, response).await?,
             cutter: EventCutter::default(),
             translator: Box::new(translator),
         };
         return Ok(Warned(Answer::Stream(source, span), warning));
     }
-    let reply = response.json::<Value>().await.map_err(|e| unreadable(model, e))?;
+    let reply = super::in_band::whole_reply(client, model, &span, response).await?;
+    let reply = serde_json::from_slice::<Value>(&reply).map_err(|e| unreadable(model, e))?;
     let (object, _) = responses::from_chat(&reply, &frame, &translated.names, split_tags);
     if let Ok(mut kept) = prepared.kept.lock() {
         *kept = Some(object.clone());

@@ -11,6 +11,9 @@
 //! - **the gateway's own call**, chat to a provider whose chat replies must be rewritten
 //!   (MiniMax): the body read into a call, the reply written back as chat chunks.
 //!
+//! A relayed or translated attempt counts as answered only once the reply is seen not to be an
+//! error a provider put inside a 200 (`in_band.rs`): a whole reply, or a stream's first events.
+//!
 //! One deadline covers the whole call, attempts and stream together. The call is recorded once
 //! — ledger, key spend, status page, span — when a whole reply is in, or when its stream ends.
 
@@ -23,6 +26,7 @@ use tracing::Instrument;
 
 use super::attempts::{Attempted, Attempts, Won};
 use super::cache;
+use super::in_band;
 use super::record::CallRecord;
 use super::responses;
 use crate::catalog::{Catalog, ModelInfo};
@@ -586,12 +590,12 @@ async fn relay(
         .await?;
     if request.stream {
         let source = Source::Relay {
-            body: Box::pin(response.bytes_stream()),
+            body: in_band::first_events(client, model, request.wire, &span, response).await?,
             cutter: EventCutter::default(),
         };
         return Ok(Warned(Answer::Stream(source, span), warning));
     }
-    let body = response.bytes().await.map_err(|e| unreadable(model, e))?;
+    let body = in_band::whole_reply(client, model, &span, response).await?;
     Ok(Warned(whole(body, scan, model, &span), warning))
 }
 
@@ -648,16 +652,14 @@ async fn translate(
     if request.stream {
         let estimate = context::estimate(request.text());
         let source = Source::Translated {
-            body: Box::pin(response.bytes_stream()),
+            body: in_band::first_events(client, model, Wire::Chat, &span, response).await?,
             cutter: EventCutter::default(),
             translator: Box::new(StreamTranslator::new(&model.id, names, estimate)),
         };
         return Ok(Warned(Answer::Stream(source, span), warning));
     }
-    let reply = response
-        .json::<serde_json::Value>()
-        .await
-        .map_err(|e| unreadable(model, e))?;
+    let reply = in_band::whole_reply(client, model, &span, response).await?;
+    let reply = serde_json::from_slice::<serde_json::Value>(&reply).map_err(|e| unreadable(model, e))?;
     let (message, _) = from_openai(&reply, &model.id, &names);
     Ok(Warned(
         whole(Bytes::from(message.to_string()), scan, model, &span),

@@ -3,8 +3,9 @@
 //! Failures are classified into the [`ProviderErrorKind`] taxonomy here, once: 401/403 → auth
 //! (never retried), 429 → rate limited (the `Retry-After` is honoured up to a cap), 408/5xx and
 //! connection failures → transient (exponential backoff with jitter, from `backon`), other 4xx →
-//! invalid request. A stream that ends early is retried only if nothing was sent to the caller
-//! yet; afterwards it surfaces as `StreamInterrupted`. The governor limiter paces requests to the
+//! invalid request. An error reported inside a 200 reply is classified as the status it stands
+//! for ([`ProviderClient::in_band`]). A stream that ends early is retried only if nothing was
+//! sent to the caller yet; afterwards it surfaces as `StreamInterrupted`. The governor limiter paces requests to the
 //! configured requests-per-minute before they leave.
 
 use std::num::NonZeroU32;
@@ -29,6 +30,7 @@ use crate::error::{ProviderError, ProviderErrorKind, scrub};
 use crate::trace;
 use crate::wire::DEFAULT_VERSION;
 use crate::wire::Wire;
+use crate::wire::in_band::InBandError;
 
 /// Rounds allowed for follow-ups such as Kimi's web search echo.
 const MAX_ROUNDS: usize = 4;
@@ -342,6 +344,23 @@ impl ProviderClient {
         self.quirks
             .classify(status, &text)
             .unwrap_or_else(|| classify(&self.config, status, retry_after, &text))
+    }
+
+    /// What an error reported inside a 200 reply means: the HTTP error it stands for, classified
+    /// as that answer would be (the provider's quirks first), its message saying where it was.
+    pub fn in_band(&self, error: &InBandError) -> ProviderErrorKind {
+        let mut kind = self
+            .quirks
+            .classify(error.status, &error.body)
+            .unwrap_or_else(|| classify(&self.config, error.status, None, &error.body));
+        if let ProviderErrorKind::Auth { message, .. }
+        | ProviderErrorKind::RateLimited { message, .. }
+        | ProviderErrorKind::Transient { message, .. }
+        | ProviderErrorKind::InvalidRequest { message, .. } = &mut kind
+        {
+            message.push_str(" (reported inside a 200 reply)");
+        }
+        kind
     }
 
     /// The provider's quirks.

@@ -108,7 +108,14 @@ pub(super) async fn messages(State(shared): State<Arc<Shared>>, uri: Uri, header
             return status_reply(&shared, status, body, retry_after, location);
         }
         ReplyKind::Hang => return produce(shared, vec![], End::Hang, false),
-        ReplyKind::Raw { body, stream } => return produce(shared, vec![(reply.delay, body)], End::Complete, stream),
+        ReplyKind::Raw { parts, stream } => {
+            return produce(
+                shared,
+                super::reply::timed(parts, reply.delay, reply.chunk_delay),
+                End::Complete,
+                stream,
+            );
+        }
         ReplyKind::Json(value) => {
             return produce(
                 shared,

@@ -37,8 +37,9 @@ pub(crate) enum ReplyKind {
     Hang,
     /// A raw 200 JSON body (for provider-specific shapes).
     Json(serde_json::Value),
-    /// A 200 body sent byte for byte: JSON, or (`stream`) server-sent events.
-    Raw { body: bytes::Bytes, stream: bool },
+    /// A 200 body sent byte for byte, in these writes (the first after `delay`, each other
+    /// `chunk_delay` after the one before): JSON, or (`stream`) server-sent events.
+    Raw { parts: Vec<bytes::Bytes>, stream: bool },
     /// A call of the client's tool `name` with `input` (OpenAI `tool_calls`, Anthropic
     /// `tool_use`; streamed, the input comes in pieces).
     ToolUse {
@@ -69,8 +70,18 @@ impl FakeReply {
     /// tests that a relay hands on the upstream's bytes unchanged).
     pub fn raw(body: impl Into<bytes::Bytes>, stream: bool) -> Self {
         Self::of(ReplyKind::Raw {
-            body: body.into(),
+            parts: vec![body.into()],
             stream,
+        })
+    }
+
+    /// Answers with an SSE body sent exactly as given, in `parts` written `chunk_delay` apart:
+    /// so a test decides what the client may have received before an event (a provider's
+    /// error mid-stream, say).
+    pub fn raw_stream_in_parts<B: Into<bytes::Bytes>>(parts: impl IntoIterator<Item = B>) -> Self {
+        Self::of(ReplyKind::Raw {
+            parts: parts.into_iter().map(Into::into).collect(),
+            stream: true,
         })
     }
 
@@ -198,6 +209,13 @@ impl FakeReply {
         self.chunk_delay = delay;
         self
     }
+}
+
+/// A raw reply's parts, each with the wait before it: `delay` for the first, `chunk_delay` for
+/// each other.
+pub(crate) fn timed(parts: Vec<bytes::Bytes>, delay: Duration, chunk_delay: Duration) -> Vec<(Duration, bytes::Bytes)> {
+    let waits = std::iter::once(delay).chain(std::iter::repeat(chunk_delay));
+    waits.zip(parts).collect()
 }
 
 #[cfg(test)]

@@ -90,7 +90,12 @@ pub(super) async fn chat(State(shared): State<Arc<Shared>>, uri: Uri, headers: H
             status_reply(&shared, status, body, retry_after, location)
         }
         ReplyKind::Hang => produce(shared, vec![], End::Hang, false),
-        ReplyKind::Raw { body, stream } => produce(shared, vec![(reply.delay, body)], End::Complete, stream),
+        ReplyKind::Raw { parts, stream } => produce(
+            shared,
+            super::reply::timed(parts, reply.delay, reply.chunk_delay),
+            End::Complete,
+            stream,
+        ),
         ReplyKind::Json(value) => produce(
             shared,
             vec![(reply.delay, Bytes::from(value.to_string()))],

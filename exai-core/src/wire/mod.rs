@@ -9,8 +9,11 @@
 //! upstream's bytes ([`WireReply`]), cut only at event boundaries. Otherwise it is translated.
 //!
 //! - `json.rs`: a JSON object's top-level fields, and edits spliced into its bytes.
-//! - `sse.rs`: a body cut at event boundaries; the events of a block.
+//! - `sse.rs`: a body cut at event boundaries (any line end the SSE spec allows, the held tail
+//!   capped); the events of a block.
 //! - `scan.rs`: usage, stop reason and completion read from relayed bytes.
+//! - `in_band.rs`: errors a provider reports inside a 200 reply, and the HTTP status each
+//!   stands for; what the gateway does with them.
 //! - `request.rs`: [`WireRequest`], and the body each provider receives.
 //! - `reply.rs`: [`WireReply`] and [`WireStream`].
 //! - `replay.rs`: a reply kept in no wire (the cache's), read from any wire and written in any.
@@ -23,6 +26,7 @@
 mod anthropic;
 #[cfg(test)]
 mod fuzz;
+pub(crate) mod in_band;
 pub(crate) mod json;
 pub(crate) mod openai_chat;
 mod replay;

@@ -78,10 +78,10 @@ impl StoredReply {
         let mut out = Self::empty(model, usage);
         for block in blocks {
             for event in sse::events(block) {
-                if event.data == b"[DONE]" {
+                if *event.data == *b"[DONE]" {
                     continue;
                 }
-                let Ok(data) = serde_json::from_slice::<Value>(event.data) else {
+                let Ok(data) = serde_json::from_slice::<Value>(&event.data) else {
                     continue;
                 };
                 match wire {
@@ -243,9 +243,9 @@ impl StoredReply {
         };
         let mut out = Vec::with_capacity(chunks.len() * 2);
         for event in sse::events(&chunks) {
-            if event.data == b"[DONE]" {
+            if *event.data == *b"[DONE]" {
                 translator.finish(&mut out);
-            } else if let Ok(data) = std::str::from_utf8(event.data) {
+            } else if let Ok(data) = std::str::from_utf8(&event.data) {
                 translator.chunk(data, &mut out);
             }
         }

@@ -7,6 +7,11 @@
 //! deadline and the keep-alive pings are one timer, looked at only while the upstream is quiet.
 //! When the stream ends — completely, broken, past its deadline, or dropped because the client
 //! left — the call is recorded once, by its [`Finish`].
+//!
+//! An error the provider reports inside the stream (`in_band.rs`) ends it as broken: a relayed
+//! one is handed on as it came (the client's SDK reads its wire's error event), then the stream
+//! ends; a translated one ends the stream with the failure in the client's wire. An upstream
+//! that sends more than the cutter's cap without ending an event ends it as broken too.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -284,18 +289,16 @@ impl WireStream {
                     match body.as_mut().poll_next(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Some(Ok(chunk))) => match cutter.push(chunk) {
-                            Some(block) => Ok(Some(block)),
-                            None => continue,
+                            Ok(Some(block)) => Ok(Some(block)),
+                            Ok(None) => continue,
+                            Err(too_long) => Err(too_long.to_string()),
                         },
                         Poll::Ready(Some(Err(e))) => Err(format!("stream broke: {e}")),
                         Poll::Ready(None) => {
                             self.drained = true;
-                            match cutter.rest() {
-                                // Handed on (and read) only as whole lines closed by a blank
-                                // one: a line cut short is dropped, as an SSE client drops it.
-                                Some(rest) => Ok(terminated(rest)),
-                                None => Ok(None),
-                            }
+                            // Whole lines closed by a blank one: a line cut short is dropped,
+                            // as an SSE client drops it.
+                            Ok(cutter.rest())
                         }
                     }
                 }
@@ -321,6 +324,11 @@ impl WireStream {
                 }
             };
             let ended = matches!(read, Ok(None));
+            if let (Ok(Some(upstream)), Source::Translated { .. }) = (&read, &self.source)
+                && let Some(error) = super::in_band::in_block(Wire::Chat, upstream)
+            {
+                return Poll::Ready(self.close(Some(error.to_string())));
+            }
             let block = match (read, &mut self.source) {
                 (Err(failure), _) => return Poll::Ready(self.close(Some(failure))),
                 (Ok(None), Source::Translated { translator, .. }) => {
@@ -332,9 +340,9 @@ impl WireStream {
                 (Ok(block), Source::Translated { translator, .. }) => {
                     let mut out = Vec::new();
                     for event in super::sse::events(block.as_deref().unwrap_or_default()) {
-                        if event.data == b"[DONE]" {
+                        if *event.data == *b"[DONE]" {
                             translator.finish(&mut out);
-                        } else if let Ok(data) = std::str::from_utf8(event.data) {
+                        } else if let Ok(data) = std::str::from_utf8(&event.data) {
                             translator.chunk(data, &mut out);
                         }
                     }
@@ -347,13 +355,16 @@ impl WireStream {
                 if let Some(tap) = &mut self.tap {
                     tap.block(&block);
                 }
-                if ended || (self.scan.complete && matches!(self.source, Source::Translated { .. })) {
+                if self.scan.failure.is_some() && matches!(self.source, Source::Relay { .. }) {
+                    // The provider's error event goes on as it came, and ends the stream.
+                    self.end(Ended::Broken);
+                } else if ended || (self.scan.complete && matches!(self.source, Source::Translated { .. })) {
                     self.pending = self.close(None);
                 }
                 // Only a block that mentions usage is looked at event by event.
                 let strip = self.strip_usage_chunk && self.scan.usage_in_block;
                 let block = match strip {
-                    true => super::sse::without(block, |e| super::scan::is_usage_chunk(e.data)),
+                    true => super::sse::without(block, |e| super::scan::is_usage_chunk(&e.data)),
                     false => block,
                 };
                 if !block.is_empty() {
@@ -369,16 +380,6 @@ impl WireStream {
             }
         }
     }
-}
-
-/// `rest` (the upstream's last bytes, with no blank line after them) as whole lines and a blank
-/// line, or nothing when no line of it is whole.
-fn terminated(rest: Bytes) -> Option<Bytes> {
-    let last_line_end = rest.iter().rposition(|b| *b == b'\n')?;
-    let mut out = Vec::with_capacity(last_line_end + 2);
-    out.extend_from_slice(&rest[..=last_line_end]);
-    out.push(b'\n');
-    Some(Bytes::from(out))
 }
 
 impl Stream for WireStream {
@@ -447,16 +448,45 @@ impl Drop for WireStream {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures::StreamExt;
+
     use super::*;
 
-    #[test]
-    fn a_last_read_without_its_blank_line_goes_on_as_whole_lines_only() {
-        assert_eq!(
-            terminated(Bytes::from_static(b"data: [DONE]\n")).as_deref(),
-            Some(&b"data: [DONE]\n\n"[..])
+    #[tokio::test]
+    async fn an_upstream_that_never_ends_an_event_ends_the_stream_as_broken() {
+        let reads = [
+            &b"data: {\"a\":1}\n\n"[..],
+            b"data: {\"without end",
+            b"ing\"}\ndata: more",
+        ];
+        let body = futures::stream::iter(reads.map(|r| Ok(Bytes::from_static(r)))).boxed();
+        let source = Source::Relay {
+            body,
+            cutter: EventCutter::with_limit(24),
+        };
+        let ended = Arc::new(Mutex::new(None));
+        let seen = ended.clone();
+        let finish: Finish = Box::new(move |_, how| {
+            if let Ok(mut seen) = seen.lock() {
+                *seen = Some(how);
+            }
+        });
+        let until = (Instant::now() + Duration::from_secs(5), Duration::from_secs(5));
+        let names = ("p".to_string(), "m".to_string());
+        let stream = WireStream::new(Scanner::new(Wire::Chat), source, names, until, Some(finish));
+        let items: Vec<_> = stream.collect().await;
+        assert!(
+            matches!(&items[0], Ok(b) if &b[..] == b"data: {\"a\":1}\n\n"),
+            "{items:?}"
         );
-        let cut = terminated(Bytes::from_static(b"data: {\"a\":1}\ndata: {\"choices\":[{\"del"));
-        assert_eq!(cut.as_deref(), Some(&b"data: {\"a\":1}\n\n"[..]));
-        assert!(terminated(Bytes::from_static(b"data: {\"cho")).is_none());
+        let error = items.get(1).and_then(|i| i.as_ref().err()).map(ToString::to_string);
+        assert!(
+            error.is_some_and(|e| e.contains("without ending an event")),
+            "{items:?}"
+        );
+        assert_eq!(items.len(), 2);
+        assert_eq!(ended.lock().ok().and_then(|e| *e), Some(Ended::Broken));
     }
 }

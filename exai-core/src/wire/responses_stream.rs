@@ -420,7 +420,7 @@ mod tests {
 
     fn events(bytes: &[u8]) -> Vec<Value> {
         crate::wire::sse::events(bytes)
-            .filter_map(|e| serde_json::from_slice(e.data).ok())
+            .filter_map(|e| serde_json::from_slice(&e.data).ok())
             .collect()
     }
 

@@ -6,6 +6,10 @@
 //! only `message_start` and `message_delta` (two events per reply) parsed. OpenAI Responses: the
 //! event names, with only the closing event (`response.completed`, `.incomplete`, `.failed`)
 //! parsed. No JSON tree is built per chunk.
+//!
+//! It also notes an error the provider reported inside the stream ([`Scanner::failure`], read
+//! by `in_band.rs`): a chat block is searched for `error` first, Messages and Responses
+//! errors are events of their own.
 
 use std::sync::LazyLock;
 
@@ -21,6 +25,7 @@ const DONE_TAIL: usize = 32;
 static DONE: LazyLock<memmem::FinderRev<'static>> = LazyLock::new(|| memmem::FinderRev::new(b"[DONE]"));
 
 use super::Wire;
+use super::in_band::{self, InBandError};
 use super::sse;
 use crate::request::Usage;
 
@@ -38,6 +43,8 @@ pub(crate) struct Scanner {
     /// The last block read mentions a `"usage"` key (where a relay looks for the usage-only
     /// chunk).
     pub usage_in_block: bool,
+    /// The first error the provider reported inside the stream (a 200 that failed after all).
+    pub failure: Option<InBandError>,
 }
 
 impl Scanner {
@@ -49,6 +56,7 @@ impl Scanner {
             complete: false,
             text: None,
             usage_in_block: false,
+            failure: None,
         }
     }
 
@@ -71,7 +79,12 @@ impl Scanner {
             collect_text(self.wire, block, text);
         }
         match self.wire {
-            Wire::Chat => self.chat_block(block),
+            Wire::Chat => {
+                if self.failure.is_none() {
+                    self.failure = in_band::in_block(Wire::Chat, block);
+                }
+                self.chat_block(block);
+            }
             Wire::Messages => self.messages_block(block),
             Wire::Responses => self.responses_block(block),
         }
@@ -123,6 +136,9 @@ impl Scanner {
 
     fn responses_block(&mut self, block: &[u8]) {
         for event in sse::events(block) {
+            if matches!(event.name, b"error" | b"response.failed") && self.failure.is_none() {
+                self.failure = in_band::in_event(Wire::Responses, event.name, &event.data);
+            }
             let closing = matches!(
                 event.name,
                 b"response.completed" | b"response.incomplete" | b"response.failed"
@@ -130,7 +146,7 @@ impl Scanner {
             if !closing {
                 continue;
             }
-            if let Ok(closed) = serde_json::from_slice::<ResponseEvent>(event.data) {
+            if let Ok(closed) = serde_json::from_slice::<ResponseEvent>(&event.data) {
                 let failed = closed.response.status.as_deref() == Some("failed");
                 self.response(closed.response);
                 self.complete = !failed;
@@ -191,12 +207,12 @@ impl Scanner {
         for event in sse::events(block) {
             match event.name {
                 b"message_start" => {
-                    if let Ok(start) = serde_json::from_slice::<MessageStart>(event.data) {
+                    if let Ok(start) = serde_json::from_slice::<MessageStart>(&event.data) {
                         start.message.usage.add_to(&mut self.usage);
                     }
                 }
                 b"message_delta" => {
-                    if let Ok(delta) = serde_json::from_slice::<MessageDelta>(event.data) {
+                    if let Ok(delta) = serde_json::from_slice::<MessageDelta>(&event.data) {
                         delta.usage.add_to(&mut self.usage);
                         if let Some(reason) = delta.delta.stop_reason {
                             self.stop_reason = Some(reason);
@@ -204,6 +220,9 @@ impl Scanner {
                     }
                 }
                 b"message_stop" => self.complete = true,
+                b"error" if self.failure.is_none() => {
+                    self.failure = in_band::in_event(Wire::Messages, event.name, &event.data);
+                }
                 _ => {}
             }
         }
@@ -230,7 +249,7 @@ pub(crate) fn is_usage_chunk(data: &[u8]) -> bool {
 /// Appends the text deltas of `block`'s events to `text`.
 fn collect_text(wire: Wire, block: &[u8], text: &mut String) {
     for event in sse::events(block) {
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(event.data) else {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&event.data) else {
             continue;
         };
         let piece = match wire {
