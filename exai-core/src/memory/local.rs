@@ -1,4 +1,4 @@
-//! The in-process store: a moka cache of threads, bounded in count, with the conversation TTL
+//! The in-process store: a moka cache of threads, bounded in bytes, with the conversation TTL
 //! reset on every save, and one of kept responses, bounded in bytes, each gone at its own
 //! `expires_ms`. The embedded default, and the Redis and SQLite stores' fallback mirror.
 
@@ -12,8 +12,14 @@ use moka::future::Cache;
 use super::{MemoryError, MemoryStore, StoredResponse, Thread, ThreadSummary};
 use crate::actors::session::now_ms;
 
-/// Threads kept in process at most; the least recently used go first.
-const CAPACITY: u64 = 10_000;
+/// Bytes of threads (their turns' text, files and images) held in process at most; the least
+/// recently used go first. A count bounded nothing: one thread of long tool outputs or images
+/// can weigh megabytes.
+const THREAD_BYTES: u64 = 256 << 20;
+
+/// What a thread and each of its turns weigh beyond their strings (the entry, the vectors).
+const THREAD_OVERHEAD: usize = 256;
+const TURN_OVERHEAD: usize = 128;
 
 /// Bytes of kept responses (as JSON) held in process at most: a response carries its whole
 /// conversation, so a count alone bounds nothing.
@@ -31,7 +37,11 @@ impl LocalStore {
     /// A store whose threads expire `ttl` after their last save.
     pub fn new(ttl: Duration) -> Self {
         Self {
-            threads: Cache::builder().max_capacity(CAPACITY).time_to_live(ttl).build(),
+            threads: Cache::builder()
+                .max_capacity(THREAD_BYTES)
+                .weigher(|id: &String, t: &Arc<Thread>| thread_weight(id, t))
+                .time_to_live(ttl)
+                .build(),
             responses: Cache::builder()
                 .max_capacity(RESPONSE_BYTES)
                 .weigher(|id: &String, r: &Arc<StoredResponse>| weight(id, r))
@@ -88,6 +98,21 @@ impl MemoryStore for LocalStore {
         self.responses.invalidate(id).await;
         Ok(live)
     }
+}
+
+/// A thread's weight against [`THREAD_BYTES`]: its strings, and an overhead per thread and turn.
+fn thread_weight(id: &str, thread: &Thread) -> u32 {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let turns: usize = thread
+        .turns
+        .iter()
+        .map(|t| {
+            let lists: usize = t.files.iter().chain(&t.images).map(String::len).sum();
+            TURN_OVERHEAD + t.content.len() + lists + opt(&t.provider) + opt(&t.model) + opt(&t.tool)
+        })
+        .sum();
+    let bytes = THREAD_OVERHEAD + id.len() + opt(&thread.parent) + opt(&thread.tool) + opt(&thread.owner) + turns;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 /// A kept response's weight against [`RESPONSE_BYTES`]: its id and its JSON, in bytes.
@@ -153,13 +178,55 @@ mod tests {
     #[tokio::test]
     async fn kept_responses_are_bounded_in_bytes_not_only_in_count() -> Result<(), MemoryError> {
         let store = LocalStore::new(Duration::from_secs(60));
-        // 80 responses of 1 MiB: more than RESPONSE_BYTES, far fewer than CAPACITY.
+        // 80 responses of 1 MiB: more than RESPONSE_BYTES.
         for n in 0..80 {
             store.put_response(&response(&format!("resp_{n}"), 1 << 20)).await?;
         }
         store.responses.run_pending_tasks().await;
         assert!(store.responses.weighted_size() <= RESPONSE_BYTES);
         assert!(store.responses.entry_count() < 80);
+        Ok(())
+    }
+
+    fn thread(id: &str, text_bytes: usize) -> Thread {
+        Thread {
+            id: id.to_string(),
+            parent: None,
+            tool: None,
+            owner: None,
+            created_ms: now_ms(),
+            updated_ms: now_ms(),
+            turns: vec![super::super::Turn {
+                role: crate::request::Role::User,
+                content: "x".repeat(text_bytes),
+                provider: None,
+                model: None,
+                files: Vec::new(),
+                images: Vec::new(),
+                usage: None,
+                tool: None,
+                timestamp_ms: now_ms(),
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn threads_are_bounded_in_bytes_and_the_least_recently_used_go() -> Result<(), MemoryError> {
+        let store = LocalStore::new(Duration::from_secs(60));
+        // 300 threads of 1 MiB each: more than THREAD_BYTES.
+        for n in 0..300 {
+            store.save(&thread(&format!("t{n}"), 1 << 20)).await?;
+        }
+        store.threads.run_pending_tasks().await;
+        assert!(store.threads.weighted_size() <= THREAD_BYTES);
+        assert!(store.threads.entry_count() < 300);
+        // Small ones are many: a count of 10,000 would have refused the rest.
+        let small = LocalStore::new(Duration::from_secs(60));
+        for n in 0..12_000 {
+            small.save(&thread(&format!("s{n}"), 10)).await?;
+        }
+        small.threads.run_pending_tasks().await;
+        assert_eq!(small.threads.entry_count(), 12_000);
         Ok(())
     }
 
