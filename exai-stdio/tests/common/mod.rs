@@ -22,9 +22,14 @@ pub struct McpChild {
 }
 
 impl McpChild {
-    /// Spawns exai-stdio with only `env` (plus PATH and an empty HOME) in its environment.
+    /// Spawns exai-stdio with only `env` (plus PATH and an empty HOME of its own) in its
+    /// environment. Each child has its own HOME, so its own state file and the limits shared
+    /// through it: tests running at once must not share one `global` limit (a test that wants
+    /// processes to share sets `EXAI_STATE_DIR`).
     pub fn spawn(env: &HashMap<String, String>) -> Self {
-        let home = std::env::temp_dir().join(format!("exai-stdio-home-{}", std::process::id()));
+        static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let home = std::env::temp_dir().join(format!("exai-stdio-home-{}-{n}", std::process::id()));
         let _ = std::fs::create_dir_all(&home);
         let mut child = Command::new(env!("CARGO_BIN_EXE_exai-stdio"))
             .env_clear()
