@@ -148,15 +148,7 @@ impl DeploymentPermit {
             _lease: lease,
         }))
     }
-}
 
-impl std::fmt::Debug for DeploymentPermit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DeploymentPermit({})", self.label)
-    }
-}
-
-impl DeploymentPermit {
     /// The call used `tokens` (prompt and completion): counted against its `tpm` for this
     /// minute, here and — when it has a `tpm` — in every process (off the call's path).
     pub fn used(&self, gateway: &Gateway, tokens: u64) {
@@ -165,9 +157,19 @@ impl DeploymentPermit {
             && tokens > 0
             && let Some(shared) = gateway.limits().shared().cloned()
         {
-            let scope = self.scope.clone();
-            tokio::spawn(async move { shared.tokens(&scope, tokens).await });
+            // Tracked: a short-lived process (`exai chat`) waits for it at shutdown.
+            let (scope, tracked) = (self.scope.clone(), gateway.track());
+            tokio::spawn(async move {
+                let _tracked = tracked;
+                shared.tokens(&scope, tokens).await
+            });
         }
+    }
+}
+
+impl std::fmt::Debug for DeploymentPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeploymentPermit({})", self.label)
     }
 }
 
@@ -175,7 +177,10 @@ impl DeploymentPermit {
 /// call's path).
 pub(crate) fn publish_cool(gateway: &Gateway, scope: &str, for_: Duration) {
     if let Some(shared) = gateway.limits().shared().cloned() {
-        let scope = scope.to_string();
-        tokio::spawn(async move { shared.cool(&scope, for_).await });
+        let (scope, tracked) = (scope.to_string(), gateway.track());
+        tokio::spawn(async move {
+            let _tracked = tracked;
+            shared.cool(&scope, for_).await
+        });
     }
 }
