@@ -63,6 +63,15 @@ async fn chat(d: &Daemon, model: &str, prompt: &str) -> (u16, reqwest::header::H
     (status, headers, response.json().await.unwrap_or_default())
 }
 
+/// The `Retry-After` seconds of an answer (0 without one).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
+}
+
 fn content(body: &Value) -> &str {
     body["choices"][0]["message"]["content"].as_str().unwrap_or_default()
 }
@@ -148,11 +157,7 @@ async fn a_long_retry_after_is_never_waited_out_and_nothing_left_answers_429_wit
     assert_eq!(status, 200);
     let (status, headers, body) = chat(&d, "glm-4.6", "only glm").await;
     assert_eq!(status, 429, "{body}");
-    let wait: u64 = headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_default();
+    let wait = retry_after(&headers);
     assert!((1..=30).contains(&wait), "retry-after {wait}");
     assert_eq!(chat_calls(&glm), 1, "GLM was called again while cooling");
 }
@@ -312,11 +317,7 @@ async fn each_keys_tpm_holds(daemons: &[&Daemon], fakes: &[FakeUpstream; 2]) {
     assert_eq!(seen, [2, 2], "each key's upstream saw {seen:?}");
     let (status, headers, body) = chat(daemons[0], "glm-4.6", "one more").await;
     assert_eq!(status, 429, "{body}");
-    let wait: u64 = headers
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_default();
+    let wait = retry_after(&headers);
     assert!((1..=60).contains(&wait), "Retry-After {wait}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("tpm (50 tokens a minute)"), "{message}");
